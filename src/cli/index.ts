@@ -1,0 +1,32 @@
+// The command line for people: `nhi-cni <command>`. Every command has --help.
+import { Command } from 'commander';
+import { SUPPORTED_VERSIONS } from '../cni/version.js';
+import { PLUGIN_TYPES } from '../plugin/skel.js';
+import { ipamCommand } from './ipam.js';
+
+declare const NHI_CNI_VERSION: string;
+export const VERSION = typeof NHI_CNI_VERSION === 'string' ? NHI_CNI_VERSION : '0.0.0-dev';
+
+export async function runCli(argv: string[]): Promise<number> {
+  const program = new Command('nhi-cni')
+    .description('A CNI plugin for least-privilege workload networking.\nRun by a container runtime with CNI_COMMAND set; run by people without it.')
+    .version(VERSION, '-V, --version')
+    .showHelpAfterError()
+    .exitOverride();
+  program
+    .command('version')
+    .description('print the build and the CNI spec versions it speaks')
+    .action(() => {
+      process.stdout.write(`nhi-cni ${VERSION}\nplugin types: ${PLUGIN_TYPES.join(', ')}\nCNI protocol versions supported: ${SUPPORTED_VERSIONS.join(', ')}\n`);
+    });
+  program.addCommand(ipamCommand());
+  try {
+    await program.parseAsync(argv);
+    return 0;
+  } catch (e) {
+    const err = e as { code?: string; exitCode?: number; message?: string };
+    if (err.code?.startsWith('commander.')) return err.exitCode ?? 1;
+    process.stderr.write(`nhi-cni: ${err.message ?? String(e)}\n`);
+    return 1;
+  }
+}

@@ -1,0 +1,18 @@
+// nhi-cni: a CNI plugin when CNI_COMMAND is set (kubelet, containerd, cnitool),
+// a command line for people when it is not.
+import { runCni } from './plugin/skel.js';
+
+async function main(): Promise<void> {
+  const invokedAs = process.argv[1] ?? 'nhi-cni';
+  if (process.env.CNI_COMMAND !== undefined) {
+    process.exitCode = await runCni(process.env, invokedAs);
+    return;
+  }
+  const { runCli } = await import('./cli/index.js');
+  process.exitCode = await runCli(process.argv);
+}
+
+main().catch((e: unknown) => {
+  process.stderr.write(`nhi-cni: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
+  process.exitCode = 1;
+});

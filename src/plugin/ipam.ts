@@ -1,0 +1,40 @@
+// Plugin type `nhi-ipam`: host-local-compatible IPAM, run by a main plugin (the
+// reference bridge, or any other) as its `ipam.type`.
+import { parseCniArgs } from '../cni/args.js';
+import { parsePrevResult } from '../cni/result.js';
+import { ipamAdd, ipamCheck, ipamDel, ipamGc, ipamStatus } from '../chain/ipam/index.js';
+import { loadIpamConfig } from '../chain/ipam/config.js';
+import { formatIp } from '../net/ip.js';
+import { validAttachments } from './attachments.js';
+import { log } from '../log.js';
+import type { CniRequest, PluginType } from './request.js';
+
+function load(req: CniRequest) {
+  const args = parseCniArgs(req.env.args, ['IP']);
+  return loadIpamConfig(req.config, req.config.name, req.version, args.IP);
+}
+
+const attachment = (req: CniRequest) => ({ containerId: req.env.containerId, ifname: req.env.ifname });
+
+export const ipamPlugin: PluginType = {
+  async add(req) {
+    const result = ipamAdd(load(req), attachment(req));
+    log.info({ verb: 'ADD', network: req.config.name, containerId: req.env.containerId, ifname: req.env.ifname, ips: result.ips?.map((i) => i.address) }, 'addresses reserved');
+    return result;
+  },
+  async del(req) {
+    const released = ipamDel(load(req), attachment(req));
+    log.info({ verb: 'DEL', network: req.config.name, containerId: req.env.containerId, ifname: req.env.ifname, ips: released.map(formatIp) }, 'addresses released');
+  },
+  async check(req) {
+    const prev = req.config.prevResult === undefined ? undefined : parsePrevResult(req.config.prevResult, req.version);
+    ipamCheck(load(req), attachment(req), prev);
+  },
+  async gc(req) {
+    const released = ipamGc(load(req), validAttachments(req.config));
+    if (released.length) log.info({ verb: 'GC', network: req.config.name, ips: released.map(formatIp) }, 'stale reservations released');
+  },
+  async status(req) {
+    ipamStatus(load(req));
+  },
+};

@@ -1,0 +1,95 @@
+// The CNI process contract: environment and stdin in, one JSON document on
+// stdout, exit status 0 or 1. Loads nothing heavy until it knows it must:
+// VERSION and early errors return before zod, pino or any plugin module is
+// evaluated (each of those costs milliseconds on every container event).
+import { basename } from 'node:path';
+import { decodeConfig, MAX_STDIN_BYTES } from '../cni/config.js';
+import { parseEnv, type Verb } from '../cni/env.js';
+import { CniError, Code, errorJson } from '../cni/errors.js';
+import { configVersion, CURRENT_VERSION, requireVerbVersion, SUPPORTED_VERSIONS, type CniVersion } from '../cni/version.js';
+import { readStdin, writeStdout } from '../sys/stdio.js';
+import type { PluginType } from './request.js';
+
+export const PLUGIN_TYPES = ['nhi-ipam'] as const;
+const PLANNED_TYPES = ['nhi-cni', 'nhi-policy'];
+
+async function loadType(name: string): Promise<PluginType> {
+  switch (name) {
+    case 'nhi-ipam':
+      return (await import('./ipam.js')).ipamPlugin;
+    default:
+      throw new CniError(Code.InvalidConfig, `plugin type ${name} is not available in this build`);
+  }
+}
+
+/**
+ * The type to run: the config's `type` when it is one of ours, else the name
+ * this binary was invoked under (a main plugin runs its IPAM delegate as
+ * CNI_PATH/<ipam.type>, with its own config on stdin).
+ */
+export function chooseType(configType: unknown, invokedAs: string): string {
+  const known = (t: unknown): t is string => typeof t === 'string' && ((PLUGIN_TYPES as readonly string[]).includes(t) || PLANNED_TYPES.includes(t));
+  if (known(configType)) return configType;
+  const self = basename(invokedAs);
+  if (known(self)) return self;
+  throw new CniError(
+    Code.InvalidConfig,
+    `cannot tell which nhi-cni plugin type to run: config type is ${JSON.stringify(configType)} and the binary is called ${JSON.stringify(self)}`,
+    `install the binary (or a link to it) as one of ${PLUGIN_TYPES.join(', ')}`,
+  );
+}
+
+export async function runCni(env: Record<string, string | undefined>, invokedAs: string): Promise<number> {
+  let version: CniVersion = CURRENT_VERSION;
+  try {
+    const cenv = parseEnv(env);
+    if (cenv.verb === 'VERSION') {
+      // The reference plugins answer with their newest version and ignore stdin.
+      writeStdout(`${JSON.stringify({ cniVersion: CURRENT_VERSION, supportedVersions: SUPPORTED_VERSIONS })}\n`);
+      return 0;
+    }
+    const stdin = readStdin(MAX_STDIN_BYTES);
+    const config = decodeConfig(stdin);
+    version = configVersion(config.cniVersion);
+    requireVerbVersion(cenv.verb, version);
+    const type = chooseType(config.type, invokedAs);
+    const [plugin, { configureLog }] = await Promise.all([loadType(type), import('../log.js')]);
+    const logConf = (config.log ?? {}) as { file?: string; level?: string };
+    configureLog({ file: logConf.file, level: logConf.level });
+    configureLog({ file: env.NHI_CNI_LOG_FILE, level: env.NHI_CNI_LOG_LEVEL });
+    const result = await dispatch(plugin, cenv.verb, { env: cenv, config, version, stdin });
+    if (result) writeStdout(`${JSON.stringify(result)}\n`);
+    return 0;
+  } catch (e) {
+    await logFailure(e);
+    writeStdout(`${JSON.stringify(errorJson(e, version))}\n`);
+    return 1;
+  }
+}
+
+async function dispatch(plugin: PluginType, verb: Exclude<Verb, 'VERSION'>, req: Parameters<PluginType['add']>[0]) {
+  switch (verb) {
+    case 'ADD': {
+      const { toVersion } = await import('../cni/result.js');
+      return toVersion({ cniVersion: req.version, ...(await plugin.add(req)) }, req.version);
+    }
+    case 'DEL':
+      return void (await plugin.del(req));
+    case 'CHECK':
+      return void (await plugin.check(req));
+    case 'GC':
+      return void (await plugin.gc(req));
+    case 'STATUS':
+      return void (await plugin.status(req));
+  }
+}
+
+async function logFailure(e: unknown): Promise<void> {
+  try {
+    const { log } = await import('../log.js');
+    if (e instanceof CniError && e.code !== Code.Internal) log.warn({ code: e.code, details: e.details }, e.message);
+    else log.error({ err: e }, 'internal error');
+  } catch {
+    // logging must never hide the error itself
+  }
+}
