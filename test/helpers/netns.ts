@@ -1,0 +1,56 @@
+// Throw-away network namespaces for tests: a "node" namespace where the plugins
+// run (so the machine's own links and firewall are never touched) and "pod"
+// namespaces the plugins wire. Every namespace a test makes is deleted in
+// cleanup, also when the test fails.
+import { execFileSync, spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+
+export interface Netns {
+  name: string;
+  path: string;
+}
+
+const created = new Set<string>();
+
+export function uniqueName(prefix: string): string {
+  return `${prefix}-${process.pid.toString(36)}${randomBytes(3).toString('hex')}`;
+}
+
+export function createNetns(prefix = 'nhit'): Netns {
+  const name = uniqueName(prefix);
+  execFileSync('ip', ['netns', 'add', name]);
+  created.add(name);
+  execFileSync('ip', ['-n', name, 'link', 'set', 'lo', 'up']);
+  return { name, path: `/var/run/netns/${name}` };
+}
+
+export function deleteNetns(ns: Netns | string): void {
+  const name = typeof ns === 'string' ? ns : ns.name;
+  spawnSync('ip', ['netns', 'del', name]);
+  created.delete(name);
+}
+
+export function deleteAllNetns(): void {
+  for (const n of [...created]) deleteNetns(n);
+}
+
+/** Runs a command inside a namespace; returns stdout, throws on failure. */
+export function inNetns(ns: Netns, cmd: string, args: string[], input?: string): string {
+  return execFileSync('ip', ['netns', 'exec', ns.name, cmd, ...args], { encoding: 'utf8', input, stdio: ['pipe', 'pipe', 'pipe'] });
+}
+
+/** Like inNetns, but reports the exit status instead of throwing. */
+export function tryInNetns(ns: Netns, cmd: string, args: string[]): { status: number; stdout: string; stderr: string } {
+  const r = spawnSync('ip', ['netns', 'exec', ns.name, cmd, ...args], { encoding: 'utf8' });
+  return { status: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
+}
+
+export function ping(from: Netns, to: string): boolean {
+  return tryInNetns(from, 'ping', ['-c', '1', '-W', '2', to]).status === 0;
+}
+
+/** Addresses of an interface inside a namespace, as "addr/prefix". */
+export function addressesOf(ns: Netns, ifname: string): string[] {
+  const out = JSON.parse(inNetns(ns, 'ip', ['-j', 'addr', 'show', 'dev', ifname])) as { addr_info: { local: string; prefixlen: number; scope: string }[] }[];
+  return out.flatMap((l) => l.addr_info.filter((a) => a.scope === 'global').map((a) => `${a.local}/${a.prefixlen}`));
+}

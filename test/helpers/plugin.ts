@@ -1,0 +1,86 @@
+// Running the plugin the two ways a runtime does: directly (env + stdin, as
+// kubelet's runtime does for each plugin) and through libcni (cni-client).
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Netns } from './netns.js';
+import { BINARY, CNI_CLIENT, TEST_CNI_PATH } from './paths.js';
+
+export interface Run {
+  status: number;
+  stdout: string;
+  stderr: string;
+  json: any;
+}
+
+function parse(stdout: string): unknown {
+  try {
+    return stdout.trim() ? JSON.parse(stdout) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+export interface InvokeOptions {
+  /** Run inside this namespace (the test's node); else in the caller's. */
+  node?: Netns;
+  binary?: string;
+  env?: Record<string, string>;
+  stdin?: string | Buffer;
+}
+
+/** Execs the plugin binary with CNI_* env and a config on stdin. */
+export function invoke(o: InvokeOptions): Run {
+  const bin = o.binary ?? BINARY;
+  const env = { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', ...o.env };
+  const [cmd, args] = o.node ? ['ip', ['netns', 'exec', o.node.name, bin]] : [bin, []];
+  const r = spawnSync(cmd as string, args as string[], { env, input: o.stdin ?? '', encoding: 'utf8', maxBuffer: 1 << 24 });
+  return { status: r.status ?? -1, stdout: r.stdout, stderr: r.stderr, json: parse(r.stdout) };
+}
+
+/** A scratch directory removed by cleanup(). */
+export class Scratch {
+  readonly dir = mkdtempSync(join(tmpdir(), 'nhi-test-'));
+  path(...p: string[]): string {
+    return join(this.dir, ...p);
+  }
+  cleanup(): void {
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+/** A libcni runtime: a conflist directory, a result cache, and our CNI_PATH. */
+export class Runtime {
+  readonly confDir: string;
+  readonly cacheDir: string;
+  constructor(
+    readonly scratch: Scratch,
+    readonly node: Netns,
+    readonly cniPath = TEST_CNI_PATH,
+  ) {
+    this.confDir = scratch.path('net.d');
+    this.cacheDir = scratch.path('cache');
+    mkdirSync(this.confDir, { recursive: true });
+    mkdirSync(this.cacheDir, { recursive: true });
+  }
+
+  writeConflist(conflist: { name: string } & Record<string, unknown>): void {
+    writeFileSync(join(this.confDir, `${conflist.name}.conflist`), JSON.stringify(conflist, null, 2));
+  }
+
+  run(verb: 'add' | 'check' | 'del', network: string, pod: Netns | string, env: Record<string, string> = {}): Run {
+    const podPath = typeof pod === 'string' ? pod : pod.path;
+    const r = spawnSync('ip', ['netns', 'exec', this.node.name, CNI_CLIENT, verb, network, podPath], {
+      encoding: 'utf8',
+      env: {
+        PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin',
+        NETCONFPATH: this.confDir,
+        CNI_PATH: this.cniPath,
+        CNI_CACHE_DIR: this.cacheDir,
+        ...env,
+      },
+    });
+    return { status: r.status ?? -1, stdout: r.stdout, stderr: r.stderr, json: parse(r.stdout) };
+  }
+}
