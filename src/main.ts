@@ -2,7 +2,16 @@
 // a command line for people when it is not.
 import { runCni } from './plugin/skel.js';
 
-async function main(): Promise<void> {
+export async function main(): Promise<void> {
+  try {
+    await run();
+  } catch (e: unknown) {
+    process.stderr.write(`nhi-cni: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
+    process.exitCode = 1;
+  }
+}
+
+async function run(): Promise<void> {
   const invokedAs = process.argv[1] ?? 'nhi-cni';
   if (process.env.CNI_COMMAND !== undefined) {
     process.exitCode = await runCni(process.env, invokedAs);
@@ -12,7 +21,3 @@ async function main(): Promise<void> {
   process.exitCode = await runCli(process.argv);
 }
 
-main().catch((e: unknown) => {
-  process.stderr.write(`nhi-cni: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
-  process.exitCode = 1;
-});

@@ -8,13 +8,23 @@ import { basename, dirname, join } from 'node:path';
 /** Temporary files start with this, so directory walkers can skip them. */
 export const TMP_PREFIX = '.nhi-tmp-';
 
-export function writeFileAtomic(path: string, data: string | Buffer, mode = 0o600): void {
+export interface AtomicWriteOptions {
+  mode?: number;
+  /**
+   * fsync before the rename, so the new content survives a power loss. It
+   * costs a disk flush (over 100 ms on slow disks): only for files that are
+   * not mere hints.
+   */
+  durable?: boolean;
+}
+
+export function writeFileAtomic(path: string, data: string | Buffer, { mode = 0o600, durable = false }: AtomicWriteOptions = {}): void {
   const tmp = join(dirname(path), `${TMP_PREFIX}${basename(path)}.${process.pid}`);
   const fd = openSync(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC, mode);
   try {
     if (typeof data === 'string') writeSync(fd, data);
     else writeSync(fd, data);
-    fsyncSync(fd);
+    if (durable) fsyncSync(fd);
   } catch (e) {
     closeSync(fd);
     unlinkSync(tmp);

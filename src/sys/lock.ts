@@ -5,6 +5,7 @@
 // the open file, so it is released when the fd is closed or the process dies.
 import { closeSync, constants, openSync } from 'node:fs';
 import { CniError, Code } from '../cni/errors.js';
+import { sleepMs } from './sleep.js';
 
 const LOCK_EX = 2;
 const LOCK_NB = 4;
@@ -42,10 +43,6 @@ function loadLibc(): Libc {
   return libc;
 }
 
-const sleeper = new Int32Array(new SharedArrayBuffer(4));
-function sleepMs(ms: number): void {
-  Atomics.wait(sleeper, 0, 0, ms);
-}
 
 export interface HeldLock {
   release(): void;

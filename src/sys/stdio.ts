@@ -3,8 +3,8 @@
 // writeSync so that it is on the pipe before the process exits.
 import { readSync, writeSync } from 'node:fs';
 import { CniError, Code } from '../cni/errors.js';
+import { sleepMs } from './sleep.js';
 
-const sleeper = new Int32Array(new SharedArrayBuffer(4));
 
 function retryable(e: unknown): boolean {
   const code = (e as NodeJS.ErrnoException).code;
@@ -22,7 +22,7 @@ export function readStdin(limit: number): Buffer {
       n = readSync(0, buf, 0, buf.length, null);
     } catch (e) {
       if (retryable(e)) {
-        Atomics.wait(sleeper, 0, 0, 1);
+        sleepMs(1);
         continue;
       }
       if ((e as NodeJS.ErrnoException).code === 'EOF') break;
@@ -46,7 +46,7 @@ export function writeStdout(text: string): void {
       off += writeSync(1, data, off, data.length - off);
     } catch (e) {
       if (!retryable(e)) throw e;
-      Atomics.wait(sleeper, 0, 0, 1);
+      sleepMs(1);
     }
   }
 }

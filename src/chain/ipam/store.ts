@@ -92,6 +92,8 @@ export class DiskStore {
   reserve(ip: Ip, containerId: string, ifname: string, rangeSetIndex: number): boolean {
     const text = formatIp(ip);
     if (!createExclusive(join(this.dir, text), ownerContent(containerId, ifname))) return false;
+    // A round-robin hint: atomic, but not worth a disk flush on every ADD
+    // (the reference does not flush either).
     writeFileAtomic(join(this.dir, `${LAST_RESERVED}${rangeSetIndex}`), text);
     return true;
   }
