@@ -27,7 +27,8 @@ export function parseCniArgs(raw: string, known: readonly string[]): CniArgs {
     }
     out[kv[0]!] = kv[1]!;
   }
-  const ignore = Object.entries(out).some(([k, v]) => k.toLowerCase() === 'ignoreunknown' && /^(1|true|0|false)$/i.test(v));
+  // A boolean, as in the reference: 1/true ignore unknown keys, 0/false do not.
+  const ignore = Object.entries(out).some(([k, v]) => k.toLowerCase() === 'ignoreunknown' && /^(1|true)$/i.test(v));
   const allowed = new Set<string>([...COMMON_ARG_KEYS, ...known]);
   const unknown = Object.keys(out).filter((k) => !allowed.has(k) && k.toLowerCase() !== 'ignoreunknown');
   if (unknown.length > 0 && !ignore) {

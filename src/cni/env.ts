@@ -31,6 +31,7 @@ const CONTAINER_ID = /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/;
 const MAX_CONTAINER_ID = 255;
 
 export function parseVerb(raw: string | undefined): Verb {
+  if (!raw) throw new CniError(Code.InvalidEnv, 'required env variables [CNI_COMMAND] missing');
   if ((VERBS as readonly string[]).includes(raw ?? '')) return raw as Verb;
   throw new CniError(Code.InvalidEnv, `unknown CNI_COMMAND: ${raw}`, `CNI_COMMAND must be one of ${VERBS.join(', ')}`);
 }
@@ -51,9 +52,10 @@ export function validateIfname(name: string): string | undefined {
   if (bytes === 0) return 'is empty';
   if (bytes > 15) return `is ${bytes} bytes long; the kernel allows at most 15`;
   if (name === '.' || name === '..') return 'may not be "." or ".."';
-  if (/[/:\s]/u.test(name)) return 'may not contain "/", ":" or whitespace';
+  // Go's unicode.IsSpace (the reference's rule) also counts U+0085; JS's \s does not.
+  if (/[/:\s\u0085]/u.test(name)) return 'may not contain "/", ":" or whitespace';
   // eslint-disable-next-line no-control-regex
-  if (/[\u0000-\u001f\u007f]/.test(name)) return 'may not contain control characters';
+  if (/[\u0000-\u001f\u007f-\u009f]/.test(name)) return 'may not contain control characters';
   return undefined;
 }
 

@@ -29,10 +29,11 @@ export function parseIp(text: string): Ip | undefined {
   if (IPV4.test(text)) return { family: 4, value: new Address4(text).bigInt() };
   if (!text.includes(':') || text.includes('/') || text.includes('%')) return undefined;
   if (!Address6.isValid(text)) return undefined;
-  const a = new Address6(text);
-  // An IPv4-mapped address (::ffff:a.b.c.d) is IPv4 to Go's net package.
-  if (a.is4()) return { family: 4, value: a.to4().bigInt() };
-  return { family: 6, value: a.bigInt() };
+  const value = new Address6(text).bigInt();
+  // An IPv4-mapped address (::ffff:0:0/96, however it is spelled) is IPv4 to
+  // Go's net package, and so to the reference plugins' file names.
+  if (value >> 32n === 0xffffn) return { family: 4, value: value & 0xffffffffn };
+  return { family: 6, value };
 }
 
 /** Parses `addr/prefix`; returns undefined when it is not one. */

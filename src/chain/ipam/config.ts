@@ -107,7 +107,7 @@ function canonicalRange(input: z.infer<typeof RangeInput>): Range {
     ? sameFamily(parseAddr(input.rangeEnd, 'rangeEnd'), 'rangeEnd')
     : fam === 4 ? add(lastOf(subnet), -1n) : lastOf(subnet);
   if (!contains(subnet, end)) throw invalid(`RangeEnd ${formatIp(end)} not in network ${formatCidr(subnet)}`);
-  // The reference does not check this; an inverted range would never allocate.
+  // The reference refuses this too, as "RangeEnd … not in network …"; say what is wrong.
   if (compare(start, end) > 0) throw invalid(`RangeStart ${formatIp(start)} is after RangeEnd ${formatIp(end)}`);
   return { subnet: { ip: net, prefix: subnet.prefix }, start, end, gateway };
 }
