@@ -5,6 +5,7 @@
 import { startupSnapshot } from 'node:v8';
 import { main } from './main.js';
 import './plugin/ipam.js';
+import './plugin/cni.js';
 import './cli/index.js';
 import 'pino';
 

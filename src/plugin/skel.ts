@@ -10,13 +10,15 @@ import { configVersion, CURRENT_VERSION, requireVerbVersion, SUPPORTED_VERSIONS,
 import { readStdin, writeStdout } from '../sys/stdio.js';
 import type { PluginType } from './request.js';
 
-export const PLUGIN_TYPES = ['nhi-ipam'] as const;
-const PLANNED_TYPES = ['nhi-cni', 'nhi-policy'];
+export const PLUGIN_TYPES = ['nhi-cni', 'nhi-ipam'] as const;
+const PLANNED_TYPES = ['nhi-policy'];
 
 async function loadType(name: string): Promise<PluginType> {
   switch (name) {
     case 'nhi-ipam':
       return (await import('./ipam.js')).ipamPlugin;
+    case 'nhi-cni':
+      return (await import('./cni.js')).cniPlugin;
     default:
       throw new CniError(Code.InvalidConfig, `plugin type ${name} is not available in this build`);
   }

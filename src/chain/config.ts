@@ -1,0 +1,86 @@
+// The configuration of plugin type `nhi-cni`: the reference bridge plugin's
+// keys where they overlap, checked once, up front.
+import { z } from 'zod';
+import { CniError, Code } from '../cni/errors.js';
+import { validateIfname } from '../cni/env.js';
+import { DnsSchema, formatIssues, type Dns } from '../cni/result.js';
+
+export const DEFAULT_BRIDGE = 'nhi0';
+export const DEFAULT_STATE_DIR = '/var/lib/nhi-cni';
+export const DEFAULT_RUN_DIR = '/run/nhi-cni';
+/** ipam.type values run in-process; anything else is executed from CNI_PATH. */
+export const BUILTIN_IPAM = ['host-local', 'nhi-ipam'];
+
+const MAC = /^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$/;
+
+export const CniConfigInput = z.object({
+  bridge: z.string().optional(),
+  isGateway: z.boolean().optional(),
+  isDefaultGateway: z.boolean().optional(),
+  forceAddress: z.boolean().optional(),
+  ipMasq: z.boolean().optional(),
+  mtu: z.number().int().min(68).max(65535).optional(),
+  hairpinMode: z.boolean().optional(),
+  promiscMode: z.boolean().optional(),
+  macspoofchk: z.boolean().optional(),
+  dns: DnsSchema.optional(),
+  ipam: z.looseObject({ type: z.string().min(1) }).optional(),
+  stateDir: z.string().optional(),
+  runtimeConfig: z.looseObject({ mac: z.string().optional() }).optional(),
+  args: z.looseObject({ cni: z.looseObject({ mac: z.string().optional() }).optional() }).optional(),
+});
+
+export interface CniConfig {
+  bridge: string;
+  isGateway: boolean;
+  isDefaultGateway: boolean;
+  forceAddress: boolean;
+  ipMasq: boolean;
+  mtu?: number;
+  hairpinMode: boolean;
+  promiscMode: boolean;
+  macspoofchk: boolean;
+  dns?: Dns;
+  ipamType: string;
+  stateDir: string;
+  mac?: string;
+}
+
+function invalid(msg: string, details = ''): CniError {
+  return new CniError(Code.InvalidConfig, msg, details);
+}
+
+export function loadCniConfig(raw: Record<string, unknown>, envMac?: string): CniConfig {
+  const p = CniConfigInput.safeParse(raw);
+  if (!p.success) throw invalid('invalid nhi-cni configuration', formatIssues(p.error, 'config'));
+  const c = p.data;
+  const bridge = c.bridge ?? DEFAULT_BRIDGE;
+  const why = validateIfname(bridge);
+  if (why) throw invalid(`bridge name ${JSON.stringify(bridge)} ${why}`);
+  if (!c.ipam) throw invalid("missing 'ipam': nhi-cni needs an IPAM section (type host-local or nhi-ipam runs built in)");
+  if (c.hairpinMode && c.promiscMode) throw invalid('cannot set hairpin mode and promiscuous mode at the same time');
+  // MAC precedence as in the reference: runtimeConfig.mac, args.cni.mac, CNI_ARGS MAC=.
+  const mac = c.runtimeConfig?.mac ?? c.args?.cni?.mac ?? envMac;
+  if (mac !== undefined) {
+    if (!MAC.test(mac)) throw invalid(`invalid MAC address ${JSON.stringify(mac)}`, 'expected six hex pairs separated by ":"');
+    if (Number.parseInt(mac.slice(0, 2), 16) & 1) throw invalid(`MAC address ${mac} is a multicast address`);
+  }
+  const stateDir = c.stateDir ?? DEFAULT_STATE_DIR;
+  if (!stateDir.startsWith('/') || stateDir.split('/').includes('..')) throw invalid(`stateDir ${JSON.stringify(stateDir)} must be an absolute path without ".."`);
+  const out: CniConfig = {
+    bridge,
+    isGateway: c.isGateway === true || c.isDefaultGateway === true,
+    isDefaultGateway: c.isDefaultGateway === true,
+    forceAddress: c.forceAddress === true,
+    ipMasq: c.ipMasq === true,
+    hairpinMode: c.hairpinMode === true,
+    promiscMode: c.promiscMode === true,
+    macspoofchk: c.macspoofchk === true,
+    ipamType: c.ipam.type,
+    stateDir,
+  };
+  if (c.mtu !== undefined) out.mtu = c.mtu;
+  if (c.dns && (c.dns.nameservers?.length || c.dns.domain || c.dns.search?.length || c.dns.options?.length)) out.dns = c.dns;
+  if (mac !== undefined) out.mac = mac.toLowerCase();
+  return out;
+}

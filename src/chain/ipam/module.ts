@@ -1,0 +1,92 @@
+// The IPAM step of the nhi-cni chain: host-local (`host-local` or `nhi-ipam`)
+// runs in-process; any other ipam.type is executed from CNI_PATH as a
+// delegated plugin, as SPEC.md "Delegated plugins" describes: same
+// environment, same stdin, its result read back in any version.
+import { accessSync, constants } from 'node:fs';
+import { join } from 'node:path';
+import { CniError, Code } from '../../cni/errors.js';
+import { parsePrevResult, type Result } from '../../cni/result.js';
+import { run } from '../../sys/exec.js';
+import type { CniRequest } from '../../plugin/request.js';
+import { loadIpamConfig, type IpamConfig } from './config.js';
+import { ipamAdd, ipamCheck, ipamDel, ipamGc, ipamStatus, type Attachment } from './index.js';
+
+export interface IpamStep {
+  add(): Promise<Result>;
+  del(): Promise<void>;
+  check(prev: Result): Promise<void>;
+  gc(valid: Attachment[] | undefined): Promise<void>;
+  status(): Promise<void>;
+}
+
+export function builtinIpam(req: CniRequest, envIp?: string): IpamStep {
+  let cfg: IpamConfig | undefined;
+  const conf = () => (cfg ??= loadIpamConfig(req.config, req.config.name, req.version, envIp));
+  const att = { containerId: req.env.containerId, ifname: req.env.ifname };
+  return {
+    add: async () => ipamAdd(conf(), att),
+    del: async () => void ipamDel(conf(), att),
+    check: async (prev) => ipamCheck(conf(), att, prev),
+    gc: async (valid) => void ipamGc(conf(), valid),
+    status: async () => ipamStatus(conf()),
+  };
+}
+
+function findPlugin(type: string, path: string[]): string {
+  if (!/^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(type)) {
+    throw new CniError(Code.InvalidConfig, `invalid ipam.type ${JSON.stringify(type)}`, 'a plugin type is a file name in CNI_PATH');
+  }
+  for (const dir of path) {
+    const p = join(dir, type);
+    try {
+      accessSync(p, constants.X_OK);
+      return p;
+    } catch {
+      // not in this directory
+    }
+  }
+  throw new CniError(Code.InvalidConfig, `failed to find plugin "${type}" in path [${path.join(' ')}]`, 'install the IPAM plugin into a CNI_PATH directory');
+}
+
+export function delegatedIpam(req: CniRequest, type: string): IpamStep {
+  const exec = async (verb: string): Promise<Result | undefined> => {
+    const plugin = findPlugin(type, req.env.path);
+    // The delegate sees the same variables and stdin as we did, but its own verb.
+    const env = ['CNI_COMMAND', 'CNI_CONTAINERID', 'CNI_NETNS', 'CNI_IFNAME', 'CNI_ARGS', 'CNI_PATH'];
+    const saved = env.map((k) => process.env[k]);
+    process.env.CNI_COMMAND = verb;
+    try {
+      const r = await run(plugin, [], req.stdin.toString('utf8'));
+      let out: unknown;
+      try {
+        out = r.stdout.trim() ? JSON.parse(r.stdout) : undefined;
+      } catch {
+        throw new CniError(Code.DecodeFailure, `IPAM plugin ${type} printed something that is not JSON`, r.stdout.slice(0, 200));
+      }
+      if (r.exitCode !== 0) {
+        const e = out as { code?: number; msg?: string; details?: string } | undefined;
+        throw new CniError(Code.SystemFailure, `IPAM plugin ${type} ${verb} failed: ${e?.msg ?? r.stderr.trim()}`, e?.details ?? `code ${e?.code ?? '?'}`);
+      }
+      return verb === 'ADD' ? parsePrevResult(out, req.version) : undefined;
+    } finally {
+      env.forEach((k, i) => (saved[i] === undefined ? delete process.env[k] : (process.env[k] = saved[i])));
+    }
+  };
+  return {
+    add: async () => {
+      const r = await exec('ADD');
+      if (!r?.ips?.length) throw new CniError(Code.SystemFailure, `IPAM plugin ${type} returned missing IP config`);
+      return r;
+    },
+    del: async () => void (await exec('DEL')),
+    check: async () => void (await exec('CHECK')),
+    gc: async () => void (await exec('GC')),
+    status: async () => {
+      try {
+        await exec('STATUS');
+      } catch (e) {
+        throw new CniError(Code.NotAvailable, `IPAM plugin ${type} is not available`, (e as Error).message);
+      }
+    },
+  };
+}

@@ -1,0 +1,69 @@
+// IP masquerade for traffic leaving the pod subnets, in nhi-cni's own nftables
+// table `inet nhi_cni`. Each (network, subnet) has one base chain holding one
+// rule ("from the subnet, not to it, not multicast: masquerade"), so packets
+// pay one prefix match however many pods there are, and DEL has nothing per
+// pod to remove. Every ADD re-asserts the chains of its pod's subnets in its
+// nft transaction (add table, add chain, flush chain, add rule): idempotent,
+// never touching another subnet's chain, and self-healing after someone
+// flushed the ruleset.
+import { createHash } from 'node:crypto';
+import { formatIp, networkOf, parseCidr } from '../net/ip.js';
+import type { NftCommand } from '../sys/nft.js';
+import { listNft } from '../sys/nft.js';
+import type { IpConfig } from '../cni/result.js';
+import type { Plan } from './plan.js';
+
+export const TABLE = 'nhi_cni';
+const FAMILY = 'inet';
+
+export function masqChain(network: string, subnet: string): string {
+  return `masq_${createHash('sha256').update(`${network}\0${subnet}`).digest('hex').slice(0, 16)}`;
+}
+
+/** The networks (as CIDRs) of a pod's addresses. */
+export function subnetsOf(ips: IpConfig[]): string[] {
+  return [...new Set(ips.map((i) => {
+    const c = parseCidr(i.address)!;
+    return `${formatIp(networkOf(c))}/${c.prefix}`;
+  }))].sort();
+}
+
+function prefixMatch(proto: 'ip' | 'ip6', field: 'saddr' | 'daddr', op: '==' | '!=', cidr: string) {
+  const [addr, len] = cidr.split('/');
+  return { match: { op, left: { payload: { protocol: proto, field } }, right: { prefix: { addr, len: Number(len) } } } };
+}
+
+export function masqCommands(network: string, subnet: string): NftCommand[] {
+  const chain = masqChain(network, subnet);
+  const v6 = subnet.includes(':');
+  const proto = v6 ? 'ip6' : 'ip';
+  return [
+    { add: { table: { family: FAMILY, name: TABLE } } },
+    { add: { chain: { family: FAMILY, table: TABLE, name: chain, type: 'nat', hook: 'postrouting', prio: 100, policy: 'accept' } } },
+    { flush: { chain: { family: FAMILY, table: TABLE, name: chain } } },
+    {
+      add: {
+        rule: {
+          family: FAMILY, table: TABLE, chain,
+          comment: `nhi-cni masquerade ${subnet} network ${network}`,
+          expr: [
+            prefixMatch(proto, 'saddr', '==', subnet),
+            prefixMatch(proto, 'daddr', '!=', subnet),
+            prefixMatch(proto, 'daddr', '!=', v6 ? 'ff00::/8' : '224.0.0.0/4'),
+            { masquerade: null },
+          ],
+        },
+      },
+    },
+  ];
+}
+
+export function masqAdd(network: string, ips: IpConfig[], plan: Plan): void {
+  for (const s of subnetsOf(ips)) plan.nft.push(...masqCommands(network, s));
+}
+
+/** Whether the masquerade chain of (network, subnet) is in the kernel. */
+export async function masqInstalled(network: string, subnet: string): Promise<boolean> {
+  const r = await listNft(['chain', FAMILY, TABLE, masqChain(network, subnet)]);
+  return r.exitCode === 0 && r.stdout.includes('"masquerade"');
+}

@@ -1,0 +1,286 @@
+// The nhi-cni chain: IPAM, bridge, veth and masquerade as one ADD in one
+// process. Modules contribute to one Plan, which the runner applies with one
+// `ip -batch` on the node, one `ip -batch` in the pod (plus a sysctl process
+// only for IPv6 or a runtime-chosen MAC) and one nft transaction. An ADD that
+// fails undoes what it did, newest first; DEL undoes an ADD whatever state it
+// reached; GC drops what no valid attachment owns.
+import { existsSync } from 'node:fs';
+import { CniError, Code } from '../cni/errors.js';
+import { parsePrevResult, type Result } from '../cni/result.js';
+import { equal, formatIp, parseCidr } from '../net/ip.js';
+import { run, spawnCount } from '../sys/exec.js';
+import { batchFailure, IpBatch, runHostBatch, runNetnsBatch } from '../sys/ip.js';
+import { applyNft } from '../sys/nft.js';
+import { isBridge, linkExists, linkMaster, netnsId, ownNetnsId } from '../sys/sysfs.js';
+import type { CniRequest } from '../plugin/request.js';
+import { validAttachments } from '../plugin/attachments.js';
+import { log } from '../log.js';
+import { bridgeAdd, bridgeInterface, gatewayOf } from './bridge.js';
+import { BUILTIN_IPAM, DEFAULT_RUN_DIR, type CniConfig } from './config.js';
+import type { IpamStep } from './ipam/module.js';
+import { masqAdd, masqInstalled, subnetsOf } from './masq.js';
+import { Plan } from './plan.js';
+import { AttachmentStore, RunCache, type AttachmentRecord } from './state.js';
+import { hostVethInterface, hostVethName, vethAdd } from './veth.js';
+
+export interface Chain {
+  cfg: CniConfig;
+  ipam: IpamStep;
+  req: CniRequest;
+}
+
+/** Test hook: with NHI_CNI_TEST_HOOKS=1, NHI_CNI_CRASH_AFTER=<step> kills the ADD right after that step. */
+function step(name: string): void {
+  if (process.env.NHI_CNI_TEST_HOOKS === '1' && process.env.NHI_CNI_CRASH_AFTER === name) process.kill(process.pid, 'SIGKILL');
+}
+
+export const ADD_STEPS = ['ipam', 'record', 'host', 'pod-sysctl', 'pod', 'nft'] as const;
+
+function runCache(): RunCache {
+  return new RunCache(process.env.NHI_CNI_RUN_DIR || DEFAULT_RUN_DIR, ownNetnsId());
+}
+
+function checkNetns(netns: string): void {
+  const id = netnsId(netns);
+  if (id === undefined) throw new CniError(Code.UnknownContainer, `network namespace ${netns} does not exist`, 'CNI_NETNS must name the pod\'s namespace');
+  // The reference refuses its own namespace (containernetworking/plugins#714:
+  // a recycled /proc/<pid>/ns/net once made a plugin reconfigure the host).
+  if (id === ownNetnsId() && !/^(1|true)$/i.test(process.env.CNI_NETNS_OVERRIDE ?? '')) {
+    throw new CniError(Code.InvalidEnv, `CNI_NETNS ${netns} is the plugin's own network namespace`, 'refusing to configure the node as if it were a pod');
+  }
+}
+
+export async function chainAdd(c: Chain): Promise<Result> {
+  const { cfg, req } = c;
+  const { containerId, ifname, netns } = req.env;
+  checkNetns(netns);
+  const store = new AttachmentStore(cfg.stateDir, req.config.name);
+  const cache = runCache();
+
+  const ipamResult = await c.ipam.add();
+  step('ipam');
+  const ips = ipamResult.ips ?? [];
+  let hostVeth = hostVethName();
+  const record: AttachmentRecord = {
+    containerId, ifname, netns, bridge: cfg.bridge, hostVeth,
+    ips: ips.map((i) => i.address), created: new Date().toISOString(),
+  };
+  let stage = 'ipam';
+  try {
+    store.write(record);
+    stage = 'record';
+    step('record');
+
+    let plan!: Plan;
+    let veth!: ReturnType<typeof vethAdd>;
+    // Up to three tries: another ADD may create the bridge between our look
+    // and our batch, or (once in 4 billion) pick the same veth name.
+    for (let attempt = 0, bridgeSeen = false; ; attempt++) {
+      plan = new Plan();
+      const br = await bridgeAdd(cfg, ips, plan, cache, bridgeSeen);
+      veth = vethAdd(cfg, { hostVeth, ifname, netns, ips, routes: ipamResult.routes ?? [] }, plan);
+      if (cfg.ipMasq) masqAdd(req.config.name, ips, plan);
+      const r = await runHostBatch(plan.host);
+      if (r.exitCode === 0) break;
+      const f = batchFailure(r);
+      const exists = /File exists/.test(f.message);
+      if (attempt < 2 && exists && f.line === br.createLine && isBridge(cfg.bridge)) {
+        bridgeSeen = true;
+        continue;
+      }
+      if (exists && f.line === veth.createLine) {
+        if (attempt < 2 && linkExists(hostVeth)) {
+          hostVeth = hostVethName();
+          store.write({ ...record, hostVeth });
+          continue;
+        }
+        throw new CniError(Code.SystemFailure, `container veth name ("${ifname}") peer provided ("${hostVeth}") already exists`,
+          `the pod's namespace already has an interface ${ifname}`);
+      }
+      throw new CniError(Code.SystemFailure, 'setting up the bridge and veth pair failed', f.message);
+    }
+    record.hostVeth = hostVeth;
+    stage = 'host';
+    step('host');
+
+    if (plan.podSysctls.length) {
+      const r = await run('nsenter', [`--net=${netns}`, '--', 'sysctl', '-q', '-e', '-w', ...plan.podSysctls]);
+      if (r.exitCode !== 0) throw new CniError(Code.SystemFailure, 'setting sysctls in the pod failed', r.stderr.trim());
+    }
+    step('pod-sysctl');
+    const pr = await runNetnsBatch(netns, plan.pod);
+    if (pr.exitCode !== 0) throw new CniError(Code.SystemFailure, 'configuring the pod interface failed', batchFailure(pr).message);
+    stage = 'pod';
+    step('pod');
+    if (!plan.nft.empty) {
+      const nr = await applyNft(plan.nft);
+      if (nr.exitCode !== 0) throw new CniError(Code.SystemFailure, 'installing nftables state failed', nr.stderr.trim());
+    }
+    step('nft');
+    for (const a of plan.after) a();
+
+    const result: Result = {
+      interfaces: [bridgeInterface(cfg), hostVethInterface(hostVeth), { name: ifname, mac: veth.containerMac, sandbox: netns }],
+      ips: ips.map((ip) => ({
+        ...ip,
+        interface: 2,
+        ...(cfg.isGateway && !ip.gateway ? { gateway: formatIp(gatewayOf(ip).ip) } : {}),
+      })),
+    };
+    if (veth.routes.length) result.routes = veth.routes;
+    const dns = cfg.dns ?? ipamResult.dns;
+    if (dns) result.dns = dns;
+    log.info({ verb: 'ADD', network: req.config.name, containerId, ifname, hostVeth, ips: record.ips, processes: spawnCount() }, 'attachment added');
+    return result;
+  } catch (e) {
+    // Undo, newest first; each undo step tolerates what is already gone.
+    log.warn({ verb: 'ADD', containerId, ifname, stage, error: (e as Error).message }, 'ADD failed; rolling back');
+    await removeLinks(hostVeth, stage === 'ipam' || stage === 'record' ? '' : netns, ifname).catch(() => undefined);
+    await c.ipam.del().catch(() => undefined);
+    store.remove(containerId, ifname);
+    throw e;
+  }
+}
+
+/**
+ * Deletes the pair: from the node by the host-side name when it is known and
+ * present (no namespace needed), else from inside the pod by its name. Gone
+ * already is fine.
+ */
+async function removeLinks(hostVeth: string | undefined, netns: string, ifname: string): Promise<void> {
+  if (hostVeth && linkExists(hostVeth)) {
+    const r = await runHostBatch(new IpBatch().add('link', 'del', hostVeth));
+    if (r.exitCode === 0 || !linkExists(hostVeth)) return;
+    throw new CniError(Code.SystemFailure, `deleting ${hostVeth} failed`, batchFailure(r).message);
+  }
+  if (netns && existsSync(netns)) {
+    const r = await runNetnsBatch(netns, new IpBatch().add('link', 'del', ifname));
+    if (r.exitCode !== 0 && !/Cannot find device|does not exist/.test(r.stderr)) {
+      throw new CniError(Code.SystemFailure, `deleting ${ifname} in ${netns} failed`, batchFailure(r).message);
+    }
+  }
+}
+
+function prevHostVeth(req: CniRequest): string | undefined {
+  if (req.config.prevResult === undefined) return undefined;
+  try {
+    const p = parsePrevResult(req.config.prevResult, req.version);
+    const name = p.interfaces?.[1]?.name;
+    return name && /^veth[0-9a-f]{8}$/.test(name) ? name : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+export async function chainDel(c: Chain): Promise<void> {
+  const { cfg, req } = c;
+  const { containerId, ifname, netns } = req.env;
+  const store = new AttachmentStore(cfg.stateDir, req.config.name);
+  const rec = store.read(containerId, ifname);
+  const hostVeth = rec?.hostVeth ?? prevHostVeth(req);
+  await removeLinks(hostVeth, netns || rec?.netns || '', ifname);
+  await c.ipam.del();
+  store.remove(containerId, ifname);
+  log.info({ verb: 'DEL', network: req.config.name, containerId, ifname, hostVeth }, 'attachment deleted');
+}
+
+export async function chainCheck(c: Chain): Promise<void> {
+  const { cfg, req } = c;
+  const { ifname, netns } = req.env;
+  if (req.config.prevResult === undefined) throw new CniError(Code.InvalidConfig, 'Required prevResult missing', 'CHECK compares the node with the result of ADD');
+  const prev = parsePrevResult(req.config.prevResult, req.version);
+  const fail = (msg: string, details = '') => new CniError(Code.CheckFailed, msg, details);
+  if (!isBridge(cfg.bridge)) throw fail(`bridge ${cfg.bridge} does not exist`);
+  const hostVeth = prev.interfaces?.[1]?.name;
+  if (!hostVeth || !linkExists(hostVeth)) throw fail(`host veth ${hostVeth ?? '(none in prevResult)'} does not exist`);
+  if (linkMaster(hostVeth) !== cfg.bridge) throw fail(`host veth ${hostVeth} is not attached to ${cfg.bridge}`);
+  checkNetns(netns);
+  const r = await runNetnsBatch(netns, new IpBatch().add('addr', 'show', 'dev', ifname).add('route', 'show', 'dev', ifname), true);
+  if (r.exitCode !== 0) throw fail(`interface ${ifname} is missing in ${netns}`, batchFailure(r).message);
+  const [addrs, routes] = parseJsonStream(r.stdout) as [
+    { addr_info?: { local: string; prefixlen: number }[] }[],
+    { dst: string; gateway?: string }[],
+  ];
+  const have = (addrs ?? []).flatMap((l) => l.addr_info ?? []).map((a) => `${a.local}/${a.prefixlen}`);
+  for (const ip of prev.ips ?? []) {
+    if (ip.interface !== undefined && ip.interface !== 2) continue;
+    const want = parseCidr(ip.address)!;
+    if (!have.some((h) => { const c2 = parseCidr(h); return !!c2 && equal(c2.ip, want.ip) && c2.prefix === want.prefix; })) {
+      throw fail(`address ${ip.address} is missing on ${ifname} in ${netns}`);
+    }
+  }
+  for (const rt of prev.routes ?? []) {
+    const dst = rt.dst === '0.0.0.0/0' || rt.dst === '::/0' ? 'default' : rt.dst;
+    const found = (routes ?? []).some((x) => (x.dst === dst || x.dst === rt.dst.replace(/\/(32|128)$/, '')) && (!rt.gw || x.gateway === rt.gw));
+    if (!found) throw fail(`route to ${rt.dst}${rt.gw ? ` via ${rt.gw}` : ''} is missing in ${netns}`);
+  }
+  await c.ipam.check(prev);
+  if (cfg.ipMasq) {
+    for (const s of subnetsOf(prev.ips ?? [])) {
+      if (!(await masqInstalled(req.config.name, s))) throw fail(`masquerade for ${s} is not installed (table inet nhi_cni)`);
+    }
+  }
+}
+
+/** ip -j -batch prints one JSON document per command, back to back. */
+function parseJsonStream(text: string): unknown[] {
+  const out: unknown[] = [];
+  let depth = 0;
+  let start = -1;
+  let inStr = false;
+  for (let i = 0; i < text.length; i++) {
+    const ch = text[i];
+    if (inStr) {
+      if (ch === '\\') i++;
+      else if (ch === '"') inStr = false;
+      continue;
+    }
+    if (ch === '"') inStr = true;
+    else if (ch === '[' || ch === '{') {
+      if (depth++ === 0) start = i;
+    } else if (ch === ']' || ch === '}') {
+      if (--depth === 0) out.push(JSON.parse(text.slice(start, i + 1)));
+    }
+  }
+  return out;
+}
+
+export async function chainGc(c: Chain): Promise<void> {
+  const { cfg, req } = c;
+  const valid = validAttachments(req.config);
+  const errors: string[] = [];
+  if (valid !== undefined) {
+    const keep = new Set(valid.map((a) => `${a.containerId}\0${a.ifname}`));
+    const store = new AttachmentStore(cfg.stateDir, req.config.name);
+    for (const rec of store.list()) {
+      if (keep.has(`${rec.containerId}\0${rec.ifname}`)) continue;
+      try {
+        await removeLinks(rec.hostVeth, '', rec.ifname);
+        store.remove(rec.containerId, rec.ifname);
+        log.info({ verb: 'GC', network: req.config.name, containerId: rec.containerId, ifname: rec.ifname, hostVeth: rec.hostVeth }, 'stale attachment removed');
+      } catch (e) {
+        errors.push((e as Error).message);
+      }
+    }
+  }
+  // GC goes on after a failure and reports everything at the end (SPEC.md "GC").
+  await c.ipam.gc(valid).catch((e: Error) => errors.push(e.message));
+  if (errors.length) throw new CniError(Code.SystemFailure, 'GC could not remove everything', errors.join('; '));
+}
+
+function onPath(bin: string): boolean {
+  return (process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin').split(':').some((d) => d && existsSync(`${d}/${bin}`));
+}
+
+export async function chainStatus(c: Chain): Promise<void> {
+  const missing = ['ip', 'nsenter', ...(c.cfg.ipMasq ? ['nft'] : [])].filter((b) => !onPath(b));
+  if (missing.length) throw new CniError(Code.NotAvailable, `required programs missing: ${missing.join(', ')}`, 'install iproute2, util-linux and nftables');
+  if (linkExists(c.cfg.bridge) && !isBridge(c.cfg.bridge)) {
+    throw new CniError(Code.NotAvailable, `"${c.cfg.bridge}" exists but is not a bridge, so the bridge cannot be created`);
+  }
+  await c.ipam.status();
+}
+
+export function isBuiltinIpam(type: string): boolean {
+  return BUILTIN_IPAM.includes(type);
+}

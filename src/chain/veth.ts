@@ -1,0 +1,92 @@
+// The veth module: the pair between the bridge and the pod, the pod's
+// addresses and routes, and the sysctls the reference sets inside the pod.
+import { randomBytes } from 'node:crypto';
+import { formatIp, parseCidr } from '../net/ip.js';
+import { ensureSysctl, linkExists, linkMac } from '../sys/sysfs.js';
+import type { IpConfig, Route } from '../cni/result.js';
+import type { CniConfig } from './config.js';
+import type { Plan } from './plan.js';
+import { gatewayOf, randomMac } from './bridge.js';
+
+/** The reference's host-side name: "veth" + 8 hex characters. */
+export function hostVethName(): string {
+  return `veth${randomBytes(4).toString('hex')}`;
+}
+
+export interface VethAdd {
+  hostVeth: string;
+  containerMac: string;
+  /** Line of the host batch that creates the pair. */
+  createLine: number;
+  routes: Route[];
+}
+
+const isV6 = (cidr: string) => cidr.includes(':');
+
+/**
+ * The pod's MAC when the runtime does not set one: 0a:58 and the pod's IPv4
+ * address (the convention of ovn-kubernetes and Windows HNS), or the last four
+ * bytes of its IPv6 address. An address reused by a new pod comes back with
+ * the same MAC, so neighbours' ARP/ND caches stay right without the
+ * gratuitous ARP that arp_notify would send, and without a sysctl process
+ * inside the pod to enable it.
+ */
+export function macFor(ips: IpConfig[]): string {
+  const v4 = ips.find((i) => !isV6(i.address));
+  const ip = parseCidr((v4 ?? ips[0])?.address ?? '')?.ip;
+  if (!ip) return randomMac();
+  const low = ip.value & 0xffffffffn;
+  const bytes = [0x0a, 0x58, Number((low >> 24n) & 0xffn), Number((low >> 16n) & 0xffn), Number((low >> 8n) & 0xffn), Number(low & 0xffn)];
+  return bytes.map((b) => b.toString(16).padStart(2, '0')).join(':');
+}
+
+export function vethAdd(cfg: CniConfig, o: { hostVeth: string; ifname: string; netns: string; ips: IpConfig[]; routes: Route[] }, plan: Plan): VethAdd {
+  const mac = cfg.mac ?? macFor(o.ips);
+  const mtu = cfg.mtu ? ['mtu', cfg.mtu] : [];
+  const createLine = plan.host.lines.length;
+  // Created on the node with its peer placed straight into the pod, already
+  // enslaved and up: one line, no window with a half-made pair in the pod.
+  plan.host.add('link', 'add', o.hostVeth, ...mtu, 'master', cfg.bridge, 'up', 'type', 'veth',
+    'peer', 'name', o.ifname, ...mtu, 'address', mac, 'netns', o.netns);
+  plan.host.add('link', 'set', o.hostVeth, 'type', 'bridge_slave', 'hairpin', cfg.hairpinMode ? 'on' : 'off');
+
+  const hasV4 = o.ips.some((ip) => !isV6(ip.address));
+  const hasV6 = o.ips.some((ip) => isV6(ip.address));
+  // A MAC chosen by the runtime does not follow the address: then, as the
+  // reference does, have the pod announce itself with a gratuitous ARP when
+  // eth0 goes up (arp_notify), so neighbours drop a reused address's old MAC.
+  if (hasV4 && cfg.mac) plan.podSysctls.push(`net/ipv4/conf/${o.ifname}/arp_notify=1`);
+  if (hasV6) {
+    plan.podSysctls.push('net/ipv6/conf/lo/disable_ipv6=0', `net/ipv6/conf/${o.ifname}/disable_ipv6=0`, `net/ipv6/conf/${o.ifname}/keep_addr_on_down=1`);
+  }
+  // IPv6 addresses skip duplicate address detection ("nodad", what the
+  // reference gets with accept_dad=0): the address is ours by IPAM, and
+  // waiting for DAD would delay the pod's network by a second or more.
+  for (const ip of o.ips) plan.pod.add('addr', 'add', ip.address, 'dev', o.ifname, ...(isV6(ip.address) ? ['nodad'] : []));
+  plan.pod.add('link', 'set', o.ifname, 'up');
+
+  const routes: Route[] = [...o.routes];
+  if (cfg.isDefaultGateway) {
+    for (const fam of [4, 6] as const) {
+      const ip = o.ips.find((i) => isV6(i.address) === (fam === 6));
+      if (!ip) continue;
+      const dst = fam === 4 ? '0.0.0.0/0' : '::/0';
+      if (!routes.some((r) => r.dst === dst && r.gw)) routes.push({ dst, gw: formatIp(gatewayOf(ip).ip) });
+    }
+  }
+  for (const r of routes) {
+    const fam = parseCidr(r.dst)!.ip.family;
+    const famIp = o.ips.find((i) => parseCidr(i.address)!.ip.family === fam);
+    const gw = r.gw ?? (famIp ? formatIp(gatewayOf(famIp).ip) : undefined);
+    plan.pod.add('route', 'add', r.dst, ...(gw ? ['via', gw] : []), 'dev', o.ifname);
+  }
+  plan.after.push(() => {
+    if (linkExists(o.hostVeth)) ensureSysctl(`net/ipv6/conf/${o.hostVeth}/accept_ra`, '0');
+  });
+  return { hostVeth: o.hostVeth, containerMac: mac, createLine, routes };
+}
+
+export function hostVethInterface(name: string): { name: string; mac?: string } {
+  const mac = linkMac(name);
+  return mac ? { name, mac } : { name };
+}

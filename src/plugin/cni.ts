@@ -1,0 +1,22 @@
+// Plugin type `nhi-cni`: bridge, veth, host-local IPAM and masquerade as one
+// chain in one process (see src/chain/runner.ts).
+import { parseCniArgs } from '../cni/args.js';
+import { loadCniConfig } from '../chain/config.js';
+import { builtinIpam, delegatedIpam } from '../chain/ipam/module.js';
+import { chainAdd, chainCheck, chainDel, chainGc, chainStatus, isBuiltinIpam, type Chain } from '../chain/runner.js';
+import type { CniRequest, PluginType } from './request.js';
+
+function chain(req: CniRequest): Chain {
+  const args = parseCniArgs(req.env.args, ['IP', 'MAC']);
+  const cfg = loadCniConfig(req.config, args.MAC);
+  const ipam = isBuiltinIpam(cfg.ipamType) ? builtinIpam(req, args.IP) : delegatedIpam(req, cfg.ipamType);
+  return { cfg, ipam, req };
+}
+
+export const cniPlugin: PluginType = {
+  add: (req) => chainAdd(chain(req)),
+  del: (req) => chainDel(chain(req)),
+  check: (req) => chainCheck(chain(req)),
+  gc: (req) => chainGc(chain(req)),
+  status: (req) => chainStatus(chain(req)),
+};

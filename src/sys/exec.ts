@@ -1,0 +1,40 @@
+// Runs a program with an argument array (never a shell string) and, where
+// given, its stdin. Every process the plugin spawns goes through here, which
+// is also where they are counted (NHI_CNI_TRACE_EXEC=1 logs each one).
+import { execa } from 'execa';
+import { CniError, Code } from '../cni/errors.js';
+
+export interface ExecResult {
+  stdout: string;
+  stderr: string;
+  exitCode: number;
+}
+
+let spawned = 0;
+
+/** How many processes this plugin process has started so far. */
+export function spawnCount(): number {
+  return spawned;
+}
+
+export async function run(file: string, args: string[], input?: string): Promise<ExecResult> {
+  spawned++;
+  if (process.env.NHI_CNI_TRACE_EXEC === '1') process.stderr.write(`nhi-cni exec: ${file} ${args.join(' ')}\n`);
+  try {
+    const r = await execa(file, args, { input: input ?? '', reject: false, stripFinalNewline: false, env: { LC_ALL: 'C' }, extendEnv: true });
+    if (r.failed && r.exitCode === undefined) {
+      throw new CniError(Code.SystemFailure, `cannot run ${file}`, r.message);
+    }
+    return { stdout: r.stdout, stderr: r.stderr, exitCode: r.exitCode ?? 1 };
+  } catch (e) {
+    if (e instanceof CniError) throw e;
+    throw new CniError(Code.SystemFailure, `cannot run ${file}`, (e as Error).message);
+  }
+}
+
+/** Runs and fails with code 104 (naming the command) on a non-zero exit. */
+export async function runOk(file: string, args: string[], input?: string, what = `${file} ${args.join(' ')}`): Promise<ExecResult> {
+  const r = await run(file, args, input);
+  if (r.exitCode !== 0) throw new CniError(Code.SystemFailure, `${what} failed`, r.stderr.trim() || `exit status ${r.exitCode}`);
+  return r;
+}

@@ -1,0 +1,46 @@
+// nftables through its JSON input: objects in, one `nft -j -f -` transaction
+// out. No ruleset text is ever assembled from strings, so nothing a config or
+// a manifest says can become nft syntax.
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { run, type ExecResult } from './exec.js';
+import { TMP_PREFIX } from './files.js';
+
+export type NftCommand = Record<string, unknown>;
+
+export class NftTransaction {
+  readonly commands: NftCommand[] = [];
+
+  push(...c: NftCommand[]): this {
+    this.commands.push(...c);
+    return this;
+  }
+
+  get empty(): boolean {
+    return this.commands.length === 0;
+  }
+
+  json(): string {
+    return JSON.stringify({ nftables: [{ metainfo: { json_schema_version: 1 } }, ...this.commands] });
+  }
+}
+
+/**
+ * nft opens its input file by name, and "/dev/stdin" cannot be opened when
+ * stdin is a socket (which is what Node gives a child), so the transaction
+ * goes through a private temporary file on tmpfs.
+ */
+export async function applyNft(t: NftTransaction, tmpDir = process.env.NHI_CNI_RUN_DIR || '/run/nhi-cni'): Promise<ExecResult> {
+  mkdirSync(tmpDir, { recursive: true, mode: 0o700 });
+  const file = join(tmpDir, `${TMP_PREFIX}nft.${process.pid}.json`);
+  writeFileSync(file, t.json(), { mode: 0o600 });
+  try {
+    return await run('nft', ['-j', '-f', file]);
+  } finally {
+    rmSync(file, { force: true });
+  }
+}
+
+export async function listNft(args: string[]): Promise<ExecResult> {
+  return run('nft', ['-j', 'list', ...args]);
+}

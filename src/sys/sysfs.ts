@@ -1,0 +1,77 @@
+// Kernel state readable and writable without a process: /sys/class/net for
+// links of the plugin's own network namespace, /proc/sys for its sysctls.
+// (Both reflect the namespace the plugin runs in: the node's.)
+import { readFileSync, readlinkSync, statSync, writeFileSync, existsSync, readdirSync } from 'node:fs';
+import { basename } from 'node:path';
+
+const NET = '/sys/class/net';
+
+export function linkExists(name: string): boolean {
+  return existsSync(`${NET}/${name}`);
+}
+
+export function isBridge(name: string): boolean {
+  return existsSync(`${NET}/${name}/bridge`);
+}
+
+export function linkMac(name: string): string | undefined {
+  try {
+    return readFileSync(`${NET}/${name}/address`, 'utf8').trim();
+  } catch {
+    return undefined;
+  }
+}
+
+export function linkIndex(name: string): number | undefined {
+  try {
+    return Number(readFileSync(`${NET}/${name}/ifindex`, 'utf8'));
+  } catch {
+    return undefined;
+  }
+}
+
+/** The bridge a link is enslaved to, if any. */
+export function linkMaster(name: string): string | undefined {
+  try {
+    return basename(readlinkSync(`${NET}/${name}/master`));
+  } catch {
+    return undefined;
+  }
+}
+
+export function bridgePorts(bridge: string): string[] {
+  try {
+    return readdirSync(`${NET}/${bridge}/brif`);
+  } catch {
+    return [];
+  }
+}
+
+export function readSysctl(path: string): string | undefined {
+  try {
+    return readFileSync(`/proc/sys/${path}`, 'utf8').trim();
+  } catch {
+    return undefined;
+  }
+}
+
+/** Writes a sysctl when it differs; false when the key does not exist. */
+export function ensureSysctl(path: string, value: string): boolean {
+  const cur = readSysctl(path);
+  if (cur === undefined) return false;
+  if (cur !== value) writeFileSync(`/proc/sys/${path}`, value);
+  return true;
+}
+
+/** Identifies the plugin's network namespace (its inode), for node-local caches. */
+export function ownNetnsId(): string {
+  return String(statSync('/proc/self/ns/net').ino);
+}
+
+export function netnsId(path: string): string | undefined {
+  try {
+    return String(statSync(path).ino);
+  } catch {
+    return undefined;
+  }
+}
