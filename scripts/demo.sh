@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # The demo: a test "node" network namespace and three "pod" namespaces, wired
-# by the reference bridge plugin with nhi-ipam as its IPAM, driven through
-# libcni (dist/cni-client) exactly as containerd would. Prints the addresses,
-# pings pod to pod and pod to gateway, deletes everything and shows that
-# nothing is left. Touches nothing outside the namespaces and a temp dir.
+# by nhi-cni (bridge, veth, host-local IPAM and masquerade in one process),
+# driven through libcni (dist/cni-client) exactly as containerd would. Prints
+# the addresses, pings pod to pod and pod to gateway, deletes everything and
+# shows that nothing is left. Touches nothing outside the namespaces and a
+# temp dir.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 [ "$(id -u)" -eq 0 ] || { echo "demo: run as root (it creates network namespaces)" >&2; exit 1; }
-[ -x /usr/lib/cni/bridge ] || { echo "demo: the reference plugins are missing: run scripts/deps.sh" >&2; exit 1; }
 
 tag=$$
 node=nhidemo-node-$tag
@@ -23,28 +23,30 @@ trap cleanup EXIT
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 inode() { ip netns exec "$node" "$@"; }
 
-mkdir -p "$work/net.d" "$work/cache" "$work/ipam"
+mkdir -p "$work/net.d" "$work/cache" "$work/ipam" "$work/state" "$work/run"
 cat > "$work/net.d/10-demo.conflist" <<JSON
 {
   "cniVersion": "1.0.0",
   "name": "demo",
   "plugins": [
     {
-      "type": "bridge",
+      "type": "nhi-cni",
       "bridge": "nhi-demo0",
       "isGateway": true,
+      "isDefaultGateway": true,
+      "ipMasq": true,
+      "stateDir": "$work/state",
       "ipam": {
-        "type": "nhi-ipam",
+        "type": "host-local",
         "dataDir": "$work/ipam",
-        "ranges": [[{ "subnet": "10.88.0.0/24" }], [{ "subnet": "fd88::/64" }]],
-        "routes": [{ "dst": "0.0.0.0/0" }]
+        "ranges": [[{ "subnet": "10.88.0.0/24" }], [{ "subnet": "fd88::/64" }]]
       }
     }
   ]
 }
 JSON
 
-export NETCONFPATH=$work/net.d CNI_PATH=$root/dist:/usr/lib/cni CNI_CACHE_DIR=$work/cache
+export NETCONFPATH=$work/net.d CNI_PATH=$root/dist CNI_CACHE_DIR=$work/cache NHI_CNI_RUN_DIR=$work/run
 client=$root/dist/cni-client
 
 say "node namespace $node, pods ${pods[*]}"
@@ -52,22 +54,27 @@ ip netns add "$node"
 for p in "${pods[@]}"; do ip netns add "$p"; done
 inode ip link set lo up
 
-say "conflist: reference bridge, ipam.type nhi-ipam ($root/dist/nhi-ipam -> nhi-cni)"
+say "conflist: one nhi-cni plugin ($root/dist/nhi-cni)"
 cat "$work/net.d/10-demo.conflist"
 
 declare -A addr
 for p in "${pods[@]}"; do
-  say "ADD $p (libcni -> bridge -> nhi-ipam)"
+  say "ADD $p (libcni -> nhi-cni)"
   start=$(date +%s%N)
-  result=$(inode "$client" add demo "/var/run/netns/$p")
+  result=$(NHI_CNI_TRACE_EXEC=1 inode "$client" add demo "/var/run/netns/$p" 2>"$work/trace")
   end=$(date +%s%N)
   echo "$result"
-  echo "(ADD took $(( (end - start) / 1000000 )) ms, bridge and IPAM together)"
+  echo "(ADD took $(( (end - start) / 1000000 )) ms through libcni; nhi-cni spawned $(grep -c '^nhi-cni exec:' "$work/trace") processes:"
+  sed -n 's/^nhi-cni exec: /   /p' "$work/trace"
+  echo ")"
   addr[$p]=$(ip -n "$p" -4 -o addr show dev eth0 | awk '{print $4}' | cut -d/ -f1)
 done
 
 say "reservations, as nhi-cni ipam ls shows them"
 "$root/dist/nhi-cni" ipam ls --data-dir "$work/ipam"
+
+say "nftables: one masquerade rule per subnet, not per pod"
+inode nft list table inet nhi_cni
 
 say "pod -> pod and pod -> gateway"
 for from in "${pods[@]}"; do
@@ -78,6 +85,8 @@ for from in "${pods[@]}"; do
   done
   if ip netns exec "$from" ping -c1 -W2 10.88.0.1 >/dev/null; then r=ok; else r=FAILED; fi
   printf '  %-22s -> %-15s %s\n' "$from" "10.88.0.1 (gw)" "$r"
+  if ip netns exec "$from" ping -6 -c1 -W2 fd88::1 >/dev/null; then r=ok; else r=FAILED; fi
+  printf '  %-22s -> %-15s %s\n' "$from" "fd88::1 (gw)" "$r"
 done
 
 say "CHECK each pod"
@@ -88,5 +97,6 @@ for p in "${pods[@]}"; do inode "$client" del demo "/var/run/netns/$p" && echo "
 
 say "left behind"
 echo "  IPAM directory: $(ls "$work/ipam/demo" | tr '\n' ' ')(only the lock and round-robin markers)"
+echo "  attachment records: $(ls "$work/state/demo/attachments" | wc -l)"
 echo "  veths on the node: $(inode ip -o link show type veth | wc -l)"
 echo "  pod interfaces: $(for p in "${pods[@]}"; do ip -n "$p" -o link show eth0 2>/dev/null; done | wc -l)"

@@ -195,7 +195,7 @@ export async function chainCheck(c: Chain): Promise<void> {
   if (!hostVeth || !linkExists(hostVeth)) throw fail(`host veth ${hostVeth ?? '(none in prevResult)'} does not exist`);
   if (linkMaster(hostVeth) !== cfg.bridge) throw fail(`host veth ${hostVeth} is not attached to ${cfg.bridge}`);
   checkNetns(netns);
-  const r = await runNetnsBatch(netns, new IpBatch().add('addr', 'show', 'dev', ifname).add('route', 'show', 'dev', ifname), true);
+  const r = await runNetnsBatch(netns, new IpBatch().add('addr', 'show', 'dev', ifname).add('route', 'show', 'dev', ifname, 'table', 'all'), true);
   if (r.exitCode !== 0) throw fail(`interface ${ifname} is missing in ${netns}`, batchFailure(r).message);
   const [addrs, routes] = parseJsonStream(r.stdout) as [
     { addr_info?: { local: string; prefixlen: number }[] }[],

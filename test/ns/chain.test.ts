@@ -142,6 +142,11 @@ describe.each(['nhi-cni', 'reference'] as Kind[])('%s: IPv6 and dual stack', (ki
     expect(ping(pods[0]!, v4[1]!)).toBe(true);
     expect(ping(pods[0]!, v6[1]!)).toBe(true);
     expect(ping(pods[1]!, `fd9${k}::1`)).toBe(true);
+    // CHECK must find the IPv6 default route as well as the IPv4 one.
+    for (const pod of pods) {
+      const c = drv.check(pod);
+      expect(c.status, c.stderr).toBe(0);
+    }
     for (const pod of pods) expect(drv.del(pod).status).toBe(0);
     expect(reservations(`${scratch.dir}/ipam/ds${k}`)).toEqual([]);
   });
