@@ -80,3 +80,12 @@ export function createOutside(node: Netns): Netns {
   execFileSync('ip', ['-n', out.name, 'link', 'set', 'up0', 'up']);
   return out;
 }
+
+/** Pings until an answer comes or `ms` passed (for addresses still in IPv6 DAD). */
+export function pingWithin(from: Netns, to: string, ms: number): boolean {
+  const end = Date.now() + ms;
+  for (;;) {
+    if (ping(from, to)) return true;
+    if (Date.now() > end) return false;
+  }
+}
