@@ -2,7 +2,7 @@
 // Node pinned in package.json (node_modules/.bin/node, Node 26), then the
 // links under which runtimes call the other plugin types.
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
+import { mkdirSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
@@ -26,7 +26,11 @@ await build({
   format: 'cjs',
   outfile: join(dist, 'main.cjs'),
   legalComments: 'none',
-  define: { NHI_CNI_VERSION: JSON.stringify(pkg.version) },
+  define: {
+    NHI_CNI_VERSION: JSON.stringify(pkg.version),
+    // The one copy of the default conflist of `nhi-cni install`.
+    NHI_CNI_DEFAULT_CONFLIST: JSON.stringify(readFileSync(join(root, 'conflists/10-nhi-cni.conflist'), 'utf8')),
+  },
   logLevel: 'warning',
 });
 
@@ -37,12 +41,25 @@ await build({
 // this exact Node build, so the binary is built with the node it embeds.
 // Node warns that some builtins are "not yet fully verified" in snapshots;
 // the tests run the built binary, so they cover what we use.
-rmSync(join(dist, 'nhi-cni'), { force: true });
-const out = execFileSync(process.execPath, ['--build-sea', join(root, 'sea-config.json')], { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
-process.stdout.write(out);
+// Built under a temporary name and renamed into place, so that a test or a
+// benchmark running the old binary never finds it missing or half-written.
+const seaConfig = JSON.parse(readFileSync(join(root, 'sea-config.json'), 'utf8'));
+const tmpConfig = join(dist, `.sea-config.${process.pid}.json`);
+const tmpBinary = join(dist, `.nhi-cni.${process.pid}`);
+writeFileSync(tmpConfig, JSON.stringify({ ...seaConfig, main: join(root, seaConfig.main), output: tmpBinary }));
+try {
+  const out = execFileSync(process.execPath, ['--build-sea', tmpConfig], { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  process.stdout.write(out.replace(tmpConfig, 'sea-config.json').replace(tmpBinary, join(dist, 'nhi-cni')));
+  renameSync(tmpBinary, join(dist, 'nhi-cni'));
+} finally {
+  rmSync(tmpConfig, { force: true });
+  rmSync(tmpBinary, { force: true });
+}
 
 for (const link of ['nhi-ipam', 'nhi-policy']) {
-  rmSync(join(dist, link), { force: true });
-  symlinkSync('nhi-cni', join(dist, link));
+  const tmpLink = join(dist, `.${link}.${process.pid}`);
+  rmSync(tmpLink, { force: true });
+  symlinkSync('nhi-cni', tmpLink);
+  renameSync(tmpLink, join(dist, link));
 }
 console.log(`built ${join(dist, 'nhi-cni')} (Node ${process.versions.node})`);

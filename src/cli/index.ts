@@ -2,6 +2,7 @@
 import { Command } from 'commander';
 import { SUPPORTED_VERSIONS } from '../cni/version.js';
 import { PLUGIN_TYPES } from '../plugin/skel.js';
+import { installCommand } from './install.js';
 import { ipamCommand } from './ipam.js';
 
 declare const NHI_CNI_VERSION: string;
@@ -20,6 +21,7 @@ export async function runCli(argv: string[]): Promise<number> {
       process.stdout.write(`nhi-cni ${VERSION}\nplugin types: ${PLUGIN_TYPES.join(', ')}\nCNI protocol versions supported: ${SUPPORTED_VERSIONS.join(', ')}\n`);
     });
   program.addCommand(ipamCommand());
+  program.addCommand(installCommand());
   try {
     await program.parseAsync(argv);
     return 0;

@@ -13,8 +13,8 @@ function caught(fn: () => unknown): CniError {
 }
 
 describe('chooseType', () => {
-  it('ships nhi-ipam', () => {
-    expect([...PLUGIN_TYPES]).toStrictEqual(['nhi-ipam']);
+  it('ships nhi-cni and nhi-ipam', () => {
+    expect([...PLUGIN_TYPES]).toStrictEqual(['nhi-cni', 'nhi-ipam']);
   });
 
   it.each([['nhi-ipam'], ['nhi-cni'], ['nhi-policy']])('config type %s wins over the invoked name', (type) => {
@@ -44,7 +44,7 @@ describe('chooseType', () => {
   ])('config type %j, invoked as %s: code 7', (type, invoked) => {
     const e = caught(() => chooseType(type, invoked));
     expect(e.code).toBe(7);
-    expect(e.details).toBe('install the binary (or a link to it) as one of nhi-ipam');
+    expect(e.details).toBe('install the binary (or a link to it) as one of nhi-cni, nhi-ipam');
   });
 
   it('the message names both', () => {
