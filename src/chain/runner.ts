@@ -10,7 +10,7 @@ import { parsePrevResult, type Result } from '../cni/result.js';
 import { equal, formatIp, parseCidr } from '../net/ip.js';
 import { run, spawnCount } from '../sys/exec.js';
 import { batchFailure, IpBatch, runHostBatch, runNetnsBatch } from '../sys/ip.js';
-import { applyNft } from '../sys/nft.js';
+import { applyNft, NftTransaction } from '../sys/nft.js';
 import { isBridge, linkExists, linkMaster, netnsId, ownNetnsId } from '../sys/sysfs.js';
 import type { CniRequest } from '../plugin/request.js';
 import { validAttachments } from '../plugin/attachments.js';
@@ -21,7 +21,8 @@ import type { IpamStep } from './ipam/module.js';
 import { masqAdd, masqInstalled, subnetsOf } from './masq.js';
 import { Plan } from './plan.js';
 import { AttachmentStore, RunCache, type AttachmentRecord } from './state.js';
-import { hostVethInterface, hostVethName, vethAdd } from './veth.js';
+import { hostVethInterface, hostVethName, macFor, vethAdd } from './veth.js';
+import { macspoofAdd, macspoofDel } from './macspoof.js';
 
 export interface Chain {
   cfg: CniConfig;
@@ -65,6 +66,7 @@ export async function chainAdd(c: Chain): Promise<Result> {
     containerId, ifname, netns, bridge: cfg.bridge, hostVeth,
     ips: ips.map((i) => i.address), created: new Date().toISOString(),
   };
+  if (cfg.macspoofchk) record.mac = cfg.mac ?? macFor(ips);
   let stage = 'ipam';
   try {
     store.write(record);
@@ -80,6 +82,7 @@ export async function chainAdd(c: Chain): Promise<Result> {
       const br = await bridgeAdd(cfg, ips, plan, cache, bridgeSeen);
       veth = vethAdd(cfg, { hostVeth, ifname, netns, ips, routes: ipamResult.routes ?? [] }, plan);
       if (cfg.ipMasq) masqAdd(req.config.name, ips, plan);
+      if (cfg.macspoofchk) plan.nft.push(...macspoofAdd(hostVeth, veth.containerMac));
       const r = await runHostBatch(plan.host);
       if (r.exitCode === 0) break;
       const f = batchFailure(r);
@@ -136,6 +139,7 @@ export async function chainAdd(c: Chain): Promise<Result> {
     // Undo, newest first; each undo step tolerates what is already gone.
     log.warn({ verb: 'ADD', containerId, ifname, stage, error: (e as Error).message }, 'ADD failed; rolling back');
     await removeLinks(hostVeth, stage === 'ipam' || stage === 'record' ? '' : netns, ifname).catch(() => undefined);
+    if (record.mac) await removeSpoofcheck(hostVeth, record.mac).catch(() => undefined);
     await c.ipam.del().catch(() => undefined);
     store.remove(containerId, ifname);
     throw e;
@@ -161,6 +165,11 @@ async function removeLinks(hostVeth: string | undefined, netns: string, ifname: 
   }
 }
 
+async function removeSpoofcheck(hostVeth: string, mac: string): Promise<void> {
+  const r = await applyNft(new NftTransaction().push(...macspoofDel(hostVeth, mac)));
+  if (r.exitCode !== 0) throw new CniError(Code.SystemFailure, `removing the MAC spoof check of ${hostVeth} failed`, r.stderr.trim());
+}
+
 function prevHostVeth(req: CniRequest): string | undefined {
   if (req.config.prevResult === undefined) return undefined;
   try {
@@ -179,6 +188,7 @@ export async function chainDel(c: Chain): Promise<void> {
   const rec = store.read(containerId, ifname);
   const hostVeth = rec?.hostVeth ?? prevHostVeth(req);
   await removeLinks(hostVeth, netns || rec?.netns || '', ifname);
+  if (rec?.mac) await removeSpoofcheck(rec.hostVeth, rec.mac);
   await c.ipam.del();
   store.remove(containerId, ifname);
   log.info({ verb: 'DEL', network: req.config.name, containerId, ifname, hostVeth }, 'attachment deleted');
@@ -256,6 +266,7 @@ export async function chainGc(c: Chain): Promise<void> {
       if (keep.has(`${rec.containerId}\0${rec.ifname}`)) continue;
       try {
         await removeLinks(rec.hostVeth, '', rec.ifname);
+        if (rec.mac) await removeSpoofcheck(rec.hostVeth, rec.mac);
         store.remove(rec.containerId, rec.ifname);
         log.info({ verb: 'GC', network: req.config.name, containerId: rec.containerId, ifname: rec.ifname, hostVeth: rec.hostVeth }, 'stale attachment removed');
       } catch (e) {

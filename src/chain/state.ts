@@ -18,6 +18,8 @@ export interface AttachmentRecord {
   hostVeth: string;
   /** Addresses with prefix, once IPAM gave them. */
   ips: string[];
+  /** The pod's MAC, recorded when macspoofchk is on (its nft elements name it). */
+  mac?: string;
   created: string;
 }
 

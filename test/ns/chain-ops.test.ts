@@ -142,6 +142,29 @@ describe('masquerade, delegated IPAM, GC and STATUS', () => {
     expect(outside.name).toBeTruthy();
   });
 
+  it('macspoofchk drops frames whose source MAC is not the pod\'s, and DEL removes its elements', () => {
+    const l = list('spoof', '10.59.0.0/24', { ipMasq: false });
+    (l.plugins[0] as Record<string, unknown>).macspoofchk = true;
+    const [a, b] = [createNetns('nhip'), createNetns('nhip')];
+    const env = testEnv(scratch.dir);
+    const ra = direct({ node, verb: 'ADD', config: pluginConfig(l, 0), containerId: 'sa', netns: a!.path, env });
+    const rb = direct({ node, verb: 'ADD', config: pluginConfig(l, 0), containerId: 'sb', netns: b!.path, env });
+    expect(ra.status, ra.stdout).toBe(0);
+    expect(rb.status, rb.stdout).toBe(0);
+    const bAddr = rb.json.ips[0].address.split('/')[0];
+    expect(ping(a!, bAddr)).toBe(true);
+    tryInNetns(a!, 'ip', ['link', 'set', 'eth0', 'address', '02:00:00:00:be:ef']);
+    tryInNetns(a!, 'ip', ['neigh', 'flush', 'all']);
+    tryInNetns(b!, 'ip', ['neigh', 'flush', 'all']);
+    expect(ping(a!, bAddr)).toBe(false);
+    for (const [id, ns, r] of [['sa', a!, ra], ['sb', b!, rb]] as const) {
+      expect(direct({ node, verb: 'DEL', config: pluginConfig(l, 0, r.json), containerId: id, netns: ns.path, env }).status).toBe(0);
+    }
+    const set = tryInNetns(node, 'nft', ['-j', 'list', 'set', 'bridge', 'nhi_cni', 'spoofchk_pairs']);
+    expect(set.status).toBe(0);
+    expect(set.stdout).not.toMatch(/veth[0-9a-f]{8}/);
+  });
+
   it('runs any other ipam.type from CNI_PATH as a delegate (the reference static IPAM)', () => {
     // Debian's static IPAM speaks up to 1.0.0.
     const l = list('deleg', '10.56.0.0/24', { cniVersion: '1.0.0' });
