@@ -60,7 +60,8 @@ export function loadCniConfig(raw: Record<string, unknown>, envMac?: string): Cn
   if (!c.ipam) throw invalid("missing 'ipam': nhi-cni needs an IPAM section (type host-local or nhi-ipam runs built in)");
   if (c.hairpinMode && c.promiscMode) throw invalid('cannot set hairpin mode and promiscuous mode at the same time');
   // MAC precedence as in the reference: runtimeConfig.mac, args.cni.mac, CNI_ARGS MAC=.
-  const mac = c.runtimeConfig?.mac ?? c.args?.cni?.mac ?? envMac;
+  // Empty values fall through to the next source, as in the reference.
+  const mac = [c.runtimeConfig?.mac, c.args?.cni?.mac, envMac].find((m) => m !== undefined && m !== '');
   if (mac !== undefined) {
     if (!MAC.test(mac)) throw invalid(`invalid MAC address ${JSON.stringify(mac)}`, 'expected six hex pairs separated by ":"');
     if (Number.parseInt(mac.slice(0, 2), 16) & 1) throw invalid(`MAC address ${mac} is a multicast address`);

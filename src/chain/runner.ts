@@ -30,6 +30,10 @@ export interface Chain {
   req: CniRequest;
 }
 
+function mark(what: string): void {
+  if (process.env.NHI_CNI_TRACE_EXEC === '1') process.stderr.write(`nhi-cni: ${what} at ${performance.now().toFixed(1)} ms\n`);
+}
+
 /** Test hook: with NHI_CNI_TEST_HOOKS=1, NHI_CNI_CRASH_AFTER=<step> kills the ADD right after that step. */
 function step(name: string): void {
   if (process.env.NHI_CNI_TEST_HOOKS === '1' && process.env.NHI_CNI_CRASH_AFTER === name) process.kill(process.pid, 'SIGKILL');
@@ -58,7 +62,9 @@ export async function chainAdd(c: Chain): Promise<Result> {
   const store = new AttachmentStore(cfg.stateDir, req.config.name);
   const cache = runCache();
 
+  mark('chain start');
   const ipamResult = await c.ipam.add();
+  mark('ipam done');
   step('ipam');
   const ips = ipamResult.ips ?? [];
   let hostVeth = hostVethName();
@@ -70,9 +76,14 @@ export async function chainAdd(c: Chain): Promise<Result> {
   let stage = 'ipam';
   try {
     store.write(record);
+    mark('record written');
     stage = 'record';
     step('record');
 
+    // The nft transaction does not depend on the links, and its commit spends
+    // most of its time waiting in the kernel (~20 ms here): it runs beside the
+    // two ip batches instead of after them.
+    let nftDone: Promise<void> | undefined;
     let plan!: Plan;
     let veth!: ReturnType<typeof vethAdd>;
     // Up to three tries: another ADD may create the bridge between our look
@@ -83,6 +94,7 @@ export async function chainAdd(c: Chain): Promise<Result> {
       veth = vethAdd(cfg, { hostVeth, ifname, netns, ips, routes: ipamResult.routes ?? [] }, plan);
       if (cfg.ipMasq) masqAdd(req.config.name, ips, plan);
       if (cfg.macspoofchk) plan.nft.push(...macspoofAdd(hostVeth, veth.containerMac));
+      if (!nftDone && !plan.nft.empty && !cfg.macspoofchk) nftDone = applyPlanNft(plan);
       const r = await runHostBatch(plan.host);
       if (r.exitCode === 0) break;
       const f = batchFailure(r);
@@ -97,28 +109,33 @@ export async function chainAdd(c: Chain): Promise<Result> {
           store.write({ ...record, hostVeth });
           continue;
         }
+        await nftDone?.catch(() => undefined);
         throw new CniError(Code.SystemFailure, `container veth name ("${ifname}") peer provided ("${hostVeth}") already exists`,
           `the pod's namespace already has an interface ${ifname}`);
       }
+      await nftDone?.catch(() => undefined);
       throw new CniError(Code.SystemFailure, 'setting up the bridge and veth pair failed', f.message);
     }
     record.hostVeth = hostVeth;
     stage = 'host';
     step('host');
-
-    if (plan.podSysctls.length) {
-      const r = await run('nsenter', [`--net=${netns}`, '--', 'sysctl', '-q', '-e', '-w', ...plan.podSysctls]);
-      if (r.exitCode !== 0) throw new CniError(Code.SystemFailure, 'setting sysctls in the pod failed', r.stderr.trim());
+    // The spoof check names the final veth, so it waits for the host batch.
+    if (!nftDone && !plan.nft.empty) nftDone = applyPlanNft(plan);
+    try {
+      if (plan.podSysctls.length) {
+        const r = await run('nsenter', [`--net=${netns}`, '--', 'sysctl', '-q', '-e', '-w', ...plan.podSysctls]);
+        if (r.exitCode !== 0) throw new CniError(Code.SystemFailure, 'setting sysctls in the pod failed', r.stderr.trim());
+      }
+      step('pod-sysctl');
+      const pr = await runNetnsBatch(netns, plan.pod);
+      if (pr.exitCode !== 0) throw new CniError(Code.SystemFailure, 'configuring the pod interface failed', batchFailure(pr).message);
+      stage = 'pod';
+      step('pod');
+    } catch (e) {
+      await nftDone?.catch(() => undefined);
+      throw e;
     }
-    step('pod-sysctl');
-    const pr = await runNetnsBatch(netns, plan.pod);
-    if (pr.exitCode !== 0) throw new CniError(Code.SystemFailure, 'configuring the pod interface failed', batchFailure(pr).message);
-    stage = 'pod';
-    step('pod');
-    if (!plan.nft.empty) {
-      const nr = await applyNft(plan.nft);
-      if (nr.exitCode !== 0) throw new CniError(Code.SystemFailure, 'installing nftables state failed', nr.stderr.trim());
-    }
+    await nftDone;
     step('nft');
     for (const a of plan.after) a();
 
@@ -163,6 +180,11 @@ async function removeLinks(hostVeth: string | undefined, netns: string, ifname: 
       throw new CniError(Code.SystemFailure, `deleting ${ifname} in ${netns} failed`, batchFailure(r).message);
     }
   }
+}
+
+async function applyPlanNft(plan: Plan): Promise<void> {
+  const r = await applyNft(plan.nft);
+  if (r.exitCode !== 0) throw new CniError(Code.SystemFailure, 'installing nftables state failed', r.stderr.trim());
 }
 
 async function removeSpoofcheck(hostVeth: string, mac: string): Promise<void> {

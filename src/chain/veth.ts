@@ -70,8 +70,10 @@ export function vethAdd(cfg: CniConfig, o: { hostVeth: string; ifname: string; n
     for (const fam of [4, 6] as const) {
       const ip = o.ips.find((i) => isV6(i.address) === (fam === 6));
       if (!ip) continue;
-      const dst = fam === 4 ? '0.0.0.0/0' : '::/0';
-      if (!routes.some((r) => r.dst === dst && r.gw)) routes.push({ dst, gw: formatIp(gatewayOf(ip).ip) });
+      // IPAM's own default route of this family (with or without gw, however
+      // spelled) is kept; a second one would make the pod batch fail.
+      const hasDefault = routes.some((r) => { const c = parseCidr(r.dst); return !!c && c.prefix === 0 && c.ip.family === fam; });
+      if (!hasDefault) routes.push({ dst: fam === 4 ? '0.0.0.0/0' : '::/0', gw: formatIp(gatewayOf(ip).ip) });
     }
   }
   for (const r of routes) {

@@ -1,0 +1,129 @@
+import { describe, expect, it } from 'vitest';
+import { masqAdd, masqChain, masqCommands, subnetsOf, TABLE } from '../../src/chain/masq.js';
+import { Plan } from '../../src/chain/plan.js';
+import { NftTransaction } from '../../src/sys/nft.js';
+
+describe('masqChain', () => {
+  it('is stable (DEL and GC must find the chain ADD made)', () => {
+    expect(masqChain('net1', '10.1.2.0/24')).toBe('masq_7f39217fa9c7efaa');
+    expect(masqChain('net1', 'fd00:1::/64')).toBe('masq_55bcf8d50622c67d');
+    expect(masqChain('net1', '10.1.2.0/24')).toBe(masqChain('net1', '10.1.2.0/24'));
+  });
+
+  it('is distinct per network and per subnet', () => {
+    const names = [
+      masqChain('net1', '10.1.2.0/24'),
+      masqChain('net2', '10.1.2.0/24'),
+      masqChain('net1', '10.1.3.0/24'),
+      masqChain('net1', '10.1.2.0/25'),
+      masqChain('net1', 'fd00:1::/64'),
+      masqChain('net1x', '10.1.2.0/24'),
+    ];
+    expect(new Set(names).size).toBe(names.length);
+    for (const n of names) expect(n).toMatch(/^masq_[0-9a-f]{16}$/);
+  });
+
+  it('does not confuse the split between network and subnet', () => {
+    expect(masqChain('a', 'b1.0.0.0/8')).not.toBe(masqChain('ab', '1.0.0.0/8'));
+  });
+});
+
+describe('subnetsOf', () => {
+  it('gives the networks of the addresses, deduplicated and sorted', () => {
+    expect(
+      subnetsOf([{ address: 'fd00:1::5/64' }, { address: '10.1.2.5/24' }, { address: '10.1.2.77/24' }, { address: '10.1.3.130/25', gateway: '10.1.3.129' }]),
+    ).toStrictEqual(['10.1.2.0/24', '10.1.3.128/25', 'fd00:1::/64']);
+  });
+
+  it('is empty without addresses', () => {
+    expect(subnetsOf([])).toStrictEqual([]);
+  });
+});
+
+describe('masqCommands', () => {
+  it('IPv4 subnet', () => {
+    const chain = masqChain('net1', '10.1.2.0/24');
+    expect(masqCommands('net1', '10.1.2.0/24')).toStrictEqual([
+      { add: { table: { family: 'inet', name: 'nhi_cni' } } },
+      { add: { chain: { family: 'inet', table: 'nhi_cni', name: chain, type: 'nat', hook: 'postrouting', prio: 100, policy: 'accept' } } },
+      { flush: { chain: { family: 'inet', table: 'nhi_cni', name: chain } } },
+      {
+        add: {
+          rule: {
+            family: 'inet',
+            table: 'nhi_cni',
+            chain,
+            comment: 'nhi-cni masquerade 10.1.2.0/24 network net1',
+            expr: [
+              { match: { op: '==', left: { payload: { protocol: 'ip', field: 'saddr' } }, right: { prefix: { addr: '10.1.2.0', len: 24 } } } },
+              { match: { op: '!=', left: { payload: { protocol: 'ip', field: 'daddr' } }, right: { prefix: { addr: '10.1.2.0', len: 24 } } } },
+              { match: { op: '!=', left: { payload: { protocol: 'ip', field: 'daddr' } }, right: { prefix: { addr: '224.0.0.0', len: 4 } } } },
+              { masquerade: null },
+            ],
+          },
+        },
+      },
+    ]);
+    expect(TABLE).toBe('nhi_cni');
+  });
+
+  it('IPv6 subnet', () => {
+    const chain = masqChain('net1', 'fd00:1::/64');
+    expect(masqCommands('net1', 'fd00:1::/64')).toStrictEqual([
+      { add: { table: { family: 'inet', name: 'nhi_cni' } } },
+      { add: { chain: { family: 'inet', table: 'nhi_cni', name: chain, type: 'nat', hook: 'postrouting', prio: 100, policy: 'accept' } } },
+      { flush: { chain: { family: 'inet', table: 'nhi_cni', name: chain } } },
+      {
+        add: {
+          rule: {
+            family: 'inet',
+            table: 'nhi_cni',
+            chain,
+            comment: 'nhi-cni masquerade fd00:1::/64 network net1',
+            expr: [
+              { match: { op: '==', left: { payload: { protocol: 'ip6', field: 'saddr' } }, right: { prefix: { addr: 'fd00:1::', len: 64 } } } },
+              { match: { op: '!=', left: { payload: { protocol: 'ip6', field: 'daddr' } }, right: { prefix: { addr: 'fd00:1::', len: 64 } } } },
+              { match: { op: '!=', left: { payload: { protocol: 'ip6', field: 'daddr' } }, right: { prefix: { addr: 'ff00::', len: 8 } } } },
+              { masquerade: null },
+            ],
+          },
+        },
+      },
+    ]);
+  });
+
+  it('masqAdd pushes the commands of each subnet into the plan', () => {
+    const p = new Plan();
+    masqAdd('net1', [{ address: '10.1.2.5/24' }, { address: 'fd00:1::5/64' }], p);
+    expect(p.nft.commands).toStrictEqual([...masqCommands('net1', '10.1.2.0/24'), ...masqCommands('net1', 'fd00:1::/64')]);
+  });
+
+  it('a hostile network name only ever lands in the comment string', () => {
+    const evil = 'ZZQ"; flush ruleset; }\n{ "delete": {"table": {}}} #\'\\';
+    const cmds = masqCommands(evil, '10.1.2.0/24');
+    const t = new NftTransaction().push(...cmds);
+    const text = t.json();
+    const parsed = JSON.parse(text) as { nftables: unknown[] };
+    expect(parsed.nftables).toStrictEqual([{ metainfo: { json_schema_version: 1 } }, ...cmds]);
+    // collect every string value (and key) holding any part of the name
+    const hits: string[] = [];
+    const walk = (v: unknown, path: string) => {
+      if (typeof v === 'string') {
+        if (v.includes('ZZQ') || v.includes('"') || v.includes('}')) hits.push(path);
+      } else if (Array.isArray(v)) {
+        v.forEach((x, i) => walk(x, `${path}[${i}]`));
+      } else if (v && typeof v === 'object') {
+        for (const [k, x] of Object.entries(v)) {
+          expect(k).not.toContain('ZZQ');
+          walk(x, `${path}.${k}`);
+        }
+      }
+    };
+    walk(parsed, '');
+    expect(hits).toStrictEqual(['.nftables[4].add.rule.comment']);
+    const rule = (parsed.nftables[4] as { add: { rule: { comment: string; chain: string } } }).add.rule;
+    expect(rule.comment).toBe(`nhi-cni masquerade 10.1.2.0/24 network ${evil}`);
+    expect(rule.chain).toMatch(/^masq_[0-9a-f]{16}$/);
+    for (const c of cmds.slice(0, 3)) expect(JSON.stringify(c)).not.toContain('ZZQ');
+  });
+});
