@@ -21,13 +21,13 @@ export async function run(file: string, args: string[], input?: string): Promise
   spawned++;
   const trace = process.env.NHI_CNI_TRACE_EXEC === '1';
   const t0 = trace ? performance.now() : 0;
-  if (trace) process.stderr.write(`nhi-cni exec: ${file} ${args.join(' ')}\n`);
   try {
     const r = await execa(file, args, { input: input ?? '', reject: false, stripFinalNewline: false, env: { LC_ALL: 'C' }, extendEnv: true });
     if (r.failed && r.exitCode === undefined) {
       throw new CniError(Code.SystemFailure, `cannot run ${file}`, r.message);
     }
-    if (trace) process.stderr.write(`nhi-cni exec: (${(performance.now() - t0).toFixed(1)} ms, at ${performance.now().toFixed(1)} ms)\n`);
+    // One line per process, written when it ends: "nhi-cni exec: <cmd> (<ms> ms)".
+    if (trace) process.stderr.write(`nhi-cni exec: ${file} ${args.join(' ')} (${(performance.now() - t0).toFixed(1)} ms, ended at ${performance.now().toFixed(1)} ms)\n`);
     return { stdout: r.stdout, stderr: r.stderr, exitCode: r.exitCode ?? 1 };
   } catch (e) {
     if (e instanceof CniError) throw e;
