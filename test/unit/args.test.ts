@@ -1,16 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { COMMON_ARG_KEYS, parseCniArgs } from '../../src/cni/args.js';
-import { CniError } from '../../src/cni/errors.js';
+import { caught } from '../helpers/caught.js';
 
-function caught(fn: () => unknown): CniError {
-  try {
-    fn();
-  } catch (e) {
-    expect(e).toBeInstanceOf(CniError);
-    return e as CniError;
-  }
-  throw new Error('expected a CniError, nothing was thrown');
-}
 
 describe('parseCniArgs', () => {
   it('returns {} for an empty string', () => {

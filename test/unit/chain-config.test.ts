@@ -1,16 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { DEFAULT_BRIDGE, DEFAULT_STATE_DIR, loadCniConfig } from '../../src/chain/config.js';
-import { CniError } from '../../src/cni/errors.js';
+import { caught } from '../helpers/caught.js';
 
-function caught(fn: () => unknown): CniError {
-  try {
-    fn();
-  } catch (e) {
-    expect(e).toBeInstanceOf(CniError);
-    return e as CniError;
-  }
-  throw new Error('expected a CniError, nothing was thrown');
-}
 
 const IPAM = { type: 'host-local', subnet: '10.1.2.0/24' };
 const load = (extra: Record<string, unknown>, envMac?: string) => loadCniConfig({ name: 'net1', type: 'nhi-cni', ipam: IPAM, ...extra }, envMac);

@@ -1,16 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { decodeConfig, MAX_STDIN_BYTES, validateNetworkName } from '../../src/cni/config.js';
-import { CniError } from '../../src/cni/errors.js';
+import { caught } from '../helpers/caught.js';
 
-function caught(fn: () => unknown): CniError {
-  try {
-    fn();
-  } catch (e) {
-    expect(e).toBeInstanceOf(CniError);
-    return e as CniError;
-  }
-  throw new Error('expected a CniError, nothing was thrown');
-}
 
 const decode = (text: string) => decodeConfig(Buffer.from(text, 'utf8'));
 const NAME_RULE = 'a network name starts with a letter or digit, holds only letters, digits, "_", "." and "-", and never ".."';

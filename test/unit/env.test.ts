@@ -9,17 +9,9 @@ import {
   type Verb,
 } from '../../src/cni/env.js';
 import { CniError } from '../../src/cni/errors.js';
+import { caught } from '../helpers/caught.js';
 
 /** Runs fn, expects a CniError, returns it. */
-function caught(fn: () => unknown): CniError {
-  try {
-    fn();
-  } catch (e) {
-    expect(e).toBeInstanceOf(CniError);
-    return e as CniError;
-  }
-  throw new Error('expected a CniError, nothing was thrown');
-}
 
 const FULL = {
   CNI_CONTAINERID: 'ctr1',

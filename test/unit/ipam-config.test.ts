@@ -12,16 +12,8 @@ import {
 import { CniError } from '../../src/cni/errors.js';
 import type { CniVersion } from '../../src/cni/version.js';
 import { formatCidr, formatIp, parseIp } from '../../src/net/ip.js';
+import { caught } from '../helpers/caught.js';
 
-function caught(fn: () => unknown): CniError {
-  try {
-    fn();
-  } catch (e) {
-    expect(e).toBeInstanceOf(CniError);
-    return e as CniError;
-  }
-  throw new Error('expected a CniError, nothing was thrown');
-}
 
 const ip = (s: string) => parseIp(s)!;
 

@@ -1,17 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { CniError } from '../../src/cni/errors.js';
 import { parsePrevResult, toVersion, type Result } from '../../src/cni/result.js';
 import type { CniVersion } from '../../src/cni/version.js';
+import { caught } from '../helpers/caught.js';
 
-function caught(fn: () => unknown): CniError {
-  try {
-    fn();
-  } catch (e) {
-    expect(e).toBeInstanceOf(CniError);
-    return e as CniError;
-  }
-  throw new Error('expected a CniError, nothing was thrown');
-}
 
 const clone = <T>(x: T): T => structuredClone(x);
 

@@ -1,16 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { CniError } from '../../src/cni/errors.js';
 import { chooseType, PLUGIN_TYPES } from '../../src/plugin/skel.js';
+import { caught } from '../helpers/caught.js';
 
-function caught(fn: () => unknown): CniError {
-  try {
-    fn();
-  } catch (e) {
-    expect(e).toBeInstanceOf(CniError);
-    return e as CniError;
-  }
-  throw new Error('expected a CniError, nothing was thrown');
-}
 
 describe('chooseType', () => {
   it('ships nhi-cni and nhi-ipam', () => {

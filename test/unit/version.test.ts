@@ -1,5 +1,4 @@
 import { describe, expect, it } from 'vitest';
-import { CniError } from '../../src/cni/errors.js';
 import {
   atLeast,
   configVersion,
@@ -10,16 +9,8 @@ import {
   SUPPORTED_VERSIONS,
   type CniVersion,
 } from '../../src/cni/version.js';
+import { caught } from '../helpers/caught.js';
 
-function caught(fn: () => unknown): CniError {
-  try {
-    fn();
-  } catch (e) {
-    expect(e).toBeInstanceOf(CniError);
-    return e as CniError;
-  }
-  throw new Error('expected a CniError, nothing was thrown');
-}
 
 const ALL: CniVersion[] = ['0.1.0', '0.2.0', '0.3.0', '0.3.1', '0.4.0', '1.0.0', '1.1.0'];
 const SUPPORTED_TEXT = 'plugin supports [0.1.0 0.2.0 0.3.0 0.3.1 0.4.0 1.0.0 1.1.0]';
