@@ -24,8 +24,15 @@ export function gatewayOf(ip: IpConfig): Cidr {
   return gw;
 }
 
+/**
+ * What this plugin knows it has put on the bridge. It is trusted only while
+ * the bridge is the same one: same ifindex and same MAC (a bridge we create
+ * gets a random MAC, so a re-created one never matches, even where a namespace
+ * inode and an ifindex are reused).
+ */
 interface BridgeMarker {
   ifindex: number;
+  mac: string;
   gateways: string[];
 }
 
@@ -61,7 +68,8 @@ export async function bridgeAdd(cfg: CniConfig, ips: IpConfig[], plan: Plan, cac
   const gateways = cfg.isGateway ? [...new Set(ips.map((ip) => formatCidr(gatewayOf(ip))))] : [];
   const key = `bridge-${br}`;
   const marker = exists ? cache.get<BridgeMarker>(key) : undefined;
-  const known = marker && marker.ifindex === linkIndex(br) ? new Set(marker.gateways) : new Set<string>();
+  const same = marker && marker.ifindex === linkIndex(br) && marker.mac === linkMac(br);
+  const known = same ? new Set(marker.gateways) : new Set<string>();
   const missing = gateways.filter((g) => !known.has(g));
   if (missing.length > 0) {
     if (exists) await checkBridgeAddresses(cfg, missing, plan);
@@ -73,7 +81,8 @@ export async function bridgeAdd(cfg: CniConfig, ips: IpConfig[], plan: Plan, cac
   plan.after.push(() => {
     const all = [...new Set([...known, ...gateways])];
     const ifindex = linkIndex(br);
-    if (ifindex !== undefined) cache.set(key, { ifindex, gateways: all } satisfies BridgeMarker);
+    const mac = linkMac(br);
+    if (ifindex !== undefined && mac) cache.set(key, { ifindex, mac, gateways: all } satisfies BridgeMarker);
     if (cfg.isGateway) {
       if (gateways.some((g) => !g.includes(':'))) ensureSysctl('net/ipv4/ip_forward', '1');
       if (gateways.some((g) => g.includes(':'))) ensureSysctl('net/ipv6/conf/all/forwarding', '1');
