@@ -5,6 +5,7 @@
 // fails undoes what it did, newest first; DEL undoes an ADD whatever state it
 // reached; GC drops what no valid attachment owns.
 import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { CniError, Code } from '../cni/errors.js';
 import { parsePrevResult, type Result } from '../cni/result.js';
 import { equal, formatIp, parseCidr } from '../net/ip.js';
@@ -18,6 +19,7 @@ import { log } from '../log.js';
 import { bridgeAdd, bridgeInterface, gatewayOf } from './bridge.js';
 import { BUILTIN_IPAM, DEFAULT_RUN_DIR, type CniConfig } from './config.js';
 import type { IpamStep } from './ipam/module.js';
+import { appendLedger, type LedgerEntry } from './ledger.js';
 import { masqAdd, masqInstalled, subnetsOf } from './masq.js';
 import { Plan } from './plan.js';
 import { AttachmentStore, RunCache, type AttachmentRecord } from './state.js';
@@ -28,6 +30,27 @@ export interface Chain {
   cfg: CniConfig;
   ipam: IpamStep;
   req: CniRequest;
+  /** "namespace/name" from CNI_ARGS K8S_POD_NAMESPACE and K8S_POD_NAME, when given. */
+  pod?: string;
+}
+
+/**
+ * Appends to the identity ledger. A ledger that cannot be written is logged,
+ * not fatal: refusing pods because a disk is full would trade availability
+ * for a record the log line itself also carries.
+ */
+function toLedger(c: Chain, event: 'ADD' | 'DEL', ips: string[]): void {
+  const { req } = c;
+  const e: LedgerEntry = {
+    time: new Date().toISOString(), event, network: req.config.name,
+    containerId: req.env.containerId, ifname: req.env.ifname, netns: req.env.netns, ips,
+  };
+  if (c.pod) e.pod = c.pod;
+  try {
+    appendLedger(join(c.cfg.stateDir, 'ledger.jsonl'), e);
+  } catch (err) {
+    log.error({ ...e, error: (err as Error).message }, 'cannot append to the identity ledger');
+  }
 }
 
 function mark(what: string): void {
@@ -68,14 +91,14 @@ export async function chainAdd(c: Chain): Promise<Result> {
   step('ipam');
   const ips = ipamResult.ips ?? [];
   let hostVeth = hostVethName();
-  const record: AttachmentRecord = {
+  const rec: AttachmentRecord = {
     containerId, ifname, netns, bridge: cfg.bridge, hostVeth,
     ips: ips.map((i) => i.address), created: new Date().toISOString(),
   };
-  if (cfg.macspoofchk) record.mac = cfg.mac ?? macFor(ips);
+  if (cfg.macspoofchk) rec.mac = cfg.mac ?? macFor(ips);
   let stage = 'ipam';
   try {
-    store.write(record);
+    store.write(rec);
     mark('record written');
     stage = 'record';
     step('record');
@@ -106,7 +129,7 @@ export async function chainAdd(c: Chain): Promise<Result> {
       if (exists && f.line === veth.createLine) {
         if (attempt < 2 && linkExists(hostVeth)) {
           hostVeth = hostVethName();
-          store.write({ ...record, hostVeth });
+          store.write({ ...rec, hostVeth });
           continue;
         }
         await nftDone?.catch(() => undefined);
@@ -116,7 +139,7 @@ export async function chainAdd(c: Chain): Promise<Result> {
       await nftDone?.catch(() => undefined);
       throw new CniError(Code.SystemFailure, 'setting up the bridge and veth pair failed', f.message);
     }
-    record.hostVeth = hostVeth;
+    rec.hostVeth = hostVeth;
     stage = 'host';
     step('host');
     // The spoof check names the final veth, so it waits for the host batch.
@@ -150,13 +173,14 @@ export async function chainAdd(c: Chain): Promise<Result> {
     if (veth.routes.length) result.routes = veth.routes;
     const dns = cfg.dns ?? ipamResult.dns;
     if (dns) result.dns = dns;
-    log.info({ verb: 'ADD', network: req.config.name, containerId, ifname, hostVeth, ips: record.ips, processes: spawnCount() }, 'attachment added');
+    toLedger(c, 'ADD', rec.ips);
+    log.info({ verb: 'ADD', network: req.config.name, containerId, ifname, hostVeth, ips: rec.ips, processes: spawnCount() }, 'attachment added');
     return result;
   } catch (e) {
     // Undo, newest first; each undo step tolerates what is already gone.
     log.warn({ verb: 'ADD', containerId, ifname, stage, error: (e as Error).message }, 'ADD failed; rolling back');
     await removeLinks(hostVeth, stage === 'ipam' || stage === 'record' ? '' : netns, ifname).catch(() => undefined);
-    if (record.mac) await removeSpoofcheck(hostVeth, record.mac).catch(() => undefined);
+    if (rec.mac) await removeSpoofcheck(hostVeth, rec.mac).catch(() => undefined);
     await c.ipam.del().catch(() => undefined);
     store.remove(containerId, ifname);
     throw e;
@@ -192,15 +216,19 @@ async function removeSpoofcheck(hostVeth: string, mac: string): Promise<void> {
   if (r.exitCode !== 0) throw new CniError(Code.SystemFailure, `removing the MAC spoof check of ${hostVeth} failed`, r.stderr.trim());
 }
 
-function prevHostVeth(req: CniRequest): string | undefined {
+/** prevResult when present and readable; DEL must work without it. */
+function prevResultOf(req: CniRequest): Result | undefined {
   if (req.config.prevResult === undefined) return undefined;
   try {
-    const p = parsePrevResult(req.config.prevResult, req.version);
-    const name = p.interfaces?.[1]?.name;
-    return name && /^veth[0-9a-f]{8}$/.test(name) ? name : undefined;
+    return parsePrevResult(req.config.prevResult, req.version);
   } catch {
     return undefined;
   }
+}
+
+function prevHostVeth(prev: Result | undefined): string | undefined {
+  const name = prev?.interfaces?.[1]?.name;
+  return name && /^veth[0-9a-f]{8}$/.test(name) ? name : undefined;
 }
 
 export async function chainDel(c: Chain): Promise<void> {
@@ -208,11 +236,13 @@ export async function chainDel(c: Chain): Promise<void> {
   const { containerId, ifname, netns } = req.env;
   const store = new AttachmentStore(cfg.stateDir, req.config.name);
   const rec = store.read(containerId, ifname);
-  const hostVeth = rec?.hostVeth ?? prevHostVeth(req);
+  const prev = prevResultOf(req);
+  const hostVeth = rec?.hostVeth ?? prevHostVeth(prev);
   await removeLinks(hostVeth, netns || rec?.netns || '', ifname);
   if (rec?.mac) await removeSpoofcheck(rec.hostVeth, rec.mac);
   await c.ipam.del();
   store.remove(containerId, ifname);
+  toLedger(c, 'DEL', rec?.ips ?? prev?.ips?.map((i) => i.address) ?? []);
   log.info({ verb: 'DEL', network: req.config.name, containerId, ifname, hostVeth }, 'attachment deleted');
 }
 

@@ -4,6 +4,7 @@ import { SUPPORTED_VERSIONS } from '../cni/version.js';
 import { PLUGIN_TYPES } from '../plugin/skel.js';
 import { installCommand } from './install.js';
 import { ipamCommand } from './ipam.js';
+import { whoCommand } from './who.js';
 
 declare const NHI_CNI_VERSION: string;
 export const VERSION = typeof NHI_CNI_VERSION === 'string' ? NHI_CNI_VERSION : '0.0.0-dev';
@@ -21,10 +22,12 @@ export async function runCli(argv: string[]): Promise<number> {
       process.stdout.write(`nhi-cni ${VERSION}\nplugin types: ${PLUGIN_TYPES.join(', ')}\nCNI protocol versions supported: ${SUPPORTED_VERSIONS.join(', ')}\n`);
     });
   program.addCommand(ipamCommand());
+  program.addCommand(whoCommand());
   program.addCommand(installCommand());
   try {
     await program.parseAsync(argv);
-    return 0;
+    // A command may set a non-zero status without throwing (e.g. `who` finding nobody).
+    return typeof process.exitCode === 'number' ? process.exitCode : 0;
   } catch (e) {
     const err = e as { code?: string; exitCode?: number; message?: string };
     if (err.code?.startsWith('commander.')) return err.exitCode ?? 1;

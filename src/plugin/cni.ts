@@ -10,7 +10,8 @@ function chain(req: CniRequest): Chain {
   const args = parseCniArgs(req.env.args, ['IP', 'MAC']);
   const cfg = loadCniConfig(req.config, args.MAC);
   const ipam = isBuiltinIpam(cfg.ipamType) ? builtinIpam(req, args.IP) : delegatedIpam(req, cfg.ipamType);
-  return { cfg, ipam, req };
+  const pod = args.K8S_POD_NAMESPACE && args.K8S_POD_NAME ? `${args.K8S_POD_NAMESPACE}/${args.K8S_POD_NAME}` : undefined;
+  return pod ? { cfg, ipam, req, pod } : { cfg, ipam, req };
 }
 
 export const cniPlugin: PluginType = {

@@ -1,6 +1,6 @@
 // nhi-cni under operations: killed mid-ADD, 50 pods at once, chained with the
 // reference meta plugins, a delegated IPAM, GC and STATUS.
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { readdirSync } from 'node:fs';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { chainConflist, direct, directAsync, pluginConfig, testEnv } from '../helpers/chain.js';
@@ -8,6 +8,7 @@ import { libcniDriver } from '../helpers/driver.js';
 import { addressesOf, createNetns, createOutside, deleteAllNetns, linksOfType, ping, tryInNetns, type Netns } from '../helpers/netns.js';
 import { filesIn } from '../helpers/ipam.js';
 import { Scratch } from '../helpers/plugin.js';
+import { BINARY } from '../helpers/paths.js';
 
 const ADD_STEPS = ['ipam', 'record', 'host', 'pod-sysctl', 'pod', 'nft'];
 const reservations = (dir: string) => filesIn(dir).filter((f) => /^[0-9a-f]+[.:]/.test(f) && !f.startsWith('last'));
@@ -177,6 +178,23 @@ describe('masquerade, delegated IPAM, GC and STATUS', () => {
     const del = direct({ node, verb: 'DEL', config: pluginConfig(l, 0, add.json), containerId: 'dg', netns: pod.path, env: testEnv(scratch.dir) });
     expect(del.status, del.stdout).toBe(0);
     expect(podVeths(node)).toEqual([]);
+  });
+
+  it('the identity ledger tells who held an address then (nhi-cni who)', () => {
+    const l = list('ledger', '10.60.0.0/24');
+    const pod = createNetns('nhip');
+    const env = { ...testEnv(scratch.dir), CNI_ARGS: 'IgnoreUnknown=1;K8S_POD_NAMESPACE=prod;K8S_POD_NAME=payments-7d4' };
+    const before = new Date().toISOString();
+    const add = direct({ node, verb: 'ADD', config: pluginConfig(l, 0), containerId: 'led', netns: pod.path, env });
+    expect(add.status, add.stdout).toBe(0);
+    const ip = add.json.ips[0].address.split('/')[0];
+    const during = new Date().toISOString();
+    expect(direct({ node, verb: 'DEL', config: pluginConfig(l, 0, add.json), containerId: 'led', netns: pod.path, env }).status).toBe(0);
+    const who = (at?: string) => spawnSync(BINARY, ['who', ip, '--state-dir', `${scratch.dir}/state`, ...(at ? ['--at', at] : [])], { encoding: 'utf8' });
+    expect(who(during).stdout).toMatch(new RegExp(`^${ip.replaceAll('.', '\\.')} at .*: prod/payments-7d4  container led eth0  network ledger`));
+    const early = who(before);
+    expect(early.status, early.stdout + early.stderr).toBe(1);
+    expect(who().stdout).toMatch(/^nobody held/);
   });
 
   it('GC removes attachments not in the valid list: their veth, reservation and record', () => {
