@@ -1,0 +1,77 @@
+// The policy model: Kubernetes NetworkPolicy and the L3/L4 part of
+// CiliumNetworkPolicy, normalised into one form that the evaluator, the
+// compiler and `policy explain` share. Pure data, no I/O.
+
+/** A label selector (metav1.LabelSelector). An empty selector selects everything. */
+export interface Selector {
+  matchLabels: Record<string, string>;
+  matchExpressions: SelectorRequirement[];
+}
+
+export interface SelectorRequirement {
+  key: string;
+  operator: 'In' | 'NotIn' | 'Exists' | 'DoesNotExist';
+  values: string[];
+}
+
+export type Protocol = 'TCP' | 'UDP' | 'SCTP';
+
+/**
+ * One port clause. `port` absent: every port of the protocol. A string port is
+ * a named port, resolved on the pod that owns it (the selected pod for
+ * ingress, the peer for egress). `endPort` makes a numeric port a range.
+ */
+export interface PortRule {
+  protocol: Protocol;
+  port?: number | string;
+  endPort?: number;
+}
+
+/**
+ * A peer. Pods: `namespaces` undefined means the policy's own namespace;
+ * `pods` undefined means every pod of the selected namespaces. CIDR: an
+ * address block minus exceptions; it matches pod addresses too.
+ */
+export type Peer =
+  | { kind: 'pods'; pods?: Selector; namespaces?: Selector }
+  | { kind: 'cidr'; cidr: string; except: string[] };
+
+/** One rule: from/to any of `peers` (undefined: everyone) on any of `ports` (undefined: every port). */
+export interface Rule {
+  peers?: Peer[];
+  ports?: PortRule[];
+}
+
+export type PolicyKind = 'NetworkPolicy' | 'CiliumNetworkPolicy';
+
+export interface Policy {
+  kind: PolicyKind;
+  namespace: string;
+  name: string;
+  /** Which pods of `namespace` the policy selects. */
+  subject: Selector;
+  /** Directions this policy isolates (policyTypes, after the API's defaulting). */
+  isolates: { ingress: boolean; egress: boolean };
+  ingress: Rule[];
+  egress: Rule[];
+  /** CiliumNetworkPolicy ingressDeny / egressDeny: evaluated before any allow. */
+  ingressDeny: Rule[];
+  egressDeny: Rule[];
+  /** Where it came from, for messages: file (or "inline") and document index. */
+  source: { file: string; index: number };
+}
+
+/** A workload identity: what policies select on and name. */
+export interface Identity {
+  namespace: string;
+  name: string;
+  labels: Record<string, string>;
+  namespaceLabels: Record<string, string>;
+  serviceAccount?: string;
+  ports: { name: string; containerPort: number; protocol: Protocol }[];
+}
+
+/** "<namespace>/<name>", the way policies and workloads are named in output. */
+export function policyId(p: Pick<Policy, 'namespace' | 'name'>): string {
+  return `${p.namespace}/${p.name}`;
+}
