@@ -14,6 +14,7 @@ import { batchFailure, IpBatch, runHostBatch, runNetnsBatch } from '../sys/ip.js
 import { applyNft, NftTransaction } from '../sys/nft.js';
 import { isBridge, linkExists, linkMaster, netnsId, ownNetnsId } from '../sys/sysfs.js';
 import type { CniRequest } from '../plugin/request.js';
+import type { Identity } from '../policy/model.js';
 import { validAttachments } from '../plugin/attachments.js';
 import { log } from '../log.js';
 import { bridgeAdd, bridgeInterface, gatewayOf } from './bridge.js';
@@ -32,6 +33,8 @@ export interface Chain {
   req: CniRequest;
   /** "namespace/name" from CNI_ARGS K8S_POD_NAMESPACE and K8S_POD_NAME, when given. */
   pod?: string;
+  /** The workload identity (capability io.nhi-cni/workload, args.cni.labels), on ADD. */
+  identity?: Identity;
 }
 
 /**
@@ -46,6 +49,10 @@ function toLedger(c: Chain, event: 'ADD' | 'DEL', ips: string[]): void {
     containerId: req.env.containerId, ifname: req.env.ifname, netns: req.env.netns, ips,
   };
   if (c.pod) e.pod = c.pod;
+  if (event === 'ADD' && c.identity) {
+    const { namespace, name, labels, serviceAccount } = c.identity;
+    e.identity = serviceAccount ? { namespace, name, labels, serviceAccount } : { namespace, name, labels };
+  }
   try {
     appendLedger(join(c.cfg.stateDir, 'ledger.jsonl'), e);
   } catch (err) {

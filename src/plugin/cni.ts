@@ -4,6 +4,7 @@ import { parseCniArgs } from '../cni/args.js';
 import { loadCniConfig } from '../chain/config.js';
 import { builtinIpam, delegatedIpam } from '../chain/ipam/module.js';
 import { chainAdd, chainCheck, chainDel, chainGc, chainStatus, isBuiltinIpam, type Chain } from '../chain/runner.js';
+import { identityFromConfig } from '../policy/identity.js';
 import type { CniRequest, PluginType } from './request.js';
 
 function chain(req: CniRequest): Chain {
@@ -11,7 +12,14 @@ function chain(req: CniRequest): Chain {
   const cfg = loadCniConfig(req.config, args.MAC);
   const ipam = isBuiltinIpam(cfg.ipamType) ? builtinIpam(req, args.IP) : delegatedIpam(req, cfg.ipamType);
   const pod = args.K8S_POD_NAMESPACE && args.K8S_POD_NAME ? `${args.K8S_POD_NAMESPACE}/${args.K8S_POD_NAME}` : undefined;
-  return pod ? { cfg, ipam, req, pod } : { cfg, ipam, req };
+  const c: Chain = pod ? { cfg, ipam, req, pod } : { cfg, ipam, req };
+  // The workload identity is read (and validated, before anything is
+  // touched) on ADD only: a DEL must never fail on a label.
+  if (req.env.verb === 'ADD') {
+    const identity = identityFromConfig(req.config, { namespace: args.K8S_POD_NAMESPACE, name: args.K8S_POD_NAME });
+    if (identity) c.identity = identity;
+  }
+  return c;
 }
 
 export const cniPlugin: PluginType = {

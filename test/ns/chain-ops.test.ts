@@ -197,6 +197,25 @@ describe('masquerade, delegated IPAM, GC and STATUS', () => {
     expect(who().stdout).toMatch(/^nobody held/);
   });
 
+  it('records the workload identity of the io.nhi-cni/workload capability, and refuses a bad label before touching anything', () => {
+    const l = list('ident', '10.61.0.0/24');
+    const pod = createNetns('nhip');
+    const env = testEnv(scratch.dir);
+    const workload = { namespace: 'ml', name: 'trainer-0', labels: { app: 'trainer', tier: 'gpu' }, serviceAccount: 'trainer' };
+    const add = direct({ node, verb: 'ADD', config: pluginConfig(l, 0, undefined, { 'io.nhi-cni/workload': workload }), containerId: 'id1', netns: pod.path, env });
+    expect(add.status, add.stdout).toBe(0);
+    const ip = add.json.ips[0].address.split('/')[0];
+    const who = spawnSync(BINARY, ['who', ip, '--state-dir', `${scratch.dir}/state`, '--json'], { encoding: 'utf8' });
+    expect(JSON.parse(who.stdout).identity).toEqual({ namespace: 'ml', name: 'trainer-0', labels: { app: 'trainer', tier: 'gpu' }, serviceAccount: 'trainer' });
+    for (const value of ['x"}', 'a;b', 'line\nbreak', 'accept drop']) {
+      const bad = direct({ node, verb: 'ADD', config: pluginConfig(l, 0, undefined, { 'io.nhi-cni/workload': { ...workload, labels: { app: value } } }), containerId: 'id2', netns: createNetns('nhip').path, env });
+      expect(bad.json.code, value).toBe(7);
+      expect(bad.json.msg).toMatch(/labels/);
+    }
+    expect(podVeths(node)).toHaveLength(1);
+    expect(reservations(`${scratch.dir}/ipam/ident`)).toHaveLength(1);
+  });
+
   it('GC removes attachments not in the valid list: their veth, reservation and record', () => {
     const l = list('gc', '10.57.0.0/24');
     const pods = [createNetns('nhip'), createNetns('nhip')];
