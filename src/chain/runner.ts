@@ -7,14 +7,15 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { CniError, Code } from '../cni/errors.js';
-import { parsePrevResult, type Result } from '../cni/result.js';
+import { parsePrevResult, type IpConfig, type Result } from '../cni/result.js';
 import { equal, formatIp, parseCidr } from '../net/ip.js';
 import { run, spawnCount } from '../sys/exec.js';
 import { batchFailure, IpBatch, runHostBatch, runNetnsBatch } from '../sys/ip.js';
 import { applyNft, NftTransaction } from '../sys/nft.js';
 import { isBridge, linkExists, linkMaster, netnsId, ownNetnsId } from '../sys/sysfs.js';
 import type { CniRequest } from '../plugin/request.js';
-import type { Identity } from '../policy/model.js';
+import type { Identity, Policy } from '../policy/model.js';
+import { applyPolicy, podKey, readPolicyState, type PolicyConfig } from './policy.js';
 import { validAttachments } from '../plugin/attachments.js';
 import { log } from '../log.js';
 import { bridgeAdd, bridgeInterface, gatewayOf } from './bridge.js';
@@ -35,6 +36,10 @@ export interface Chain {
   pod?: string;
   /** The workload identity (capability io.nhi-cni/workload, args.cni.labels), on ADD. */
   identity?: Identity;
+  /** The `policy` section: enforcement is on when present. */
+  policy?: PolicyConfig;
+  /** The manifests as read for this ADD (undefined: the ones last applied). */
+  policies?: Policy[];
 }
 
 /**
@@ -124,7 +129,7 @@ export async function chainAdd(c: Chain): Promise<Result> {
       veth = vethAdd(cfg, { hostVeth, ifname, netns, ips, routes: ipamResult.routes ?? [] }, plan);
       if (cfg.ipMasq) masqAdd(req.config.name, ips, plan);
       if (cfg.macspoofchk) plan.nft.push(...macspoofAdd(hostVeth, veth.containerMac));
-      if (!nftDone && !plan.nft.empty && !cfg.macspoofchk) nftDone = applyPlanNft(plan);
+      if (!nftDone && (!plan.nft.empty || c.policy) && !cfg.macspoofchk) nftDone = applyNftWork(c, plan, ips);
       const r = await runHostBatch(plan.host);
       if (r.exitCode === 0) break;
       const f = batchFailure(r);
@@ -150,7 +155,7 @@ export async function chainAdd(c: Chain): Promise<Result> {
     stage = 'host';
     step('host');
     // The spoof check names the final veth, so it waits for the host batch.
-    if (!nftDone && !plan.nft.empty) nftDone = applyPlanNft(plan);
+    if (!nftDone && (!plan.nft.empty || c.policy)) nftDone = applyNftWork(c, plan, ips);
     try {
       if (plan.podSysctls.length) {
         const r = await run('nsenter', [`--net=${netns}`, '--', 'sysctl', '-q', '-e', '-w', ...plan.podSysctls]);
@@ -188,6 +193,7 @@ export async function chainAdd(c: Chain): Promise<Result> {
     log.warn({ verb: 'ADD', containerId, ifname, stage, error: (e as Error).message }, 'ADD failed; rolling back');
     await removeLinks(hostVeth, stage === 'ipam' || stage === 'record' ? '' : netns, ifname).catch(() => undefined);
     if (rec.mac) await removeSpoofcheck(hostVeth, rec.mac).catch(() => undefined);
+    if (c.policy) await applyPolicy(c.policy, (pods) => delete pods[podKey(req.config.name, containerId, ifname)], undefined).catch(() => undefined);
     await c.ipam.del().catch(() => undefined);
     store.remove(containerId, ifname);
     throw e;
@@ -216,6 +222,30 @@ async function removeLinks(hostVeth: string | undefined, netns: string, ifname: 
 async function applyPlanNft(plan: Plan): Promise<void> {
   const r = await applyNft(plan.nft);
   if (r.exitCode !== 0) throw new CniError(Code.SystemFailure, 'installing nftables state failed', r.stderr.trim());
+}
+
+/**
+ * The ADD's one nft transaction: the plan's own commands (masquerade, spoof
+ * check), plus, with a policy section, the node's whole policy state with
+ * this pod in it - so the pod's policy is in place before ADD returns.
+ */
+async function applyNftWork(c: Chain, plan: Plan, ips: IpConfig[]): Promise<void> {
+  if (!c.policy) return applyPlanNft(plan);
+  const { req } = c;
+  const key = podKey(req.config.name, req.env.containerId, req.env.ifname);
+  const pod = {
+    network: req.config.name, containerId: req.env.containerId, ifname: req.env.ifname,
+    ips: ips.map((i) => i.address.split('/')[0]!),
+    ...(c.identity ? { identity: c.identity } : {}),
+  };
+  await applyPolicy(c.policy, (pods) => {
+    // An address this pod now holds may still be listed for a pod whose DEL
+    // never came: that pod loses it, so nothing of its access is inherited.
+    for (const [k, p] of Object.entries(pods)) {
+      if (k !== key && p.ips.some((a) => pod.ips.includes(a))) delete pods[k];
+    }
+    pods[key] = pod;
+  }, c.policies, plan.nft.commands);
 }
 
 async function removeSpoofcheck(hostVeth: string, mac: string): Promise<void> {
@@ -247,6 +277,7 @@ export async function chainDel(c: Chain): Promise<void> {
   const hostVeth = rec?.hostVeth ?? prevHostVeth(prev);
   await removeLinks(hostVeth, netns || rec?.netns || '', ifname);
   if (rec?.mac) await removeSpoofcheck(rec.hostVeth, rec.mac);
+  if (c.policy) await applyPolicy(c.policy, (pods) => delete pods[podKey(req.config.name, containerId, ifname)], undefined);
   await c.ipam.del();
   store.remove(containerId, ifname);
   toLedger(c, 'DEL', rec?.ips ?? prev?.ips?.map((i) => i.address) ?? []);
@@ -284,6 +315,10 @@ export async function chainCheck(c: Chain): Promise<void> {
     if (!found) throw fail(`route to ${rt.dst}${rt.gw ? ` via ${rt.gw}` : ''} is missing in ${netns}`);
   }
   await c.ipam.check(prev);
+  if (c.policy) {
+    const key = podKey(req.config.name, req.env.containerId, ifname);
+    if (!readPolicyState(c.policy.stateDir).pods[key]) throw fail(`the attachment is missing from the policy state`, `no entry ${key} in ${c.policy.stateDir}/policy-state.json`);
+  }
   if (cfg.ipMasq) {
     for (const s of subnetsOf(prev.ips ?? [])) {
       if (!(await masqInstalled(req.config.name, s))) throw fail(`masquerade for ${s} is not installed (table inet nhi_cni)`);
@@ -332,6 +367,12 @@ export async function chainGc(c: Chain): Promise<void> {
         errors.push((e as Error).message);
       }
     }
+  }
+  if (valid !== undefined && cfg && c.policy) {
+    const keep = new Set(valid.map((a) => podKey(req.config.name, a.containerId, a.ifname)));
+    await applyPolicy(c.policy, (pods) => {
+      for (const [k, p] of Object.entries(pods)) if (p.network === req.config.name && !keep.has(k)) delete pods[k];
+    }, undefined).catch((e: Error) => errors.push(e.message));
   }
   // GC goes on after a failure and reports everything at the end (SPEC.md "GC").
   await c.ipam.gc(valid).catch((e: Error) => errors.push(e.message));

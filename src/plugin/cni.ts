@@ -5,6 +5,7 @@ import { loadCniConfig } from '../chain/config.js';
 import { builtinIpam, delegatedIpam } from '../chain/ipam/module.js';
 import { chainAdd, chainCheck, chainDel, chainGc, chainStatus, isBuiltinIpam, type Chain } from '../chain/runner.js';
 import { identityFromConfig } from '../policy/identity.js';
+import { loadPoliciesCached, loadPolicyConfig } from '../chain/policy.js';
 import type { CniRequest, PluginType } from './request.js';
 
 function chain(req: CniRequest): Chain {
@@ -15,10 +16,14 @@ function chain(req: CniRequest): Chain {
   const c: Chain = pod ? { cfg, ipam, req, pod } : { cfg, ipam, req };
   // The workload identity is read (and validated, before anything is
   // touched) on ADD only: a DEL must never fail on a label.
+  const policy = loadPolicyConfig(req.config.policy, cfg.stateDir);
+  if (policy) c.policy = policy;
   if (req.env.verb === 'ADD') {
     const identity = identityFromConfig(req.config, { namespace: args.K8S_POD_NAMESPACE, name: args.K8S_POD_NAME });
     if (identity) c.identity = identity;
-  }
+    // Manifests are read at every ADD, before anything is touched.
+      if (policy) c.policies = loadPoliciesCached(policy);
+    }
   return c;
 }
 

@@ -3,7 +3,8 @@
 // Node has no flock in core; Node 26's node:ffi calls libc's directly, which
 // costs no extra process (flock(1) would cost one per ADD). The lock belongs to
 // the open file, so it is released when the fd is closed or the process dies.
-import { closeSync, constants, openSync } from 'node:fs';
+import { closeSync, constants, mkdirSync, openSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { CniError, Code } from '../cni/errors.js';
 import { sleepMs } from './sleep.js';
 
@@ -92,6 +93,17 @@ export function withLock<T>(path: string, fn: () => T, timeoutMs?: number): T {
   const lock = lockFile(path, timeoutMs);
   try {
     return fn();
+  } finally {
+    lock.release();
+  }
+}
+
+/** withLock for async work; the lock file's directory is created if missing. */
+export async function withLockAsync<T>(path: string, fn: () => Promise<T>, timeoutMs?: number): Promise<T> {
+  mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+  const lock = lockFile(path, timeoutMs);
+  try {
+    return await fn();
   } finally {
     lock.release();
   }

@@ -1,0 +1,320 @@
+// Policies + the pods of this node -> one nftables transaction (JSON objects,
+// never ruleset text). Pure: the runner applies what this returns.
+//
+// Layout, in the table `inet nhi_policy`:
+//   chain forward (hook forward)  ct established/related accept;
+//                                 ip[6] saddr vmap @eg4/@eg6  (the source pod's egress profile)
+//                                 ip[6] daddr vmap @in4/@in6  (the destination pod's ingress profile)
+//   chain input   (hook input)    ct established/related accept; ip[6] saddr vmap @eg4/@eg6
+//   maps eg4 eg6 in4 in6          pod address -> jump <profile chain>: ONE lookup classifies a connection
+//   chains pr_<hash>              a profile: the rules of the policies that select a pod, for one
+//                                 direction; pods with the same policies share one chain
+//   sets p_<hash>_4/_6            addresses of the pods a rule's peer selector matches
+//   sets n_<hash>_4/_6            (address . protocol . port) of egress named ports, per peer pod
+//   counters a_<hash> / d_<hash>  connections allowed by a policy / denied by a profile
+// Pods on the same bridge are covered by the forward hook through
+// br_netfilter (bridge-nf-call-iptables), pod -> node by the input hook, and
+// the node's own traffic to its pods (kubelet probes) by neither: it passes.
+// Per-packet cost: one map lookup, then the rules of one profile, each a set
+// lookup. Adding a pod adds set and map elements; rules change only when the
+// policies (or a new combination of them) do.
+import { createHash } from 'node:crypto';
+import { parseCidr, parseIp } from '../net/ip.js';
+import type { NftCommand } from '../sys/nft.js';
+import { NAMESPACE_NAME_LABEL } from './identity.js';
+import { policyId, type Identity, type Peer, type Policy, type PortRule, type Protocol, type Rule } from './model.js';
+import { selects } from './selector.js';
+
+export const POLICY_TABLE = 'nhi_policy';
+const F = 'inet';
+
+/** A pod of this node as the compiler sees it. */
+export interface LocalPod {
+  /** "<network>/<containerID>/<ifname>". */
+  id: string;
+  /** Bare addresses. */
+  ips: string[];
+  identity?: Identity;
+}
+
+export interface AuditOptions {
+  /** Everything is in audit mode: log what would be denied, let it pass. */
+  all: boolean;
+  namespaces: string[];
+  /** Policy ids ("ns/name"). */
+  policies: string[];
+}
+
+/** The names a compile created, kept in state so the next one can remove what is no longer used. */
+export interface CompiledNames {
+  chains: string[];
+  sets: string[];
+}
+
+export interface Compiled {
+  commands: NftCommand[];
+  names: CompiledNames;
+  /** Profile chain -> the policy ids acting in it, for `policy stats`. */
+  profiles: Record<string, { direction: Direction; policies: string[] }>;
+  /** Pod id -> its profile chains, for CHECK and explain. */
+  pods: Record<string, { ingress?: string; egress?: string }>;
+}
+
+type Direction = 'ingress' | 'egress';
+type Fam = 4 | 6;
+
+const hash = (s: string, n = 12) => createHash('sha256').update(s).digest('hex').slice(0, n);
+export const allowCounter = (pid: string) => `a_${hash(pid)}`;
+export const denyCounter = (profile: string) => `d_${profile.slice(3)}`;
+
+function famOf(ip: string): Fam {
+  return parseIp(ip)!.family === 4 ? 4 : 6;
+}
+
+const addrField = (fam: Fam, field: 'saddr' | 'daddr') => ({ payload: { protocol: fam === 4 ? 'ip' : 'ip6', field } });
+const match = (left: unknown, right: unknown, op = '==') => ({ match: { op, left, right } });
+
+function prefix(cidr: string) {
+  const c = parseCidr(cidr)!;
+  const [addr] = cidr.split('/');
+  return { prefix: { addr, len: c.prefix } };
+}
+
+function nsLabels(i: Identity): Record<string, string> {
+  return { ...i.namespaceLabels, [NAMESPACE_NAME_LABEL]: i.namespace };
+}
+
+function peerSelectsPod(policy: Policy, peer: Extract<Peer, { kind: 'pods' }>, id: Identity): boolean {
+  if (peer.namespaces === undefined ? id.namespace !== policy.namespace : !selects(peer.namespaces, nsLabels(id))) return false;
+  return peer.pods === undefined || selects(peer.pods, id.labels);
+}
+
+/** The policies acting on a pod for a direction, with the same rules as evaluate.ts. */
+function acting(policies: Policy[], id: Identity, dir: Direction) {
+  const denyKey = dir === 'ingress' ? 'ingressDeny' : 'egressDeny';
+  const mine = policies.filter((p) => p.namespace === id.namespace && selects(p.subject, id.labels));
+  const act = mine.filter((p) => p.isolates[dir] || p[denyKey].length > 0 || (p.kind === 'CiliumNetworkPolicy' && p[dir].length > 0));
+  return { act, isolated: mine.some((p) => p.isolates[dir]), denyKey } as const;
+}
+
+class Builder {
+  readonly sets = new Map<string, { type: string | string[]; flags?: string[]; elems: unknown[] }>();
+  readonly chains = new Map<string, unknown[][]>();
+  readonly counters = new Set<string>();
+
+  constructor(
+    readonly policies: Policy[],
+    readonly pods: LocalPod[],
+  ) {}
+
+  /** The set of addresses of local pods a pod peer selects. */
+  peerSet(policy: Policy, key: string, peer: Extract<Peer, { kind: 'pods' }>, fam: Fam): string {
+    const name = `p_${hash(`${policyId(policy)}\0${key}`)}_${fam}`;
+    if (!this.sets.has(name)) {
+      const elems = this.pods
+        .filter((p) => p.identity && peerSelectsPod(policy, peer, p.identity))
+        .flatMap((p) => p.ips.filter((ip) => famOf(ip) === fam));
+      this.sets.set(name, { type: fam === 4 ? 'ipv4_addr' : 'ipv6_addr', elems: [...new Set(elems)].sort() });
+    }
+    return name;
+  }
+
+  /** (address . protocol . port) of the peer pods that have the named port. */
+  namedPortSet(policy: Policy, key: string, peer: Extract<Peer, { kind: 'pods' }> | undefined, pr: PortRule, fam: Fam): string {
+    const name = `n_${hash(`${policyId(policy)}\0${key}`)}_${fam}`;
+    if (!this.sets.has(name)) {
+      const elems: unknown[] = [];
+      for (const p of this.pods) {
+        if (!p.identity || (peer && !peerSelectsPod(policy, peer, p.identity))) continue;
+        const port = p.identity.ports.find((x) => x.name === pr.port && x.protocol === pr.protocol);
+        if (!port) continue;
+        for (const ip of p.ips.filter((a) => famOf(a) === fam)) elems.push({ concat: [ip, pr.protocol.toLowerCase(), port.containerPort] });
+      }
+      this.sets.set(name, { type: [fam === 4 ? 'ipv4_addr' : 'ipv6_addr', 'inet_proto', 'inet_service'], elems });
+    }
+    return name;
+  }
+
+  /**
+   * The expressions of one rule, as alternatives (each an nft rule): every
+   * (peer, port) pair, per address family where the peer needs one.
+   */
+  ruleAlternatives(policy: Policy, rule: Rule, dir: Direction, key: string, self: Identity): unknown[][] {
+    const field = dir === 'ingress' ? 'saddr' : 'daddr';
+    const peers: (Peer | undefined)[] = rule.peers ?? [undefined];
+    const ports: (PortRule | undefined)[] = rule.ports ?? [undefined];
+    const out: unknown[][] = [];
+    peers.forEach((peer, pi) => {
+      const fams: (Fam | undefined)[] = peer === undefined ? [undefined] : peer.kind === 'cidr' ? [parseCidr(peer.cidr)!.ip.family === 4 ? 4 : 6] : [4, 6];
+      for (const fam of fams) {
+        ports.forEach((pr, ri) => {
+          const exprs: unknown[] = [];
+          const named = pr !== undefined && typeof pr.port === 'string';
+          if (named && dir === 'egress') {
+            // Resolved on each destination pod: one concatenated lookup.
+            if (peer?.kind === 'cidr') return; // a named port never matches a non-pod
+            for (const f of fam === undefined ? ([4, 6] as Fam[]) : [fam]) {
+              const set = this.namedPortSet(policy, `${key}/${pi}/${ri}/named/${f}`, peer as Extract<Peer, { kind: 'pods' }> | undefined, pr!, f);
+              const e: unknown[] = [];
+              if (peer) e.push(match(addrField(f, field), `@${this.peerSet(policy, `${key}/${pi}`, peer, f)}`));
+              e.push(match({ concat: [addrField(f, 'daddr'), { meta: { key: 'l4proto' } }, { payload: { protocol: 'th', field: 'dport' } }] }, `@${set}`));
+              out.push(e);
+            }
+            return;
+          }
+          if (peer?.kind === 'pods') exprs.push(match(addrField(fam!, field), `@${this.peerSet(policy, `${key}/${pi}`, peer, fam!)}`));
+          if (peer?.kind === 'cidr') {
+            exprs.push(match(addrField(fam!, field), prefix(peer.cidr)));
+            for (const x of peer.except) exprs.push(match(addrField(fam!, field), prefix(x), '!='));
+          }
+          if (pr) {
+            let port: number | { range: [number, number] } | undefined;
+            if (named) {
+              // Ingress: resolved on the selected pod itself (the destination).
+              const p = self.ports.find((x) => x.name === pr.port && x.protocol === pr.protocol);
+              if (!p) return; // this pod has no such port: the clause matches nothing
+              port = p.containerPort;
+            } else if (typeof pr.port === 'number') {
+              port = pr.endPort !== undefined ? { range: [pr.port, pr.endPort] } : pr.port;
+            }
+            exprs.push(match({ meta: { key: 'l4proto' } }, pr.protocol.toLowerCase()));
+            if (port !== undefined) exprs.push(match({ payload: { protocol: 'th', field: 'dport' } }, port));
+          }
+          out.push(exprs);
+        });
+      }
+    });
+    return out;
+  }
+}
+
+function logPrefix(kind: 'deny' | 'audit', dir: Direction, ns: string, policies: string[]): string {
+  const who = policies.length > 1 ? `${policies[0]}+${policies.length - 1}` : (policies[0] ?? ns);
+  return `nhi-${kind} ${dir === 'ingress' ? 'in' : 'eg'} ${who}: `.slice(0, 120);
+}
+
+function isAudited(audit: AuditOptions, pid: string, ns: string): boolean {
+  return audit.all || audit.namespaces.includes(ns) || audit.policies.includes(pid);
+}
+
+/**
+ * The whole desired state as one transaction: objects are declared (a no-op
+ * when they exist), sets, maps and profile chains flushed and refilled, and
+ * chains and sets the previous compile made but this one does not deleted.
+ * Named counters are never flushed, so per-policy counts survive.
+ */
+export function compile(policies: Policy[], pods: LocalPod[], audit: AuditOptions, previous: CompiledNames = { chains: [], sets: [] }): Compiled {
+  const b = new Builder(policies, pods);
+  const vmap: Record<`${'eg' | 'in'}${Fam}`, unknown[]> = { eg4: [], eg6: [], in4: [], in6: [] };
+  const profiles: Compiled['profiles'] = {};
+  const podProfiles: Compiled['pods'] = {};
+
+  for (const pod of [...pods].sort((x, y) => x.id.localeCompare(y.id))) {
+    const id = pod.identity;
+    if (!id) continue;
+    for (const dir of ['ingress', 'egress'] as Direction[]) {
+      const { act, isolated, denyKey } = acting(policies, id, dir);
+      if (act.length === 0) continue;
+      const rules: unknown[][] = [];
+      const pass = dir === 'ingress' ? { accept: null } : { return: null };
+      for (const p of act) {
+        const pid = policyId(p);
+        const verdict = isAudited(audit, pid, p.namespace)
+          ? [{ log: { prefix: logPrefix('audit', dir, p.namespace, [pid]) } }]
+          : [{ counter: denyCounter(`pr_${hash(pid)}`) }, { log: { prefix: logPrefix('deny', dir, p.namespace, [pid]) } }, { drop: null }];
+        if (p[denyKey].length > 0 && !isAudited(audit, pid, p.namespace)) b.counters.add(denyCounter(`pr_${hash(pid)}`));
+        p[denyKey].forEach((r, i) => {
+          for (const alt of b.ruleAlternatives(p, r, dir, `${dir}Deny/${i}`, id)) rules.push([...alt, ...verdict]);
+        });
+      }
+      if (isolated) {
+        for (const p of act.filter((x) => x.isolates[dir] || x.kind === 'CiliumNetworkPolicy')) {
+          const pid = policyId(p);
+          b.counters.add(allowCounter(pid));
+          p[dir].forEach((r, i) => {
+            for (const alt of b.ruleAlternatives(p, r, dir, `${dir}/${i}`, id)) rules.push([...alt, { counter: allowCounter(pid) }, pass]);
+          });
+        }
+      }
+      const ids = act.map(policyId);
+      const chain = `pr_${hash(JSON.stringify([dir, ids, rules, isolated]))}`;
+      if (isolated) {
+        const isolating = act.filter((x) => x.isolates[dir]).map(policyId);
+        const audited = isolating.every((pid) => isAudited(audit, pid, pid.split('/')[0]!));
+        const rate = { limit: { rate: 10, per: 'second', burst: 20 } };
+        if (audited) {
+          rules.push([rate, { log: { prefix: logPrefix('audit', dir, id.namespace, isolating) } }, pass]);
+        } else {
+          b.counters.add(denyCounter(chain));
+          rules.push([{ counter: denyCounter(chain) }, rate, { log: { prefix: logPrefix('deny', dir, id.namespace, isolating) } }]);
+          rules.push([{ drop: null }]);
+        }
+      }
+      b.chains.set(chain, rules);
+      profiles[chain] = { direction: dir, policies: ids };
+      podProfiles[pod.id] = { ...podProfiles[pod.id], [dir]: chain };
+      for (const ip of pod.ips) vmap[`${dir === 'ingress' ? 'in' : 'eg'}${famOf(ip)}`].push([ip, { jump: { target: chain } }]);
+    }
+  }
+
+  const cmds: NftCommand[] = [{ add: { table: { family: F, name: POLICY_TABLE } } }];
+  for (const [name, fam] of [['eg4', 4], ['eg6', 6], ['in4', 4], ['in6', 6]] as const) {
+    cmds.push({ add: { map: { family: F, table: POLICY_TABLE, name, type: fam === 4 ? 'ipv4_addr' : 'ipv6_addr', map: 'verdict' } } });
+    cmds.push({ flush: { map: { family: F, table: POLICY_TABLE, name } } });
+  }
+  for (const c of [...b.counters].sort()) cmds.push({ add: { counter: { family: F, table: POLICY_TABLE, name: c } } });
+  for (const [name, s] of [...b.sets].sort(([x], [y]) => x.localeCompare(y))) {
+    cmds.push({ add: { set: { family: F, table: POLICY_TABLE, name, type: s.type } } });
+    cmds.push({ flush: { set: { family: F, table: POLICY_TABLE, name } } });
+    if (s.elems.length) cmds.push({ add: { element: { family: F, table: POLICY_TABLE, name, elem: s.elems } } });
+  }
+  for (const [name, rules] of [...b.chains].sort(([x], [y]) => x.localeCompare(y))) {
+    cmds.push({ add: { chain: { family: F, table: POLICY_TABLE, name } } });
+    cmds.push({ flush: { chain: { family: F, table: POLICY_TABLE, name } } });
+    for (const expr of rules) cmds.push({ add: { rule: { family: F, table: POLICY_TABLE, chain: name, expr } } });
+  }
+  // Base chains last, once everything they reference exists.
+  const ct = match({ ct: { key: 'state' } }, ['established', 'related'], 'in');
+  const base: [string, string, unknown[][]][] = [
+    ['forward', 'forward', [
+      [ct, { accept: null }],
+      [match(addrField(4, 'saddr'), '@eg4', 'vmap')],
+      [match(addrField(6, 'saddr'), '@eg6', 'vmap')],
+      [match(addrField(4, 'daddr'), '@in4', 'vmap')],
+      [match(addrField(6, 'daddr'), '@in6', 'vmap')],
+    ]],
+    ['input', 'input', [
+      [ct, { accept: null }],
+      [match(addrField(4, 'saddr'), '@eg4', 'vmap')],
+      [match(addrField(6, 'saddr'), '@eg6', 'vmap')],
+    ]],
+  ];
+  for (const [name, hook, rules] of base) {
+    cmds.push({ add: { chain: { family: F, table: POLICY_TABLE, name, type: 'filter', hook, prio: 0, policy: 'accept' } } });
+    cmds.push({ flush: { chain: { family: F, table: POLICY_TABLE, name } } });
+    for (const expr of rules) cmds.push({ add: { rule: { family: F, table: POLICY_TABLE, chain: name, expr: expr.map(vmapFix) } } });
+  }
+  for (const [name, elems] of Object.entries(vmap)) {
+    if (elems.length) cmds.push({ add: { element: { family: F, table: POLICY_TABLE, name, elem: elems } } });
+  }
+  // What the previous compile made and this one does not: added first so
+  // that the delete cannot fail on an object that is already gone.
+  for (const name of previous.chains.filter((c) => !b.chains.has(c))) {
+    cmds.push({ add: { chain: { family: F, table: POLICY_TABLE, name } } }, { delete: { chain: { family: F, table: POLICY_TABLE, name } } });
+  }
+  for (const name of previous.sets.filter((s) => !b.sets.has(s))) {
+    const addr = name.endsWith('_6') ? 'ipv6_addr' : 'ipv4_addr';
+    cmds.push({ add: { set: { family: F, table: POLICY_TABLE, name, type: name.startsWith('n_') ? [addr, 'inet_proto', 'inet_service'] : addr } } },
+      { delete: { set: { family: F, table: POLICY_TABLE, name } } });
+  }
+  return { commands: cmds, names: { chains: [...b.chains.keys()].sort(), sets: [...b.sets.keys()].sort() }, profiles, pods: podProfiles };
+}
+
+/** `ip saddr vmap @eg4` in nft JSON is a `vmap` statement, not a match. */
+function vmapFix(e: unknown): unknown {
+  const m = (e as { match?: { op: string; left: unknown; right: unknown } }).match;
+  if (m?.op === 'vmap') return { vmap: { key: m.left, data: m.right } };
+  return e;
+}
+
+export type { Protocol };
