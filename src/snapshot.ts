@@ -7,6 +7,7 @@ import { execa } from 'execa';
 import { main } from './main.js';
 import './plugin/ipam.js';
 import './plugin/cni.js';
+import './plugin/policy.js';
 import './cli/index.js';
 import 'pino';
 

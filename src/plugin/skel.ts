@@ -10,8 +10,8 @@ import { configVersion, CURRENT_VERSION, requireVerbVersion, SUPPORTED_VERSIONS,
 import { readStdin, writeStdout } from '../sys/stdio.js';
 import type { PluginType } from './request.js';
 
-export const PLUGIN_TYPES = ['nhi-cni', 'nhi-ipam'] as const;
-const PLANNED_TYPES = ['nhi-policy'];
+export const PLUGIN_TYPES = ['nhi-cni', 'nhi-ipam', 'nhi-policy'] as const;
+const PLANNED_TYPES: string[] = [];
 
 async function loadType(name: string): Promise<PluginType> {
   switch (name) {
@@ -19,6 +19,8 @@ async function loadType(name: string): Promise<PluginType> {
       return (await import('./ipam.js')).ipamPlugin;
     case 'nhi-cni':
       return (await import('./cni.js')).cniPlugin;
+    case 'nhi-policy':
+      return (await import('./policy.js')).policyPlugin;
     default:
       throw new CniError(Code.InvalidConfig, `plugin type ${name} is not available in this build`);
   }

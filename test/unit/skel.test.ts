@@ -4,8 +4,8 @@ import { caught } from '../helpers/caught.js';
 
 
 describe('chooseType', () => {
-  it('ships nhi-cni and nhi-ipam', () => {
-    expect([...PLUGIN_TYPES]).toStrictEqual(['nhi-cni', 'nhi-ipam']);
+  it('ships nhi-cni, nhi-ipam and nhi-policy', () => {
+    expect([...PLUGIN_TYPES]).toStrictEqual(['nhi-cni', 'nhi-ipam', 'nhi-policy']);
   });
 
   it.each([['nhi-ipam'], ['nhi-cni'], ['nhi-policy']])('config type %s wins over the invoked name', (type) => {
@@ -35,7 +35,7 @@ describe('chooseType', () => {
   ])('config type %j, invoked as %s: code 7', (type, invoked) => {
     const e = caught(() => chooseType(type, invoked));
     expect(e.code).toBe(7);
-    expect(e.details).toBe('install the binary (or a link to it) as one of nhi-cni, nhi-ipam');
+    expect(e.details).toBe('install the binary (or a link to it) as one of nhi-cni, nhi-ipam, nhi-policy');
   });
 
   it('the message names both', () => {

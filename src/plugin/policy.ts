@@ -1,0 +1,69 @@
+// Plugin type `nhi-policy`: the policy module alone, chained after any main
+// plugin (the reference bridge, ptp, ...). It reads the pod's addresses from
+// prevResult and passes prevResult through unchanged.
+import { parseCniArgs } from '../cni/args.js';
+import { CniError, Code } from '../cni/errors.js';
+import { parsePrevResult, type Result } from '../cni/result.js';
+import { applyPolicy, loadPoliciesCached, loadPolicyConfig, podKey, readPolicyState, type PolicyConfig } from '../chain/policy.js';
+import { DEFAULT_STATE_DIR } from '../chain/config.js';
+import { validAttachments } from './attachments.js';
+import { identityFromConfig } from '../policy/identity.js';
+import type { CniRequest, PluginType } from './request.js';
+
+function policyConfig(req: CniRequest): PolicyConfig {
+  const stateDir = typeof req.config.stateDir === 'string' ? req.config.stateDir : DEFAULT_STATE_DIR;
+  if (!stateDir.startsWith('/') || stateDir.split('/').includes('..')) {
+    throw new CniError(Code.InvalidConfig, `stateDir ${JSON.stringify(stateDir)} must be an absolute path without ".."`);
+  }
+  const pc = loadPolicyConfig(req.config.policy ?? {}, stateDir);
+  return pc!;
+}
+
+function prev(req: CniRequest): Result {
+  if (req.config.prevResult === undefined) {
+    throw new CniError(Code.InvalidConfig, 'nhi-policy must be chained after a main plugin', 'no prevResult: put nhi-policy after the plugin that creates the interface');
+  }
+  return parsePrevResult(req.config.prevResult, req.version);
+}
+
+const key = (req: CniRequest) => podKey(req.config.name, req.env.containerId, req.env.ifname);
+
+export const policyPlugin: PluginType = {
+  async add(req) {
+    const pc = policyConfig(req);
+    const args = parseCniArgs(req.env.args, []);
+    const identity = identityFromConfig(req.config, { namespace: args.K8S_POD_NAMESPACE, name: args.K8S_POD_NAME });
+    const policies = loadPoliciesCached(pc);
+    const result = prev(req);
+    const ips = (result.ips ?? []).map((i) => i.address.split('/')[0]!);
+    await applyPolicy(pc, (pods) => {
+      for (const [k, p] of Object.entries(pods)) if (k !== key(req) && p.ips.some((a) => ips.includes(a))) delete pods[k];
+      pods[key(req)] = { network: req.config.name, containerId: req.env.containerId, ifname: req.env.ifname, ips, ...(identity ? { identity } : {}) };
+    }, policies);
+    return result;
+  },
+  async del(req) {
+    await applyPolicy(policyConfig(req), (pods) => delete pods[key(req)], undefined);
+  },
+  async check(req) {
+    prev(req);
+    const pc = policyConfig(req);
+    if (!readPolicyState(pc.stateDir).pods[key(req)]) {
+      throw new CniError(Code.CheckFailed, 'the attachment is missing from the policy state', `no entry ${key(req)} in ${pc.stateDir}/policy-state.json`);
+    }
+  },
+  async gc(req) {
+    const valid = validAttachments(req.config);
+    if (valid === undefined) return;
+    const keep = new Set(valid.map((a) => podKey(req.config.name, a.containerId, a.ifname)));
+    await applyPolicy(policyConfig(req), (pods) => {
+      for (const [k, p] of Object.entries(pods)) if (p.network === req.config.name && !keep.has(k)) delete pods[k];
+    }, undefined);
+  },
+  async status() {
+    // Ready when nft can be run; the policy state needs nothing else.
+    const path = (process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin').split(':');
+    const { existsSync } = await import('node:fs');
+    if (!path.some((d) => d && existsSync(`${d}/nft`))) throw new CniError(Code.NotAvailable, 'nft is missing', 'install nftables');
+  },
+};

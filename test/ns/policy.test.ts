@@ -1,0 +1,210 @@
+// Policies enforced on real traffic: nhi-cni with a policy directory, pods
+// given workload identities through the io.nhi-cni/workload capability, TCP
+// and UDP between namespaces the test creates.
+import { copyFileSync, mkdirSync, writeFileSync } from 'node:fs';
+import { spawnSync, type ChildProcess } from 'node:child_process';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { chainConflist, direct, pluginConfig, testEnv } from '../helpers/chain.js';
+import { createNetns, deleteAllNetns, ping, tryInNetns, type Netns } from '../helpers/netns.js';
+import { Scratch } from '../helpers/plugin.js';
+import { ROOT } from '../helpers/paths.js';
+import { reaches, startServers } from '../helpers/traffic.js';
+
+const UDP_POLICY = `
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: { name: reporting-udp, namespace: payments }
+spec:
+  podSelector: { matchLabels: { app: reporting } }
+  ingress:
+    - from: [{ podSelector: { matchLabels: { app: payment-service } } }]
+      ports: [{ protocol: UDP, port: 5353 }]
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: { name: payment-service-udp, namespace: payments }
+spec:
+  podSelector: { matchLabels: { app: payment-service } }
+  policyTypes: [Egress]
+  egress:
+    - to: [{ podSelector: { matchLabels: { app: reporting } } }]
+      ports: [{ protocol: UDP, port: 5353 }]
+`;
+
+const OPEN_REPORTING = `
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: { name: reporting-from-default, namespace: payments }
+spec:
+  podSelector: { matchLabels: { app: reporting } }
+  ingress:
+    - from: [{ namespaceSelector: { matchLabels: { kubernetes.io/metadata.name: default } } }]
+      ports: [{ port: 8080 }]
+`;
+
+describe('NetworkPolicy on real traffic (payments scenario)', () => {
+  const scratch = new Scratch();
+  const policyDir = scratch.path('policies');
+  let node: Netns;
+  const pods: Record<string, Netns> = {};
+  const ip: Record<string, string> = {};
+  const servers: ChildProcess[] = [];
+  let list: ReturnType<typeof chainConflist>;
+  const gw = '10.80.0.1';
+
+  function add(name: string, namespace: string, app: string, extra: Record<string, unknown> = {}, audit = false) {
+    const pod = (pods[name] ??= createNetns('nhip'));
+    const conf = pluginConfig(list, 0, undefined, {
+      'io.nhi-cni/workload': { namespace, name, labels: { app }, ports: [{ name: 'postgres', containerPort: 5432, protocol: 'TCP' }] },
+      ...extra,
+    });
+    if (audit) (conf.policy as Record<string, unknown>).audit = true;
+    const r = direct({ node, verb: 'ADD', config: conf, containerId: name, netns: pod.path, env: testEnv(scratch.dir) });
+    expect(r.status, r.stdout + r.stderr).toBe(0);
+    ip[name] = r.json.ips[0].address.split('/')[0];
+    return r;
+  }
+
+  beforeAll(async () => {
+    mkdirSync(policyDir, { recursive: true });
+    copyFileSync(`${ROOT}/examples/policies/payments.yaml`, `${policyDir}/payments.yaml`);
+    writeFileSync(`${policyDir}/udp.yaml`, UDP_POLICY);
+    node = createNetns('nhin');
+    list = chainConflist({ kind: 'nhi-cni', name: 'pol', cniVersion: '1.1.0', bridge: 'nhi0', ranges: [['10.80.0.0/24']], dir: scratch.dir });
+    (list.plugins[0] as Record<string, unknown>).policy = { dir: policyDir };
+    add('api', 'payments', 'payment-service');
+    add('db', 'payments', 'payments-db');
+    add('rep', 'payments', 'reporting');
+    add('ext', 'default', 'web');
+    servers.push(await startServers(pods.db!, [5432, 5433]));
+    servers.push(await startServers(pods.api!, [8080]));
+    servers.push(await startServers(pods.rep!, [8080, 5353], [5353]));
+    servers.push(await startServers(pods.ext!, [8080]));
+  });
+  afterAll(() => {
+    for (const s of servers) s.kill();
+    deleteAllNetns();
+    scratch.cleanup();
+  });
+
+  it('the payment service reaches the database on TCP 5432', () => {
+    expect(reaches(pods.api!, ip.db!, 5432)).toBe(true);
+  });
+
+  it('nothing else reaches the database, and not on another port', () => {
+    expect(reaches(pods.rep!, ip.db!, 5432)).toBe(false);
+    expect(reaches(pods.ext!, ip.db!, 5432)).toBe(false);
+    expect(reaches(pods.api!, ip.db!, 5433)).toBe(false);
+  });
+
+  it('default deny: the database opens no connection, not even to the node', () => {
+    expect(reaches(pods.db!, ip.api!, 8080)).toBe(false);
+    expect(reaches(pods.db!, ip.ext!, 8080)).toBe(false);
+    expect(ping(pods.db!, gw)).toBe(false);
+  });
+
+  it('the node reaches its pods under default deny (kubelet probes)', () => {
+    expect(tryInNetns(node, process.execPath, ['-e', `require('net').connect(5432, '${ip.db}').on('data', () => process.exit(0)).on('error', () => process.exit(1)); setTimeout(() => process.exit(2), 1500)`]).status).toBe(0);
+  });
+
+  it('a pod no policy selects talks freely, but not into the isolated namespace', () => {
+    expect(reaches(pods.api!, ip.ext!, 8080)).toBe(false); // api's egress allows only db and DNS
+    expect(reaches(pods.ext!, ip.api!, 8080)).toBe(false); // api's ingress is default-deny
+  });
+
+  it('UDP rules allow UDP, and do not open the same port to TCP', () => {
+    expect(reaches(pods.api!, ip.rep!, 5353, 'udp')).toBe(true);
+    expect(reaches(pods.api!, ip.rep!, 5353, 'tcp')).toBe(false);
+  });
+
+  it('counts allowed and denied connections per policy (nft counters)', () => {
+    const out = tryInNetns(node, 'nft', ['-j', 'list', 'counters', 'table', 'inet', 'nhi_policy']).stdout;
+    const counters = (JSON.parse(out).nftables as { counter?: { name: string; packets: number } }[]).flatMap((x) => (x.counter ? [x.counter] : []));
+    expect(counters.filter((c) => c.name.startsWith('a_')).some((c) => c.packets > 0)).toBe(true);
+    expect(counters.filter((c) => c.name.startsWith('d_')).some((c) => c.packets > 0)).toBe(true);
+  });
+
+  it('a manifest edit applies with the next ADD', () => {
+    expect(reaches(pods.ext!, ip.rep!, 8080)).toBe(false);
+    writeFileSync(`${policyDir}/open.yaml`, OPEN_REPORTING);
+    add('trigger', 'default', 'other');
+    expect(reaches(pods.ext!, ip.rep!, 8080)).toBe(true);
+    expect(reaches(pods.ext!, ip.api!, 8080)).toBe(false);
+  });
+
+  it('a new pod that gets a released address inherits nothing of the old pod\'s access', async () => {
+    const oldIp = ip.db!;
+    const del = direct({ node, verb: 'DEL', config: pluginConfig(list, 0), containerId: 'db', netns: pods.db!.path, env: testEnv(scratch.dir) });
+    expect(del.status, del.stdout).toBe(0);
+    // A pod in a namespace without policies: its ingress is open, so only
+    // api's egress (which allowed the old database address) could stop it.
+    add('imposter', 'default', 'web', { ips: [`${oldIp}/24`] });
+    expect(ip.imposter).toBe(oldIp);
+    servers.push(await startServers(pods.imposter!, [5432]));
+    expect(reaches(pods.ext!, oldIp, 5432)).toBe(true);
+    expect(reaches(pods.api!, oldIp, 5432)).toBe(false);
+  });
+
+  it('audit mode logs what it would deny and lets it pass', () => {
+    expect(reaches(pods.rep!, ip.api!, 8080)).toBe(false);
+    add('trigger2', 'default', 'other', {}, true);
+    expect(reaches(pods.rep!, ip.api!, 8080)).toBe(true);
+    const rules = tryInNetns(node, 'nft', ['list', 'table', 'inet', 'nhi_policy']).stdout;
+    expect(rules).toMatch(/log prefix "nhi-audit in payments\/default-deny/);
+  });
+
+  it('the ruleset holds only our objects, named by hashes, with no label or policy text outside comments and log prefixes', () => {
+    const out = JSON.parse(tryInNetns(node, 'nft', ['-j', 'list', 'table', 'inet', 'nhi_policy']).stdout).nftables as Record<string, { name?: string }>[];
+    for (const item of out) {
+      for (const kind of ['chain', 'set', 'map', 'counter']) {
+        const name = item[kind]?.name;
+        if (name) expect(name).toMatch(/^(forward|input|eg4|eg6|in4|in6|pr_[0-9a-f]{12}|[pn]_[0-9a-f]{12}_[46]|[ad]_[0-9a-f]{12})$/);
+      }
+    }
+  });
+});
+
+describe('nhi-policy chained after the reference bridge', () => {
+  const scratch = new Scratch();
+  let node: Netns;
+  const pods: Netns[] = [];
+  const servers: ChildProcess[] = [];
+  afterAll(() => {
+    for (const s of servers) s.kill();
+    deleteAllNetns();
+    scratch.cleanup();
+  });
+
+  it('enforces the policy on addresses from prevResult and passes prevResult through', async () => {
+    node = createNetns('nhin');
+    const policyDir = scratch.path('policies');
+    mkdirSync(policyDir, { recursive: true });
+    copyFileSync(`${ROOT}/examples/policies/payments.yaml`, `${policyDir}/payments.yaml`);
+    const list = {
+      cniVersion: '1.0.0',
+      name: 'chained',
+      plugins: [
+        { type: 'bridge', bridge: 'cbr0', isGateway: true, ipam: { type: 'host-local', dataDir: scratch.path('ipam'), ranges: [[{ subnet: '10.81.0.0/24' }]] } },
+        { type: 'nhi-policy', stateDir: scratch.path('state'), capabilities: { 'io.nhi-cni/workload': true }, policy: { dir: policyDir } },
+      ],
+    };
+    const { libcniDriver } = await import('../helpers/driver.js');
+    const drv = libcniDriver(scratch, node, list as never, testEnv(scratch.dir));
+    const ips: string[] = [];
+    for (const [name, app] of [['api', 'payment-service'], ['db', 'payments-db'], ['rep', 'reporting']] as const) {
+      const pod = createNetns('nhip');
+      pods.push(pod);
+      const r = drv.add(pod, { CAP_ARGS: JSON.stringify({ 'io.nhi-cni/workload': { namespace: 'payments', name, labels: { app } } }) });
+      expect(r.status, r.stderr).toBe(0);
+      expect(r.json.interfaces[0].name).toBe('cbr0'); // the bridge's result, passed through
+      ips.push(r.json.ips[0].address.split('/')[0]);
+    }
+    servers.push(await startServers(pods[1]!, [5432]));
+    expect(reaches(pods[0]!, ips[1]!, 5432)).toBe(true);
+    expect(reaches(pods[2]!, ips[1]!, 5432)).toBe(false);
+    expect(drv.check(pods[1]!).status).toBe(0);
+    for (const p of pods) expect(drv.del(p).status).toBe(0);
+    const state = JSON.parse(spawnSync('cat', [scratch.path('state/policy-state.json')], { encoding: 'utf8' }).stdout);
+    expect(state.pods).toEqual({});
+  });
+});
