@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # The demo: a test "node" network namespace and three "pod" namespaces, wired
-# by nhi-cni (bridge, veth, host-local IPAM and masquerade in one process),
-# driven through libcni (dist/cni-client) exactly as containerd would. Prints
-# the addresses, pings pod to pod and pod to gateway, deletes everything and
-# shows that nothing is left. Touches nothing outside the namespaces and a
-# temp dir.
+# by nhi-cni through libcni (dist/cni-client) exactly as containerd would.
+#   1. wiring: bridge, veth, host-local IPAM and masquerade in one process;
+#      addresses, pings pod to pod and pod to gateway, CHECK, DEL.
+#   2. policy: the same pods as workload identities of the payments scenario
+#      (examples/policies/payments.yaml); which TCP connections pass and which
+#      are denied, who held which address, then DEL.
+# At the end it shows that nothing is left. Touches nothing outside the
+# namespaces and a temp dir.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 [ "$(id -u)" -eq 0 ] || { echo "demo: run as root (it creates network namespaces)" >&2; exit 1; }
@@ -95,8 +98,63 @@ for p in "${pods[@]}"; do inode "$client" check demo "/var/run/netns/$p" && echo
 say "DEL every pod"
 for p in "${pods[@]}"; do inode "$client" del demo "/var/run/netns/$p" && echo "  $p deleted"; done
 
+say "policy: the same pods as workloads of the payments scenario"
+mkdir -p "$work/policies"
+cp "$root/examples/policies/payments.yaml" "$work/policies/"
+cat > "$work/net.d/20-secure.conflist" <<JSON
+{
+  "cniVersion": "1.0.0",
+  "name": "secure",
+  "plugins": [
+    {
+      "type": "nhi-cni",
+      "bridge": "nhi-sec0",
+      "isGateway": true,
+      "isDefaultGateway": true,
+      "ipMasq": true,
+      "stateDir": "$work/state",
+      "capabilities": { "io.nhi-cni/workload": true },
+      "policy": { "dir": "$work/policies" },
+      "ipam": { "type": "host-local", "dataDir": "$work/ipam", "ranges": [[{ "subnet": "10.89.0.0/24" }]] }
+    }
+  ]
+}
+JSON
+sed -n '1,200p' "$work/policies/payments.yaml" | grep -E '^(kind|  name|  namespace)|matchLabels|app:|port:' | sed 's/^/  /' | head -30
+names=(payment-service payments-db reporting)
+declare -A sec
+for i in 0 1 2; do
+  p=${pods[$i]}
+  cap="{\"io.nhi-cni/workload\":{\"namespace\":\"payments\",\"name\":\"${names[$i]}\",\"labels\":{\"app\":\"${names[$i]}\"}}}"
+  CAP_ARGS=$cap inode "$client" add secure "/var/run/netns/$p" >/dev/null
+  sec[$p]=$(ip -n "$p" -4 -o addr show dev eth0 | awk '{print $4}' | cut -d/ -f1)
+  echo "  ${names[$i]} (pod $p) is ${sec[$p]}"
+done
+node_bin=$root/node_modules/.bin/node
+ip netns exec "${pods[1]}" "$node_bin" -e "for (const p of [5432, 5433]) require('net').createServer((s) => s.end('hi')).listen(p)" &
+server=$!
+sleep 0.5
+try() { # from-netns host port label
+  if ip netns exec "$1" "$node_bin" -e "const s=require('net').connect($3,'$2');s.on('data',()=>process.exit(0));s.on('error',()=>process.exit(1));setTimeout(()=>process.exit(1),1000)"; then r=allowed; else r=DENIED; fi
+  printf '  %-48s %s\n' "$4" "$r"
+}
+try "${pods[0]}" "${sec[${pods[1]}]}" 5432 "payment-service -> payments-db:5432"
+try "${pods[0]}" "${sec[${pods[1]}]}" 5433 "payment-service -> payments-db:5433"
+try "${pods[2]}" "${sec[${pods[1]}]}" 5432 "reporting -> payments-db:5432"
+try "$node" "${sec[${pods[1]}]}" 5432 "node (kubelet probe) -> payments-db:5432"
+kill $server 2>/dev/null || true
+echo
+echo "  who held ${sec[${pods[1]}]}?"
+"$root/dist/nhi-cni" who "${sec[${pods[1]}]}" --state-dir "$work/state" | sed 's/^/    /'
+echo
+echo "  the ruleset: one map lookup per connection, then the profile's rules (nft list table inet nhi_policy, excerpt)"
+inode nft list table inet nhi_policy | grep -E 'chain (forward|pr_)|saddr|daddr|drop|log' | head -20 | sed 's/^/  /'
+for p in "${pods[@]}"; do inode "$client" del secure "/var/run/netns/$p"; done
+echo "  all pods deleted from network secure"
+
 say "left behind"
-echo "  IPAM directory: $(ls "$work/ipam/demo" | tr '\n' ' ')(only the lock and round-robin markers)"
+echo "  IPAM directories: $(ls "$work/ipam/demo" "$work/ipam/secure" | grep -v ':' | sort -u | tr '\n' ' ')(only locks and round-robin markers)"
+echo "  pods in the policy state: $("$root/node_modules/.bin/node" -e "console.log(Object.keys(require('$work/state/policy-state.json').pods).length)")"
 echo "  attachment records: $(ls "$work/state/demo/attachments" | wc -l)"
 echo "  veths on the node: $(inode ip -o link show type veth | wc -l)"
 echo "  pod interfaces: $(for p in "${pods[@]}"; do ip -n "$p" -o link show eth0 2>/dev/null; done | wc -l)"
