@@ -28,7 +28,7 @@ spec:
   policyTypes: [Egress]
   egress:
     - to: [{ podSelector: { matchLabels: { app: reporting } } }]
-      ports: [{ protocol: UDP, port: 5353 }]
+      ports: [{ protocol: UDP, port: 5353 }, { protocol: TCP, port: 8080 }]
 `;
 
 const OPEN_REPORTING = `
@@ -115,6 +115,12 @@ describe('NetworkPolicy on real traffic (payments scenario)', () => {
   it('UDP rules allow UDP, and do not open the same port to TCP', () => {
     expect(reaches(pods.api!, ip.rep!, 5353, 'udp')).toBe(true);
     expect(reaches(pods.api!, ip.rep!, 5353, 'tcp')).toBe(false);
+  });
+
+  it('an egress allow does not skip the peer\'s ingress check', () => {
+    // payment-service may send to reporting:8080 (its egress allows it), but
+    // reporting's ingress admits only UDP 5353 from it.
+    expect(reaches(pods.api!, ip.rep!, 8080)).toBe(false);
   });
 
   it('counts allowed and denied connections per policy (nft counters)', () => {
