@@ -24,6 +24,8 @@ export const PolicyConfigInput = z.object({
   audit: z.boolean().optional(),
   auditNamespaces: z.array(z.string()).optional(),
   auditPolicies: z.array(z.string()).optional(),
+  /** A kubeconfig to fetch identities from the Kubernetes API (src/policy/k8s.ts reads it). */
+  kubeconfig: z.string().optional(),
 });
 
 export interface PolicyConfig {

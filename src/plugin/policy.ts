@@ -7,7 +7,7 @@ import { parsePrevResult, type Result } from '../cni/result.js';
 import { applyPolicy, loadPoliciesCached, loadPolicyConfig, podKey, readPolicyState, type PolicyConfig } from '../chain/policy.js';
 import { DEFAULT_STATE_DIR } from '../chain/config.js';
 import { validAttachments } from './attachments.js';
-import { identityFromConfig } from '../policy/identity.js';
+import { workloadIdentity } from '../policy/identity-source.js';
 import type { CniRequest, PluginType } from './request.js';
 
 function policyConfig(req: CniRequest): PolicyConfig {
@@ -32,7 +32,7 @@ export const policyPlugin: PluginType = {
   async add(req) {
     const pc = policyConfig(req);
     const args = parseCniArgs(req.env.args, []);
-    const identity = identityFromConfig(req.config, { namespace: args.K8S_POD_NAMESPACE, name: args.K8S_POD_NAME });
+    const identity = await workloadIdentity(req.config, args);
     const policies = loadPoliciesCached(pc);
     const result = prev(req);
     const ips = (result.ips ?? []).map((i) => i.address.split('/')[0]!);

@@ -1,0 +1,14 @@
+// Where a workload's identity comes from, in order: the runtime capability
+// io.nhi-cni/workload and args.cni.labels (what the runtime says), then the
+// Kubernetes API for K8S_POD_NAMESPACE/K8S_POD_NAME when policy.kubeconfig is
+// set. The first source that knows the workload wins; none: no identity (the
+// pod is then selected by no policy, and reachable only by ipBlocks).
+import type { CniArgs } from '../cni/args.js';
+import { identityFromConfig } from './identity.js';
+import { identityFromKubernetes } from './k8s.js';
+import type { Identity } from './model.js';
+
+export async function workloadIdentity(config: Record<string, unknown>, args: CniArgs): Promise<Identity | undefined> {
+  return identityFromConfig(config, { namespace: args.K8S_POD_NAMESPACE, name: args.K8S_POD_NAME })
+    ?? (await identityFromKubernetes(config, args));
+}

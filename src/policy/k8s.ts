@@ -1,0 +1,513 @@
+// The third identity source: the pod and its namespace read from the
+// Kubernetes API, when the plugin config names a kubeconfig
+// (`policy.kubeconfig`) and CNI_ARGS names the pod (K8S_POD_NAMESPACE,
+// K8S_POD_NAME). Only what policies select on is read: the pod's labels,
+// service account and container ports, and its namespace's labels; all of it is
+// validated like any other identity source (names.ts, via buildIdentity).
+//
+// Credentials (bearer tokens, keys) never appear in a message, a log line or
+// the JSON/inspect form of a Kubeconfig.
+import { readFileSync } from 'node:fs';
+import type { RequestOptions } from 'node:https';
+import { dirname, isAbsolute, resolve } from 'node:path';
+import { inspect } from 'node:util';
+import { parse as parseYaml } from 'yaml';
+import { z } from 'zod';
+import type { CniArgs } from '../cni/args.js';
+import { CniError, Code } from '../cni/errors.js';
+import { formatIssues } from '../cni/result.js';
+import { buildIdentity, type WorkloadSchema } from './identity.js';
+import type { Identity } from './model.js';
+import { quote, validateLabelKey, validateLabelValue, validateNamespace, validatePodName, validatePortName } from './names.js';
+
+// node:https and node:tls are loaded when first used, not at import: the
+// binary's start-up snapshot cannot hold the HTTP parser handles they create,
+// and most ADDs never talk to the API.
+const https = () => process.getBuiltinModule('node:https') as typeof import('node:https');
+const tls = () => process.getBuiltinModule('node:tls') as typeof import('node:tls');
+
+/** The default budget for both API requests together. */
+export const DEFAULT_TIMEOUT_MS = 3000;
+/** A Pod or Namespace object is a few KiB; anything far larger is not one. */
+const MAX_BODY = 4 << 20;
+
+// ---------------------------------------------------------------- kubeconfig
+
+const Str = z.string().min(1);
+
+const ClusterSchema = z.looseObject({
+  server: Str,
+  'certificate-authority': Str.optional(),
+  'certificate-authority-data': Str.optional(),
+  'insecure-skip-tls-verify': z.boolean().optional(),
+  'tls-server-name': Str.optional(),
+  'proxy-url': z.string().optional(),
+});
+
+const UserSchema = z.looseObject({
+  token: Str.optional(),
+  tokenFile: Str.optional(),
+  'client-certificate': Str.optional(),
+  'client-certificate-data': Str.optional(),
+  'client-key': Str.optional(),
+  'client-key-data': Str.optional(),
+});
+
+const KubeconfigSchema = z.looseObject({
+  'current-context': z.string().optional(),
+  clusters: z.array(z.looseObject({ name: Str, cluster: ClusterSchema })).default([]),
+  contexts: z.array(z.looseObject({ name: Str, context: z.looseObject({ cluster: Str, user: Str.optional() }) })).default([]),
+  users: z.array(z.looseObject({ name: Str, user: UserSchema.nullish() })).nullish(),
+});
+
+/** A loaded kubeconfig: the current context's cluster and user, files read and checked. */
+export interface Kubeconfig {
+  /** The kubeconfig file, for messages. */
+  path: string;
+  /** The API server URL (https), without a trailing "/". */
+  server: string;
+  /** PEM CA bundle; undefined: the system roots. */
+  ca?: Buffer;
+  insecureSkipTlsVerify: boolean;
+  tlsServerName?: string;
+  token?: string;
+  cert?: Buffer;
+  key?: Buffer;
+}
+
+/** formatIssues with an empty root: drop the leading dots. */
+function rootless(issues: string): string {
+  return issues.replace(/^\./, '').replace(/; \./g, '; ');
+}
+
+function bad(path: string, msg: string, details = ''): CniError {
+  return new CniError(Code.InvalidConfig, `kubeconfig ${path}: ${msg}`, details);
+}
+
+/** Hides the credentials from JSON.stringify and console/util.inspect. */
+function redacted(kc: Kubeconfig): Kubeconfig {
+  const shown = (): Record<string, unknown> => ({
+    path: kc.path,
+    server: kc.server,
+    ca: kc.ca ? '<pem>' : undefined,
+    insecureSkipTlsVerify: kc.insecureSkipTlsVerify,
+    tlsServerName: kc.tlsServerName,
+    token: kc.token ? '<redacted>' : undefined,
+    cert: kc.cert ? '<pem>' : undefined,
+    key: kc.key ? '<redacted>' : undefined,
+  });
+  Object.defineProperty(kc, 'toJSON', { value: shown, enumerable: false });
+  Object.defineProperty(kc, inspect.custom, { value: () => shown(), enumerable: false });
+  return kc;
+}
+
+/**
+ * Reads a kubeconfig the way kubectl does for what nhi-cni needs: the
+ * current-context's cluster (https server, CA, insecure-skip-tls-verify,
+ * tls-server-name) and user (token, tokenFile, client certificate and key).
+ * Relative file paths are relative to the kubeconfig's directory. Throws
+ * CniError 7 naming the field at fault.
+ */
+export function loadKubeconfig(path: string): Kubeconfig {
+  const where = path;
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (e) {
+    throw bad(where, `cannot read the file: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+  let doc: unknown;
+  try {
+    doc = parseYaml(text);
+  } catch (e) {
+    throw bad(where, 'not valid YAML', (e as Error).message);
+  }
+  if (doc === null || typeof doc !== 'object' || Array.isArray(doc)) throw bad(where, 'not a kubeconfig (expected a YAML mapping)');
+  const p = KubeconfigSchema.safeParse(doc);
+  if (!p.success) {
+    const issues = rootless(formatIssues(p.error, ''));
+    throw bad(where, issues.split('; ')[0] ?? 'invalid', issues);
+  }
+  const k = p.data;
+  const ctxName = k['current-context'];
+  if (!ctxName) throw bad(where, 'current-context is not set');
+  const ci = k.contexts.findIndex((c) => c.name === ctxName);
+  if (ci < 0) throw bad(where, `current-context ${quote(ctxName)} names no entry of contexts`);
+  const ctx = k.contexts[ci]!.context;
+  const cli = k.clusters.findIndex((c) => c.name === ctx.cluster);
+  if (cli < 0) throw bad(where, `contexts[${ci}].context.cluster ${quote(ctx.cluster)} names no entry of clusters`);
+  const cluster = k.clusters[cli]!.cluster;
+  const cp = `clusters[${cli}].cluster`;
+
+  let url: URL;
+  try {
+    url = new URL(cluster.server);
+  } catch {
+    throw bad(where, `${cp}.server ${quote(cluster.server)} is not a URL`);
+  }
+  if (url.protocol !== 'https:') throw bad(where, `${cp}.server ${quote(cluster.server)}: only https servers are supported`);
+  if (url.username || url.password) throw bad(where, `${cp}.server must not carry credentials`);
+  if (url.search || url.hash) throw bad(where, `${cp}.server ${quote(cluster.server)} must not have a query or fragment`);
+  if (cluster['proxy-url']) throw bad(where, `${cp}.proxy-url is not supported by nhi-cni`);
+
+  const dir = dirname(resolve(path));
+  const readPem = (field: string, file: string | undefined, data: string | undefined): Buffer | undefined => {
+    if (file !== undefined && data !== undefined) throw bad(where, `${field} and ${field}-data are both set; keep one`);
+    if (data !== undefined) {
+      const b64 = data.replace(/\s+/g, '');
+      if (!/^[A-Za-z0-9+/]+={0,2}$/.test(b64)) throw bad(where, `${field}-data is not base64`);
+      const buf = Buffer.from(b64, 'base64');
+      if (!buf.includes('-----BEGIN ')) throw bad(where, `${field}-data does not decode to PEM`);
+      return buf;
+    }
+    if (file === undefined) return undefined;
+    const abs = resolve(dir, file);
+    let buf: Buffer;
+    try {
+      buf = readFileSync(abs);
+    } catch (e) {
+      throw bad(where, `${field}: cannot read ${quote(abs)}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    }
+    // A file's content is never shown (it may be a key); the file is named only.
+    if (!buf.includes('-----BEGIN ')) throw bad(where, `${field}: ${quote(abs)} is not a PEM file`);
+    return buf;
+  };
+
+  const out: Kubeconfig = { path, server: url.href.replace(/\/+$/, ''), insecureSkipTlsVerify: cluster['insecure-skip-tls-verify'] === true };
+  const ca = readPem(`${cp}.certificate-authority`, cluster['certificate-authority'], cluster['certificate-authority-data']);
+  if (ca) {
+    // As kubectl: a CA with the insecure flag is a contradiction, refused.
+    if (out.insecureSkipTlsVerify) throw bad(where, `${cp}: certificate-authority(-data) and insecure-skip-tls-verify are both set; keep one`);
+    try {
+      tls().createSecureContext({ ca });
+    } catch (e) {
+      throw bad(where, `${cp}.certificate-authority: not a usable CA certificate`, (e as Error).message);
+    }
+    out.ca = ca;
+  }
+  if (cluster['tls-server-name']) out.tlsServerName = cluster['tls-server-name'];
+
+  if (ctx.user !== undefined) {
+    const ui = (k.users ?? []).findIndex((u) => u.name === ctx.user);
+    if (ui < 0) throw bad(where, `contexts[${ci}].context.user ${quote(ctx.user)} names no entry of users`);
+    const user = k.users![ui]!.user ?? {};
+    const up = `users[${ui}].user`;
+    if (user.token !== undefined && user.tokenFile !== undefined) throw bad(where, `${up}: token and tokenFile are both set; keep one`);
+    let token = user.token;
+    if (user.tokenFile !== undefined) {
+      const abs = resolve(dir, user.tokenFile);
+      try {
+        token = readFileSync(abs, 'utf8').trim();
+      } catch (e) {
+        throw bad(where, `${up}.tokenFile: cannot read ${quote(abs)}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+      }
+      if (!token) throw bad(where, `${up}.tokenFile: ${quote(abs)} is empty`);
+    }
+    // The token goes into an HTTP header: visible ASCII only (never shown).
+    if (token !== undefined && !/^[\x21-\x7e]+$/.test(token)) {
+      throw bad(where, `${up}.${user.tokenFile !== undefined ? 'tokenFile' : 'token'}: the token has characters an HTTP header cannot carry`);
+    }
+    const cert = readPem(`${up}.client-certificate`, user['client-certificate'], user['client-certificate-data']);
+    const key = readPem(`${up}.client-key`, user['client-key'], user['client-key-data']);
+    if (cert && !key) throw bad(where, `${up}: client-certificate(-data) is set without client-key(-data)`);
+    if (key && !cert) throw bad(where, `${up}: client-key(-data) is set without client-certificate(-data)`);
+    if (cert && key) {
+      try {
+        tls().createSecureContext({ cert, key });
+      } catch (e) {
+        // OpenSSL's reason ("key values mismatch", "no start line"), never the key.
+        throw bad(where, `${up}: client-certificate and client-key are not a usable pair`, (e as Error).message);
+      }
+      out.cert = cert;
+      out.key = key;
+    }
+    if (token !== undefined) out.token = token;
+    if (token === undefined && !cert) {
+      const other = ['exec', 'auth-provider', 'username', 'password'].find((f) => f in user);
+      if (other) throw bad(where, `${up}.${other} is not supported by nhi-cni: use token, tokenFile or client-certificate and client-key`);
+    }
+  }
+  return redacted(out);
+}
+
+// ---------------------------------------------------------------- API reads
+
+const Labels = z.record(z.string(), z.string()).nullish();
+
+const PodSchema = z.looseObject({
+  metadata: z.looseObject({ name: z.string(), namespace: z.string(), labels: Labels }),
+  spec: z.looseObject({
+    serviceAccountName: z.string().nullish(),
+    containers: z
+      .array(
+        z.looseObject({
+          ports: z
+            .array(
+              z.looseObject({
+                name: z.string().nullish(),
+                containerPort: z.number().int().min(1).max(65535),
+                protocol: z.enum(['TCP', 'UDP', 'SCTP']).nullish(),
+              }),
+            )
+            .nullish(),
+        }),
+      )
+      .nullish(),
+  }),
+});
+
+const NamespaceSchema = z.looseObject({ metadata: z.looseObject({ name: z.string(), labels: Labels }) });
+
+/** metav1.Status, for the API's own words on a refusal. */
+const StatusSchema = z.looseObject({ message: z.string().optional(), reason: z.string().optional() });
+
+interface Reply {
+  status: number;
+  body: string;
+}
+
+/** TLS verification failures: a wrong CA or server name is a configuration error, not a transient one. */
+const TLS_VERIFY_CODES = new Set([
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'CERT_SIGNATURE_FAILURE',
+  'CERT_UNTRUSTED',
+  'CERT_REJECTED',
+  'CERT_HAS_EXPIRED',
+  'CERT_NOT_YET_VALID',
+  'INVALID_CA',
+  'ERR_TLS_CERT_ALTNAME_INVALID',
+]);
+
+function unreachable(kc: Kubeconfig, reason: string): CniError {
+  return new CniError(Code.TryAgainLater, `cannot reach the Kubernetes API at ${kc.server}: ${reason}`, `kubeconfig ${kc.path}`);
+}
+
+/** One GET; resolves with the status and body, rejects with a CniError. */
+function get(kc: Kubeconfig, path: string, signal: AbortSignal, timeoutMs: number): Promise<Reply> {
+  return new Promise((resolveP, reject) => {
+    const url = new URL(kc.server + path);
+    const headers: Record<string, string> = { accept: 'application/json', 'user-agent': 'nhi-cni' };
+    if (kc.token) headers.authorization = `Bearer ${kc.token}`;
+    const opts: RequestOptions = {
+      method: 'GET',
+      agent: false,
+      headers,
+      rejectUnauthorized: !kc.insecureSkipTlsVerify,
+    };
+    if (kc.ca) opts.ca = kc.ca;
+    if (kc.cert) opts.cert = kc.cert;
+    if (kc.key) opts.key = kc.key;
+    if (kc.tlsServerName) opts.servername = kc.tlsServerName;
+    let settled = false;
+    const fail = (e: CniError): void => {
+      if (settled) return;
+      settled = true;
+      reject(e);
+      req.destroy();
+    };
+    const req = https().request(url, opts, (res) => {
+      const chunks: Buffer[] = [];
+      let size = 0;
+      res.on('data', (c: Buffer) => {
+        size += c.length;
+        if (size > MAX_BODY) {
+          fail(new CniError(Code.InvalidConfig, `the Kubernetes API at ${kc.server} answered GET ${path} with more than ${MAX_BODY} bytes`, `kubeconfig ${kc.path}`));
+          return;
+        }
+        chunks.push(c);
+      });
+      res.on('end', () => {
+        if (settled) return;
+        settled = true;
+        resolveP({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') });
+      });
+      res.on('error', (e) => fail(unreachable(kc, e.message)));
+    });
+    const onAbort = (): void => fail(unreachable(kc, `no answer within ${timeoutMs} ms`));
+    if (signal.aborted) return onAbort();
+    signal.addEventListener('abort', onAbort, { once: true });
+    req.on('close', () => signal.removeEventListener('abort', onAbort));
+    req.on('error', (e: NodeJS.ErrnoException) => {
+      const code = e.code ?? '';
+      if (TLS_VERIFY_CODES.has(code)) {
+        // Code 7, not 11: retrying cannot help; the kubeconfig's CA (or
+        // tls-server-name, or server address) does not match the server.
+        fail(
+          new CniError(
+            Code.InvalidConfig,
+            `the Kubernetes API at ${kc.server} failed TLS verification: ${e.message}`,
+            `check the cluster's certificate-authority, tls-server-name and server in kubeconfig ${kc.path}`,
+          ),
+        );
+        return;
+      }
+      fail(unreachable(kc, code ? `${code} (${e.message})` : e.message));
+    });
+    req.end();
+  });
+}
+
+function statusText(body: string): string {
+  try {
+    const s = StatusSchema.safeParse(JSON.parse(body));
+    if (s.success && s.data.message) return s.data.message.slice(0, 300);
+  } catch {
+    // not a Status
+  }
+  return '';
+}
+
+/** Turns a non-200 reply into the error a runtime can act on. */
+function replyError(kc: Kubeconfig, what: string, path: string, r: Reply): CniError {
+  const apiSays = statusText(r.body);
+  const details = [apiSays && `the API says: ${apiSays}`, `kubeconfig ${kc.path}`].filter(Boolean).join('; ');
+  if (r.status === 401) {
+    return new CniError(
+      Code.InvalidConfig,
+      `the Kubernetes API at ${kc.server} refused the credentials of the kubeconfig (401 Unauthorized): the token or client certificate is missing, invalid or expired`,
+      details,
+    );
+  }
+  if (r.status === 403) {
+    return new CniError(
+      Code.InvalidConfig,
+      `the Kubernetes API at ${kc.server} forbids reading ${what} (403 Forbidden): the kubeconfig's user needs "get" on pods and namespaces`,
+      details,
+    );
+  }
+  if (r.status === 404) {
+    // Code 7, not 3: code 3 ("container unknown") is about CNI_CONTAINERID,
+    // which the runtime does know. A pod the API has never heard of means the
+    // kubeconfig points at another cluster than the one that scheduled the pod
+    // (or CNI_ARGS names a pod that does not exist): a configuration problem,
+    // which no retry can fix.
+    return new CniError(Code.InvalidConfig, `${what} not found in the Kubernetes API at ${kc.server}`, details);
+  }
+  if (r.status === 429 || r.status >= 500) return unreachable(kc, `GET ${path}: HTTP ${r.status}${apiSays ? ` (${apiSays})` : ''}`);
+  return new CniError(Code.InvalidConfig, `the Kubernetes API at ${kc.server} answered GET ${path} with HTTP ${r.status}`, details);
+}
+
+function decode<T extends z.ZodType>(kc: Kubeconfig, schema: T, what: string, r: Reply): z.output<T> {
+  let json: unknown;
+  try {
+    json = JSON.parse(r.body);
+  } catch {
+    throw new CniError(Code.InvalidConfig, `the Kubernetes API at ${kc.server} answered with something other than JSON for ${what}`, `kubeconfig ${kc.path}`);
+  }
+  const p = schema.safeParse(json);
+  if (!p.success) {
+    const issues = formatIssues(p.error, what);
+    throw new CniError(Code.InvalidConfig, `the Kubernetes API at ${kc.server} answered with an unexpected ${what}: ${issues.split('; ')[0]}`, issues);
+  }
+  return p.data;
+}
+
+function checkLabels(labels: Record<string, string>, where: string): void {
+  for (const [k, v] of Object.entries(labels)) {
+    const why = validateLabelKey(k) ?? validateLabelValue(v);
+    if (why) throw new CniError(Code.InvalidConfig, `${where}[${JSON.stringify(k)}]: ${why}`);
+  }
+}
+
+export interface FetchOptions {
+  /** Budget for both requests together; default 3000 ms. */
+  timeoutMs?: number;
+}
+
+/**
+ * Reads the pod `namespace/name` and its namespace from the Kubernetes API and
+ * builds its Identity. Errors: a bad name (before any request), credentials
+ * refused (401/403), pod not found (404) or invalid data → CniError 7; API
+ * unreachable, timed out, 429 or 5xx → CniError 11.
+ */
+export async function fetchIdentity(kc: Kubeconfig, namespace: string, name: string, { timeoutMs = DEFAULT_TIMEOUT_MS }: FetchOptions = {}): Promise<Identity> {
+  const nsWhy = validateNamespace(namespace);
+  if (nsWhy) throw new CniError(Code.InvalidConfig, `CNI_ARGS K8S_POD_NAMESPACE: ${nsWhy}`);
+  const nameWhy = validatePodName(name);
+  if (nameWhy) throw new CniError(Code.InvalidConfig, `CNI_ARGS K8S_POD_NAME: ${nameWhy}`);
+
+  const ns = encodeURIComponent(namespace);
+  const podPath = `/api/v1/namespaces/${ns}/pods/${encodeURIComponent(name)}`;
+  const nsPath = `/api/v1/namespaces/${ns}`;
+  const ac = new AbortController();
+  const timer = setTimeout(() => ac.abort(), timeoutMs);
+  let podReply: Reply;
+  let nsReply: Reply;
+  try {
+    // Both at once; the first failure cancels the other.
+    [podReply, nsReply] = await Promise.all(
+      [podPath, nsPath].map((p) =>
+        get(kc, p, ac.signal, timeoutMs).catch((e: unknown) => {
+          ac.abort();
+          throw e;
+        }),
+      ),
+    ) as [Reply, Reply];
+  } finally {
+    clearTimeout(timer);
+  }
+  const podWhat = `pod ${namespace}/${name}`;
+  // The pod first: its 404 is the more telling one when both are missing.
+  if (podReply.status !== 200) throw replyError(kc, podWhat, podPath, podReply);
+  if (nsReply.status !== 200) throw replyError(kc, `namespace ${namespace}`, nsPath, nsReply);
+  const pod = decode(kc, PodSchema, 'pod', podReply);
+  const nsObj = decode(kc, NamespaceSchema, 'namespace', nsReply);
+  if (pod.metadata.namespace !== namespace || pod.metadata.name !== name || nsObj.metadata.name !== namespace) {
+    throw new CniError(Code.InvalidConfig, `the Kubernetes API at ${kc.server} answered for ${podWhat} with another object`, `got pod ${pod.metadata.namespace}/${pod.metadata.name}, namespace ${nsObj.metadata.name}`);
+  }
+
+  // Validated here with the API's field names, so a message points at the
+  // object to fix; buildIdentity checks it all again.
+  const labels = pod.metadata.labels ?? {};
+  const namespaceLabels = nsObj.metadata.labels ?? {};
+  checkLabels(labels, `Kubernetes API ${podWhat}: metadata.labels`);
+  checkLabels(namespaceLabels, `Kubernetes API namespace ${namespace}: metadata.labels`);
+  const workload: z.output<typeof WorkloadSchema> = { namespace, name, labels, namespaceLabels, ports: [] };
+  const sa = pod.spec.serviceAccountName;
+  if (sa) {
+    const why = validatePodName(sa);
+    if (why) throw new CniError(Code.InvalidConfig, `Kubernetes API ${podWhat}: spec.serviceAccountName: ${why}`);
+    workload.serviceAccount = sa;
+  }
+  (pod.spec.containers ?? []).forEach((c, ci) => {
+    (c.ports ?? []).forEach((p, pi) => {
+      const port: z.output<typeof WorkloadSchema>['ports'][number] = { containerPort: p.containerPort, protocol: p.protocol ?? 'TCP' };
+      if (p.name) {
+        const why = validatePortName(p.name);
+        if (why) throw new CniError(Code.InvalidConfig, `Kubernetes API ${podWhat}: spec.containers[${ci}].ports[${pi}].name: ${why}`);
+        port.name = p.name;
+      }
+      workload.ports.push(port);
+    });
+  });
+  try {
+    return buildIdentity(workload);
+  } catch (e) {
+    if (e instanceof CniError) throw new CniError(e.code, `Kubernetes API ${podWhat}: ${e.message}`, e.details);
+    throw e;
+  }
+}
+
+const PolicySection = z.looseObject({ policy: z.looseObject({ kubeconfig: z.string().min(1).optional() }).optional() });
+
+/**
+ * The identity from the Kubernetes API, or undefined when the config has no
+ * `policy.kubeconfig` or CNI_ARGS lacks K8S_POD_NAMESPACE / K8S_POD_NAME.
+ */
+export async function identityFromKubernetes(config: Record<string, unknown>, args: CniArgs, opts: FetchOptions = {}): Promise<Identity | undefined> {
+  const p = PolicySection.safeParse(config);
+  if (!p.success) throw new CniError(Code.InvalidConfig, 'invalid policy configuration', rootless(formatIssues(p.error, '')));
+  const path = p.data.policy?.kubeconfig;
+  const namespace = args.K8S_POD_NAMESPACE;
+  const name = args.K8S_POD_NAME;
+  if (path === undefined || !namespace || !name) return undefined;
+  // As policy.dir: the runtime's working directory is no anchor for a path.
+  if (!isAbsolute(path) || path.split('/').includes('..')) {
+    throw new CniError(Code.InvalidConfig, `policy.kubeconfig ${quote(path)} must be an absolute path without ".."`);
+  }
+  return fetchIdentity(loadKubeconfig(path), namespace, name, opts);
+}
