@@ -4,6 +4,7 @@ import { SUPPORTED_VERSIONS } from '../cni/version.js';
 import { PLUGIN_TYPES } from '../plugin/skel.js';
 import { installCommand } from './install.js';
 import { ipamCommand } from './ipam.js';
+import { policyCommand } from './policy.js';
 import { whoCommand } from './who.js';
 
 declare const NHI_CNI_VERSION: string;
@@ -23,6 +24,7 @@ export async function runCli(argv: string[]): Promise<number> {
     });
   program.addCommand(ipamCommand());
   program.addCommand(whoCommand());
+  program.addCommand(policyCommand());
   program.addCommand(installCommand());
   try {
     await program.parseAsync(argv);

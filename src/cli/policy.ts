@@ -1,0 +1,411 @@
+// `nhi-cni policy …`: check manifests, show the ruleset a node would get,
+// re-apply the manifests, explain a verdict, read the per-policy counters.
+import { Command, CommanderError } from 'commander';
+import { readFileSync, statSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { DEFAULT_STATE_DIR } from '../chain/config.js';
+import { applyPolicy, loadPolicies, loadPolicyConfig, readPolicyState, type PolicyConfig, type PolicyPod } from '../chain/policy.js';
+import { CniError } from '../cni/errors.js';
+import { formatIp, parseIp } from '../net/ip.js';
+import { allowCounter, compile, denyCounter, POLICY_TABLE, type LocalPod } from '../policy/compile.js';
+import { evaluate, explain, type Endpoint } from '../policy/evaluate.js';
+import { policyId, type Policy, type Protocol } from '../policy/model.js';
+import { loadPolicyDir, parseManifestText, PolicyError } from '../policy/parse.js';
+import { run } from '../sys/exec.js';
+import { NftTransaction, type NftCommand } from '../sys/nft.js';
+
+type State = ReturnType<typeof readPolicyState>;
+
+/** Bad input to `policy explain` (exit 2, not "denied"). */
+class UsageError extends Error {}
+
+const out = (s: string) => process.stdout.write(s);
+
+function report(e: unknown): void {
+  const msg = e instanceof Error ? e.message : String(e);
+  const details = e instanceof CniError && e.details ? `\n  ${e.details}` : '';
+  process.stderr.write(`nhi-cni: ${msg}${details}\n`);
+}
+
+/** Runs an action; a thrown error is printed and becomes exit status `code`. */
+function guarded<A extends unknown[]>(fn: (...a: A) => void | Promise<void>, code = 1) {
+  return async (...a: A) => {
+    try {
+      await fn(...a);
+    } catch (e) {
+      report(e);
+      process.exitCode = e instanceof UsageError ? 2 : code;
+    }
+  };
+}
+
+// ---- the conflist ----
+
+const PLUGIN_TYPES = ['nhi-cni', 'nhi-policy'];
+
+/** The policy configuration of a conflist's first nhi-cni or nhi-policy plugin. */
+export function policyConfigFromConflist(file: string, stateDirOpt?: string): PolicyConfig {
+  let conf: unknown;
+  try {
+    conf = JSON.parse(readFileSync(file, 'utf8'));
+  } catch (e) {
+    throw new Error(`cannot read conflist ${file}: ${(e as Error).message}`);
+  }
+  const plugins = (conf as { plugins?: unknown })?.plugins;
+  if (!Array.isArray(plugins)) throw new Error(`${file}: not a conflist (no "plugins" list)`);
+  const i = plugins.findIndex((p) => PLUGIN_TYPES.includes((p as { type?: unknown })?.type as string));
+  if (i < 0) throw new Error(`${file}: no plugin of type ${PLUGIN_TYPES.join(' or ')}`);
+  const plugin = plugins[i] as Record<string, unknown>;
+  let stateDir: string;
+  if (stateDirOpt !== undefined) stateDir = resolve(stateDirOpt);
+  else if (plugin.stateDir === undefined) stateDir = DEFAULT_STATE_DIR;
+  else if (typeof plugin.stateDir === 'string' && plugin.stateDir.startsWith('/') && !plugin.stateDir.split('/').includes('..')) stateDir = plugin.stateDir;
+  else throw new Error(`${file}: plugins[${i}].stateDir must be an absolute path without ".."`);
+  // nhi-cni without a policy section enforces nothing; nhi-policy's default is no manifests.
+  const raw = plugin.policy ?? (plugin.type === 'nhi-policy' ? {} : undefined);
+  if (raw === undefined) throw new Error(`${file}: the nhi-cni plugin (plugins[${i}]) has no "policy" section: no policy is enforced`);
+  return loadPolicyConfig(raw, stateDir)!;
+}
+
+function localPods(state: State): LocalPod[] {
+  return Object.entries(state.pods).map(([id, p]) => ({
+    id,
+    ips: p.ips.filter((a) => parseIp(a) !== undefined),
+    ...(p.identity ? { identity: p.identity } : {}),
+  }));
+}
+
+const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? '' : 's'}`;
+
+function isolatesText(p: Policy): string {
+  const d = [p.isolates.ingress && 'ingress', p.isolates.egress && 'egress'].filter(Boolean);
+  return d.length ? `isolates ${d.join('+')}` : 'isolates nothing';
+}
+
+function rulesText(p: Policy): string {
+  const deny = p.ingressDeny.length + p.egressDeny.length;
+  const n = p.ingress.length + p.egress.length + deny;
+  const parts = [`${p.ingress.length} ingress`, `${p.egress.length} egress`];
+  if (deny) parts.push(`${deny} deny`);
+  return `${plural(n, 'rule')} (${parts.join(', ')})`;
+}
+
+// ---- policy check ----
+
+function checkCommand(): Command {
+  return new Command('check')
+    .description('parse policy manifests as the plugin does and list the policies; exit 1 on the first bad manifest')
+    .argument('<paths...>', 'policy directories (their *.yaml, *.yml, *.json, as policy.dir) or manifest files')
+    .addHelpText('after', `
+Prints one line per policy: kind, namespace/name, the directions it isolates and
+its rules. A manifest nhi-cni cannot enforce exactly (L7 rules, FQDNs, entities,
+unknown fields, …) is an error naming the file, document, policy and field.`)
+    .action(guarded((paths: string[]) => {
+      const policies: Policy[] = [];
+      const seen = new Map<string, Policy>();
+      for (const path of paths) {
+        let isDir: boolean;
+        try {
+          isDir = statSync(path).isDirectory();
+        } catch (e) {
+          throw new PolicyError(`cannot read ${path}: ${(e as Error).message}`);
+        }
+        let text = '';
+        if (!isDir) {
+          try {
+            text = readFileSync(path, 'utf8');
+          } catch (e) {
+            throw new PolicyError(`cannot read ${path}: ${(e as Error).message}`);
+          }
+        }
+        for (const p of isDir ? loadPolicyDir(path) : parseManifestText(text, path)) {
+          const k = `${p.kind}\0${policyId(p)}`;
+          const first = seen.get(k);
+          if (first) {
+            throw new PolicyError(`${p.source.file} document ${p.source.index} (${p.kind} ${policyId(p)}): duplicate policy; also defined in ${first.source.file} document ${first.source.index}`);
+          }
+          seen.set(k, p);
+          policies.push(p);
+        }
+      }
+      if (policies.length === 0) process.stderr.write(`nhi-cni: no policies in ${paths.join(' ')}\n`);
+      const wk = Math.max(0, ...policies.map((p) => p.kind.length));
+      const wi = Math.max(0, ...policies.map((p) => policyId(p).length));
+      const wd = Math.max(0, ...policies.map((p) => isolatesText(p).length));
+      for (const p of policies) {
+        out(`${p.kind.padEnd(wk)}  ${policyId(p).padEnd(wi)}  ${isolatesText(p).padEnd(wd)}  ${rulesText(p)}\n`);
+      }
+    }));
+}
+
+// ---- policy compile ----
+
+function compileSummary(commands: NftCommand[], state: State, profiles: ReturnType<typeof compile>['profiles'], podProfiles: ReturnType<typeof compile>['pods']): string {
+  const lines: string[] = [];
+  const ruleCount = new Map<string, number>();
+  const elemCount = new Map<string, number>();
+  const sets: { name: string; kind: string }[] = [];
+  for (const c of commands) {
+    const add = c.add as Record<string, Record<string, unknown>> | undefined;
+    if (!add) continue;
+    if (add.rule) ruleCount.set(add.rule.chain as string, (ruleCount.get(add.rule.chain as string) ?? 0) + 1);
+    if (add.element) elemCount.set(add.element.name as string, (elemCount.get(add.element.name as string) ?? 0) + (add.element.elem as unknown[]).length);
+    if (add.set) sets.push({ name: add.set.name as string, kind: 'set' });
+    if (add.map) sets.push({ name: add.map.name as string, kind: 'map' });
+  }
+  const deleted = new Set(commands.flatMap((c) => {
+    const del = c.delete as Record<string, { name: string }> | undefined;
+    return del ? Object.values(del).map((o) => o.name) : [];
+  }));
+  const podsOf = (chain: string) => Object.entries(podProfiles)
+    .filter(([, pp]) => pp.ingress === chain || pp.egress === chain)
+    .map(([id]) => {
+      const i = state.pods[id]?.identity;
+      return i ? `${i.namespace}/${i.name}` : id;
+    });
+  const chains = Object.keys(profiles).sort();
+  lines.push(`table inet ${POLICY_TABLE}: ${plural(chains.length, 'profile')} for ${plural(Object.keys(state.pods).length, 'pod')}`);
+  for (const chain of chains) {
+    const p = profiles[chain]!;
+    lines.push(`profile ${chain}  ${p.direction}  ${plural(ruleCount.get(chain) ?? 0, 'rule')}`);
+    lines.push(`  policies: ${p.policies.join(', ')}`);
+    lines.push(`  pods: ${podsOf(chain).join(', ') || '-'}`);
+  }
+  for (const s of sets.filter((x) => !deleted.has(x.name))) {
+    lines.push(`${s.kind} ${s.name}  ${plural(elemCount.get(s.name) ?? 0, 'element')}`);
+  }
+  for (const name of [...deleted].sort()) lines.push(`removed ${name} (made by the previous compile, no longer used)`);
+  return `${lines.join('\n')}\n`;
+}
+
+function compileCommand(): Command {
+  return new Command('compile')
+    .description("print the nftables ruleset nhi-cni would install for the node's pods with the conflist's manifests (changes nothing)")
+    .requiredOption('--config <conflist>', 'the conflist: its first nhi-cni or nhi-policy plugin gives the policy section and stateDir')
+    .option('--state-dir <dir>', 'state directory holding policy-state.json (default: the plugin\'s stateDir, else /var/lib/nhi-cni)')
+    .option('--text', 'a readable summary (profiles with their policies and rule count, sets with element counts) instead of the nft JSON')
+    .addHelpText('after', `
+The pods are those of the node's policy state (policy-state.json), the policies
+those of the manifests now: the same transaction \`policy sync\` would apply.`)
+    .action(guarded((opts: { config: string; stateDir?: string; text?: boolean }) => {
+      const pc = policyConfigFromConflist(opts.config, opts.stateDir);
+      const policies = loadPolicies(pc);
+      const state = readPolicyState(pc.stateDir);
+      const c = compile(policies, localPods(state), pc.audit, state.names);
+      if (opts.text) {
+        out(compileSummary(c.commands, state, c.profiles, c.pods));
+        return;
+      }
+      out(`${JSON.stringify(JSON.parse(new NftTransaction().push(...c.commands).json()), null, 2)}\n`);
+    }));
+}
+
+// ---- policy sync ----
+
+const strip = (p: Policy) => JSON.stringify({ ...p, source: undefined });
+
+function syncCommand(): Command {
+  return new Command('sync')
+    .description("re-read the manifests and apply them to every pod of the node's policy state, in one nft transaction")
+    .requiredOption('--config <conflist>', 'the conflist: its first nhi-cni or nhi-policy plugin gives the policy section and stateDir')
+    .option('--state-dir <dir>', 'state directory holding policy-state.json (default: the plugin\'s stateDir, else /var/lib/nhi-cni)')
+    .addHelpText('after', `
+Run it in the node's network namespace (where the plugin runs): it writes the
+table inet ${POLICY_TABLE} of the namespace it runs in. A bad manifest changes
+nothing. Without sync, a manifest edit takes effect with the next pod added.`)
+    .action(guarded(async (opts: { config: string; stateDir?: string }) => {
+      const pc = policyConfigFromConflist(opts.config, opts.stateDir);
+      const policies = loadPolicies(pc);
+      const before = readPolicyState(pc.stateDir);
+      const c = await applyPolicy(pc, () => {}, policies);
+      const after = readPolicyState(pc.stateDir);
+      const old = new Map(before.policies.map((p) => [`${p.kind} ${policyId(p)}`, p]));
+      const now = new Map(after.policies.map((p) => [`${p.kind} ${policyId(p)}`, p]));
+      const added = [...now.keys()].filter((k) => !old.has(k));
+      const removed = [...old.keys()].filter((k) => !now.has(k));
+      const changed = [...now.keys()].filter((k) => old.has(k) && strip(old.get(k)!) !== strip(now.get(k)!));
+      const pods = Object.values(after.pods);
+      const oldProfiles = new Set(Object.keys(before.profiles));
+      const newProfiles = Object.keys(c.profiles);
+      const listed = (word: string, l: string[]) => (l.length ? `; ${word}: ${l.join(', ')}` : '');
+      out(`policies: ${now.size} (was ${old.size}${listed('added', added)}${listed('removed', removed)}${listed('changed', changed)})\n`);
+      out(`pods: ${pods.length} (${pods.filter((p) => p.identity).length} with a workload identity, ${Object.keys(c.pods).length} under a profile)\n`);
+      out(`profiles: ${newProfiles.length} (was ${oldProfiles.size}; ${newProfiles.filter((p) => !oldProfiles.has(p)).length} new, ${[...oldProfiles].filter((p) => !(p in c.profiles)).length} removed)\n`);
+    }));
+}
+
+// ---- policy explain ----
+
+interface Resolved {
+  label: string;
+  /** A fixed address (the argument was one), or the pod's addresses. */
+  ips: string[];
+  fixed: boolean;
+  identity?: PolicyPod['identity'];
+}
+
+function resolveEndpoint(arg: string, state: State, which: string, stateDir: string): Resolved {
+  const ip = parseIp(arg);
+  if (ip) {
+    const text = formatIp(ip);
+    const holder = Object.values(state.pods).find((p) => p.ips.some((a) => {
+      const x = parseIp(a);
+      return x !== undefined && formatIp(x) === text;
+    }));
+    if (holder?.identity) {
+      return { label: `${holder.identity.namespace}/${holder.identity.name} (${text})`, ips: [text], fixed: true, identity: holder.identity };
+    }
+    const what = holder ? `pod ${holder.containerId} without a workload identity` : 'not a pod of this node';
+    return { label: `${text} (${what})`, ips: [text], fixed: true };
+  }
+  const m = /^([^/\s]+)\/([^/\s]+)$/.exec(arg);
+  if (!m) throw new UsageError(`--${which} ${JSON.stringify(arg)}: expected <namespace>/<pod> or an IP address`);
+  const found = Object.keys(state.pods).sort().map((k) => state.pods[k]!)
+    .filter((p) => p.identity?.namespace === m[1] && p.identity?.name === m[2]);
+  if (found.length === 0) {
+    throw new UsageError(`--${which} ${arg}: no such pod in the policy state (${stateDir}/policy-state.json)`);
+  }
+  const ips = [...new Set(found.flatMap((p) => p.ips.flatMap((a) => {
+    const x = parseIp(a);
+    return x ? [formatIp(x)] : [];
+  })))];
+  return { label: arg, ips, fixed: false, identity: found[0]!.identity! };
+}
+
+const famOf = (a: string) => parseIp(a)!.family;
+
+function explainCommand(): Command {
+  const cmd = new Command('explain')
+    .description('tell whether a connection would be allowed, and which policies decide it')
+    .requiredOption('--from <endpoint>', 'source: <namespace>/<pod>, or an IP address (the pod holding it, else a non-pod)')
+    .requiredOption('--to <endpoint>', 'destination: <namespace>/<pod>, or an IP address (the pod holding it, else a non-pod)')
+    .requiredOption('--port <port>', 'destination port and protocol: <n>/<tcp|udp|sctp> (tcp when omitted)')
+    .requiredOption('--config <conflist>', 'the conflist: its first nhi-cni or nhi-policy plugin gives the policy section and stateDir')
+    .option('--state-dir <dir>', 'state directory holding policy-state.json (default: the plugin\'s stateDir, else /var/lib/nhi-cni)')
+    .addHelpText('after', `
+Pods and their identities come from the node's policy state, policies from the
+manifests now (as \`policy sync\` would apply them).
+Exit status: 0 allowed, 1 denied, 2 bad input (unknown pod, bad manifest, …).`)
+    .action(guarded((opts: { from: string; to: string; port: string; config: string; stateDir?: string }) => {
+      const pm = /^(\d{1,5})(?:\/(tcp|udp|sctp))?$/i.exec(opts.port);
+      const port = pm ? Number(pm[1]) : 0;
+      if (!pm || port < 1 || port > 65535) throw new UsageError(`--port ${JSON.stringify(opts.port)}: expected <1-65535>/<tcp|udp|sctp>`);
+      const protocol = (pm[2] ?? 'tcp').toUpperCase() as Protocol;
+      let pc: PolicyConfig;
+      let policies: Policy[];
+      let state: State;
+      try {
+        pc = policyConfigFromConflist(opts.config, opts.stateDir);
+        policies = loadPolicies(pc);
+        state = readPolicyState(pc.stateDir);
+      } catch (e) {
+        throw new UsageError(e instanceof CniError && e.details ? `${e.message}: ${e.details}` : (e as Error).message);
+      }
+      const from = resolveEndpoint(opts.from, state, 'from', pc.stateDir);
+      const to = resolveEndpoint(opts.to, state, 'to', pc.stateDir);
+      // One address family for both ends: a fixed address decides it, else IPv4 when both have one.
+      const fams = [4, 6].filter((f) => [from, to].every((e) => e.ips.some((a) => famOf(a) === f)));
+      const fam = from.fixed ? famOf(from.ips[0]!) : to.fixed ? famOf(to.ips[0]!) : fams[0];
+      const pick = (e: Resolved, name: string) => {
+        const a = e.ips.find((x) => famOf(x) === fam);
+        if (!a) throw new UsageError(`${name} ${e.label} has no IPv${fam ?? '4 or IPv6'} address in the policy state`);
+        return a;
+      };
+      const fromEp: Endpoint = { ip: pick(from, '--from'), ...(from.identity ? { identity: from.identity } : {}) };
+      const toEp: Endpoint = { ip: pick(to, '--to'), ...(to.identity ? { identity: to.identity } : {}) };
+      const d = evaluate(policies, fromEp, toEp, port, protocol);
+      const show = (e: Resolved, ep: Endpoint) => (e.fixed ? e.label : `${e.label} (${ep.ip})`);
+      out(`${show(from, fromEp)} -> ${show(to, toEp)} port ${port}/${protocol.toLowerCase()}\n`);
+      out(`${explain(d)}\n`);
+      const deciding = new Set<string>();
+      for (const dd of [d.egress, d.ingress]) {
+        if (dd.denied !== undefined) deciding.add(dd.denied);
+        else if (dd.isolated && dd.allowed) dd.by.forEach((x) => deciding.add(x));
+        else if (dd.isolated) dd.selecting.forEach((x) => deciding.add(x));
+      }
+      for (const p of policies.filter((x) => deciding.has(policyId(x)))) {
+        out(`  ${p.kind} ${policyId(p)}: ${p.source.file} document ${p.source.index}\n`);
+      }
+      process.exitCode = d.allowed ? 0 : 1;
+    }, 2));
+  // Usage errors (a missing option, …) are bad input too: exit 2.
+  cmd.exitOverride((err) => {
+    if (err.exitCode === 0) throw err;
+    throw new CommanderError(2, err.code, err.message);
+  });
+  return cmd;
+}
+
+// ---- policy stats ----
+
+interface NftCounter {
+  name: string;
+  packets: number;
+  bytes: number;
+}
+
+function statsCommand(): Command {
+  return new Command('stats')
+    .description('per-policy counts of connections allowed and denied on this node (the named counters of inet nhi_policy)')
+    .option('--state-dir <dir>', 'state directory holding policy-state.json', DEFAULT_STATE_DIR)
+    .option('--json', 'print JSON lines instead of a table')
+    .addHelpText('after', `
+Run it in the node's network namespace: it reads the table inet ${POLICY_TABLE} of
+the namespace it runs in. Counters count packets opening new connections only
+(established traffic is accepted before any policy rule), since the table was
+created; counters of a policy stay while the policy is removed and re-added.
+ALLOWED: connections a rule of the policy allowed.
+DENIED: connections denied for want of an allowing rule by a profile (the rule
+set of pods selected by the same policies), counted for each of the profile's
+policies that isolate the direction, plus those a deny rule of the policy
+(CiliumNetworkPolicy ingressDeny/egressDeny) denied.`)
+    .action(guarded(async (opts: { stateDir: string; json?: boolean }) => {
+      const state = readPolicyState(resolve(opts.stateDir));
+      const r = await run('nft', ['-j', 'list', 'table', 'inet', POLICY_TABLE]);
+      if (r.exitCode !== 0) {
+        throw new Error(`cannot list table inet ${POLICY_TABLE} (no policy applied in this network namespace?): ${r.stderr.trim() || `nft exit status ${r.exitCode}`}`);
+      }
+      const counters = new Map<string, NftCounter>();
+      const objs = (JSON.parse(r.stdout) as { nftables?: Record<string, unknown>[] }).nftables ?? [];
+      for (const o of objs) {
+        const c = o.counter as NftCounter | undefined;
+        if (c?.name) counters.set(c.name, c);
+      }
+      const packets = (name: string) => counters.get(name)?.packets ?? 0;
+      const byId = new Map(state.policies.map((p) => [policyId(p), p]));
+      const rows = state.policies.map((p) => {
+        const pid = policyId(p);
+        // A deny rule of the policy counts in denyCounter("pr_" + the policy's hash), the hash of allowCounter.
+        let denied = packets(denyCounter(`pr_${allowCounter(pid).slice(2)}`));
+        for (const [chain, prof] of Object.entries(state.profiles)) {
+          if (prof.policies.includes(pid) && byId.get(pid)?.isolates[prof.direction]) denied += packets(denyCounter(chain));
+        }
+        return { policy: pid, kind: p.kind, allowed: packets(allowCounter(pid)), denied };
+      }).sort((a, b) => a.policy.localeCompare(b.policy));
+      if (opts.json) {
+        for (const row of rows) out(`${JSON.stringify(row)}\n`);
+        return;
+      }
+      if (rows.length === 0) {
+        out(`no policies in ${resolve(opts.stateDir)}/policy-state.json\n`);
+        return;
+      }
+      const w = Math.max('POLICY'.length, ...rows.map((x) => x.policy.length));
+      const wa = Math.max('ALLOWED'.length, ...rows.map((x) => String(x.allowed).length));
+      out(`${'POLICY'.padEnd(w)}  ${'ALLOWED'.padStart(wa)}  DENIED\n`);
+      for (const row of rows) out(`${row.policy.padEnd(w)}  ${String(row.allowed).padStart(wa)}  ${row.denied}\n`);
+    }));
+}
+
+export function policyCommand(): Command {
+  const policy = new Command('policy')
+    .description('check, compile, apply and explain network policies; per-policy counters')
+    .showHelpAfterError()
+    .exitOverride();
+  policy.addCommand(checkCommand().showHelpAfterError().exitOverride());
+  policy.addCommand(compileCommand().showHelpAfterError().exitOverride());
+  policy.addCommand(syncCommand().showHelpAfterError().exitOverride());
+  policy.addCommand(explainCommand().showHelpAfterError());
+  policy.addCommand(statsCommand().showHelpAfterError().exitOverride());
+  return policy;
+}
