@@ -120,7 +120,8 @@ cat > "$work/net.d/20-secure.conflist" <<JSON
   ]
 }
 JSON
-sed -n '1,200p' "$work/policies/payments.yaml" | grep -E '^(kind|  name|  namespace)|matchLabels|app:|port:' | sed 's/^/  /' | head -30
+echo "  nhi-cni policy check $work/policies:"
+"$root/dist/nhi-cni" policy check "$work/policies" | sed 's/^/    /'
 names=(payment-service payments-db reporting)
 declare -A sec
 for i in 0 1 2; do
@@ -143,6 +144,12 @@ try "${pods[0]}" "${sec[${pods[1]}]}" 5433 "payment-service -> payments-db:5433"
 try "${pods[2]}" "${sec[${pods[1]}]}" 5432 "reporting -> payments-db:5432"
 try "$node" "${sec[${pods[1]}]}" 5432 "node (kubelet probe) -> payments-db:5432"
 kill $server 2>/dev/null || true
+echo
+echo "  nhi-cni policy explain --from payments/reporting --to payments/payments-db --port 5432/tcp:"
+inode "$root/dist/nhi-cni" policy explain --config "$work/net.d/20-secure.conflist" --from payments/reporting --to payments/payments-db --port 5432/tcp | sed 's/^/    /' || true
+echo
+echo "  nhi-cni policy stats (new connections counted per policy):"
+inode "$root/dist/nhi-cni" policy stats --state-dir "$work/state" | sed 's/^/    /'
 echo
 echo "  who held ${sec[${pods[1]}]}?"
 "$root/dist/nhi-cni" who "${sec[${pods[1]}]}" --state-dir "$work/state" | sed 's/^/    /'
