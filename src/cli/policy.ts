@@ -7,7 +7,7 @@ import { DEFAULT_STATE_DIR } from '../chain/config.js';
 import { applyPolicy, loadPolicies, loadPolicyConfig, readPolicyState, type PolicyConfig, type PolicyPod } from '../chain/policy.js';
 import { CniError } from '../cni/errors.js';
 import { formatIp, parseIp } from '../net/ip.js';
-import { allowCounter, compile, denyCounter, POLICY_TABLE, type LocalPod } from '../policy/compile.js';
+import { allowCounter, compile, denyCounter, policyKey, POLICY_TABLE, ruleDenyCounter, type LocalPod } from '../policy/compile.js';
 import { evaluate, explain, type Endpoint } from '../policy/evaluate.js';
 import { policyId, type Policy, type Protocol } from '../policy/model.js';
 import { loadPolicyDir, parseManifestText, PolicyError } from '../policy/parse.js';
@@ -372,15 +372,15 @@ policies that isolate the direction, plus those a deny rule of the policy
         if (c?.name) counters.set(c.name, c);
       }
       const packets = (name: string) => counters.get(name)?.packets ?? 0;
-      const byId = new Map(state.policies.map((p) => [policyId(p), p]));
       const rows = state.policies.map((p) => {
-        const pid = policyId(p);
-        // A deny rule of the policy counts in denyCounter("pr_" + the policy's hash), the hash of allowCounter.
-        let denied = packets(denyCounter(`pr_${allowCounter(pid).slice(2)}`));
+        const key = policyKey(p);
+        // Its own deny rules (ruleDenyCounter), plus the default deny of every
+        // profile in which it isolates that direction.
+        let denied = packets(ruleDenyCounter(p));
         for (const [chain, prof] of Object.entries(state.profiles)) {
-          if (prof.policies.includes(pid) && byId.get(pid)?.isolates[prof.direction]) denied += packets(denyCounter(chain));
+          if (prof.policies.includes(key) && p.isolates[prof.direction]) denied += packets(denyCounter(chain));
         }
-        return { policy: pid, kind: p.kind, allowed: packets(allowCounter(pid)), denied };
+        return { policy: policyId(p), kind: p.kind, allowed: packets(allowCounter(key)), denied };
       }).sort((a, b) => a.policy.localeCompare(b.policy));
       if (opts.json) {
         for (const row of rows) out(`${JSON.stringify(row)}\n`);

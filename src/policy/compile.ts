@@ -19,7 +19,7 @@
 // lookup. Adding a pod adds set and map elements; rules change only when the
 // policies (or a new combination of them) do.
 import { createHash } from 'node:crypto';
-import { parseCidr, parseIp } from '../net/ip.js';
+import { contains, parseCidr, parseIp } from '../net/ip.js';
 import type { NftCommand } from '../sys/nft.js';
 import { NAMESPACE_NAME_LABEL } from './identity.js';
 import { policyId, type Identity, type Peer, type Policy, type PortRule, type Protocol, type Rule } from './model.js';
@@ -54,7 +54,7 @@ export interface CompiledNames {
 export interface Compiled {
   commands: NftCommand[];
   names: CompiledNames;
-  /** Profile chain -> the policy ids acting in it, for `policy stats`. */
+  /** Profile chain -> the policies acting in it (policyKey: "Kind/ns/name"), for `policy stats`. */
   profiles: Record<string, { direction: Direction; policies: string[] }>;
   /** Pod id -> its profile chains, for CHECK and explain. */
   pods: Record<string, { ingress?: string; egress?: string }>;
@@ -64,8 +64,17 @@ type Direction = 'ingress' | 'egress';
 type Fam = 4 | 6;
 
 const hash = (s: string, n = 12) => createHash('sha256').update(s).digest('hex').slice(0, n);
-export const allowCounter = (pid: string) => `a_${hash(pid)}`;
+/**
+ * What names a policy in the kernel: its kind too, since a NetworkPolicy and
+ * a CiliumNetworkPolicy may share a namespace and name.
+ */
+export const policyKey = (p: Pick<Policy, 'kind' | 'namespace' | 'name'>) => `${p.kind}/${policyId(p)}`;
+/** Connections a policy allowed (argument: policyKey). */
+export const allowCounter = (key: string) => `a_${hash(key)}`;
+/** Connections denied by a profile chain's default deny. */
 export const denyCounter = (profile: string) => `d_${profile.slice(3)}`;
+/** Connections denied by a policy's own deny rules (CiliumNetworkPolicy ingressDeny/egressDeny). */
+export const ruleDenyCounter = (p: Pick<Policy, 'kind' | 'namespace' | 'name'>) => denyCounter(`pr_${hash(policyKey(p))}`);
 
 function famOf(ip: string): Fam {
   return parseIp(ip)!.family === 4 ? 4 : 6;
@@ -78,6 +87,11 @@ function prefix(cidr: string) {
   const c = parseCidr(cidr)!;
   const [addr] = cidr.split('/');
   return { prefix: { addr, len: c.prefix } };
+}
+
+function inBlock(peer: Extract<Peer, { kind: 'cidr' }>, ip: string): boolean {
+  const a = parseIp(ip)!;
+  return contains(parseCidr(peer.cidr)!, a) && !peer.except.some((x) => contains(parseCidr(x)!, a));
 }
 
 function nsLabels(i: Identity): Record<string, string> {
@@ -109,7 +123,7 @@ class Builder {
 
   /** The set of addresses of local pods a pod peer selects. */
   peerSet(policy: Policy, key: string, peer: Extract<Peer, { kind: 'pods' }>, fam: Fam): string {
-    const name = `p_${hash(`${policyId(policy)}\0${key}`)}_${fam}`;
+    const name = `p_${hash(`${policyKey(policy)}\0${key}`)}_${fam}`;
     if (!this.sets.has(name)) {
       const elems = this.pods
         .filter((p) => p.identity && peerSelectsPod(policy, peer, p.identity))
@@ -119,16 +133,23 @@ class Builder {
     return name;
   }
 
-  /** (address . protocol . port) of the peer pods that have the named port. */
-  namedPortSet(policy: Policy, key: string, peer: Extract<Peer, { kind: 'pods' }> | undefined, pr: PortRule, fam: Fam): string {
-    const name = `n_${hash(`${policyId(policy)}\0${key}`)}_${fam}`;
+  /**
+   * (address . protocol . port) of the node's pods that the peer matches and
+   * that have the named port. An ipBlock peer matches pods by address (an
+   * ipBlock matches pod addresses too); a named port never matches a non-pod.
+   */
+  namedPortSet(policy: Policy, key: string, peer: Peer | undefined, pr: PortRule, fam: Fam): string {
+    const name = `n_${hash(`${policyKey(policy)}\0${key}`)}_${fam}`;
     if (!this.sets.has(name)) {
       const elems: unknown[] = [];
       for (const p of this.pods) {
-        if (!p.identity || (peer && !peerSelectsPod(policy, peer, p.identity))) continue;
+        if (!p.identity || (peer?.kind === 'pods' && !peerSelectsPod(policy, peer, p.identity))) continue;
         const port = p.identity.ports.find((x) => x.name === pr.port && x.protocol === pr.protocol);
         if (!port) continue;
-        for (const ip of p.ips.filter((a) => famOf(a) === fam)) elems.push({ concat: [ip, pr.protocol.toLowerCase(), port.containerPort] });
+        for (const ip of p.ips.filter((a) => famOf(a) === fam)) {
+          if (peer?.kind === 'cidr' && !inBlock(peer, ip)) continue;
+          elems.push({ concat: [ip, pr.protocol.toLowerCase(), port.containerPort] });
+        }
       }
       this.sets.set(name, { type: [fam === 4 ? 'ipv4_addr' : 'ipv6_addr', 'inet_proto', 'inet_service'], elems });
     }
@@ -151,12 +172,12 @@ class Builder {
           const exprs: unknown[] = [];
           const named = pr !== undefined && typeof pr.port === 'string';
           if (named && dir === 'egress') {
-            // Resolved on each destination pod: one concatenated lookup.
-            if (peer?.kind === 'cidr') return; // a named port never matches a non-pod
+            // Resolved on each destination pod: one concatenated lookup of
+            // (address . protocol . port) holding only the matching pods.
             for (const f of fam === undefined ? ([4, 6] as Fam[]) : [fam]) {
-              const set = this.namedPortSet(policy, `${key}/${pi}/${ri}/named/${f}`, peer as Extract<Peer, { kind: 'pods' }> | undefined, pr!, f);
+              const set = this.namedPortSet(policy, `${key}/${pi}/${ri}/named/${f}`, peer, pr!, f);
               const e: unknown[] = [];
-              if (peer) e.push(match(addrField(f, field), `@${this.peerSet(policy, `${key}/${pi}`, peer, f)}`));
+              if (peer?.kind === 'pods') e.push(match(addrField(f, field), `@${this.peerSet(policy, `${key}/${pi}`, peer, f)}`));
               e.push(match({ concat: [addrField(f, 'daddr'), { meta: { key: 'l4proto' } }, { payload: { protocol: 'th', field: 'dport' } }] }, `@${set}`));
               out.push(e);
             }
@@ -221,22 +242,22 @@ export function compile(policies: Policy[], pods: LocalPod[], audit: AuditOption
         const pid = policyId(p);
         const verdict = isAudited(audit, pid, p.namespace)
           ? [{ log: { prefix: logPrefix('audit', dir, p.namespace, [pid]) } }]
-          : [{ counter: denyCounter(`pr_${hash(pid)}`) }, { log: { prefix: logPrefix('deny', dir, p.namespace, [pid]) } }, { drop: null }];
-        if (p[denyKey].length > 0 && !isAudited(audit, pid, p.namespace)) b.counters.add(denyCounter(`pr_${hash(pid)}`));
+          : [{ counter: ruleDenyCounter(p) }, { log: { prefix: logPrefix('deny', dir, p.namespace, [pid]) } }, { drop: null }];
+        if (p[denyKey].length > 0 && !isAudited(audit, pid, p.namespace)) b.counters.add(ruleDenyCounter(p));
         p[denyKey].forEach((r, i) => {
           for (const alt of b.ruleAlternatives(p, r, dir, `${dir}Deny/${i}`, id)) rules.push([...alt, ...verdict]);
         });
       }
       if (isolated) {
         for (const p of act.filter((x) => x.isolates[dir] || x.kind === 'CiliumNetworkPolicy')) {
-          const pid = policyId(p);
-          b.counters.add(allowCounter(pid));
+          const counter = allowCounter(policyKey(p));
+          b.counters.add(counter);
           p[dir].forEach((r, i) => {
-            for (const alt of b.ruleAlternatives(p, r, dir, `${dir}/${i}`, id)) rules.push([...alt, { counter: allowCounter(pid) }, pass]);
+            for (const alt of b.ruleAlternatives(p, r, dir, `${dir}/${i}`, id)) rules.push([...alt, { counter }, pass]);
           });
         }
       }
-      const ids = act.map(policyId);
+      const ids = act.map(policyKey);
       const chain = `pr_${hash(JSON.stringify([dir, ids, rules, isolated]))}`;
       if (isolated) {
         const isolating = act.filter((x) => x.isolates[dir]).map(policyId);
