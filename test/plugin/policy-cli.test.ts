@@ -125,7 +125,7 @@ describe('nhi-cni policy compile and explain (hand-written policy state)', () =>
     expect(r.status).toBe(0);
     expect(r.stdout).toContain('table inet nhi_policy: ');
     expect(r.stdout).toMatch(/profile pr_[0-9a-f]{12}\s+egress\s+\d+ rules?/);
-    expect(r.stdout).toContain('policies: payments/default-deny, payments/payment-service-egress');
+    expect(r.stdout).toContain('policies: NetworkPolicy/payments/default-deny, NetworkPolicy/payments/payment-service-egress');
     expect(r.stdout).toMatch(/pods: .*payments\/api/);
     expect(r.stdout).toMatch(/set p_[0-9a-f]{12}_4\s+1 element/);
     expect(r.stdout).toMatch(/map eg4\s+3 elements/);
