@@ -238,14 +238,22 @@ export function compile(policies: Policy[], pods: LocalPod[], audit: AuditOption
       if (act.length === 0) continue;
       const rules: unknown[][] = [];
       const pass = dir === 'ingress' ? { accept: null } : { return: null };
+      const rate = { limit: { rate: 10, per: 'second', burst: 20 } };
       for (const p of act) {
         const pid = policyId(p);
-        const verdict = isAudited(audit, pid, p.namespace)
-          ? [{ log: { prefix: logPrefix('audit', dir, p.namespace, [pid]) } }]
-          : [{ counter: ruleDenyCounter(p) }, { log: { prefix: logPrefix('deny', dir, p.namespace, [pid]) } }, { drop: null }];
-        if (p[denyKey].length > 0 && !isAudited(audit, pid, p.namespace)) b.counters.add(ruleDenyCounter(p));
+        const audited = isAudited(audit, pid, p.namespace);
+        if (p[denyKey].length > 0 && !audited) b.counters.add(ruleDenyCounter(p));
         p[denyKey].forEach((r, i) => {
-          for (const alt of b.ruleAlternatives(p, r, dir, `${dir}Deny/${i}`, id)) rules.push([...alt, ...verdict]);
+          for (const alt of b.ruleAlternatives(p, r, dir, `${dir}Deny/${i}`, id)) {
+            // Count and log (rate-limited) in one rule, drop in the next: a
+            // limit that is exhausted ends its rule, and must not end the drop.
+            if (audited) {
+              rules.push([...alt, rate, { log: { prefix: logPrefix('audit', dir, p.namespace, [pid]) } }]);
+            } else {
+              rules.push([...alt, { counter: ruleDenyCounter(p) }, rate, { log: { prefix: logPrefix('deny', dir, p.namespace, [pid]) } }]);
+              rules.push([...alt, { drop: null }]);
+            }
+          }
         });
       }
       if (isolated) {
@@ -262,7 +270,6 @@ export function compile(policies: Policy[], pods: LocalPod[], audit: AuditOption
       if (isolated) {
         const isolating = act.filter((x) => x.isolates[dir]).map(policyId);
         const audited = isolating.every((pid) => isAudited(audit, pid, pid.split('/')[0]!));
-        const rate = { limit: { rate: 10, per: 'second', burst: 20 } };
         if (audited) {
           rules.push([rate, { log: { prefix: logPrefix('audit', dir, id.namespace, isolating) } }, pass]);
         } else {
