@@ -214,3 +214,45 @@ describe('nhi-policy chained after the reference bridge', () => {
     expect(state.pods).toEqual({});
   });
 });
+
+describe('CiliumNetworkPolicy at L3/L4 in the kernel: deny before allow', () => {
+  const scratch = new Scratch();
+  const servers: ChildProcess[] = [];
+  afterAll(() => {
+    for (const s of servers) s.kill();
+    deleteAllNetns();
+    scratch.cleanup();
+  });
+
+  it('an ingressDeny wins over an allow-all, for the peers it names only', async () => {
+    const node = createNetns('nhin');
+    const policyDir = scratch.path('policies');
+    mkdirSync(policyDir, { recursive: true });
+    writeFileSync(`${policyDir}/cnp.yaml`, `
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: { name: model-store, namespace: ml }
+spec:
+  endpointSelector: { matchLabels: { app: model-store } }
+  ingress:
+    - toPorts: [{ ports: [{ port: "8080", protocol: TCP }] }]
+  ingressDeny:
+    - fromEndpoints: [{ matchLabels: { app: scraper } }]
+`);
+    const list = chainConflist({ kind: 'nhi-cni', name: 'cnp', cniVersion: '1.1.0', bridge: 'nhi0', ranges: [['10.82.0.0/24']], dir: scratch.dir });
+    (list.plugins[0] as Record<string, unknown>).policy = { dir: policyDir };
+    const ip: Record<string, string> = {};
+    const pods: Record<string, Netns> = {};
+    for (const [name, app] of [['store', 'model-store'], ['trainer', 'trainer'], ['scraper', 'scraper']] as const) {
+      pods[name] = createNetns('nhip');
+      const conf = pluginConfig(list, 0, undefined, { 'io.nhi-cni/workload': { namespace: 'ml', name, labels: { app } } });
+      const r = direct({ node, verb: 'ADD', config: conf, containerId: name, netns: pods[name]!.path, env: testEnv(scratch.dir) });
+      expect(r.status, r.stdout).toBe(0);
+      ip[name] = r.json.ips[0].address.split('/')[0];
+    }
+    servers.push(await startServers(pods.store!, [8080, 9090]));
+    expect(reaches(pods.trainer!, ip.store!, 8080)).toBe(true);
+    expect(reaches(pods.trainer!, ip.store!, 9090)).toBe(false); // isolated: only 8080 is allowed
+    expect(reaches(pods.scraper!, ip.store!, 8080)).toBe(false); // denied before the allow
+  });
+});
