@@ -192,6 +192,11 @@ async function outer() {
   } finally {
     if (!interrupted) cleanup();
   }
+  // Then the policy bench (its own namespaces and cleanup); BENCH_POLICY=0 skips it.
+  if (!interrupted && process.env.BENCH_POLICY !== '0') {
+    const r = spawnSync(process.execPath, [join(root, 'scripts', 'bench-policy.mjs')], { stdio: 'inherit' });
+    if (r.status !== 0) process.exitCode = 1;
+  }
 }
 
 /** The five setups as conflists (plus where to find their IPAM/plugin state). */

@@ -4,7 +4,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import type { Netns } from './netns.js';
 import { BINARY, TEST_CNI_PATH } from './paths.js';
-import type { Run } from './plugin.js';
+import { parse, type Run } from './plugin.js';
 
 export type Kind = 'nhi-cni' | 'reference';
 
@@ -52,14 +52,6 @@ export function pluginConfig(list: ReturnType<typeof chainConflist>, i: number, 
   if (prevResult !== undefined) c.prevResult = prevResult;
   if (runtimeConfig !== undefined) c.runtimeConfig = runtimeConfig;
   return c;
-}
-
-function parse(s: string): any {
-  try {
-    return s.trim() ? JSON.parse(s) : undefined;
-  } catch {
-    return undefined;
-  }
 }
 
 export interface DirectOptions {

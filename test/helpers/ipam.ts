@@ -2,7 +2,7 @@
 import { spawn } from 'node:child_process';
 import { readdirSync } from 'node:fs';
 import { DIST, REF_CNI_DIR } from './paths.js';
-import { invoke, type Run } from './plugin.js';
+import { invoke, parse, type Run } from './plugin.js';
 
 export const NHI_IPAM = `${DIST}/nhi-ipam`;
 export const REF_HOST_LOCAL = `${REF_CNI_DIR}/host-local`;
@@ -34,15 +34,7 @@ export function runIpamAsync(binary: string, verb: string, config: object, conta
     let stderr = '';
     p.stdout.on('data', (d) => (stdout += d));
     p.stderr.on('data', (d) => (stderr += d));
-    p.on('close', (code) => {
-      let json: unknown;
-      try {
-        json = stdout.trim() ? JSON.parse(stdout) : undefined;
-      } catch {
-        json = undefined;
-      }
-      resolve({ status: code ?? -1, stdout, stderr, json });
-    });
+    p.on('close', (code) => resolve({ status: code ?? -1, stdout, stderr, json: parse(stdout) }));
     p.stdin.end(JSON.stringify(config));
   });
 }

@@ -14,7 +14,8 @@ export interface Run {
   json: any;
 }
 
-function parse(stdout: string): unknown {
+/** A plugin's stdout as JSON; undefined when empty or not JSON. */
+export function parse(stdout: string): any {
   try {
     return stdout.trim() ? JSON.parse(stdout) : undefined;
   } catch {
