@@ -14,7 +14,7 @@ import { writeFileAtomic } from '../sys/files.js';
 import { withLockAsync } from '../sys/lock.js';
 import { applyNft, NftTransaction, type NftCommand } from '../sys/nft.js';
 import { ensureSysctl } from '../sys/sysfs.js';
-import { compile, type AuditOptions, type Compiled, type CompiledNames, type LocalPod } from '../policy/compile.js';
+import { compile, delta, type AuditOptions, type Compiled, type CompiledNames, type Desired, type LocalPod } from '../policy/compile.js';
 import type { Identity, Policy } from '../policy/model.js';
 import { loadPolicyDir, parseManifestObjects } from '../policy/parse.js';
 
@@ -110,6 +110,9 @@ export interface PolicyPod {
 interface PolicyState {
   pods: Record<string, PolicyPod>;
   policies: Policy[];
+  /** What is in the kernel since the last apply, and under which audit options. */
+  desired?: Desired;
+  audit?: AuditOptions;
   /** manifestFingerprint() of the manifests `policies` came from. */
   fingerprint?: string;
   names: CompiledNames;
@@ -145,6 +148,8 @@ export async function applyPolicy(
   change: (pods: Record<string, PolicyPod>) => void,
   policies: Policy[] | undefined,
   extra: NftCommand[] = [],
+  /** Re-apply the whole state even when the policies did not change (`policy sync`: heals a drifted kernel). */
+  full = false,
 ): Promise<Compiled> {
   // Same-bridge pod traffic is bridged, not routed: br_netfilter hands it to
   // the inet forward hook only with these on.
@@ -160,9 +165,19 @@ export async function applyPolicy(
       ...(p.identity ? { identity: p.identity } : {}),
     }));
     const compiled = compile(pols, local, pc.audit, state.names);
-    const r = await applyNft(new NftTransaction().push(...extra, ...compiled.commands));
+    // Same policies and audit options as last time: apply only the
+    // difference (this pod's elements). Anything else, or a kernel that no
+    // longer matches the state (a delta that fails), gets the whole state.
+    const same = !full && state.desired !== undefined &&
+      JSON.stringify(state.audit) === JSON.stringify(pc.audit) &&
+      JSON.stringify(state.policies) === JSON.stringify(pols);
+    let r = same ? await applyNft(new NftTransaction().push(...extra, ...delta(state.desired!, compiled))) : undefined;
+    if (!r || r.exitCode !== 0) r = await applyNft(new NftTransaction().push(...extra, ...compiled.commands));
     if (r.exitCode !== 0) throw new CniError(Code.SystemFailure, 'applying the policy to nftables failed', r.stderr.trim());
-    const next: PolicyState = { pods: state.pods, policies: pols, names: compiled.names, profiles: compiled.profiles, podProfiles: compiled.pods };
+    const next: PolicyState = {
+      pods: state.pods, policies: pols, names: compiled.names, profiles: compiled.profiles, podProfiles: compiled.pods,
+      desired: compiled.desired, audit: pc.audit,
+    };
     const fingerprint = policies ? manifestFingerprint(pc) : state.fingerprint;
     if (fingerprint) next.fingerprint = fingerprint;
     writeFileAtomic(statePath(pc), JSON.stringify(next));

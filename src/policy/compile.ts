@@ -51,8 +51,25 @@ export interface CompiledNames {
   sets: string[];
 }
 
+/**
+ * What a compile wants in the kernel, kept in the node's state so the next
+ * ADD or DEL can apply only the difference (see delta()). Chain names are
+ * hashes of their content, so a chain is either unchanged or new.
+ */
+export interface Desired {
+  sets: Record<string, { type: string | string[]; elems: string[] }>;
+  chains: string[];
+  counters: string[];
+  /** map name -> address -> profile chain. */
+  vmaps: Record<string, Record<string, string>>;
+}
+
 export interface Compiled {
+  /** The whole state, flushed and refilled: for a first apply, a policy change, or recovery. */
   commands: NftCommand[];
+  desired: Desired;
+  /** The rules of every chain of this compile, for delta() to create new ones. */
+  chainRules: Record<string, unknown[][]>;
   names: CompiledNames;
   /** Profile chain -> the policies acting in it (policyKey: "Kind/ns/name"), for `policy stats`. */
   profiles: Record<string, { direction: Direction; policies: string[] }>;
@@ -335,7 +352,69 @@ export function compile(policies: Policy[], pods: LocalPod[], audit: AuditOption
     cmds.push({ add: { set: { family: F, table: POLICY_TABLE, name, type: name.startsWith('n_') ? [addr, 'inet_proto', 'inet_service'] : addr } } },
       { delete: { set: { family: F, table: POLICY_TABLE, name } } });
   }
-  return { commands: cmds, names: { chains: [...b.chains.keys()].sort(), sets: [...b.sets.keys()].sort() }, profiles, pods: podProfiles };
+  const desired: Desired = {
+    sets: Object.fromEntries([...b.sets].map(([n, st]) => [n, { type: st.type, elems: st.elems.map((e) => JSON.stringify(e)).sort() }])),
+    chains: [...b.chains.keys()].sort(),
+    counters: [...b.counters].sort(),
+    vmaps: Object.fromEntries(Object.entries(vmap).map(([m, elems]) => [m, Object.fromEntries(elems.map((e) => {
+      const [ip, v] = e as [string, { jump: { target: string } }];
+      return [ip, v.jump.target];
+    }))])),
+  };
+  return {
+    commands: cmds,
+    desired,
+    chainRules: Object.fromEntries(b.chains),
+    names: { chains: desired.chains, sets: Object.keys(desired.sets).sort() },
+    profiles,
+    pods: podProfiles,
+  };
+}
+
+/**
+ * Only what changed between two compiles of the same policies: new counters,
+ * sets and chains; added and removed set and map elements; removed chains and
+ * sets. A pod's ADD thus costs its own elements (and a profile chain the first
+ * time a combination of policies appears), not a rewrite of the node's state.
+ * Order: create, then re-point the maps, then delete what nothing uses.
+ */
+export function delta(prev: Desired, next: Compiled): NftCommand[] {
+  const T = { family: F, table: POLICY_TABLE };
+  const d = next.desired;
+  const cmds: NftCommand[] = [];
+  const parse = (e: string): unknown => JSON.parse(e);
+  for (const c of d.counters) if (!prev.counters.includes(c)) cmds.push({ add: { counter: { ...T, name: c } } });
+  for (const [name, st] of Object.entries(d.sets)) {
+    const old = prev.sets[name];
+    if (!old) {
+      cmds.push({ add: { set: { ...T, name, type: st.type } } });
+      if (st.elems.length) cmds.push({ add: { element: { ...T, name, elem: st.elems.map(parse) } } });
+      continue;
+    }
+    const had = new Set(old.elems);
+    const has = new Set(st.elems);
+    const added = st.elems.filter((e) => !had.has(e));
+    const removed = old.elems.filter((e) => !has.has(e));
+    if (added.length) cmds.push({ add: { element: { ...T, name, elem: added.map(parse) } } });
+    if (removed.length) cmds.push({ delete: { element: { ...T, name, elem: removed.map(parse) } } });
+  }
+  const prevChains = new Set(prev.chains);
+  for (const name of d.chains) {
+    if (prevChains.has(name)) continue;
+    cmds.push({ add: { chain: { ...T, name } } });
+    for (const expr of next.chainRules[name] ?? []) cmds.push({ add: { rule: { ...T, chain: name, expr } } });
+  }
+  for (const [map, elems] of Object.entries(d.vmaps)) {
+    const old = prev.vmaps[map] ?? {};
+    const gone = Object.keys(old).filter((ip) => elems[ip] !== old[ip]);
+    const come = Object.entries(elems).filter(([ip, chain]) => old[ip] !== chain);
+    if (gone.length) cmds.push({ delete: { element: { ...T, name: map, elem: gone } } });
+    if (come.length) cmds.push({ add: { element: { ...T, name: map, elem: come.map(([ip, chain]) => [ip, { jump: { target: chain } }]) } } });
+  }
+  const nextChains = new Set(d.chains);
+  for (const name of prev.chains) if (!nextChains.has(name)) cmds.push({ delete: { chain: { ...T, name } } });
+  for (const name of Object.keys(prev.sets)) if (!d.sets[name]) cmds.push({ delete: { set: { ...T, name } } });
+  return cmds;
 }
 
 /** `ip saddr vmap @eg4` in nft JSON is a `vmap` statement, not a match. */
