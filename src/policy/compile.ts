@@ -80,7 +80,18 @@ export interface Compiled {
 type Direction = 'ingress' | 'egress';
 type Fam = 4 | 6;
 
-const hash = (s: string, n = 12) => createHash('sha256').update(s).digest('hex').slice(0, n);
+const hashes = new Map<string, string>();
+/** A short content hash for kernel names; memoised (a compile asks for the same ones per pod group). */
+const hash = (s: string, n = 12): string => {
+  const k = `${n}:${s}`;
+  let h = hashes.get(k);
+  if (h === undefined) {
+    h = createHash('sha256').update(s).digest('hex').slice(0, n);
+    if (hashes.size > 100_000) hashes.clear();
+    hashes.set(k, h);
+  }
+  return h;
+};
 /**
  * What names a policy in the kernel: its kind too, since a NetworkPolicy and
  * a CiliumNetworkPolicy may share a namespace and name.
@@ -104,6 +115,14 @@ function prefix(cidr: string) {
   const c = parseCidr(cidr)!;
   const [addr] = cidr.split('/');
   return { prefix: { addr, len: c.prefix } };
+}
+
+/** Code-point order: localeCompare goes through ICU and was most of a compile's time. */
+const byText = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
+
+function classKey(i: Identity): string {
+  const sorted = (o: Record<string, string>) => Object.entries(o).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  return JSON.stringify([i.namespace, sorted(i.labels), sorted(i.namespaceLabels), i.ports]);
 }
 
 function inBlock(peer: Extract<Peer, { kind: 'cidr' }>, ip: string): boolean {
@@ -133,18 +152,35 @@ class Builder {
   readonly chains = new Map<string, unknown[][]>();
   readonly counters = new Set<string>();
 
+  /**
+   * Pods grouped by what policies can see of them (namespace, labels,
+   * namespace labels, ports): selectors and profiles are worked out once per
+   * group, not once per pod - a node's pods are mostly replicas.
+   */
+  readonly classes: { key: string; identity: Identity; pods: LocalPod[] }[] = [];
+
   constructor(
     readonly policies: Policy[],
-    readonly pods: LocalPod[],
-  ) {}
+    pods: LocalPod[],
+  ) {
+    const byKey = new Map<string, { key: string; identity: Identity; pods: LocalPod[] }>();
+    for (const p of [...pods].sort((x, y) => byText(x.id, y.id))) {
+      if (!p.identity) continue;
+      const key = classKey(p.identity);
+      let c = byKey.get(key);
+      if (!c) byKey.set(key, (c = { key, identity: p.identity, pods: [] }));
+      c.pods.push(p);
+    }
+    this.classes = [...byKey.values()];
+  }
 
   /** The set of addresses of local pods a pod peer selects. */
   peerSet(policy: Policy, key: string, peer: Extract<Peer, { kind: 'pods' }>, fam: Fam): string {
     const name = `p_${hash(`${policyKey(policy)}\0${key}`)}_${fam}`;
     if (!this.sets.has(name)) {
-      const elems = this.pods
-        .filter((p) => p.identity && peerSelectsPod(policy, peer, p.identity))
-        .flatMap((p) => p.ips.filter((ip) => famOf(ip) === fam));
+      const elems = this.classes
+        .filter((c) => peerSelectsPod(policy, peer, c.identity))
+        .flatMap((c) => c.pods.flatMap((p) => p.ips.filter((ip) => famOf(ip) === fam)));
       this.sets.set(name, { type: fam === 4 ? 'ipv4_addr' : 'ipv6_addr', elems: [...new Set(elems)].sort() });
     }
     return name;
@@ -159,11 +195,11 @@ class Builder {
     const name = `n_${hash(`${policyKey(policy)}\0${key}`)}_${fam}`;
     if (!this.sets.has(name)) {
       const elems: unknown[] = [];
-      for (const p of this.pods) {
-        if (!p.identity || (peer?.kind === 'pods' && !peerSelectsPod(policy, peer, p.identity))) continue;
-        const port = p.identity.ports.find((x) => x.name === pr.port && x.protocol === pr.protocol);
+      for (const c of this.classes) {
+        if (peer?.kind === 'pods' && !peerSelectsPod(policy, peer, c.identity)) continue;
+        const port = c.identity.ports.find((x) => x.name === pr.port && x.protocol === pr.protocol);
         if (!port) continue;
-        for (const ip of p.ips.filter((a) => famOf(a) === fam)) {
+        for (const ip of c.pods.flatMap((p) => p.ips).filter((a) => famOf(a) === fam)) {
           if (peer?.kind === 'cidr' && !inBlock(peer, ip)) continue;
           elems.push({ concat: [ip, pr.protocol.toLowerCase(), port.containerPort] });
         }
@@ -247,9 +283,8 @@ export function compile(policies: Policy[], pods: LocalPod[], audit: AuditOption
   const profiles: Compiled['profiles'] = {};
   const podProfiles: Compiled['pods'] = {};
 
-  for (const pod of [...pods].sort((x, y) => x.id.localeCompare(y.id))) {
-    const id = pod.identity;
-    if (!id) continue;
+  for (const cls of b.classes) {
+    const id = cls.identity;
     for (const dir of ['ingress', 'egress'] as Direction[]) {
       const { act, isolated, denyKey } = acting(policies, id, dir);
       if (act.length === 0) continue;
@@ -297,8 +332,10 @@ export function compile(policies: Policy[], pods: LocalPod[], audit: AuditOption
       }
       b.chains.set(chain, rules);
       profiles[chain] = { direction: dir, policies: ids };
-      podProfiles[pod.id] = { ...podProfiles[pod.id], [dir]: chain };
-      for (const ip of pod.ips) vmap[`${dir === 'ingress' ? 'in' : 'eg'}${famOf(ip)}`].push([ip, { jump: { target: chain } }]);
+      for (const pod of cls.pods) {
+        podProfiles[pod.id] = { ...podProfiles[pod.id], [dir]: chain };
+        for (const ip of pod.ips) vmap[`${dir === 'ingress' ? 'in' : 'eg'}${famOf(ip)}`].push([ip, { jump: { target: chain } }]);
+      }
     }
   }
 
@@ -308,12 +345,12 @@ export function compile(policies: Policy[], pods: LocalPod[], audit: AuditOption
     cmds.push({ flush: { map: { family: F, table: POLICY_TABLE, name } } });
   }
   for (const c of [...b.counters].sort()) cmds.push({ add: { counter: { family: F, table: POLICY_TABLE, name: c } } });
-  for (const [name, s] of [...b.sets].sort(([x], [y]) => x.localeCompare(y))) {
+  for (const [name, s] of [...b.sets].sort(([x], [y]) => byText(x, y))) {
     cmds.push({ add: { set: { family: F, table: POLICY_TABLE, name, type: s.type } } });
     cmds.push({ flush: { set: { family: F, table: POLICY_TABLE, name } } });
     if (s.elems.length) cmds.push({ add: { element: { family: F, table: POLICY_TABLE, name, elem: s.elems } } });
   }
-  for (const [name, rules] of [...b.chains].sort(([x], [y]) => x.localeCompare(y))) {
+  for (const [name, rules] of [...b.chains].sort(([x], [y]) => byText(x, y))) {
     cmds.push({ add: { chain: { family: F, table: POLICY_TABLE, name } } });
     cmds.push({ flush: { chain: { family: F, table: POLICY_TABLE, name } } });
     for (const expr of rules) cmds.push({ add: { rule: { family: F, table: POLICY_TABLE, chain: name, expr } } });
