@@ -156,7 +156,10 @@ export async function applyPolicy(
   ensureSysctl('net/bridge/bridge-nf-call-iptables', '1');
   ensureSysctl('net/bridge/bridge-nf-call-ip6tables', '1');
   return withLockAsync(join(pc.stateDir, 'policy.lock'), async () => {
+    const trace = process.env.NHI_CNI_TRACE_EXEC === '1' ? (w: string) => process.stderr.write(`nhi-cni: policy ${w} at ${performance.now().toFixed(1)} ms\n`) : () => {};
+    trace('locked');
     const state = readPolicyState(pc.stateDir);
+    trace('state read');
     change(state.pods);
     const pols = policies ?? state.policies;
     const local: LocalPod[] = Object.entries(state.pods).map(([id, p]) => ({
@@ -165,6 +168,7 @@ export async function applyPolicy(
       ...(p.identity ? { identity: p.identity } : {}),
     }));
     const compiled = compile(pols, local, pc.audit, state.names);
+    trace(`compiled (${Object.keys(state.pods).length} pods)`);
     // Same policies and audit options as last time: apply only the
     // difference (this pod's elements). Anything else, or a kernel that no
     // longer matches the state (a delta that fails), gets the whole state.
@@ -172,6 +176,7 @@ export async function applyPolicy(
       JSON.stringify(state.audit) === JSON.stringify(pc.audit) &&
       JSON.stringify(state.policies) === JSON.stringify(pols);
     let r = same ? await applyNft(new NftTransaction().push(...extra, ...delta(state.desired!, compiled))) : undefined;
+    trace(same ? `delta applied (${r?.exitCode === 0 ? 'ok' : `refused: ${r?.stderr.trim().slice(0, 200)}`})` : 'no delta: policies or audit changed');
     if (!r || r.exitCode !== 0) r = await applyNft(new NftTransaction().push(...extra, ...compiled.commands));
     if (r.exitCode !== 0) throw new CniError(Code.SystemFailure, 'applying the policy to nftables failed', r.stderr.trim());
     const next: PolicyState = {
@@ -180,7 +185,9 @@ export async function applyPolicy(
     };
     const fingerprint = policies ? manifestFingerprint(pc) : state.fingerprint;
     if (fingerprint) next.fingerprint = fingerprint;
+    trace('applied');
     writeFileAtomic(statePath(pc), JSON.stringify(next));
+    trace('state written');
     return compiled;
   });
 }

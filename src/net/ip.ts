@@ -26,7 +26,12 @@ const IPV4 = /^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]
 
 /** Parses a bare address; returns undefined when it is not one. */
 export function parseIp(text: string): Ip | undefined {
-  if (IPV4.test(text)) return { family: 4, value: new Address4(text).bigInt() };
+  if (IPV4.test(text)) {
+    // Four checked octets: cheaper by hand than through Address4 (this runs
+    // for every address of every pod when policies are compiled).
+    const [a, b, c, d] = text.split('.').map(Number) as [number, number, number, number];
+    return { family: 4, value: BigInt(((a << 24) >>> 0) + (b << 16) + (c << 8) + d) };
+  }
   if (!text.includes(':') || text.includes('/') || text.includes('%')) return undefined;
   if (!Address6.isValid(text)) return undefined;
   const value = new Address6(text).bigInt();

@@ -104,8 +104,9 @@ export const denyCounter = (profile: string) => `d_${profile.slice(3)}`;
 /** Connections denied by a policy's own deny rules (CiliumNetworkPolicy ingressDeny/egressDeny). */
 export const ruleDenyCounter = (p: Pick<Policy, 'kind' | 'namespace' | 'name'>) => denyCounter(`pr_${hash(policyKey(p))}`);
 
+/** Addresses reaching the compiler are validated already: the family is in the spelling. */
 function famOf(ip: string): Fam {
-  return parseIp(ip)!.family === 4 ? 4 : 6;
+  return ip.includes(':') ? 6 : 4;
 }
 
 const addrField = (fam: Fam, field: 'saddr' | 'daddr') => ({ payload: { protocol: fam === 4 ? 'ip' : 'ip6', field } });
@@ -157,31 +158,35 @@ class Builder {
    * namespace labels, ports): selectors and profiles are worked out once per
    * group, not once per pod - a node's pods are mostly replicas.
    */
-  readonly classes: { key: string; identity: Identity; pods: LocalPod[] }[] = [];
+  readonly classes: { key: string; identity: Identity; pods: LocalPod[]; ips: Record<Fam, string[]> }[] = [];
+  /** Which classes a (policy, peer) selects: shared by its IPv4 and IPv6 sets. */
+  private readonly selected = new Map<string, Builder['classes']>();
 
   constructor(
     readonly policies: Policy[],
     pods: LocalPod[],
   ) {
-    const byKey = new Map<string, { key: string; identity: Identity; pods: LocalPod[] }>();
+    const byKey = new Map<string, Builder['classes'][number]>();
     for (const p of [...pods].sort((x, y) => byText(x.id, y.id))) {
       if (!p.identity) continue;
       const key = classKey(p.identity);
       let c = byKey.get(key);
-      if (!c) byKey.set(key, (c = { key, identity: p.identity, pods: [] }));
+      if (!c) byKey.set(key, (c = { key, identity: p.identity, pods: [], ips: { 4: [], 6: [] } }));
       c.pods.push(p);
+      for (const ip of p.ips) c.ips[famOf(ip)].push(ip);
     }
     this.classes = [...byKey.values()];
   }
 
   /** The set of addresses of local pods a pod peer selects. */
   peerSet(policy: Policy, key: string, peer: Extract<Peer, { kind: 'pods' }>, fam: Fam): string {
-    const name = `p_${hash(`${policyKey(policy)}\0${key}`)}_${fam}`;
+    const id = `${policyKey(policy)}\0${key}`;
+    const name = `p_${hash(id)}_${fam}`;
     if (!this.sets.has(name)) {
-      const elems = this.classes
-        .filter((c) => peerSelectsPod(policy, peer, c.identity))
-        .flatMap((c) => c.pods.flatMap((p) => p.ips.filter((ip) => famOf(ip) === fam)));
-      this.sets.set(name, { type: fam === 4 ? 'ipv4_addr' : 'ipv6_addr', elems: [...new Set(elems)].sort() });
+      let classes = this.selected.get(id);
+      if (!classes) this.selected.set(id, (classes = this.classes.filter((c) => peerSelectsPod(policy, peer, c.identity))));
+      const elems = classes.flatMap((c) => c.ips[fam]);
+      this.sets.set(name, { type: fam === 4 ? 'ipv4_addr' : 'ipv6_addr', elems: [...new Set(elems)] });
     }
     return name;
   }
