@@ -14,7 +14,7 @@ import { writeFileAtomic } from '../sys/files.js';
 import { withLockAsync } from '../sys/lock.js';
 import { applyNft, NftTransaction, type NftCommand } from '../sys/nft.js';
 import { ensureSysctl } from '../sys/sysfs.js';
-import { compile, delta, type AuditOptions, type Compiled, type CompiledNames, type Desired, type LocalPod } from '../policy/compile.js';
+import { classKey, compile, delta, fastDelta, type AuditOptions, type ClassEntry, type Compiled, type CompiledNames, type Desired, type LocalPod } from '../policy/compile.js';
 import type { Identity, Policy } from '../policy/model.js';
 import { loadPolicyDir, parseManifestObjects } from '../policy/parse.js';
 
@@ -113,6 +113,8 @@ interface PolicyState {
   /** What is in the kernel since the last apply, and under which audit options. */
   desired?: Desired;
   audit?: AuditOptions;
+  /** Per group of alike pods: its sets and profiles (see fastDelta). */
+  classIndex?: Record<string, ClassEntry>;
   /** manifestFingerprint() of the manifests `policies` came from. */
   fingerprint?: string;
   names: CompiledNames;
@@ -150,7 +152,7 @@ export async function applyPolicy(
   extra: NftCommand[] = [],
   /** Re-apply the whole state even when the policies did not change (`policy sync`: heals a drifted kernel). */
   full = false,
-): Promise<Compiled> {
+): Promise<Compiled | undefined> {
   // Same-bridge pod traffic is bridged, not routed: br_netfilter hands it to
   // the inet forward hook only with these on.
   ensureSysctl('net/bridge/bridge-nf-call-iptables', '1');
@@ -160,28 +162,55 @@ export async function applyPolicy(
     trace('locked');
     const state = readPolicyState(pc.stateDir);
     trace('state read');
+    const before = state.pods;
+    state.pods = { ...state.pods };
     change(state.pods);
     const pols = policies ?? state.policies;
-    const local: LocalPod[] = Object.entries(state.pods).map(([id, p]) => ({
+    const toLocal = ([id, p]: [string, PolicyPod]): LocalPod => ({
       id,
       ips: p.ips.filter((a) => parseIp(a) !== undefined),
       ...(p.identity ? { identity: p.identity } : {}),
-    }));
-    const compiled = compile(pols, local, pc.audit, state.names);
-    trace(`compiled (${Object.keys(state.pods).length} pods)`);
+    });
     // Same policies and audit options as last time: apply only the
-    // difference (this pod's elements). Anything else, or a kernel that no
-    // longer matches the state (a delta that fails), gets the whole state.
+    // difference. Pods of groups already known need no compile at all
+    // (fastDelta); otherwise compile and diff. Anything else, or a kernel
+    // that no longer matches the state (a delta it refuses), gets the whole.
     const same = !full && state.desired !== undefined &&
       JSON.stringify(state.audit) === JSON.stringify(pc.audit) &&
       JSON.stringify(state.policies) === JSON.stringify(pols);
+    if (same && state.classIndex) {
+      const changed = (k: string) => JSON.stringify(before[k]) !== JSON.stringify(state.pods[k]);
+      const removed = Object.entries(before).filter(([k]) => changed(k) && before[k]).map(toLocal);
+      const added = Object.entries(state.pods).filter(([k]) => changed(k)).map(toLocal);
+      const fast = fastDelta(state.desired!, state.classIndex, removed, added);
+      if (fast) {
+        const r = await applyNft(new NftTransaction().push(...extra, ...fast.commands));
+        trace(`fast delta (${r.exitCode === 0 ? 'ok' : 'refused'})`);
+        if (r.exitCode === 0) {
+          const podProfiles = { ...state.podProfiles };
+          for (const p of removed) delete podProfiles[p.id];
+          for (const p of added) {
+            const e = p.identity ? state.classIndex[classKey(p.identity)] : undefined;
+            const prof: { ingress?: string; egress?: string } = {};
+            if (e?.ingress) prof.ingress = e.ingress;
+            if (e?.egress) prof.egress = e.egress;
+            if (e?.ingress || e?.egress) podProfiles[p.id] = prof;
+          }
+          writeFileAtomic(statePath(pc), JSON.stringify({ ...state, podProfiles, desired: fast.desired } satisfies PolicyState));
+          trace('state written');
+          return undefined;
+        }
+      }
+    }
+    const compiled = compile(pols, Object.entries(state.pods).map(toLocal), pc.audit, state.names);
+    trace(`compiled (${Object.keys(state.pods).length} pods)`);
     let r = same ? await applyNft(new NftTransaction().push(...extra, ...delta(state.desired!, compiled))) : undefined;
     trace(same ? `delta applied (${r?.exitCode === 0 ? 'ok' : `refused: ${r?.stderr.trim().slice(0, 200)}`})` : 'no delta: policies or audit changed');
     if (!r || r.exitCode !== 0) r = await applyNft(new NftTransaction().push(...extra, ...compiled.commands));
     if (r.exitCode !== 0) throw new CniError(Code.SystemFailure, 'applying the policy to nftables failed', r.stderr.trim());
     const next: PolicyState = {
       pods: state.pods, policies: pols, names: compiled.names, profiles: compiled.profiles, podProfiles: compiled.pods,
-      desired: compiled.desired, audit: pc.audit,
+      desired: compiled.desired, audit: pc.audit, classIndex: compiled.classIndex,
     };
     const fingerprint = policies ? manifestFingerprint(pc) : state.fingerprint;
     if (fingerprint) next.fingerprint = fingerprint;

@@ -217,7 +217,8 @@ nothing. Without sync, a manifest edit takes effect with the next pod added.`)
       const pc = policyConfigFromConflist(opts.config, opts.stateDir);
       const policies = loadPolicies(pc);
       const before = readPolicyState(pc.stateDir);
-      const c = await applyPolicy(pc, () => {}, policies, [], true);
+      // full = true: always compiled, never the fast path, so a Compiled comes back.
+      const c = (await applyPolicy(pc, () => {}, policies, [], true))!;
       const after = readPolicyState(pc.stateDir);
       const old = new Map(before.policies.map((p) => [`${p.kind} ${policyId(p)}`, p]));
       const now = new Map(after.policies.map((p) => [`${p.kind} ${policyId(p)}`, p]));

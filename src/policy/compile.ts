@@ -64,7 +64,19 @@ export interface Desired {
   vmaps: Record<string, Record<string, string>>;
 }
 
+/** What a group of alike pods (classKey) is part of: set memberships and profile chains. */
+export interface ClassEntry {
+  /** [set] or, for (address . protocol . port) sets, [set, protocol, port]. */
+  sets: [string, string?, number?][];
+  /** In a named-port set through an ipBlock: membership depends on the address. */
+  ipDependent: boolean;
+  ingress?: string;
+  egress?: string;
+}
+
 export interface Compiled {
+  /** Per pod group, for fastDelta(). */
+  classIndex: Record<string, ClassEntry>;
   /** The whole state, flushed and refilled: for a first apply, a policy change, or recovery. */
   commands: NftCommand[];
   desired: Desired;
@@ -121,7 +133,7 @@ function prefix(cidr: string) {
 /** Code-point order: localeCompare goes through ICU and was most of a compile's time. */
 const byText = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
 
-function classKey(i: Identity): string {
+export function classKey(i: Identity): string {
   const sorted = (o: Record<string, string>) => Object.entries(o).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
   return JSON.stringify([i.namespace, sorted(i.labels), sorted(i.namespaceLabels), i.ports]);
 }
@@ -161,6 +173,14 @@ class Builder {
   readonly classes: { key: string; identity: Identity; pods: LocalPod[]; ips: Record<Fam, string[]> }[] = [];
   /** Which classes a (policy, peer) selects: shared by its IPv4 and IPv6 sets. */
   private readonly selected = new Map<string, Builder['classes']>();
+  /** Per pod group: the sets its addresses are in (with the port, for named-port sets). */
+  readonly membership = new Map<string, ClassEntry>();
+
+  private member(key: string): ClassEntry {
+    let m = this.membership.get(key);
+    if (!m) this.membership.set(key, (m = { sets: [], ipDependent: false }));
+    return m;
+  }
 
   constructor(
     readonly policies: Policy[],
@@ -186,6 +206,7 @@ class Builder {
       let classes = this.selected.get(id);
       if (!classes) this.selected.set(id, (classes = this.classes.filter((c) => peerSelectsPod(policy, peer, c.identity))));
       const elems = classes.flatMap((c) => c.ips[fam]);
+      for (const c of classes) this.member(c.key).sets.push([name]);
       this.sets.set(name, { type: fam === 4 ? 'ipv4_addr' : 'ipv6_addr', elems: [...new Set(elems)] });
     }
     return name;
@@ -204,6 +225,9 @@ class Builder {
         if (peer?.kind === 'pods' && !peerSelectsPod(policy, peer, c.identity)) continue;
         const port = c.identity.ports.find((x) => x.name === pr.port && x.protocol === pr.protocol);
         if (!port) continue;
+        // An ipBlock decides by address, not by group: such a group cannot take the fast path.
+        if (peer?.kind === 'cidr') this.member(c.key).ipDependent = true;
+        else this.member(c.key).sets.push([name, pr.protocol.toLowerCase(), port.containerPort]);
         for (const ip of c.pods.flatMap((p) => p.ips).filter((a) => famOf(a) === fam)) {
           if (peer?.kind === 'cidr' && !inBlock(peer, ip)) continue;
           elems.push({ concat: [ip, pr.protocol.toLowerCase(), port.containerPort] });
@@ -337,6 +361,9 @@ export function compile(policies: Policy[], pods: LocalPod[], audit: AuditOption
       }
       b.chains.set(chain, rules);
       profiles[chain] = { direction: dir, policies: ids };
+      const m = b.membership.get(cls.key) ?? { sets: [], ipDependent: false };
+      m[dir] = chain;
+      b.membership.set(cls.key, m);
       for (const pod of cls.pods) {
         podProfiles[pod.id] = { ...podProfiles[pod.id], [dir]: chain };
         for (const ip of pod.ips) vmap[`${dir === 'ingress' ? 'in' : 'eg'}${famOf(ip)}`].push([ip, { jump: { target: chain } }]);
@@ -403,7 +430,9 @@ export function compile(policies: Policy[], pods: LocalPod[], audit: AuditOption
       return [ip, v.jump.target];
     }))])),
   };
+  for (const c of b.classes) if (!b.membership.has(c.key)) b.membership.set(c.key, { sets: [], ipDependent: false });
   return {
+    classIndex: Object.fromEntries(b.membership),
     commands: cmds,
     desired,
     chainRules: Object.fromEntries(b.chains),
@@ -457,6 +486,59 @@ export function delta(prev: Desired, next: Compiled): NftCommand[] {
   for (const name of prev.chains) if (!nextChains.has(name)) cmds.push({ delete: { chain: { ...T, name } } });
   for (const name of Object.keys(prev.sets)) if (!d.sets[name]) cmds.push({ delete: { set: { ...T, name } } });
   return cmds;
+}
+
+/**
+ * The change for pods coming and going under unchanged policies, without a
+ * compile: each pod's group (classKey) says which sets its addresses join and
+ * which profile chains its map entries point at. Undefined when a pod's group
+ * is new, or depends on addresses (ipBlock named ports): compile instead.
+ */
+export function fastDelta(prev: Desired, index: Record<string, ClassEntry>, removed: LocalPod[], added: LocalPod[]): { desired: Desired; commands: NftCommand[] } | undefined {
+  const entries = new Map<LocalPod, ClassEntry | undefined>();
+  for (const p of [...removed, ...added]) {
+    if (!p.identity) {
+      entries.set(p, undefined);
+      continue;
+    }
+    const e = index[classKey(p.identity)];
+    if (!e || e.ipDependent) return undefined;
+    entries.set(p, e);
+  }
+  const next: Desired = {
+    sets: Object.fromEntries(Object.entries(prev.sets).map(([n, st]) => [n, { type: st.type, elems: [...st.elems] }])),
+    chains: prev.chains,
+    counters: prev.counters,
+    vmaps: Object.fromEntries(Object.entries(prev.vmaps).map(([m, v]) => [m, { ...v }])),
+  };
+  const elemsOf = (e: ClassEntry, ip: string): [string, string][] =>
+    e.sets.filter(([name]) => name.endsWith(`_${famOf(ip)}`)).map(([name, proto, port]) => [name, JSON.stringify(proto ? { concat: [ip, proto, port] } : ip)]);
+  for (const p of removed) {
+    const e = entries.get(p);
+    if (!e) continue;
+    for (const ip of p.ips) {
+      for (const [name, elem] of elemsOf(e, ip)) {
+        const st = next.sets[name];
+        if (st) st.elems = st.elems.filter((x) => x !== elem);
+      }
+      for (const dir of ['in', 'eg']) delete next.vmaps[`${dir}${famOf(ip)}`]?.[ip];
+    }
+  }
+  for (const p of added) {
+    const e = entries.get(p);
+    if (!e) continue;
+    for (const ip of p.ips) {
+      for (const [name, elem] of elemsOf(e, ip)) {
+        const st = next.sets[name];
+        if (!st) return undefined;
+        if (!st.elems.includes(elem)) st.elems.push(elem);
+      }
+      if (e.ingress) (next.vmaps[`in${famOf(ip)}`] ??= {})[ip] = e.ingress;
+      if (e.egress) (next.vmaps[`eg${famOf(ip)}`] ??= {})[ip] = e.egress;
+    }
+  }
+  for (const st of Object.values(next.sets)) st.elems.sort();
+  return { desired: next, commands: delta(prev, { desired: next, chainRules: {} } as unknown as Compiled) };
 }
 
 /** `ip saddr vmap @eg4` in nft JSON is a `vmap` statement, not a match. */

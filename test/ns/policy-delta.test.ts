@@ -4,7 +4,7 @@
 import { writeFileSync } from 'node:fs';
 import { readFileSync } from 'node:fs';
 import { afterAll, describe, expect, it } from 'vitest';
-import { compile, delta, type LocalPod } from '../../src/policy/compile.js';
+import { compile, delta, fastDelta, type LocalPod } from '../../src/policy/compile.js';
 import { parseManifestText } from '../../src/policy/parse.js';
 import { createNetns, deleteAllNetns, inNetns, type Netns } from '../helpers/netns.js';
 import { Scratch } from '../helpers/plugin.js';
@@ -48,6 +48,23 @@ function snapshot(ns: Netns): unknown {
 }
 
 describe('incremental policy apply', () => {
+  it('fastDelta (no compile) for pods of known groups equals a full compile, and refuses a new group', () => {
+    const A = [pod(1, 'payments', 'payment-service'), pod(2, 'payments', 'payments-db'), pod(3, 'ci', 'build')];
+    const a = compile(policies, A, NO_AUDIT);
+    // Two more replicas of known groups, one pod removed.
+    const added = [{ ...pod(8, 'payments', 'payments-db'), identity: { ...A[1]!.identity!, name: 'p8' } }, { ...pod(9, 'ci', 'build'), identity: { ...A[2]!.identity!, name: 'p9' } }];
+    const B = [A[0]!, A[2]!, ...added];
+    const fast = fastDelta(a.desired, a.classIndex, [A[1]!], added);
+    expect(fast).toBeDefined();
+    const [x, y] = [createNetns('nhid'), createNetns('nhid')];
+    apply(x, a.commands);
+    apply(x, fast!.commands);
+    apply(y, compile(policies, B, NO_AUDIT).commands);
+    const noCounters = (o: unknown) => Object.fromEntries(Object.entries(o as object).filter(([k]) => !k.startsWith('counter ')));
+    expect(noCounters(snapshot(x))).toEqual(noCounters(snapshot(y)));
+    expect(fastDelta(a.desired, a.classIndex, [], [pod(10, 'ml', 'training-data')])).toBeUndefined();
+  });
+
   const A = [pod(1, 'payments', 'payment-service'), pod(2, 'payments', 'payments-db'), pod(3, 'ci', 'build')];
   const B = [...A.filter((p) => p.id !== 'n/p2/eth0'), pod(4, 'payments', 'payments-db'), pod(5, 'ci', 'artifact-store'), pod(6, 'ml', 'training-data'), pod(7, 'payments', 'reporting')];
 
