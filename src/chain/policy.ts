@@ -128,9 +128,18 @@ function statePath(pc: PolicyConfig): string {
   return join(pc.stateDir, 'policy-state.json');
 }
 
+/** The last state read, with the file's identity: one ADD reads the state twice (manifests, then under the lock). */
+let lastRead: { path: string; stamp: string; state: PolicyState } | undefined;
+
 export function readPolicyState(stateDir: string): PolicyState {
+  const path = join(stateDir, 'policy-state.json');
   try {
-    return JSON.parse(readFileSync(join(stateDir, 'policy-state.json'), 'utf8')) as PolicyState;
+    const st = statSync(path, { bigint: true });
+    const stamp = `${st.ino}/${st.size}/${st.mtimeNs}/${st.ctimeNs}`;
+    if (lastRead && lastRead.path === path && lastRead.stamp === stamp) return lastRead.state;
+    const state = JSON.parse(readFileSync(path, 'utf8')) as PolicyState;
+    lastRead = { path, stamp, state };
+    return state;
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw new CniError(Code.SystemFailure, 'cannot read the policy state', (e as Error).message);
     return { pods: {}, policies: [], names: { chains: [], sets: [] }, profiles: {}, podProfiles: {} };
@@ -160,7 +169,8 @@ export async function applyPolicy(
   return withLockAsync(join(pc.stateDir, 'policy.lock'), async () => {
     const trace = process.env.NHI_CNI_TRACE_EXEC === '1' ? (w: string) => process.stderr.write(`nhi-cni: policy ${w} at ${performance.now().toFixed(1)} ms\n`) : () => {};
     trace('locked');
-    const state = readPolicyState(pc.stateDir);
+    // A copy: the object read may be the cached one, which must stay as the file says.
+    const state = { ...readPolicyState(pc.stateDir) };
     trace('state read');
     const before = state.pods;
     state.pods = { ...state.pods };

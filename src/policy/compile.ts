@@ -505,23 +505,28 @@ export function fastDelta(prev: Desired, index: Record<string, ClassEntry>, remo
     if (!e || e.ipDependent) return undefined;
     entries.set(p, e);
   }
-  const next: Desired = {
-    sets: Object.fromEntries(Object.entries(prev.sets).map(([n, st]) => [n, { type: st.type, elems: [...st.elems] }])),
-    chains: prev.chains,
-    counters: prev.counters,
-    vmaps: Object.fromEntries(Object.entries(prev.vmaps).map(([m, v]) => [m, { ...v }])),
+  // Only the sets and maps these pods touch are copied and compared: the
+  // cost follows the pods that changed, not the node's size.
+  const sets = new Map<string, Set<string>>();
+  const setOf = (name: string) => {
+    let st = sets.get(name);
+    if (!st) {
+      const old = prev.sets[name];
+      if (!old) return undefined;
+      sets.set(name, (st = new Set(old.elems)));
+    }
+    return st;
   };
+  const vmaps: Record<string, Record<string, string>> = {};
+  const vmapOf = (m: string) => (vmaps[m] ??= { ...(prev.vmaps[m] ?? {}) });
   const elemsOf = (e: ClassEntry, ip: string): [string, string][] =>
     e.sets.filter(([name]) => name.endsWith(`_${famOf(ip)}`)).map(([name, proto, port]) => [name, JSON.stringify(proto ? { concat: [ip, proto, port] } : ip)]);
   for (const p of removed) {
     const e = entries.get(p);
     if (!e) continue;
     for (const ip of p.ips) {
-      for (const [name, elem] of elemsOf(e, ip)) {
-        const st = next.sets[name];
-        if (st) st.elems = st.elems.filter((x) => x !== elem);
-      }
-      for (const dir of ['in', 'eg']) delete next.vmaps[`${dir}${famOf(ip)}`]?.[ip];
+      for (const [name, elem] of elemsOf(e, ip)) setOf(name)?.delete(elem);
+      for (const dir of ['in', 'eg']) delete vmapOf(`${dir}${famOf(ip)}`)[ip];
     }
   }
   for (const p of added) {
@@ -529,16 +534,25 @@ export function fastDelta(prev: Desired, index: Record<string, ClassEntry>, remo
     if (!e) continue;
     for (const ip of p.ips) {
       for (const [name, elem] of elemsOf(e, ip)) {
-        const st = next.sets[name];
+        const st = setOf(name);
         if (!st) return undefined;
-        if (!st.elems.includes(elem)) st.elems.push(elem);
+        st.add(elem);
       }
-      if (e.ingress) (next.vmaps[`in${famOf(ip)}`] ??= {})[ip] = e.ingress;
-      if (e.egress) (next.vmaps[`eg${famOf(ip)}`] ??= {})[ip] = e.egress;
+      if (e.ingress) vmapOf(`in${famOf(ip)}`)[ip] = e.ingress;
+      if (e.egress) vmapOf(`eg${famOf(ip)}`)[ip] = e.egress;
     }
   }
-  for (const st of Object.values(next.sets)) st.elems.sort();
-  return { desired: next, commands: delta(prev, { desired: next, chainRules: {} } as unknown as Compiled) };
+  const next: Desired = { sets: { ...prev.sets }, chains: prev.chains, counters: prev.counters, vmaps: { ...prev.vmaps, ...vmaps } };
+  for (const [name, st] of sets) next.sets[name] = { type: prev.sets[name]!.type, elems: [...st].sort() };
+  // delta() over just the touched objects.
+  const touchedPrev: Desired = { sets: {}, chains: prev.chains, counters: prev.counters, vmaps: {} };
+  const touchedNext: Desired = { sets: {}, chains: prev.chains, counters: prev.counters, vmaps };
+  for (const name of sets.keys()) {
+    touchedPrev.sets[name] = prev.sets[name]!;
+    touchedNext.sets[name] = next.sets[name]!;
+  }
+  for (const m of Object.keys(vmaps)) touchedPrev.vmaps[m] = prev.vmaps[m] ?? {};
+  return { desired: next, commands: delta(touchedPrev, { desired: touchedNext, chainRules: {} } as unknown as Compiled) };
 }
 
 /** `ip saddr vmap @eg4` in nft JSON is a `vmap` statement, not a match. */
