@@ -187,7 +187,7 @@ export async function applyPolicy(
     // that no longer matches the state (a delta it refuses), gets the whole.
     const same = !full && state.desired !== undefined &&
       JSON.stringify(state.audit) === JSON.stringify(pc.audit) &&
-      JSON.stringify(state.policies) === JSON.stringify(pols);
+      (state.policies === pols || JSON.stringify(state.policies) === JSON.stringify(pols));
     if (same && state.classIndex) {
       const changed = (k: string) => JSON.stringify(before[k]) !== JSON.stringify(state.pods[k]);
       const removed = Object.entries(before).filter(([k]) => changed(k) && before[k]).map(toLocal);
