@@ -37,6 +37,10 @@ import { tmpdir, release, cpus, availableParallelism } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
+import { cmdOut, dieWith, intEnvWith, listNamespaces, run } from './bench-lib.mjs';
+
+const die = dieWith('bench-policy');
+const intEnv = intEnvWith(die);
 
 const self = fileURLToPath(import.meta.url);
 const root = join(dirname(self), '..');
@@ -56,26 +60,6 @@ const EXISTING = 500;
 const CONNECT_PODS = 1000;
 const SERVER_PORT = 8080;
 const DENIED_PORT = 8081;
-
-function die(msg) {
-  console.error(`bench-policy: ${msg}`);
-  process.exit(1);
-}
-
-function intEnv(name, def, min) {
-  const v = process.env[name];
-  if (v === undefined || v === '') return def;
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < min) die(`${name}=${v} must be an integer >= ${min}`);
-  return n;
-}
-
-function run(cmd, args, opts = {}) {
-  const r = spawnSync(cmd, args, { encoding: 'utf8', maxBuffer: 64 << 20, ...opts });
-  if (r.error) throw new Error(`${cmd} ${args.join(' ')}: ${r.error.message}`);
-  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} exited ${r.status ?? r.signal}: ${(r.stderr || r.stdout || '').trim()}`);
-  return r.stdout;
-}
 
 // ---------------------------------------------------------------- outer ----
 
@@ -146,14 +130,6 @@ async function outer() {
   }
 }
 
-function listNamespaces() {
-  try {
-    return readdirSync(NETNS_DIR);
-  } catch {
-    return [];
-  }
-}
-
 function removeNamespaces(pred) {
   for (const n of listNamespaces().filter(pred)) {
     if (spawnSync('ip', ['netns', 'del', n], { stdio: 'ignore' }).status !== 0) rmSync(join(NETNS_DIR, n), { force: true });
@@ -166,11 +142,6 @@ function cleanStale() {
     const m = /^nhibp-(\d+)-/.exec(n);
     return !!m && Number(m[1]) !== process.pid && !existsSync(`/proc/${m[1]}`);
   });
-}
-
-function cmdOut(cmd, args) {
-  const r = spawnSync(cmd, args, { encoding: 'utf8' });
-  return r.status === 0 ? r.stdout.trim() : '?';
 }
 
 /** Median and nearest-rank p90. */

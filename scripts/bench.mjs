@@ -51,6 +51,10 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, 
 import { tmpdir, release, cpus, availableParallelism } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { cmdOut, dieWith, intEnvWith, listNamespaces, run } from './bench-lib.mjs';
+
+const die = dieWith('bench');
+const intEnv = intEnvWith(die);
 
 const self = fileURLToPath(import.meta.url);
 const root = join(dirname(self), '..');
@@ -67,27 +71,6 @@ const NS_PREFIX = 'nhib-';
 const NETNS_DIR = '/run/netns';
 // iptables chains that portmap/firewall keep once created (shared, not per pod).
 const SHARED_CHAINS = /^(CNI-HOSTPORT-(DNAT|SETMARK|MASQ)|CNI-FORWARD|CNI-ADMIN)$/;
-
-function die(msg) {
-  console.error(`bench: ${msg}`);
-  process.exit(1);
-}
-
-function intEnv(name, def, min) {
-  const v = process.env[name];
-  if (v === undefined || v === '') return def;
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < min) die(`${name}=${v} must be an integer >= ${min}`);
-  return n;
-}
-
-/** Runs a command that must succeed (untimed helper). */
-function run(cmd, args, opts = {}) {
-  const r = spawnSync(cmd, args, { encoding: 'utf8', ...opts });
-  if (r.error) throw new Error(`${cmd} ${args.join(' ')}: ${r.error.message}`);
-  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} exited ${r.status ?? r.signal}: ${(r.stderr || r.stdout || '').trim()}`);
-  return r.stdout;
-}
 
 function which(cmd) {
   const r = spawnSync('sh', ['-c', `command -v ${cmd}`], { encoding: 'utf8', env: { PATH: `${PLUGIN_PATH}:${process.env.PATH ?? ''}` } });
@@ -229,14 +212,6 @@ function makeSetups(tmp) {
   ];
 }
 
-function listNamespaces() {
-  try {
-    return readdirSync(NETNS_DIR);
-  } catch {
-    return [];
-  }
-}
-
 function removeNamespaces(pred) {
   for (const n of listNamespaces().filter(pred)) {
     // `ip netns del` unmounts and unlinks; a pod entry created by a dead
@@ -253,11 +228,6 @@ function cleanStale() {
     const m = /^nhib-(\d+)-/.exec(n);
     return !!m && Number(m[1]) !== process.pid && !existsSync(`/proc/${m[1]}`);
   });
-}
-
-function cmdOut(cmd, args) {
-  const r = spawnSync(cmd, args, { encoding: 'utf8' });
-  return r.status === 0 ? r.stdout.trim() : '?';
 }
 
 function report(res, params) {
