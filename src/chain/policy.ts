@@ -189,7 +189,8 @@ export async function applyPolicy(
       JSON.stringify(state.audit) === JSON.stringify(pc.audit) &&
       (state.policies === pols || JSON.stringify(state.policies) === JSON.stringify(pols));
     if (same && state.classIndex) {
-      const changed = (k: string) => JSON.stringify(before[k]) !== JSON.stringify(state.pods[k]);
+      // change() replaces or deletes entries, never edits them in place.
+      const changed = (k: string) => before[k] !== state.pods[k];
       const removed = Object.entries(before).filter(([k]) => changed(k) && before[k]).map(toLocal);
       const added = Object.entries(state.pods).filter(([k]) => changed(k)).map(toLocal);
       const fast = fastDelta(state.desired!, state.classIndex, removed, added);
