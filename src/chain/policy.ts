@@ -14,6 +14,7 @@ import { writeFileAtomic } from '../sys/files.js';
 import { withLockAsync } from '../sys/lock.js';
 import { applyNft, NftTransaction, type NftCommand } from '../sys/nft.js';
 import { ensureSysctl } from '../sys/sysfs.js';
+import { trace as traceAt } from '../sys/trace.js';
 import { classKey, compile, delta, fastDelta, type AuditOptions, type ClassEntry, type Compiled, type CompiledNames, type Desired, type LocalPod } from '../policy/compile.js';
 import type { Identity, Policy } from '../policy/model.js';
 import { loadPolicyDir, parseManifestObjects } from '../policy/parse.js';
@@ -124,6 +125,22 @@ interface PolicyState {
 
 export const podKey = (network: string, containerId: string, ifname: string) => `${network}/${containerId}/${ifname}`;
 
+/**
+ * Puts a pod into the node's pods. An address it now holds may still be
+ * listed for a pod whose DEL never came: that pod loses it, so nothing of its
+ * access is inherited by the new holder.
+ */
+export function placePod(pods: Record<string, PolicyPod>, key: string, pod: PolicyPod): void {
+  for (const [k, p] of Object.entries(pods)) if (k !== key && p.ips.some((a) => pod.ips.includes(a))) delete pods[k];
+  pods[key] = pod;
+}
+
+/** GC: drops the network's pods that no valid attachment names. */
+export function keepValid(pods: Record<string, PolicyPod>, network: string, valid: { containerId: string; ifname: string }[]): void {
+  const keep = new Set(valid.map((a) => podKey(network, a.containerId, a.ifname)));
+  for (const [k, p] of Object.entries(pods)) if (p.network === network && !keep.has(k)) delete pods[k];
+}
+
 function statePath(pc: PolicyConfig): string {
   return join(pc.stateDir, 'policy-state.json');
 }
@@ -167,7 +184,7 @@ export async function applyPolicy(
   ensureSysctl('net/bridge/bridge-nf-call-iptables', '1');
   ensureSysctl('net/bridge/bridge-nf-call-ip6tables', '1');
   return withLockAsync(join(pc.stateDir, 'policy.lock'), async () => {
-    const trace = process.env.NHI_CNI_TRACE_EXEC === '1' ? (w: string) => process.stderr.write(`nhi-cni: policy ${w} at ${performance.now().toFixed(1)} ms\n`) : () => {};
+    const trace = (w: string) => traceAt(`policy ${w}`);
     trace('locked');
     // A copy: the object read may be the cached one, which must stay as the file says.
     const state = { ...readPolicyState(pc.stateDir) };

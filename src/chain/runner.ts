@@ -9,13 +9,14 @@ import { join } from 'node:path';
 import { CniError, Code } from '../cni/errors.js';
 import { parsePrevResult, type IpConfig, type Result } from '../cni/result.js';
 import { equal, formatIp, parseCidr } from '../net/ip.js';
-import { run, spawnCount } from '../sys/exec.js';
+import { onPath, run, spawnCount } from '../sys/exec.js';
+import { trace } from '../sys/trace.js';
 import { batchFailure, IpBatch, runHostBatch, runNetnsBatch } from '../sys/ip.js';
 import { applyNft, NftTransaction } from '../sys/nft.js';
 import { isBridge, linkExists, linkMaster, netnsId, ownNetnsId } from '../sys/sysfs.js';
 import type { CniRequest } from '../plugin/request.js';
 import type { Identity, Policy } from '../policy/model.js';
-import { applyPolicy, podKey, readPolicyState, type PolicyConfig } from './policy.js';
+import { applyPolicy, keepValid, placePod, podKey, readPolicyState, type PolicyConfig } from './policy.js';
 import { validAttachments } from '../plugin/attachments.js';
 import { log } from '../log.js';
 import { bridgeAdd, bridgeInterface, gatewayOf } from './bridge.js';
@@ -65,10 +66,6 @@ function toLedger(c: Chain, event: 'ADD' | 'DEL', ips: string[]): void {
   }
 }
 
-function mark(what: string): void {
-  if (process.env.NHI_CNI_TRACE_EXEC === '1') process.stderr.write(`nhi-cni: ${what} at ${performance.now().toFixed(1)} ms\n`);
-}
-
 /** Test hook: with NHI_CNI_TEST_HOOKS=1, NHI_CNI_CRASH_AFTER=<step> kills the ADD right after that step. */
 function step(name: string): void {
   if (process.env.NHI_CNI_TEST_HOOKS === '1' && process.env.NHI_CNI_CRASH_AFTER === name) process.kill(process.pid, 'SIGKILL');
@@ -97,9 +94,9 @@ export async function chainAdd(c: Chain): Promise<Result> {
   const store = new AttachmentStore(cfg.stateDir, req.config.name);
   const cache = runCache();
 
-  mark('chain start');
+  trace('chain start');
   const ipamResult = await c.ipam.add();
-  mark('ipam done');
+  trace('ipam done');
   step('ipam');
   const ips = ipamResult.ips ?? [];
   let hostVeth = hostVethName();
@@ -111,7 +108,7 @@ export async function chainAdd(c: Chain): Promise<Result> {
   let stage = 'ipam';
   try {
     store.write(rec);
-    mark('record written');
+    trace('record written');
     stage = 'record';
     step('record');
 
@@ -238,14 +235,7 @@ async function applyNftWork(c: Chain, plan: Plan, ips: IpConfig[]): Promise<void
     ips: ips.map((i) => i.address.split('/')[0]!),
     ...(c.identity ? { identity: c.identity } : {}),
   };
-  await applyPolicy(c.policy, (pods) => {
-    // An address this pod now holds may still be listed for a pod whose DEL
-    // never came: that pod loses it, so nothing of its access is inherited.
-    for (const [k, p] of Object.entries(pods)) {
-      if (k !== key && p.ips.some((a) => pod.ips.includes(a))) delete pods[k];
-    }
-    pods[key] = pod;
-  }, c.policies, plan.nft.commands);
+  await applyPolicy(c.policy, (pods) => placePod(pods, key, pod), c.policies, plan.nft.commands);
 }
 
 async function removeSpoofcheck(hostVeth: string, mac: string): Promise<void> {
@@ -369,18 +359,11 @@ export async function chainGc(c: Chain): Promise<void> {
     }
   }
   if (valid !== undefined && cfg && c.policy) {
-    const keep = new Set(valid.map((a) => podKey(req.config.name, a.containerId, a.ifname)));
-    await applyPolicy(c.policy, (pods) => {
-      for (const [k, p] of Object.entries(pods)) if (p.network === req.config.name && !keep.has(k)) delete pods[k];
-    }, undefined).catch((e: Error) => errors.push(e.message));
+    await applyPolicy(c.policy, (pods) => keepValid(pods, req.config.name, valid), undefined).catch((e: Error) => errors.push(e.message));
   }
   // GC goes on after a failure and reports everything at the end (SPEC.md "GC").
   await c.ipam.gc(valid).catch((e: Error) => errors.push(e.message));
   if (errors.length) throw new CniError(Code.SystemFailure, 'GC could not remove everything', errors.join('; '));
-}
-
-function onPath(bin: string): boolean {
-  return (process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin').split(':').some((d) => d && existsSync(`${d}/${bin}`));
 }
 
 export async function chainStatus(c: Chain): Promise<void> {

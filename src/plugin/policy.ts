@@ -4,7 +4,8 @@
 import { parseCniArgs } from '../cni/args.js';
 import { CniError, Code } from '../cni/errors.js';
 import { parsePrevResult, type Result } from '../cni/result.js';
-import { applyPolicy, loadPoliciesCached, loadPolicyConfig, podKey, readPolicyState, type PolicyConfig } from '../chain/policy.js';
+import { applyPolicy, keepValid, loadPoliciesCached, loadPolicyConfig, placePod, podKey, readPolicyState, type PolicyConfig } from '../chain/policy.js';
+import { onPath } from '../sys/exec.js';
 import { DEFAULT_STATE_DIR } from '../chain/config.js';
 import { validAttachments } from './attachments.js';
 import { workloadIdentity } from '../policy/identity-source.js';
@@ -36,10 +37,8 @@ export const policyPlugin: PluginType = {
     const policies = loadPoliciesCached(pc);
     const result = prev(req);
     const ips = (result.ips ?? []).map((i) => i.address.split('/')[0]!);
-    await applyPolicy(pc, (pods) => {
-      for (const [k, p] of Object.entries(pods)) if (k !== key(req) && p.ips.some((a) => ips.includes(a))) delete pods[k];
-      pods[key(req)] = { network: req.config.name, containerId: req.env.containerId, ifname: req.env.ifname, ips, ...(identity ? { identity } : {}) };
-    }, policies);
+    const pod = { network: req.config.name, containerId: req.env.containerId, ifname: req.env.ifname, ips, ...(identity ? { identity } : {}) };
+    await applyPolicy(pc, (pods) => placePod(pods, key(req), pod), policies);
     return result;
   },
   async del(req) {
@@ -55,15 +54,10 @@ export const policyPlugin: PluginType = {
   async gc(req) {
     const valid = validAttachments(req.config);
     if (valid === undefined) return;
-    const keep = new Set(valid.map((a) => podKey(req.config.name, a.containerId, a.ifname)));
-    await applyPolicy(policyConfig(req), (pods) => {
-      for (const [k, p] of Object.entries(pods)) if (p.network === req.config.name && !keep.has(k)) delete pods[k];
-    }, undefined);
+    await applyPolicy(policyConfig(req), (pods) => keepValid(pods, req.config.name, valid), undefined);
   },
   async status() {
     // Ready when nft can be run; the policy state needs nothing else.
-    const path = (process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin').split(':');
-    const { existsSync } = await import('node:fs');
-    if (!path.some((d) => d && existsSync(`${d}/nft`))) throw new CniError(Code.NotAvailable, 'nft is missing', 'install nftables');
+    if (!onPath('nft')) throw new CniError(Code.NotAvailable, 'nft is missing', 'install nftables');
   },
 };

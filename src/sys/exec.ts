@@ -2,7 +2,9 @@
 // given, its stdin. Every process the plugin spawns goes through here, which
 // is also where they are counted (NHI_CNI_TRACE_EXEC=1 logs each one).
 import { execa } from 'execa';
+import { existsSync } from 'node:fs';
 import { CniError, Code } from '../cni/errors.js';
+import { tracing } from './trace.js';
 
 export interface ExecResult {
   stdout: string;
@@ -19,7 +21,7 @@ export function spawnCount(): number {
 
 export async function run(file: string, args: string[], input?: string): Promise<ExecResult> {
   spawned++;
-  const trace = process.env.NHI_CNI_TRACE_EXEC === '1';
+  const trace = tracing();
   const t0 = trace ? performance.now() : 0;
   try {
     const r = await execa(file, args, { input: input ?? '', reject: false, stripFinalNewline: false, env: { LC_ALL: 'C' }, extendEnv: true });
@@ -40,4 +42,9 @@ export async function runOk(file: string, args: string[], input?: string, what =
   const r = await run(file, args, input);
   if (r.exitCode !== 0) throw new CniError(Code.SystemFailure, `${what} failed`, r.stderr.trim() || `exit status ${r.exitCode}`);
   return r;
+}
+
+/** Whether a program can be found on PATH (for STATUS), without running it. */
+export function onPath(bin: string): boolean {
+  return (process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin').split(':').some((d) => d && existsSync(`${d}/${bin}`));
 }
