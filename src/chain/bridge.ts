@@ -5,10 +5,25 @@ import { CniError, Code } from '../cni/errors.js';
 import { add as addIp, formatCidr, networkOf, overlaps, parseCidr, type Cidr } from '../net/ip.js';
 import { isBridge, linkExists, linkIndex, linkMac, ensureSysctl } from '../sys/sysfs.js';
 import { runHostBatch, IpBatch } from '../sys/ip.js';
+import { sleepMs } from '../sys/sleep.js';
 import type { IpConfig } from '../cni/result.js';
 import type { CniConfig } from './config.js';
 import type { Plan } from './plan.js';
 import type { RunCache } from './state.js';
+
+/**
+ * Whether an existing link is a bridge. A bridge another ADD is creating at
+ * this moment is in /sys/class/net a moment before its bridge/ directory is:
+ * give it up to 100 ms before calling the name taken by something else (only
+ * this error path waits).
+ */
+export function settledBridge(name: string): boolean {
+  for (let waited = 0; ; waited += 5) {
+    if (isBridge(name)) return true;
+    if (waited >= 100 || !linkExists(name)) return false;
+    sleepMs(5);
+  }
+}
 
 /** A locally administered unicast MAC. */
 export function randomMac(): string {
@@ -52,7 +67,7 @@ export async function bridgeAdd(cfg: CniConfig, ips: IpConfig[], plan: Plan, cac
   const br = cfg.bridge;
   const out: BridgeAdd = { created: false };
   const exists = assumeExists || linkExists(br);
-  if (exists && !isBridge(br)) {
+  if (exists && !settledBridge(br)) {
     throw new CniError(Code.SystemFailure, `"${br}" already exists but is not a bridge`, 'choose another bridge name in the config');
   }
   if (!exists) {

@@ -19,7 +19,7 @@ import type { Identity, Policy } from '../policy/model.js';
 import { applyPolicy, keepValid, placePod, podKey, readPolicyState, type PolicyConfig } from './policy.js';
 import { validAttachments } from '../plugin/attachments.js';
 import { log } from '../log.js';
-import { bridgeAdd, bridgeInterface, gatewayOf } from './bridge.js';
+import { bridgeAdd, bridgeInterface, gatewayOf, settledBridge } from './bridge.js';
 import { BUILTIN_IPAM, DEFAULT_RUN_DIR, type CniConfig } from './config.js';
 import type { IpamStep } from './ipam/module.js';
 import { appendLedger, type LedgerEntry } from './ledger.js';
@@ -369,7 +369,7 @@ export async function chainGc(c: Chain): Promise<void> {
 export async function chainStatus(c: Chain): Promise<void> {
   const missing = ['ip', 'nsenter', ...(c.cfg.ipMasq ? ['nft'] : [])].filter((b) => !onPath(b));
   if (missing.length) throw new CniError(Code.NotAvailable, `required programs missing: ${missing.join(', ')}`, 'install iproute2, util-linux and nftables');
-  if (linkExists(c.cfg.bridge) && !isBridge(c.cfg.bridge)) {
+  if (linkExists(c.cfg.bridge) && !settledBridge(c.cfg.bridge)) {
     throw new CniError(Code.NotAvailable, `"${c.cfg.bridge}" exists but is not a bridge, so the bridge cannot be created`);
   }
   await c.ipam.status();
