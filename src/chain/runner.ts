@@ -131,7 +131,7 @@ export async function chainAdd(c: Chain): Promise<Result> {
       if (r.exitCode === 0) break;
       const f = batchFailure(r);
       const exists = /File exists/.test(f.message);
-      if (attempt < 2 && exists && f.line === br.createLine && isBridge(cfg.bridge)) {
+      if (attempt < 2 && exists && f.line === br.createLine && settledBridge(cfg.bridge)) {
         bridgeSeen = true;
         continue;
       }
