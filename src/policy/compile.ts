@@ -22,7 +22,7 @@ import { createHash } from 'node:crypto';
 import { contains, parseCidr, parseIp } from '../net/ip.js';
 import type { NftCommand } from '../sys/nft.js';
 import { NAMESPACE_NAME_LABEL } from './identity.js';
-import { policyId, type Identity, type Peer, type Policy, type PortRule, type Protocol, type Rule } from './model.js';
+import { policyId, type Identity, type Peer, type Policy, type PortRule, type Protocol, type Rule, type Selector } from './model.js';
 import { selects } from './selector.js';
 
 export const POLICY_TABLE = 'nhi_policy';
@@ -138,6 +138,25 @@ export function classKey(i: Identity): string {
   return JSON.stringify([i.namespace, sorted(i.labels), sorted(i.namespaceLabels), i.ports]);
 }
 
+/** A selector as text, the same for selectors that mean the same (key and value order aside). */
+function selectorKey(s: Selector): unknown {
+  const labels = Object.entries(s.matchLabels).sort(([a], [b]) => byText(a, b));
+  const exprs = s.matchExpressions.map((r) => JSON.stringify([r.key, r.operator, [...r.values].sort(byText)])).sort(byText);
+  return [labels, exprs];
+}
+
+const peerKeys = new WeakMap<object, string>();
+/** What a pod peer selects, as text: its namespaces (the policy's own when unset) and its pods. */
+function peerKey(policy: Policy, peer: Extract<Peer, { kind: 'pods' }>): string {
+  let k = peerKeys.get(peer);
+  if (k === undefined) {
+    const ns = peer.namespaces === undefined ? ['own', policy.namespace] : ['sel', selectorKey(peer.namespaces)];
+    k = JSON.stringify(['pods', ns, peer.pods === undefined ? null : selectorKey(peer.pods)]);
+    peerKeys.set(peer, k);
+  }
+  return k;
+}
+
 function inBlock(peer: Extract<Peer, { kind: 'cidr' }>, ip: string): boolean {
   const a = parseIp(ip)!;
   return contains(parseCidr(peer.cidr)!, a) && !peer.except.some((x) => contains(parseCidr(x)!, a));
@@ -198,13 +217,17 @@ class Builder {
     this.classes = [...byKey.values()];
   }
 
-  /** The set of addresses of local pods a pod peer selects. */
-  peerSet(policy: Policy, key: string, peer: Extract<Peer, { kind: 'pods' }>, fam: Fam): string {
-    const id = `${policyKey(policy)}\0${key}`;
-    const name = `p_${hash(id)}_${fam}`;
+  /**
+   * The set of addresses of local pods a pod peer selects. Named by what the
+   * peer means, not by the policy it is in: policies that name the same peers
+   * share one set, so a pod's ADD adds one element where many policies agree.
+   */
+  peerSet(policy: Policy, peer: Extract<Peer, { kind: 'pods' }>, fam: Fam): string {
+    const key = peerKey(policy, peer);
+    const name = `p_${hash(key)}_${fam}`;
     if (!this.sets.has(name)) {
-      let classes = this.selected.get(id);
-      if (!classes) this.selected.set(id, (classes = this.classes.filter((c) => peerSelectsPod(policy, peer, c.identity))));
+      let classes = this.selected.get(key);
+      if (!classes) this.selected.set(key, (classes = this.classes.filter((c) => peerSelectsPod(policy, peer, c.identity))));
       const elems = classes.flatMap((c) => c.ips[fam]);
       for (const c of classes) this.member(c.key).sets.push([name]);
       this.sets.set(name, { type: fam === 4 ? 'ipv4_addr' : 'ipv6_addr', elems: [...new Set(elems)] });
@@ -216,9 +239,11 @@ class Builder {
    * (address . protocol . port) of the node's pods that the peer matches and
    * that have the named port. An ipBlock peer matches pods by address (an
    * ipBlock matches pod addresses too); a named port never matches a non-pod.
+   * Named, like peerSet, by meaning: peer, protocol and port name.
    */
-  namedPortSet(policy: Policy, key: string, peer: Peer | undefined, pr: PortRule, fam: Fam): string {
-    const name = `n_${hash(`${policyKey(policy)}\0${key}`)}_${fam}`;
+  namedPortSet(policy: Policy, peer: Peer | undefined, pr: PortRule, fam: Fam): string {
+    const who = peer === undefined ? null : peer.kind === 'pods' ? peerKey(policy, peer) : ['cidr', peer.cidr, [...peer.except].sort(byText)];
+    const name = `n_${hash(JSON.stringify([who, pr.protocol, pr.port]))}_${fam}`;
     if (!this.sets.has(name)) {
       const elems: unknown[] = [];
       for (const c of this.classes) {
@@ -228,7 +253,7 @@ class Builder {
         // An ipBlock decides by address, not by group: such a group cannot take the fast path.
         if (peer?.kind === 'cidr') this.member(c.key).ipDependent = true;
         else this.member(c.key).sets.push([name, pr.protocol.toLowerCase(), port.containerPort]);
-        for (const ip of c.pods.flatMap((p) => p.ips).filter((a) => famOf(a) === fam)) {
+        for (const ip of c.ips[fam]) {
           if (peer?.kind === 'cidr' && !inBlock(peer, ip)) continue;
           elems.push({ concat: [ip, pr.protocol.toLowerCase(), port.containerPort] });
         }
@@ -242,30 +267,30 @@ class Builder {
    * The expressions of one rule, as alternatives (each an nft rule): every
    * (peer, port) pair, per address family where the peer needs one.
    */
-  ruleAlternatives(policy: Policy, rule: Rule, dir: Direction, key: string, self: Identity): unknown[][] {
+  ruleAlternatives(policy: Policy, rule: Rule, dir: Direction, self: Identity): unknown[][] {
     const field = dir === 'ingress' ? 'saddr' : 'daddr';
     const peers: (Peer | undefined)[] = rule.peers ?? [undefined];
     const ports: (PortRule | undefined)[] = rule.ports ?? [undefined];
     const out: unknown[][] = [];
-    peers.forEach((peer, pi) => {
+    for (const peer of peers) {
       const fams: (Fam | undefined)[] = peer === undefined ? [undefined] : peer.kind === 'cidr' ? [parseCidr(peer.cidr)!.ip.family === 4 ? 4 : 6] : [4, 6];
       for (const fam of fams) {
-        ports.forEach((pr, ri) => {
+        for (const pr of ports) {
           const exprs: unknown[] = [];
           const named = pr !== undefined && typeof pr.port === 'string';
           if (named && dir === 'egress') {
             // Resolved on each destination pod: one concatenated lookup of
             // (address . protocol . port) holding only the matching pods.
             for (const f of fam === undefined ? ([4, 6] as Fam[]) : [fam]) {
-              const set = this.namedPortSet(policy, `${key}/${pi}/${ri}/named/${f}`, peer, pr!, f);
+              const set = this.namedPortSet(policy, peer, pr!, f);
               const e: unknown[] = [];
-              if (peer?.kind === 'pods') e.push(match(addrField(f, field), `@${this.peerSet(policy, `${key}/${pi}`, peer, f)}`));
+              if (peer?.kind === 'pods') e.push(match(addrField(f, field), `@${this.peerSet(policy, peer, f)}`));
               e.push(match({ concat: [addrField(f, 'daddr'), { meta: { key: 'l4proto' } }, { payload: { protocol: 'th', field: 'dport' } }] }, `@${set}`));
               out.push(e);
             }
-            return;
+            continue;
           }
-          if (peer?.kind === 'pods') exprs.push(match(addrField(fam!, field), `@${this.peerSet(policy, `${key}/${pi}`, peer, fam!)}`));
+          if (peer?.kind === 'pods') exprs.push(match(addrField(fam!, field), `@${this.peerSet(policy, peer, fam!)}`));
           if (peer?.kind === 'cidr') {
             exprs.push(match(addrField(fam!, field), prefix(peer.cidr)));
             for (const x of peer.except) exprs.push(match(addrField(fam!, field), prefix(x), '!='));
@@ -275,7 +300,7 @@ class Builder {
             if (named) {
               // Ingress: resolved on the selected pod itself (the destination).
               const p = self.ports.find((x) => x.name === pr.port && x.protocol === pr.protocol);
-              if (!p) return; // this pod has no such port: the clause matches nothing
+              if (!p) continue; // this pod has no such port: the clause matches nothing
               port = p.containerPort;
             } else if (typeof pr.port === 'number') {
               port = pr.endPort !== undefined ? { range: [pr.port, pr.endPort] } : pr.port;
@@ -284,9 +309,9 @@ class Builder {
             if (port !== undefined) exprs.push(match({ payload: { protocol: 'th', field: 'dport' } }, port));
           }
           out.push(exprs);
-        });
+        }
       }
-    });
+    }
     return out;
   }
 }
@@ -324,8 +349,8 @@ export function compile(policies: Policy[], pods: LocalPod[], audit: AuditOption
         const pid = policyId(p);
         const audited = isAudited(audit, pid, p.namespace);
         if (p[denyKey].length > 0 && !audited) b.counters.add(ruleDenyCounter(p));
-        p[denyKey].forEach((r, i) => {
-          for (const alt of b.ruleAlternatives(p, r, dir, `${dir}Deny/${i}`, id)) {
+        for (const r of p[denyKey]) {
+          for (const alt of b.ruleAlternatives(p, r, dir, id)) {
             // Count and log (rate-limited) in one rule, drop in the next: a
             // limit that is exhausted ends its rule, and must not end the drop.
             if (audited) {
@@ -335,15 +360,15 @@ export function compile(policies: Policy[], pods: LocalPod[], audit: AuditOption
               rules.push([...alt, { drop: null }]);
             }
           }
-        });
+        }
       }
       if (isolated) {
         for (const p of act.filter((x) => x.isolates[dir] || x.kind === 'CiliumNetworkPolicy')) {
           const counter = allowCounter(policyKey(p));
           b.counters.add(counter);
-          p[dir].forEach((r, i) => {
-            for (const alt of b.ruleAlternatives(p, r, dir, `${dir}/${i}`, id)) rules.push([...alt, { counter }, pass]);
-          });
+          for (const r of p[dir]) {
+            for (const alt of b.ruleAlternatives(p, r, dir, id)) rules.push([...alt, { counter }, pass]);
+          }
         }
       }
       const ids = act.map(policyKey);

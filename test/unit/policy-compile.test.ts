@@ -786,6 +786,58 @@ describe('compile: the shape of the transaction', () => {
     expect(s1.ingress).not.toBe(s2.ingress);
   });
 
+  it('peer sets are named by the peers they hold: policies naming the same peers share one, the same podSelector in another namespace does not', () => {
+    const ps = yaml(`
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: a, namespace: payments}
+spec:
+  podSelector: {matchLabels: {app: payments-db}}
+  ingress: [{from: [{podSelector: {matchExpressions: [{key: app, operator: In, values: [payment-service, x]}, {key: stage, operator: DoesNotExist}]}}], ports: [{port: 5432}]}]
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: b, namespace: payments}
+spec:
+  podSelector: {matchLabels: {app: web}}
+  ingress: [{from: [{podSelector: {matchExpressions: [{key: stage, operator: DoesNotExist}, {key: app, operator: In, values: [x, payment-service]}]}}], ports: [{port: 8080}]}]
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: c, namespace: ml}
+spec:
+  podSelector: {matchLabels: {app: notebook}}
+  ingress: [{from: [{podSelector: {matchExpressions: [{key: app, operator: In, values: [payment-service, x]}, {key: stage, operator: DoesNotExist}]}}]}]
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: d, namespace: ml}
+spec:
+  podSelector: {matchLabels: {app: training-data}}
+  ingress: [{from: [{namespaceSelector: {matchLabels: {"kubernetes.io/metadata.name": payments}}, podSelector: {matchExpressions: [{key: app, operator: In, values: [payment-service, x]}, {key: stage, operator: DoesNotExist}]}}]}]
+`);
+    const k = compile(ps, localPods(WORLD), NO_AUDIT);
+    const setOf = (policy: string) => {
+      const prof = Object.entries(k.profiles).find(([, v]) => v.policies.includes(`NetworkPolicy/${policy}`))![0];
+      const used = cmdsOf(k, 'add', 'rule').filter((r) => r.chain === prof).flatMap((r) => refs(r.expr).sets).filter((n) => n.endsWith('_4'));
+      return [...new Set(used)];
+    };
+    const [a, b, c, d] = ['payments/a', 'payments/b', 'ml/c', 'ml/d'].map(setOf);
+    expect(a).toHaveLength(1);
+    // The order of requirements and values does not matter; the policy does not.
+    expect(b).toStrictEqual(a);
+    // No namespaceSelector means the policy's own namespace: ml's peers are other pods.
+    expect(c).toHaveLength(1);
+    expect(c).not.toStrictEqual(a);
+    // A namespaceSelector is not rewritten into "the own namespace", even when it selects the same.
+    expect(d).not.toStrictEqual(a);
+    // Each set once in the transaction, its elements added once.
+    const declared = cmdsOf(k, 'add', 'set').map((x) => x.name);
+    expect(new Set(declared).size).toBe(declared.length);
+    const elemAdds = cmdsOf(k, 'add', 'element').filter((x) => x.name === a[0]);
+    expect(elemAdds.map((x) => [...x.elem].sort())).toStrictEqual([['10.0.1.1', '10.0.1.4']]);
+  });
+
   it('counters are declared with add counter, never flushed, reset or deleted, and every referenced counter is declared', () => {
     const declared = cmdsOf(c, 'add', 'counter').map((x) => x.name);
     expect(declared.length).toBeGreaterThan(0);
