@@ -11,7 +11,8 @@
 //      1,000 synthetic pods' elements loaded                target: within 5 %
 //
 // Existing pods are synthetic: entries written into the node's policy state
-// file (<stateDir>/policy-state.json, format in src/chain/policy.ts) with
+// file (<stateDir>/policy-state.json, format in src/chain/policy.ts; with no
+// compile named, so the next ADD compiles and applies everything) with
 // addresses in the pod subnet but outside the IPAM range the real ADDs use,
 // identities over 20 apps x 10 namespaces. One real ADD (+ DEL) then compiles
 // and applies everything, which is what every ADD does anyway.
@@ -29,7 +30,9 @@
 // untimed ADD+DEL that re-applies that case's whole state.
 //
 // Env: BENCH_POLICY_ROUNDS (32 measured ADDs per case), BENCH_POLICY_BLOCK (8
-//      rounds per block), BENCH_POLICY_CONNECT_SECS (3), BENCH_POLICY_CONNECT_RUNS (5).
+//      rounds per block), BENCH_POLICY_CONNECT_SECS (3), BENCH_POLICY_CONNECT_RUNS (5),
+//      BENCH_POLICY_TRACE=1 (after part 1, print the phase trace of one more
+//      ADD of cases b and c: where the difference goes).
 
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -68,6 +71,7 @@ async function outer() {
   const block = intEnv('BENCH_POLICY_BLOCK', 8, 1);
   const connectSecs = intEnv('BENCH_POLICY_CONNECT_SECS', 3, 1);
   const connectRuns = intEnv('BENCH_POLICY_CONNECT_RUNS', 5, 1);
+  const trace = process.env.BENCH_POLICY_TRACE === '1';
 
   if (process.getuid?.() !== 0) die('must run as root (it creates network namespaces)');
   if (!existsSync(NHI)) die(`${NHI} is missing; build it first: npm run build`);
@@ -92,7 +96,7 @@ async function outer() {
     cleaned = true;
     killGroup();
     removeNamespaces((n) => n.startsWith(`${id}-`));
-    rmSync(tmp, { recursive: true, force: true });
+    if (process.env.BENCH_KEEP_TMP) console.error(`kept ${tmp}`); else rmSync(tmp, { recursive: true, force: true });
   };
   const onSignal = async (sig) => {
     if (interrupted) return;
@@ -110,7 +114,7 @@ async function outer() {
   try {
     run('ip', ['netns', 'add', node]);
     run('ip', ['-n', node, 'link', 'set', 'lo', 'up']);
-    const params = { rounds, block, connectSecs, connectRuns, tmp, podPrefix: `${id}-pod-`, results: join(tmp, 'results.json') };
+    const params = { rounds, block, connectSecs, connectRuns, trace, tmp, podPrefix: `${id}-pod-`, results: join(tmp, 'results.json') };
     console.error(`bench-policy: part 1: ${rounds} ADDs per case in blocks of ${block}; part 3: ${connectRuns} x ${connectSecs} s connect runs per case...`);
     child = spawn('ip', ['netns', 'exec', node, process.execPath, self, '--inner'], {
       stdio: ['ignore', 'inherit', 'inherit'],
@@ -353,10 +357,10 @@ async function inner(p) {
   }
 
   /** One nhi-cni call: wall ms around spawn -> exit. */
-  function invoke(verb, pod, config) {
+  function invoke(verb, pod, config, extraEnv = {}) {
     const cniEnv = { CNI_COMMAND: verb, CNI_CONTAINERID: pod.containerId, CNI_NETNS: join(NETNS_DIR, pod.name), CNI_IFNAME: 'eth0', CNI_PATH: DIST };
     const t0 = process.hrtime.bigint();
-    const r = spawnSync(NHI, [], { input: JSON.stringify(config), env: { ...env, ...cniEnv }, encoding: 'utf8', maxBuffer: 16 << 20 });
+    const r = spawnSync(NHI, [], { input: JSON.stringify(config), env: { ...env, ...cniEnv, ...extraEnv }, encoding: 'utf8', maxBuffer: 16 << 20 });
     const ms = Number(process.hrtime.bigint() - t0) / 1e6;
     if (r.error) throw new Error(`${NHI}: ${r.error.message}`);
     if (r.status !== 0) throw new Error(`${verb} of ${pod.name} failed: exit ${r.status ?? r.signal}\n  stdout: ${r.stdout.trim()}\n  stderr: ${r.stderr.trim()}`);
@@ -369,7 +373,7 @@ async function inner(p) {
       }
       if (!result.ips?.[0]?.address?.startsWith('10.90.0.')) throw new Error(`ADD of ${pod.name}: no address in ${RANGE.start}-${RANGE.end}: ${r.stdout.trim()}`);
     }
-    return { ms, result };
+    return { ms, result, stderr: r.stderr };
   }
 
   function newPod(tag) {
@@ -383,14 +387,14 @@ async function inner(p) {
   const podIdentity = (n) => ({ namespace: nsName(3), name: `bench-${n}`, labels: { app: appName(7), tier: TIERS[7 % TIERS.length], role: 'worker' }, namespaceLabels: { team: 'team-0', env: 'prod' } });
 
   /** ADD (timed) + DEL (untimed) of a throw-away pod; `probe` runs between them. */
-  function round(c, probe) {
+  function round(c, probe, addEnv) {
     const pod = newPod(c.key);
     try {
       const config = conf(c.stateDir, c.dir, podIdentity(seq));
-      const add = invoke('ADD', pod, config);
+      const add = invoke('ADD', pod, config, addEnv);
       const probed = probe?.();
       invoke('DEL', pod, { ...config, prevResult: add.result });
-      return { ms: add.ms, probed };
+      return { ms: add.ms, probed, stderr: add.stderr };
     } finally {
       delNetns(pod);
     }
@@ -416,10 +420,14 @@ async function inner(p) {
     return { rules, profiles, sets, vmapElems };
   }
 
-  function writeState(stateDir, pods, keep = {}) {
+  /**
+   * Pods with no compile yet (policy-state.json without a "compiled" id): the
+   * next ADD compiles and applies everything. Any earlier compile is removed.
+   */
+  function writeState(stateDir, pods) {
     mkdirSync(stateDir, { recursive: true });
-    const state = { policies: [], names: { chains: [], sets: [] }, profiles: {}, podProfiles: {}, ...keep, pods };
-    writeFileSync(join(stateDir, 'policy-state.json'), JSON.stringify(state));
+    for (const f of readdirSync(stateDir)) if (f.startsWith('policy-compiled-')) rmSync(join(stateDir, f));
+    writeFileSync(join(stateDir, 'policy-state.json'), JSON.stringify({ version: 2, pods }));
   }
   const readState = (stateDir) => JSON.parse(readFileSync(join(stateDir, 'policy-state.json'), 'utf8'));
 
@@ -452,6 +460,15 @@ async function inner(p) {
       for (let i = 0; i < n; i++) c.add.push(round(c).ms);
     }
     process.stderr.write(`bench-policy: ADD block ${bi + 1}/${blocks} done\n`);
+  }
+  if (p.trace) {
+    for (const c of cases.slice(1)) {
+      deleteTable();
+      round(c);
+      const t = round(c, undefined, { NHI_CNI_TRACE_EXEC: '1' });
+      process.stderr.write(`bench-policy: trace of one ADD, case ${c.key} (${c.label}), ${t.ms.toFixed(1)} ms wall:\n`);
+      for (const line of t.stderr.split('\n').filter((l) => l.startsWith('nhi-cni:'))) process.stderr.write(`  ${line}\n`);
+    }
   }
 
   // ---- part 3: TCP connect rate ----
@@ -518,9 +535,10 @@ async function inner(p) {
         if (loaded === c) {
           c.vmapElems = tableStats().vmapElems;
         } else {
-          // Load the case: its pods into the state, then one ADD+DEL applies it all.
-          const st = readState(tState);
-          writeState(tState, { ...realPods, ...c.extra }, { policies: st.policies, fingerprint: st.fingerprint, names: st.names, profiles: st.profiles, podProfiles: st.podProfiles });
+          // Load the case: its pods into the state, then one ADD+DEL applies
+          // it all to a new table (counters restart; only their sum is used).
+          writeState(tState, { ...realPods, ...c.extra });
+          deleteTable();
           round({ key: 't', stateDir: tState, dir: polDir });
           loaded = c;
           c.vmapElems = tableStats().vmapElems;

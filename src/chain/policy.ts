@@ -1,10 +1,21 @@
 // The policy module: keeps the node's policy state (its pods, their
 // identities and addresses, the policies last applied) and turns every change
 // into one nft transaction. Shared by nhi-cni and the chained nhi-policy.
-//   <stateDir>/policy-state.json   the state, rewritten atomically under
-//   <stateDir>/policy.lock         an exclusive lock held from read to write
-import { createHash } from 'node:crypto';
-import { readdirSync, readFileSync, statSync } from 'node:fs';
+//   <stateDir>/policy-state.json         the node's pods and which compile they
+//                                        are under; rewritten by every change
+//   <stateDir>/policy-compiled-<id>.json a compile: policies, audit options,
+//                                        profiles, and per group of alike pods
+//                                        its sets and profile chains; written
+//                                        once, when policies or groups change
+//   <stateDir>/policy.dirty              present while the kernel may be ahead
+//                                        of the files (a crash mid-change): the
+//                                        next change re-applies everything
+//   <stateDir>/policy.lock               an exclusive lock held from read to write
+// What the kernel holds is never stored element by element: it follows from
+// the pods and the compile (deriveDesired), so a pod's ADD reads and writes
+// the pods, not every set of the node.
+import { createHash, randomBytes } from 'node:crypto';
+import { existsSync, readdirSync, readFileSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { CniError, Code } from '../cni/errors.js';
@@ -12,10 +23,12 @@ import { formatIssues } from '../cni/result.js';
 import { parseIp } from '../net/ip.js';
 import { writeFileAtomic } from '../sys/files.js';
 import { withLockAsync } from '../sys/lock.js';
+import { run } from '../sys/exec.js';
 import { applyNft, NftTransaction, type NftCommand } from '../sys/nft.js';
 import { ensureSysctl } from '../sys/sysfs.js';
+import { crashPoint } from '../sys/testhooks.js';
 import { trace as traceAt } from '../sys/trace.js';
-import { classKey, compile, delta, fastDelta, type AuditOptions, type ClassEntry, type Compiled, type CompiledNames, type Desired, type LocalPod } from '../policy/compile.js';
+import { classKey, compile, delta, deriveDesired, fastDelta, POLICY_TABLE, type AuditOptions, type Compiled, type CompiledIndex, type CompiledNames, type LocalPod } from '../policy/compile.js';
 import type { Identity, Policy } from '../policy/model.js';
 import { loadPolicyDir, parseManifestObjects } from '../policy/parse.js';
 
@@ -96,7 +109,7 @@ export function manifestFingerprint(pc: PolicyConfig): string {
  */
 export function loadPoliciesCached(pc: PolicyConfig): Policy[] {
   const state = readPolicyState(pc.stateDir);
-  if (state.fingerprint && state.fingerprint === manifestFingerprint(pc)) return state.policies;
+  if (state.compiled && state.fingerprint && state.fingerprint === manifestFingerprint(pc)) return state.compiled.policies;
   return loadPolicies(pc);
 }
 
@@ -108,19 +121,34 @@ export interface PolicyPod {
   identity?: Identity;
 }
 
-interface PolicyState {
-  pods: Record<string, PolicyPod>;
+/** A compile as kept on disk (policy-compiled-<id>.json): written once, never edited. */
+export interface CompiledState extends CompiledIndex {
   policies: Policy[];
-  /** What is in the kernel since the last apply, and under which audit options. */
-  desired?: Desired;
-  audit?: AuditOptions;
-  /** Per group of alike pods: its sets and profiles (see fastDelta). */
-  classIndex?: Record<string, ClassEntry>;
-  /** manifestFingerprint() of the manifests `policies` came from. */
-  fingerprint?: string;
-  names: CompiledNames;
+  audit: AuditOptions;
+  /** Profile chain -> direction and policies, for `policy stats`. */
   profiles: Compiled['profiles'];
-  podProfiles: Compiled['pods'];
+}
+
+/** policy-state.json. */
+interface PodsFile {
+  version: 2;
+  /** The id of the compile these pods are under; absent: none yet, the next change applies everything. */
+  compiled?: string;
+  /** manifestFingerprint() of the manifests the compile's policies came from. */
+  fingerprint?: string;
+  pods: Record<string, PolicyPod>;
+}
+
+/** The node's policy state as read: its pods and the compile they are under. */
+export interface PolicyState {
+  pods: Record<string, PolicyPod>;
+  compiledId?: string;
+  compiled?: CompiledState;
+  fingerprint?: string;
+  /** The compile's policies, profiles and names; empty without one. */
+  policies: Policy[];
+  profiles: Compiled['profiles'];
+  names: CompiledNames;
 }
 
 export const podKey = (network: string, containerId: string, ifname: string) => `${network}/${containerId}/${ifname}`;
@@ -141,33 +169,116 @@ export function keepValid(pods: Record<string, PolicyPod>, network: string, vali
   for (const [k, p] of Object.entries(pods)) if (p.network === network && !keep.has(k)) delete pods[k];
 }
 
-function statePath(pc: PolicyConfig): string {
-  return join(pc.stateDir, 'policy-state.json');
-}
+const STATE_FILE = 'policy-state.json';
+const COMPILED_PREFIX = 'policy-compiled-';
+const compiledPath = (stateDir: string, id: string) => join(stateDir, `${COMPILED_PREFIX}${id}.json`);
+const ID = /^[0-9a-f]{16}$/;
 
 /** The last state read, with the file's identity: one ADD reads the state twice (manifests, then under the lock). */
 let lastRead: { path: string; stamp: string; state: PolicyState } | undefined;
+/** Compiles read, by id: a compile file never changes once written. */
+const compiledCache = new Map<string, CompiledState>();
+
+function readCompiled(stateDir: string, id: string): CompiledState | undefined {
+  const path = compiledPath(stateDir, id);
+  let c = compiledCache.get(path);
+  if (c) return c;
+  try {
+    c = JSON.parse(readFileSync(path, 'utf8')) as CompiledState;
+  } catch (e) {
+    // Gone: a concurrent change replaced it after we read the pods (outside
+    // the lock), or the file was removed. Without it, everything is re-applied.
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw new CniError(Code.SystemFailure, 'cannot read the policy state', `${path}: ${(e as Error).message}`);
+  }
+  compiledCache.set(path, c);
+  return c;
+}
 
 export function readPolicyState(stateDir: string): PolicyState {
-  const path = join(stateDir, 'policy-state.json');
+  const path = join(stateDir, STATE_FILE);
+  let file: Partial<PodsFile> & { policies?: Policy[]; names?: CompiledNames; profiles?: Compiled['profiles'] };
   try {
     const st = statSync(path, { bigint: true });
     const stamp = `${st.ino}/${st.size}/${st.mtimeNs}/${st.ctimeNs}`;
     if (lastRead && lastRead.path === path && lastRead.stamp === stamp) return lastRead.state;
-    const state = JSON.parse(readFileSync(path, 'utf8')) as PolicyState;
+    file = JSON.parse(readFileSync(path, 'utf8'));
+    const state = toState(stateDir, file);
     lastRead = { path, stamp, state };
     return state;
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw new CniError(Code.SystemFailure, 'cannot read the policy state', (e as Error).message);
-    return { pods: {}, policies: [], names: { chains: [], sets: [] }, profiles: {}, podProfiles: {} };
+    if (e instanceof CniError) throw e;
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw new CniError(Code.SystemFailure, 'cannot read the policy state', `${path}: ${(e as Error).message}`);
+    return { pods: {}, policies: [], profiles: {}, names: { chains: [], sets: [] } };
   }
+}
+
+function toState(stateDir: string, file: Partial<PodsFile> & { policies?: Policy[]; names?: CompiledNames; profiles?: Compiled['profiles'] }): PolicyState {
+  const pods = file.pods && typeof file.pods === 'object' ? file.pods : {};
+  if (file.version !== 2) {
+    // A state of the first layout (everything in one file): its pods, and its
+    // policies and names so that the next change can re-apply and clean up.
+    return { pods, policies: file.policies ?? [], profiles: file.profiles ?? {}, names: file.names ?? { chains: [], sets: [] } };
+  }
+  const id = typeof file.compiled === 'string' && ID.test(file.compiled) ? file.compiled : undefined;
+  const compiled = id ? readCompiled(stateDir, id) : undefined;
+  const out: PolicyState = {
+    pods,
+    policies: compiled?.policies ?? [],
+    profiles: compiled?.profiles ?? {},
+    names: compiled?.names ?? { chains: [], sets: [] },
+  };
+  if (compiled) {
+    out.compiled = compiled;
+    out.compiledId = id!;
+  }
+  if (file.fingerprint) out.fingerprint = file.fingerprint;
+  return out;
+}
+
+/** Pod id -> its profile chains (what compile() returns as `pods`), from the pods and their compile. */
+export function podProfiles(state: PolicyState): Compiled['pods'] {
+  const out: Compiled['pods'] = {};
+  if (!state.compiled) return out;
+  for (const [id, p] of Object.entries(state.pods)) {
+    if (!p.identity) continue;
+    const e = state.compiled.classIndex[classKey(p.identity)];
+    if (e?.ingress || e?.egress) out[id] = { ...(e.ingress ? { ingress: e.ingress } : {}), ...(e.egress ? { egress: e.egress } : {}) };
+  }
+  return out;
+}
+
+const toLocal = ([id, p]: [string, PolicyPod]): LocalPod => ({
+  id,
+  ips: p.ips.filter((a) => parseIp(a) !== undefined),
+  ...(p.identity ? { identity: p.identity } : {}),
+});
+
+/**
+ * The profile chains and sets in the kernel's table, by name: after a crash
+ * mid-change the kernel may hold objects no file names, which a full apply
+ * must delete too. Read only then, never on the way of a normal change.
+ */
+async function kernelNames(): Promise<CompiledNames> {
+  const r = await run('nft', ['-j', 'list', 'table', 'inet', POLICY_TABLE]);
+  const out: CompiledNames = { chains: [], sets: [] };
+  if (r.exitCode !== 0) return out;
+  for (const o of (JSON.parse(r.stdout) as { nftables?: Record<string, { name?: string }>[] }).nftables ?? []) {
+    if (o.chain?.name?.startsWith('pr_')) out.chains.push(o.chain.name);
+    if (o.set?.name && /^[pn]_/.test(o.set.name)) out.sets.push(o.set.name);
+  }
+  return out;
 }
 
 /**
  * Applies a change to the node's pods: under the policy lock, reads the
- * state, lets `change` edit its pods, compiles everything, and applies the
- * transaction (with `extra`, e.g. the ADD's masquerade commands) in one nft
- * run. The state is written only after the kernel took the transaction.
+ * state, lets `change` edit its pods, and applies the difference to the
+ * kernel (with `extra`, e.g. the ADD's masquerade commands) in one nft run:
+ *   - same policies, pods of known groups: their own elements, no compile;
+ *   - otherwise a compile, and the difference from what the kernel holds;
+ *   - after a policy change, a crash, or a difference the kernel refuses: the
+ *     whole state, flushed and refilled.
+ * The files are written only after the kernel took the transaction.
  * `policies` undefined keeps the ones last applied (DEL and GC must work
  * even when a manifest was broken meanwhile).
  */
@@ -186,65 +297,91 @@ export async function applyPolicy(
   return withLockAsync(join(pc.stateDir, 'policy.lock'), async () => {
     const trace = (w: string) => traceAt(`policy ${w}`);
     trace('locked');
-    // A copy: the object read may be the cached one, which must stay as the file says.
-    const state = { ...readPolicyState(pc.stateDir) };
-    trace('state read');
+    const state = readPolicyState(pc.stateDir);
+    const dirtyPath = join(pc.stateDir, 'policy.dirty');
+    const crashed = existsSync(dirtyPath);
+    trace(`state read${crashed ? ' (an earlier change did not finish: re-applying everything)' : ''}`);
     const before = state.pods;
-    state.pods = { ...state.pods };
-    change(state.pods);
+    const pods = { ...before };
+    change(pods);
+    const prev = state.compiled;
     const pols = policies ?? state.policies;
-    const toLocal = ([id, p]: [string, PolicyPod]): LocalPod => ({
-      id,
-      ips: p.ips.filter((a) => parseIp(a) !== undefined),
-      ...(p.identity ? { identity: p.identity } : {}),
-    });
-    // Same policies and audit options as last time: apply only the
-    // difference. Pods of groups already known need no compile at all
-    // (fastDelta); otherwise compile and diff. Anything else, or a kernel
-    // that no longer matches the state (a delta it refuses), gets the whole.
-    const same = !full && state.desired !== undefined &&
-      JSON.stringify(state.audit) === JSON.stringify(pc.audit) &&
-      (state.policies === pols || JSON.stringify(state.policies) === JSON.stringify(pols));
-    if (same && state.classIndex) {
-      // change() replaces or deletes entries, never edits them in place.
-      const changed = (k: string) => before[k] !== state.pods[k];
-      const removed = Object.entries(before).filter(([k]) => changed(k) && before[k]).map(toLocal);
-      const added = Object.entries(state.pods).filter(([k]) => changed(k)).map(toLocal);
-      const fast = fastDelta(state.desired!, state.classIndex, removed, added);
-      if (fast) {
-        const r = await applyNft(new NftTransaction().push(...extra, ...fast.commands));
+    const fingerprint = policies ? manifestFingerprint(pc) : state.fingerprint;
+    const writePods = (compiled: string | undefined) => {
+      const f: PodsFile = { version: 2, pods };
+      if (compiled) f.compiled = compiled;
+      if (fingerprint) f.fingerprint = fingerprint;
+      writeFileAtomic(join(pc.stateDir, STATE_FILE), JSON.stringify(f));
+    };
+    const apply = async (cmds: NftCommand[]) => {
+      // Marked before the kernel changes, cleared once the files say what it holds.
+      writeFileSync(dirtyPath, '');
+      return applyNft(new NftTransaction().push(...extra, ...cmds));
+    };
+    const done = () => unlinkSync(dirtyPath);
+
+    const same = !full && !crashed && prev !== undefined &&
+      JSON.stringify(prev.audit) === JSON.stringify(pc.audit) &&
+      (prev.policies === pols || JSON.stringify(prev.policies) === JSON.stringify(pols));
+    // change() replaces or deletes entries, never edits them in place.
+    const changed = (k: string) => before[k] !== pods[k];
+    let refused = false;
+    if (same) {
+      const removed = Object.entries(before).filter(([k]) => changed(k)).map(toLocal);
+      const added = Object.entries(pods).filter(([k]) => changed(k)).map(toLocal);
+      const cmds = fastDelta(prev, removed, added);
+      if (cmds) {
+        const r = await apply(cmds);
         trace(`fast delta (${r.exitCode === 0 ? 'ok' : 'refused'})`);
         if (r.exitCode === 0) {
-          const podProfiles = { ...state.podProfiles };
-          for (const p of removed) delete podProfiles[p.id];
-          for (const p of added) {
-            const e = p.identity ? state.classIndex[classKey(p.identity)] : undefined;
-            const prof: { ingress?: string; egress?: string } = {};
-            if (e?.ingress) prof.ingress = e.ingress;
-            if (e?.egress) prof.egress = e.egress;
-            if (e?.ingress || e?.egress) podProfiles[p.id] = prof;
-          }
-          writeFileAtomic(statePath(pc), JSON.stringify({ ...state, podProfiles, desired: fast.desired } satisfies PolicyState));
+          crashPoint('policy-kernel');
+          writePods(state.compiledId);
+          done();
           trace('state written');
           return undefined;
         }
+        refused = true;
       }
     }
-    const compiled = compile(pols, Object.entries(state.pods).map(toLocal), pc.audit, state.names);
-    trace(`compiled (${Object.keys(state.pods).length} pods)`);
-    let r = same ? await applyNft(new NftTransaction().push(...extra, ...delta(state.desired!, compiled))) : undefined;
-    trace(same ? `delta applied (${r?.exitCode === 0 ? 'ok' : `refused: ${r?.stderr.trim().slice(0, 200)}`})` : 'no delta: policies or audit changed');
-    if (!r || r.exitCode !== 0) r = await applyNft(new NftTransaction().push(...extra, ...compiled.commands));
-    if (r.exitCode !== 0) throw new CniError(Code.SystemFailure, 'applying the policy to nftables failed', r.stderr.trim());
-    const next: PolicyState = {
-      pods: state.pods, policies: pols, names: compiled.names, profiles: compiled.profiles, podProfiles: compiled.pods,
-      desired: compiled.desired, audit: pc.audit, classIndex: compiled.classIndex,
-    };
-    const fingerprint = policies ? manifestFingerprint(pc) : state.fingerprint;
-    if (fingerprint) next.fingerprint = fingerprint;
+    const previous = prev?.names ?? state.names;
+    // After a crash, or for `policy sync`, objects no file names are looked up in the kernel.
+    const names = crashed || full ? mergeNames(previous, await kernelNames()) : previous;
+    const compiled = compile(pols, Object.entries(pods).map(toLocal), pc.audit, names);
+    trace(`compiled (${Object.keys(pods).length} pods)`);
+    let r;
+    if (same && !refused) {
+      const was = deriveDesired(Object.entries(before).map(toLocal), prev);
+      if (was) {
+        r = await apply(delta(was, compiled));
+        trace(`delta applied (${r.exitCode === 0 ? 'ok' : `refused: ${r.stderr.trim().slice(0, 200)}`})`);
+      }
+    }
+    if (!r || r.exitCode !== 0) r = await apply(compiled.commands);
+    if (r.exitCode !== 0) {
+      // Nothing of it reached the kernel (a transaction is all or nothing).
+      done();
+      throw new CniError(Code.SystemFailure, 'applying the policy to nftables failed', r.stderr.trim());
+    }
     trace('applied');
-    writeFileAtomic(statePath(pc), JSON.stringify(next));
+    crashPoint('policy-kernel');
+    const id = randomBytes(8).toString('hex');
+    const next: CompiledState = {
+      policies: pols, audit: pc.audit, profiles: compiled.profiles, names: compiled.names,
+      classIndex: compiled.classIndex, setTypes: compiled.setTypes, podElems: compiled.podElems,
+      desired: { counters: compiled.desired.counters },
+    };
+    writeFileAtomic(compiledPath(pc.stateDir, id), JSON.stringify(next));
+    writePods(id);
+    done();
+    // Earlier compiles: nothing refers to them any more.
+    for (const f of readdirSync(pc.stateDir)) {
+      if (f.startsWith(COMPILED_PREFIX) && f !== `${COMPILED_PREFIX}${id}.json`) unlinkSync(join(pc.stateDir, f));
+    }
     trace('state written');
     return compiled;
   });
+}
+
+function mergeNames(a: CompiledNames, b: CompiledNames): CompiledNames {
+  return { chains: [...new Set([...a.chains, ...b.chains])], sets: [...new Set([...a.sets, ...b.sets])] };
 }

@@ -16,6 +16,7 @@ import { applyNft, NftTransaction } from '../sys/nft.js';
 import { isBridge, linkExists, linkMaster, netnsId, ownNetnsId } from '../sys/sysfs.js';
 import type { CniRequest } from '../plugin/request.js';
 import type { Identity, Policy } from '../policy/model.js';
+import { crashPoint } from '../sys/testhooks.js';
 import { applyPolicy, keepValid, placePod, podKey, readPolicyState, type PolicyConfig } from './policy.js';
 import { validAttachments } from '../plugin/attachments.js';
 import { log } from '../log.js';
@@ -66,10 +67,8 @@ function toLedger(c: Chain, event: 'ADD' | 'DEL', ips: string[]): void {
   }
 }
 
-/** Test hook: with NHI_CNI_TEST_HOOKS=1, NHI_CNI_CRASH_AFTER=<step> kills the ADD right after that step. */
-function step(name: string): void {
-  if (process.env.NHI_CNI_TEST_HOOKS === '1' && process.env.NHI_CNI_CRASH_AFTER === name) process.kill(process.pid, 'SIGKILL');
-}
+/** Test hook (sys/testhooks.ts): NHI_CNI_CRASH_AFTER=<step> kills the ADD right after that step. */
+const step = crashPoint;
 
 export const ADD_STEPS = ['ipam', 'record', 'host', 'pod-sysctl', 'pod', 'nft'] as const;
 

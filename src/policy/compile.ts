@@ -77,6 +77,10 @@ export interface ClassEntry {
 export interface Compiled {
   /** Per pod group, for fastDelta(). */
   classIndex: Record<string, ClassEntry>;
+  /** Every set of this compile and its type (elements follow from the pods: deriveDesired). */
+  setTypes: Record<string, string | string[]>;
+  /** Per pod id: set elements that follow its addresses rather than its group (see ClassEntry.ipDependent). */
+  podElems: Record<string, [string, string][]>;
   /** The whole state, flushed and refilled: for a first apply, a policy change, or recovery. */
   commands: NftCommand[];
   desired: Desired;
@@ -194,6 +198,8 @@ class Builder {
   private readonly selected = new Map<string, Builder['classes']>();
   /** Per pod group: the sets its addresses are in (with the port, for named-port sets). */
   readonly membership = new Map<string, ClassEntry>();
+  /** Per pod: elements that depend on its addresses, not its group (named ports through an ipBlock). */
+  readonly podElems: Record<string, [string, string][]> = {};
 
   private member(key: string): ClassEntry {
     let m = this.membership.get(key);
@@ -253,9 +259,18 @@ class Builder {
         // An ipBlock decides by address, not by group: such a group cannot take the fast path.
         if (peer?.kind === 'cidr') this.member(c.key).ipDependent = true;
         else this.member(c.key).sets.push([name, pr.protocol.toLowerCase(), port.containerPort]);
-        for (const ip of c.ips[fam]) {
-          if (peer?.kind === 'cidr' && !inBlock(peer, ip)) continue;
-          elems.push({ concat: [ip, pr.protocol.toLowerCase(), port.containerPort] });
+        const proto = pr.protocol.toLowerCase();
+        if (peer?.kind !== 'cidr') {
+          for (const ip of c.ips[fam]) elems.push({ concat: [ip, proto, port.containerPort] });
+          continue;
+        }
+        for (const pod of c.pods) {
+          for (const ip of pod.ips) {
+            if (famOf(ip) !== fam || !inBlock(peer, ip)) continue;
+            const elem = { concat: [ip, proto, port.containerPort] };
+            elems.push(elem);
+            (this.podElems[pod.id] ??= []).push([name, JSON.stringify(elem)]);
+          }
         }
       }
       this.sets.set(name, { type: [fam === 4 ? 'ipv4_addr' : 'ipv6_addr', 'inet_proto', 'inet_service'], elems });
@@ -458,6 +473,8 @@ export function compile(policies: Policy[], pods: LocalPod[], audit: AuditOption
   for (const c of b.classes) if (!b.membership.has(c.key)) b.membership.set(c.key, { sets: [], ipDependent: false });
   return {
     classIndex: Object.fromEntries(b.membership),
+    setTypes: Object.fromEntries([...b.sets].map(([n, st]) => [n, st.type])),
+    podElems: b.podElems,
     commands: cmds,
     desired,
     chainRules: Object.fromEntries(b.chains),
@@ -513,71 +530,105 @@ export function delta(prev: Desired, next: Compiled): NftCommand[] {
   return cmds;
 }
 
+/** What a compile leaves for the operations after it: enough to know, from the pods alone, what the kernel holds. */
+export type CompiledIndex = Pick<Compiled, 'classIndex' | 'setTypes' | 'podElems' | 'names'> & { desired: Pick<Desired, 'counters'> };
+
+/** The set elements a pod's addresses give under a group entry: [set, element as JSON]. */
+function classElems(e: ClassEntry, ip: string): [string, string][] {
+  const fam = `_${famOf(ip)}`;
+  const out: [string, string][] = [];
+  for (const [name, proto, port] of e.sets) {
+    if (name.endsWith(fam)) out.push([name, JSON.stringify(proto ? { concat: [ip, proto, port] } : ip)]);
+  }
+  return out;
+}
+
+/**
+ * What the kernel holds after the compile `k` and the fast deltas since,
+ * worked out from the pods: a pod's elements and map entries follow from its
+ * group's entry (and its own address-dependent elements). Undefined when a
+ * pod's group is not in the index: the pods and the index do not belong
+ * together, and only a full apply is safe.
+ */
+export function deriveDesired(pods: LocalPod[], k: CompiledIndex): Desired | undefined {
+  const sets: Desired['sets'] = {};
+  for (const [name, type] of Object.entries(k.setTypes)) sets[name] = { type, elems: [] };
+  const vmaps: Desired['vmaps'] = { eg4: {}, eg6: {}, in4: {}, in6: {} };
+  for (const p of pods) {
+    if (!p.identity) continue;
+    const e = k.classIndex[classKey(p.identity)];
+    if (!e) return undefined;
+    for (const ip of p.ips) {
+      for (const [name, elem] of classElems(e, ip)) {
+        const st = sets[name];
+        if (!st) return undefined;
+        st.elems.push(elem);
+      }
+      if (e.ingress) vmaps[`in${famOf(ip)}`]![ip] = e.ingress;
+      if (e.egress) vmaps[`eg${famOf(ip)}`]![ip] = e.egress;
+    }
+    for (const [name, elem] of k.podElems[p.id] ?? []) {
+      const st = sets[name];
+      if (!st) return undefined;
+      st.elems.push(elem);
+    }
+  }
+  return { sets, chains: k.names.chains, counters: k.desired.counters, vmaps };
+}
+
 /**
  * The change for pods coming and going under unchanged policies, without a
- * compile: each pod's group (classKey) says which sets its addresses join and
- * which profile chains its map entries point at. Undefined when a pod's group
- * is new, or depends on addresses (ipBlock named ports): compile instead.
+ * compile and without the node's other pods: each pod's group (classKey) says
+ * which sets its addresses join and which profile chains its map entries
+ * point at. Undefined when a pod's group is new, or depends on addresses
+ * (ipBlock named ports): compile instead.
  */
-export function fastDelta(prev: Desired, index: Record<string, ClassEntry>, removed: LocalPod[], added: LocalPod[]): { desired: Desired; commands: NftCommand[] } | undefined {
-  const entries = new Map<LocalPod, ClassEntry | undefined>();
-  for (const p of [...removed, ...added]) {
-    if (!p.identity) {
-      entries.set(p, undefined);
-      continue;
-    }
-    const e = index[classKey(p.identity)];
-    if (!e || e.ipDependent) return undefined;
-    entries.set(p, e);
-  }
-  // Only the sets and maps these pods touch are copied and compared: the
-  // cost follows the pods that changed, not the node's size.
-  const sets = new Map<string, Set<string>>();
-  const setOf = (name: string) => {
-    let st = sets.get(name);
-    if (!st) {
-      const old = prev.sets[name];
-      if (!old) return undefined;
-      sets.set(name, (st = new Set(old.elems)));
-    }
-    return st;
-  };
-  const vmaps: Record<string, Record<string, string>> = {};
-  const vmapOf = (m: string) => (vmaps[m] ??= { ...(prev.vmaps[m] ?? {}) });
-  const elemsOf = (e: ClassEntry, ip: string): [string, string][] =>
-    e.sets.filter(([name]) => name.endsWith(`_${famOf(ip)}`)).map(([name, proto, port]) => [name, JSON.stringify(proto ? { concat: [ip, proto, port] } : ip)]);
-  for (const p of removed) {
-    const e = entries.get(p);
-    if (!e) continue;
-    for (const ip of p.ips) {
-      for (const [name, elem] of elemsOf(e, ip)) setOf(name)?.delete(elem);
-      for (const dir of ['in', 'eg']) delete vmapOf(`${dir}${famOf(ip)}`)[ip];
-    }
-  }
-  for (const p of added) {
-    const e = entries.get(p);
-    if (!e) continue;
-    for (const ip of p.ips) {
-      for (const [name, elem] of elemsOf(e, ip)) {
-        const st = setOf(name);
-        if (!st) return undefined;
-        st.add(elem);
+export function fastDelta(k: Pick<CompiledIndex, 'classIndex' | 'setTypes'>, removed: LocalPod[], added: LocalPod[]): NftCommand[] | undefined {
+  const T = { family: F, table: POLICY_TABLE };
+  /** set -> element -> +1 (added) / -1 (removed); map -> address -> [old chain, new chain]. */
+  const elems = new Map<string, Map<string, number>>();
+  const maps = new Map<string, Map<string, [string | undefined, string | undefined]>>();
+  const walk = (pods: LocalPod[], sign: 1 | -1): boolean => {
+    for (const p of pods) {
+      if (!p.identity) continue;
+      const e = k.classIndex[classKey(p.identity)];
+      if (!e || e.ipDependent) return false;
+      for (const ip of p.ips) {
+        for (const [name, elem] of classElems(e, ip)) {
+          if (!(name in k.setTypes)) return false;
+          let m = elems.get(name);
+          if (!m) elems.set(name, (m = new Map()));
+          m.set(elem, (m.get(elem) ?? 0) + sign);
+        }
+        for (const [dir, chain] of [['in', e.ingress], ['eg', e.egress]] as const) {
+          if (!chain) continue;
+          const name = `${dir}${famOf(ip)}`;
+          let m = maps.get(name);
+          if (!m) maps.set(name, (m = new Map()));
+          const v = m.get(ip) ?? [undefined, undefined];
+          v[sign === -1 ? 0 : 1] = chain;
+          m.set(ip, v);
+        }
       }
-      if (e.ingress) vmapOf(`in${famOf(ip)}`)[ip] = e.ingress;
-      if (e.egress) vmapOf(`eg${famOf(ip)}`)[ip] = e.egress;
     }
+    return true;
+  };
+  if (!walk(removed, -1) || !walk(added, 1)) return undefined;
+  const cmds: NftCommand[] = [];
+  const parse = (e: string): unknown => JSON.parse(e);
+  for (const [name, m] of elems) {
+    const add = [...m].filter(([, n]) => n > 0).map(([e]) => parse(e));
+    const del = [...m].filter(([, n]) => n < 0).map(([e]) => parse(e));
+    if (add.length) cmds.push({ add: { element: { ...T, name, elem: add } } });
+    if (del.length) cmds.push({ delete: { element: { ...T, name, elem: del } } });
   }
-  const next: Desired = { sets: { ...prev.sets }, chains: prev.chains, counters: prev.counters, vmaps: { ...prev.vmaps, ...vmaps } };
-  for (const [name, st] of sets) next.sets[name] = { type: prev.sets[name]!.type, elems: [...st].sort() };
-  // delta() over just the touched objects.
-  const touchedPrev: Desired = { sets: {}, chains: prev.chains, counters: prev.counters, vmaps: {} };
-  const touchedNext: Desired = { sets: {}, chains: prev.chains, counters: prev.counters, vmaps };
-  for (const name of sets.keys()) {
-    touchedPrev.sets[name] = prev.sets[name]!;
-    touchedNext.sets[name] = next.sets[name]!;
+  for (const [name, m] of maps) {
+    const gone = [...m].filter(([, [was, now]]) => was !== undefined && was !== now).map(([ip]) => ip);
+    const come = [...m].filter(([, [was, now]]) => now !== undefined && was !== now).map(([ip, [, now]]) => [ip, { jump: { target: now } }]);
+    if (gone.length) cmds.push({ delete: { element: { ...T, name, elem: gone } } });
+    if (come.length) cmds.push({ add: { element: { ...T, name, elem: come } } });
   }
-  for (const m of Object.keys(vmaps)) touchedPrev.vmaps[m] = prev.vmaps[m] ?? {};
-  return { desired: next, commands: delta(touchedPrev, { desired: touchedNext, chainRules: {} } as unknown as Compiled) };
+  return cmds;
 }
 
 /** `ip saddr vmap @eg4` in nft JSON is a `vmap` statement, not a match. */

@@ -1,7 +1,7 @@
 // Policies enforced on real traffic: nhi-cni with a policy directory, pods
 // given workload identities through the io.nhi-cni/workload capability, TCP
 // and UDP between namespaces the test creates.
-import { copyFileSync, mkdirSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { spawnSync, type ChildProcess } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { chainConflist, direct, pluginConfig, testEnv } from '../helpers/chain.js';
@@ -149,6 +149,26 @@ describe('NetworkPolicy on real traffic (payments scenario)', () => {
     servers.push(await startServers(pods.imposter!, [5432]));
     expect(reaches(pods.ext!, oldIp, 5432)).toBe(true);
     expect(reaches(pods.api!, oldIp, 5432)).toBe(false);
+  });
+
+  it('an ADD killed after its policy reached the kernel but before the state was written: its DEL leaves nothing of it', () => {
+    const addr = '10.80.0.77';
+    const pod = (pods.crash = createNetns('nhip'));
+    const conf = pluginConfig(list, 0, undefined, { 'io.nhi-cni/workload': { namespace: 'payments', name: 'crash', labels: { app: 'payments-db' } }, ips: [`${addr}/24`] });
+    const env = { ...testEnv(scratch.dir), NHI_CNI_TEST_HOOKS: '1', NHI_CNI_CRASH_AFTER: 'policy-kernel' };
+    const r = direct({ node, verb: 'ADD', config: conf, containerId: 'crash', netns: pod.path, env });
+    expect(r.status, r.stdout + r.stderr).not.toBe(0);
+    // The window is real: the kernel lists the address, the state does not.
+    const table = () => tryInNetns(node, 'nft', ['list', 'table', 'inet', 'nhi_policy']).stdout;
+    expect(table()).toContain(addr);
+    expect(Object.values(JSON.parse(readFileSync(scratch.path('state/policy-state.json'), 'utf8')).pods).flatMap((p: any) => p.ips)).not.toContain(addr);
+    // The runtime's DEL after the failed ADD: the address leaves every set and map.
+    const del = direct({ node, verb: 'DEL', config: pluginConfig(list, 0), containerId: 'crash', netns: pod.path, env: testEnv(scratch.dir) });
+    expect(del.status, del.stdout + del.stderr).toBe(0);
+    expect(table()).not.toContain(addr);
+    // And enforcement is whole again: the earlier verdicts hold.
+    expect(reaches(pods.api!, ip.rep!, 5353, 'udp')).toBe(true);
+    expect(reaches(pods.rep!, ip.api!, 8080)).toBe(false);
   });
 
   it('audit mode logs what it would deny and lets it pass', () => {

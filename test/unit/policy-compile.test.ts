@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { contains, parseCidr, parseIp, type Cidr } from '../../src/net/ip.js';
-import { allowCounter, compile, policyKey, POLICY_TABLE, type AuditOptions, type Compiled, type LocalPod } from '../../src/policy/compile.js';
+import { allowCounter, compile, deriveDesired, fastDelta, policyKey, POLICY_TABLE, type AuditOptions, type Compiled, type Desired, type LocalPod } from '../../src/policy/compile.js';
 import { evaluate, type Endpoint } from '../../src/policy/evaluate.js';
 import type { Identity, Policy, Protocol } from '../../src/policy/model.js';
 import { parseManifestText, PolicyError } from '../../src/policy/parse.js';
@@ -834,7 +834,7 @@ spec:
     // Each set once in the transaction, its elements added once.
     const declared = cmdsOf(k, 'add', 'set').map((x) => x.name);
     expect(new Set(declared).size).toBe(declared.length);
-    const elemAdds = cmdsOf(k, 'add', 'element').filter((x) => x.name === a[0]);
+    const elemAdds = cmdsOf(k, 'add', 'element').filter((x) => x.name === a![0]);
     expect(elemAdds.map((x) => [...x.elem].sort())).toStrictEqual([['10.0.1.1', '10.0.1.4']]);
   });
 
@@ -952,6 +952,78 @@ describe('compile: rules do not grow with pods', () => {
     // Per direction, one element per address of the selected pods.
     expect(mapElems(big, 'in4')).toHaveLength(500);
     expect(mapElems(big, 'eg6')).toHaveLength(100);
+  });
+});
+
+describe('compile: what the kernel holds follows from the pods and the compile', () => {
+  const sorted = (d: Desired) => ({
+    ...d,
+    sets: Object.fromEntries(Object.entries(d.sets).map(([n, st]) => [n, { type: st.type, elems: [...st.elems].sort() }])),
+  });
+
+  it.each(Object.entries(SCENARIOS))('%s: deriveDesired(pods, compile) is the compile\'s own desired state', (_, policies) => {
+    const c = compile(policies, localPods(WORLD), NO_AUDIT);
+    expect(sorted(deriveDesired(localPods(WORLD), c)!)).toStrictEqual(sorted(c.desired));
+  });
+
+  it('address-dependent elements (a named port through an ipBlock) are kept per pod and derived back', () => {
+    const ps = yaml(`
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: build-named-cidr, namespace: ci}
+spec:
+  podSelector: {matchLabels: {stage: build}}
+  policyTypes: [Egress]
+  egress:
+    - to: [{ipBlock: {cidr: 10.0.5.0/24, except: [10.0.5.5/32]}}, {ipBlock: {cidr: "fd00::/64"}}]
+      ports: [{protocol: TCP, port: http-artifacts}]
+`);
+    const n = compile(ps, localPods(WORLD), NO_AUDIT);
+    expect(sorted(deriveDesired(localPods(WORLD), n)!)).toStrictEqual(sorted(n.desired));
+    // store (10.0.5.4) is inside the block, store-2 only by its IPv6 address: per pod, per address.
+    const elems = Object.values(n.podElems).flat().map(([, e]) => JSON.parse(e).concat);
+    expect(elems.sort()).toStrictEqual([['10.0.5.4', 'tcp', 8081], ['fd00::505', 'tcp', 8082]]);
+    expect(Object.values(n.classIndex).filter((e) => e.ipDependent)).toHaveLength(2);
+    // Such a group never takes the fast path.
+    const store = localPods(WORLD).find((p) => p.id === podId(WORLD.find((w) => w.name === 'store')!))!;
+    expect(fastDelta(n, [], [{ ...store, id: 'net/store-3/eth0', ips: ['10.0.5.6'] }])).toBeUndefined();
+  });
+
+  it('a pod whose group the compile does not know: undefined, never a guess', () => {
+    const c = compile(payments, localPods(WORLD.slice(0, 3)), NO_AUDIT);
+    expect(deriveDesired(localPods(WORLD.slice(0, 4)), c)).toBeUndefined();
+    expect(fastDelta(c, [], localPods(WORLD.slice(3, 4)))).toBeUndefined();
+  });
+
+  it('fastDelta for replicas of known groups: the elements and map entries of the difference, nothing else', () => {
+    const base = localPods(WORLD);
+    const c = compile(ALL_EXAMPLES, base, NO_AUDIT);
+    const ps = base.find((p) => p.id === podId(WORLD[0]!))!;
+    const replica: LocalPod = { id: 'net/replica/eth0', ips: ['10.0.1.9', 'fd00::109'], identity: { ...ps.identity!, name: 'replica' } };
+    const cmds = fastDelta(c, [], [replica])!;
+    const after = compile(ALL_EXAMPLES, [...base, replica], NO_AUDIT);
+    // Applying the commands to the derived state gives the compile of the new pods.
+    const was = deriveDesired(base, c)!;
+    for (const cmd of cmds as J[]) {
+      const [verb, o] = Object.entries(cmd)[0] as [string, J];
+      const el = o.element;
+      if (el.name in was.sets) {
+        const st = new Set(was.sets[el.name]!.elems);
+        for (const e of el.elem) (verb === 'add' ? st.add(JSON.stringify(e)) : st.delete(JSON.stringify(e)));
+        was.sets[el.name]!.elems = [...st];
+      } else {
+        for (const e of el.elem) {
+          if (verb === 'add') was.vmaps[el.name]![e[0]] = e[1].jump.target;
+          else delete was.vmaps[el.name]![e];
+        }
+      }
+    }
+    expect(sorted(was)).toStrictEqual(sorted(after.desired));
+    // Removing it again, and a replaced holder of an address, net out.
+    expect(fastDelta(c, [replica], [replica])).toStrictEqual([]);
+    const back = fastDelta(c, [replica], []) as J[];
+    expect(back.every((x) => x.delete)).toBe(true);
+    expect(back.reduce((k, x) => k + x.delete.element.elem.length, 0)).toBe(cmds.reduce((k, x) => k + (x as J).add.element.elem.length, 0));
   });
 });
 
