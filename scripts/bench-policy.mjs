@@ -32,7 +32,8 @@
 // Env: BENCH_POLICY_ROUNDS (32 measured ADDs per case), BENCH_POLICY_BLOCK (8
 //      rounds per block), BENCH_POLICY_CONNECT_SECS (3), BENCH_POLICY_CONNECT_RUNS (5),
 //      BENCH_POLICY_TRACE=1 (after part 1, print the phase trace of one more
-//      ADD of cases b and c: where the difference goes).
+//      ADD of cases b and c: where the difference goes), BENCH_KEEP_TMP=1
+//      (keep the temp dir with the state files, and print its path).
 
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
