@@ -1,13 +1,13 @@
 // Policies enforced on real traffic: nhi-cni with a policy directory, pods
 // given workload identities through the io.nhi-cni/workload capability, TCP
 // and UDP between namespaces the test creates.
-import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { spawnSync, type ChildProcess } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { chainConflist, direct, pluginConfig, testEnv } from '../helpers/chain.js';
 import { createNetns, deleteAllNetns, ping, tryInNetns, type Netns } from '../helpers/netns.js';
 import { Scratch } from '../helpers/plugin.js';
-import { ROOT } from '../helpers/paths.js';
+import { BINARY, ROOT } from '../helpers/paths.js';
 import { reaches, startServers } from '../helpers/traffic.js';
 
 const UDP_POLICY = `
@@ -37,6 +37,17 @@ kind: NetworkPolicy
 metadata: { name: reporting-from-default, namespace: payments }
 spec:
   podSelector: { matchLabels: { app: reporting } }
+  ingress:
+    - from: [{ namespaceSelector: { matchLabels: { kubernetes.io/metadata.name: default } } }]
+      ports: [{ port: 8080 }]
+`;
+
+const OPEN_API = `
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: { name: api-from-default, namespace: payments }
+spec:
+  podSelector: { matchLabels: { app: payment-service } }
   ingress:
     - from: [{ namespaceSelector: { matchLabels: { kubernetes.io/metadata.name: default } } }]
       ports: [{ port: 8080 }]
@@ -135,6 +146,25 @@ describe('NetworkPolicy on real traffic (payments scenario)', () => {
     writeFileSync(`${policyDir}/open.yaml`, OPEN_REPORTING);
     add('trigger', 'default', 'other');
     expect(reaches(pods.ext!, ip.rep!, 8080)).toBe(true);
+    expect(reaches(pods.ext!, ip.api!, 8080)).toBe(false);
+  });
+
+  it('policy sync applies a manifest change to the running pods, without any ADD, and takes it back', () => {
+    const conflist = scratch.path('sync.conflist');
+    writeFileSync(conflist, JSON.stringify(list));
+    const sync = () => {
+      const r = tryInNetns(node, BINARY, ['policy', 'sync', '--config', conflist]);
+      expect(r.status, r.stdout + r.stderr).toBe(0);
+      return r.stdout;
+    };
+    expect(reaches(pods.ext!, ip.api!, 8080)).toBe(false);
+    writeFileSync(`${policyDir}/sync.yaml`, OPEN_API);
+    expect(reaches(pods.ext!, ip.api!, 8080)).toBe(false); // not before the sync
+    expect(sync()).toContain('added: NetworkPolicy payments/api-from-default');
+    expect(reaches(pods.ext!, ip.api!, 8080)).toBe(true);
+    expect(reaches(pods.rep!, ip.api!, 8080)).toBe(false); // only the namespace it names
+    rmSync(`${policyDir}/sync.yaml`);
+    expect(sync()).toContain('removed: NetworkPolicy payments/api-from-default');
     expect(reaches(pods.ext!, ip.api!, 8080)).toBe(false);
   });
 
