@@ -264,7 +264,7 @@ async function kernelNames(): Promise<CompiledNames> {
   const out: CompiledNames = { chains: [], sets: [] };
   if (r.exitCode !== 0) return out;
   for (const o of (JSON.parse(r.stdout) as { nftables?: Record<string, { name?: string }>[] }).nftables ?? []) {
-    if (o.chain?.name?.startsWith('pr_')) out.chains.push(o.chain.name);
+    if (o.chain?.name && /^(pr|lg)_/.test(o.chain.name)) out.chains.push(o.chain.name);
     if (o.set?.name && /^[pn]_/.test(o.set.name)) out.sets.push(o.set.name);
   }
   return out;

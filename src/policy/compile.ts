@@ -72,6 +72,9 @@ export interface ClassEntry {
   ipDependent: boolean;
   ingress?: string;
   egress?: string;
+  /** The workload's log chains (lg_) for what its profiles deny. */
+  ingressLog?: string;
+  egressLog?: string;
 }
 
 export interface Compiled {
@@ -95,6 +98,9 @@ export interface Compiled {
 
 type Direction = 'ingress' | 'egress';
 type Fam = 4 | 6;
+/** Pod address -> profile chain (eg, in), and -> the workload's log chain (lg_eg, lg_in). */
+const VERDICT_MAPS = ['eg4', 'eg6', 'in4', 'in6', 'lg_eg4', 'lg_eg6', 'lg_in4', 'lg_in6'] as const;
+type VerdictMap = (typeof VERDICT_MAPS)[number];
 
 const hashes = new Map<string, string>();
 /** A short content hash for kernel names; memoised (a compile asks for the same ones per pod group). */
@@ -331,9 +337,24 @@ class Builder {
   }
 }
 
-function logPrefix(kind: 'deny' | 'audit', dir: Direction, ns: string, policies: string[]): string {
-  const who = policies.length > 1 ? `${policies[0]}+${policies.length - 1}` : (policies[0] ?? ns);
-  return `nhi-${kind} ${dir === 'ingress' ? 'in' : 'eg'} ${who}: `.slice(0, 120);
+/** The label that names a workload in logs: the usual app labels, else the first label, else "-". */
+const WORKLOAD_LABELS = ['app.kubernetes.io/name', 'app', 'k8s-app', 'name'];
+export function workloadOf(i: Identity): string {
+  for (const k of WORKLOAD_LABELS) if (Object.hasOwn(i.labels, k)) return `${i.namespace}/${i.labels[k]}`;
+  const first = Object.keys(i.labels).sort(byText)[0];
+  return first === undefined ? `${i.namespace}/-` : `${i.namespace}/${first}=${i.labels[first]}`;
+}
+
+/**
+ * A log prefix: "nhi-deny in wl=<ns>/<app> pol=<policy>[+n]: ", the workload
+ * left out for a deny rule of a policy (its chain is shared by workloads; the
+ * logged address names the pod: `nhi-cni who`). Names and labels are
+ * validated (no quote or space can reach here); nft allows 127 bytes.
+ */
+export function logPrefix(kind: 'deny' | 'audit', dir: Direction, policies: string[], workload?: string): string {
+  const pol = policies.length > 1 ? `${policies[0]}+${policies.length - 1}` : (policies[0] ?? '-');
+  const head = `nhi-${kind} ${dir === 'ingress' ? 'in' : 'eg'}${workload ? ` wl=${workload}` : ''} pol=${pol}`;
+  return `${head.slice(0, 118)}: `;
 }
 
 function isAudited(audit: AuditOptions, pid: string, ns: string): boolean {
@@ -348,7 +369,7 @@ function isAudited(audit: AuditOptions, pid: string, ns: string): boolean {
  */
 export function compile(policies: Policy[], pods: LocalPod[], audit: AuditOptions, previous: CompiledNames = { chains: [], sets: [] }): Compiled {
   const b = new Builder(policies, pods);
-  const vmap: Record<`${'eg' | 'in'}${Fam}`, unknown[]> = { eg4: [], eg6: [], in4: [], in6: [] };
+  const vmap: Record<VerdictMap, unknown[]> = Object.fromEntries(VERDICT_MAPS.map((m) => [m, []])) as unknown as Record<VerdictMap, unknown[]>;
   const profiles: Compiled['profiles'] = {};
   const podProfiles: Compiled['pods'] = {};
 
@@ -369,9 +390,9 @@ export function compile(policies: Policy[], pods: LocalPod[], audit: AuditOption
             // Count and log (rate-limited) in one rule, drop in the next: a
             // limit that is exhausted ends its rule, and must not end the drop.
             if (audited) {
-              rules.push([...alt, rate, { log: { prefix: logPrefix('audit', dir, p.namespace, [pid]) } }]);
+              rules.push([...alt, rate, { log: { prefix: logPrefix('audit', dir, [pid]) } }]);
             } else {
-              rules.push([...alt, { counter: ruleDenyCounter(p) }, rate, { log: { prefix: logPrefix('deny', dir, p.namespace, [pid]) } }]);
+              rules.push([...alt, { counter: ruleDenyCounter(p) }, rate, { log: { prefix: logPrefix('deny', dir, [pid]) } }]);
               rules.push([...alt, { drop: null }]);
             }
           }
@@ -388,32 +409,44 @@ export function compile(policies: Policy[], pods: LocalPod[], audit: AuditOption
       }
       const ids = act.map(policyKey);
       const chain = `pr_${hash(JSON.stringify([dir, ids, rules, isolated]))}`;
+      // What no rule allowed: counted per profile, logged per workload - the
+      // profile is shared by workloads, so it looks up the address's log
+      // chain (lg_, one per workload) in a map, and then drops (or, in audit
+      // mode, lets the connection pass).
+      let logChain: string | undefined;
       if (isolated) {
         const isolating = act.filter((x) => x.isolates[dir]).map(policyId);
         const audited = isolating.every((pid) => isAudited(audit, pid, pid.split('/')[0]!));
-        if (audited) {
-          rules.push([rate, { log: { prefix: logPrefix('audit', dir, id.namespace, isolating) } }, pass]);
-        } else {
+        const prefix = logPrefix(audited ? 'audit' : 'deny', dir, isolating, workloadOf(id));
+        logChain = `lg_${hash(prefix)}`;
+        b.chains.set(logChain, [[rate, { log: { prefix } }]]);
+        if (!audited) {
           b.counters.add(denyCounter(chain));
-          rules.push([{ counter: denyCounter(chain) }, rate, { log: { prefix: logPrefix('deny', dir, id.namespace, isolating) } }]);
-          rules.push([{ drop: null }]);
+          rules.push([{ counter: denyCounter(chain) }]);
         }
+        for (const fam of [4, 6] as Fam[]) rules.push([{ vmap: { key: addrField(fam, dir === 'ingress' ? 'daddr' : 'saddr'), data: `@lg_${dir === 'ingress' ? 'in' : 'eg'}${fam}` } }]);
+        rules.push([audited ? pass : { drop: null }]);
       }
       b.chains.set(chain, rules);
       profiles[chain] = { direction: dir, policies: ids };
       const m = b.membership.get(cls.key) ?? { sets: [], ipDependent: false };
       m[dir] = chain;
+      if (logChain) m[dir === 'ingress' ? 'ingressLog' : 'egressLog'] = logChain;
       b.membership.set(cls.key, m);
+      const d = dir === 'ingress' ? 'in' : 'eg';
       for (const pod of cls.pods) {
         podProfiles[pod.id] = { ...podProfiles[pod.id], [dir]: chain };
-        for (const ip of pod.ips) vmap[`${dir === 'ingress' ? 'in' : 'eg'}${famOf(ip)}`].push([ip, { jump: { target: chain } }]);
+        for (const ip of pod.ips) {
+          vmap[`${d}${famOf(ip)}`].push([ip, { jump: { target: chain } }]);
+          if (logChain) vmap[`lg_${d}${famOf(ip)}`].push([ip, { jump: { target: logChain } }]);
+        }
       }
     }
   }
 
   const cmds: NftCommand[] = [{ add: { table: { family: F, name: POLICY_TABLE } } }];
-  for (const [name, fam] of [['eg4', 4], ['eg6', 6], ['in4', 4], ['in6', 6]] as const) {
-    cmds.push({ add: { map: { family: F, table: POLICY_TABLE, name, type: fam === 4 ? 'ipv4_addr' : 'ipv6_addr', map: 'verdict' } } });
+  for (const name of VERDICT_MAPS) {
+    cmds.push({ add: { map: { family: F, table: POLICY_TABLE, name, type: name.endsWith('4') ? 'ipv4_addr' : 'ipv6_addr', map: 'verdict' } } });
     cmds.push({ flush: { map: { family: F, table: POLICY_TABLE, name } } });
   }
   for (const c of [...b.counters].sort()) cmds.push({ add: { counter: { family: F, table: POLICY_TABLE, name: c } } });
@@ -543,6 +576,17 @@ function classElems(e: ClassEntry, ip: string): [string, string][] {
   return out;
 }
 
+/** The verdict-map entries [map, chain] a pod's address gets under its group's entry. */
+function mapEntries(e: ClassEntry, ip: string): [VerdictMap, string][] {
+  const f = famOf(ip);
+  const out: [VerdictMap, string][] = [];
+  if (e.ingress) out.push([`in${f}`, e.ingress]);
+  if (e.egress) out.push([`eg${f}`, e.egress]);
+  if (e.ingressLog) out.push([`lg_in${f}`, e.ingressLog]);
+  if (e.egressLog) out.push([`lg_eg${f}`, e.egressLog]);
+  return out;
+}
+
 /**
  * What the kernel holds after the compile `k` and the fast deltas since,
  * worked out from the pods: a pod's elements and map entries follow from its
@@ -553,7 +597,7 @@ function classElems(e: ClassEntry, ip: string): [string, string][] {
 export function deriveDesired(pods: LocalPod[], k: CompiledIndex): Desired | undefined {
   const sets: Desired['sets'] = {};
   for (const [name, type] of Object.entries(k.setTypes)) sets[name] = { type, elems: [] };
-  const vmaps: Desired['vmaps'] = { eg4: {}, eg6: {}, in4: {}, in6: {} };
+  const vmaps: Desired['vmaps'] = Object.fromEntries(VERDICT_MAPS.map((m) => [m, {}]));
   for (const p of pods) {
     if (!p.identity) continue;
     const e = k.classIndex[classKey(p.identity)];
@@ -564,8 +608,7 @@ export function deriveDesired(pods: LocalPod[], k: CompiledIndex): Desired | und
         if (!st) return undefined;
         st.elems.push(elem);
       }
-      if (e.ingress) vmaps[`in${famOf(ip)}`]![ip] = e.ingress;
-      if (e.egress) vmaps[`eg${famOf(ip)}`]![ip] = e.egress;
+      for (const [map, chain] of mapEntries(e, ip)) vmaps[map]![ip] = chain;
     }
     for (const [name, elem] of k.podElems[p.id] ?? []) {
       const st = sets[name];
@@ -600,9 +643,7 @@ export function fastDelta(k: Pick<CompiledIndex, 'classIndex' | 'setTypes'>, rem
           if (!m) elems.set(name, (m = new Map()));
           m.set(elem, (m.get(elem) ?? 0) + sign);
         }
-        for (const [dir, chain] of [['in', e.ingress], ['eg', e.egress]] as const) {
-          if (!chain) continue;
-          const name = `${dir}${famOf(ip)}`;
+        for (const [name, chain] of mapEntries(e, ip)) {
           let m = maps.get(name);
           if (!m) maps.set(name, (m = new Map()));
           const v = m.get(ip) ?? [undefined, undefined];

@@ -206,7 +206,9 @@ describe('NetworkPolicy on real traffic (payments scenario)', () => {
     add('trigger2', 'default', 'other', {}, true);
     expect(reaches(pods.rep!, ip.api!, 8080)).toBe(true);
     const rules = tryInNetns(node, 'nft', ['list', 'table', 'inet', 'nhi_policy']).stdout;
-    expect(rules).toMatch(/log prefix "nhi-audit in payments\/default-deny/);
+    // What would have been denied is logged naming the workload (api, which
+    // rep may not reach) and the policy that isolates it.
+    expect(rules).toMatch(/log prefix "nhi-audit in wl=payments\/payment-service pol=payments\/default-deny/);
   });
 
   it('the ruleset holds only our objects, named by hashes, with no label or policy text outside comments and log prefixes', () => {
@@ -214,7 +216,7 @@ describe('NetworkPolicy on real traffic (payments scenario)', () => {
     for (const item of out) {
       for (const kind of ['chain', 'set', 'map', 'counter']) {
         const name = item[kind]?.name;
-        if (name) expect(name).toMatch(/^(forward|input|eg4|eg6|in4|in6|pr_[0-9a-f]{12}|[pn]_[0-9a-f]{12}_[46]|[ad]_[0-9a-f]{12})$/);
+        if (name) expect(name).toMatch(/^(forward|input|(lg_)?(eg|in)[46]|(pr|lg)_[0-9a-f]{12}|[pn]_[0-9a-f]{12}_[46]|[ad]_[0-9a-f]{12})$/);
       }
     }
   });

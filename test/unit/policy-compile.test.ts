@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { contains, parseCidr, parseIp, type Cidr } from '../../src/net/ip.js';
-import { allowCounter, compile, deriveDesired, fastDelta, policyKey, POLICY_TABLE, type AuditOptions, type Compiled, type Desired, type LocalPod } from '../../src/policy/compile.js';
+import { allowCounter, compile, denyCounter, deriveDesired, fastDelta, logPrefix, policyKey, workloadOf, POLICY_TABLE, type AuditOptions, type Compiled, type Desired, type LocalPod } from '../../src/policy/compile.js';
 import { evaluate, type Endpoint } from '../../src/policy/evaluate.js';
 import type { Identity, Policy, Protocol } from '../../src/policy/model.js';
 import { parseManifestText, PolicyError } from '../../src/policy/parse.js';
@@ -19,8 +19,9 @@ const yaml = (text: string) => parseManifestText(text, 'inline.yaml');
 
 const NO_AUDIT: AuditOptions = { all: false, namespaces: [], policies: [] };
 const ALL_AUDIT: AuditOptions = { all: true, namespaces: [], policies: [] };
-const NAME = /^(pr|[pn])_[0-9a-f]{12}(_[46])?$/;
+const NAME = /^(pr|lg|[pn])_[0-9a-f]{12}(_[46])?$/;
 const PROFILE = /^pr_[0-9a-f]{12}$/;
+const LOG_CHAIN = /^lg_[0-9a-f]{12}$/;
 const SET = /^[pn]_[0-9a-f]{12}_[46]$/;
 const COUNTER = /^[ad]_[0-9a-f]{12}$/;
 const BASE = new Set(['forward', 'input']);
@@ -772,10 +773,40 @@ describe('compile: the shape of the transaction', () => {
     expect(c.profiles[ps1.egress!]).toStrictEqual({ direction: 'egress', policies: ['NetworkPolicy/payments/default-deny', 'NetworkPolicy/payments/payment-service-egress'] });
     expect(c.profiles[db.ingress!]).toStrictEqual({ direction: 'ingress', policies: ['NetworkPolicy/payments/default-deny', 'NetworkPolicy/payments/db-allow-payment-service'] });
     // One add chain per profile.
-    const profiles = cmdsOf(c, 'add', 'chain').map((x) => x.name).filter((n) => !BASE.has(n));
+    const profiles = cmdsOf(c, 'add', 'chain').map((x) => x.name).filter((n) => PROFILE.test(n));
     expect(profiles.sort()).toStrictEqual(Object.keys(c.profiles).sort());
     expect(new Set(profiles).size).toBe(profiles.length);
     expect(profiles).toHaveLength(5); // payment-service in + eg, db in, web in, db+web eg
+  });
+
+  it('a denied connection is counted for the profile and logged naming the workload, even where workloads share the profile', () => {
+    const nft = load(c);
+    const db = c.pods[podId(WORLD[2]!)]!;
+    const web = c.pods[podId(WORLD[3]!)]!;
+    expect(db.egress).toBe(web.egress); // one profile chain ...
+    const fromDb = simulate(nft, 'forward', '10.0.1.2', '10.0.2.1', 'UDP', 53);
+    const fromWeb = simulate(nft, 'forward', '10.0.1.3', '10.0.2.1', 'UDP', 53);
+    expect([fromDb.verdict, fromWeb.verdict]).toStrictEqual(['drop', 'drop']);
+    // ... two log lines that tell the workloads apart, one counter for the profile.
+    expect(fromDb.logs).toStrictEqual(['nhi-deny eg wl=payments/payments-db pol=payments/default-deny: ']);
+    expect(fromWeb.logs).toStrictEqual(['nhi-deny eg wl=payments/web pol=payments/default-deny: ']);
+    expect(fromDb.counters).toStrictEqual([denyCounter(db.egress!)]);
+    expect(fromWeb.counters).toStrictEqual(fromDb.counters);
+    // An allowed connection logs nothing.
+    expect(simulate(nft, 'forward', '10.0.1.1', '10.0.1.2', 'TCP', 5432).logs).toStrictEqual([]);
+  });
+
+  it('the workload in a log is the app label of its namespace, else its first label, within nft\'s 127 bytes', () => {
+    const id = (labels: Record<string, string>) => ({ namespace: 'ns', name: 'p', labels, namespaceLabels: {}, ports: [] });
+    expect(workloadOf(id({ 'app.kubernetes.io/name': 'api', app: 'x' }))).toBe('ns/api');
+    expect(workloadOf(id({ tier: 'web', app: 'shop' }))).toBe('ns/shop');
+    expect(workloadOf(id({ 'k8s-app': 'kube-dns' }))).toBe('ns/kube-dns');
+    expect(workloadOf(id({ zone: 'a', stage: 'build' }))).toBe('ns/stage=build');
+    expect(workloadOf(id({}))).toBe('ns/-');
+    const long = logPrefix('audit', 'egress', [`${'n'.repeat(63)}/${'p'.repeat(200)}`, 'x/y'], `${'n'.repeat(63)}/${'a'.repeat(63)}`);
+    expect(long.length).toBeLessThanOrEqual(127);
+    expect(long.startsWith('nhi-audit eg wl=')).toBe(true);
+    expect(long.endsWith(': ')).toBe(true);
   });
 
   it('named ports resolved on the selected pod split the profile (same policies, different numbers)', () => {
@@ -870,14 +901,15 @@ spec:
     }
     for (const ch of cmdsOf(c, 'add', 'chain')) {
       if (BASE.has(ch.name)) continue;
-      expect(ch.name).toMatch(PROFILE);
+      expect(ch.name).toMatch(LOG_CHAIN.test(ch.name) ? LOG_CHAIN : PROFILE);
       expect(ch.name).toMatch(NAME);
       const flush = indexOf(c, 'flush', 'chain', ch.name);
       expect(flush).toBeGreaterThan(indexOf(c, 'add', 'chain', ch.name));
       const firstRule = indexOf(c, 'add', 'rule', ch.name);
       expect(firstRule).toBeGreaterThan(flush);
     }
-    expect(c.names.chains).toStrictEqual(Object.keys(c.profiles).sort());
+    expect(c.names.chains.filter((n) => PROFILE.test(n))).toStrictEqual(Object.keys(c.profiles).sort());
+    expect(c.names.chains.every((n) => PROFILE.test(n) || LOG_CHAIN.test(n))).toBe(true);
     expect(c.names.sets).toStrictEqual(cmdsOf(c, 'add', 'set').map((s) => s.name).sort());
     for (const n of [...c.names.chains, ...c.names.sets]) expect(n).toMatch(NAME);
   });
@@ -1160,7 +1192,20 @@ describe('compile: audit mode', () => {
       expect(drops, name).toBe(0);
       const rules = cmdsOf(c, 'add', 'rule').filter((r) => !BASE.has(r.chain));
       expect(JSON.stringify(rules), name).not.toContain('"drop"');
-      for (const chain of c.names.chains) {
+      // Every profile passes what it does not allow through a workload's log chain, which logs nhi-audit.
+      // (A profile that does not isolate has only deny rules, which log in place.)
+      for (const chain of c.names.chains.filter((n) => PROFILE.test(n))) {
+        const exprs = rules.filter((r) => r.chain === chain).map((r) => r.expr);
+        const own = exprs.flatMap((x) => x.filter((e: J) => e.log).map((e: J) => e.log.prefix as string));
+        for (const l of own) expect(l.startsWith('nhi-audit '), l).toBe(true);
+        if (!JSON.stringify(exprs).includes('"@lg_')) {
+          expect(own.length, `${name} ${chain}`).toBeGreaterThan(0);
+          continue;
+        }
+        expect(exprs.at(-1), `${name} ${chain}`).toStrictEqual([c.profiles[chain]!.direction === 'ingress' ? { accept: null } : { return: null }]);
+        expect(JSON.stringify(exprs.slice(-3, -1)), `${name} ${chain}`).toMatch(/"data":"@lg_(in|eg)4".*"data":"@lg_(in|eg)6"/);
+      }
+      for (const chain of c.names.chains.filter((n) => LOG_CHAIN.test(n))) {
         const logs = rules.filter((r) => r.chain === chain).flatMap((r) => r.expr.filter((e: J) => e.log).map((e: J) => e.log.prefix as string));
         expect(logs.length, `${name} ${chain}`).toBeGreaterThan(0);
         for (const l of logs) expect(l.startsWith('nhi-audit '), l).toBe(true);
@@ -1172,7 +1217,7 @@ describe('compile: audit mode', () => {
     const nft = load(compile(payments, localPods(WORLD), ALL_AUDIT));
     const r = simulate(nft, 'forward', '10.0.1.2', '10.0.1.1', 'TCP', 80); // db -> payment-service: denied both ways
     expect(r.verdict).toBe('accept');
-    expect(r.logs).toStrictEqual(['nhi-audit eg payments/default-deny: ', 'nhi-audit in payments/default-deny+1: ']);
+    expect(r.logs).toStrictEqual(['nhi-audit eg wl=payments/payments-db pol=payments/default-deny: ', 'nhi-audit in wl=payments/payment-service pol=payments/default-deny+1: ']);
     expect(simulate(nft, 'forward', '10.0.1.1', '10.0.1.2', 'TCP', 5432).logs).toStrictEqual([]);
   });
 
