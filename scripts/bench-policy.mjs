@@ -30,9 +30,11 @@
 // untimed ADD+DEL that re-applies that case's whole state.
 //
 // Env: BENCH_POLICY_ROUNDS (32 measured ADDs per case), BENCH_POLICY_BLOCK (8
-//      rounds per block), BENCH_POLICY_CONNECT_SECS (3), BENCH_POLICY_CONNECT_RUNS (5),
-//      BENCH_POLICY_TRACE=1 (after part 1, print the phase trace of one more
-//      ADD of cases b and c: where the difference goes), BENCH_KEEP_TMP=1
+//      rounds per block), BENCH_POLICY_CONNECT_SECS (3), BENCH_POLICY_CONNECT_RUNS (9),
+//      BENCH_POLICY_TRACE=1 (trace every measured ADD of part 1 and print, per
+//      phase, the median time since the process started in cases b and c,
+//      and the median duration of each program run: where the difference
+//      goes), BENCH_KEEP_TMP=1
 //      (keep the temp dir with the state files, and print its path).
 
 import { spawn, spawnSync } from 'node:child_process';
@@ -71,7 +73,7 @@ async function outer() {
   const rounds = intEnv('BENCH_POLICY_ROUNDS', 32, 1);
   const block = intEnv('BENCH_POLICY_BLOCK', 8, 1);
   const connectSecs = intEnv('BENCH_POLICY_CONNECT_SECS', 3, 1);
-  const connectRuns = intEnv('BENCH_POLICY_CONNECT_RUNS', 5, 1);
+  const connectRuns = intEnv('BENCH_POLICY_CONNECT_RUNS', 9, 1);
   const trace = process.env.BENCH_POLICY_TRACE === '1';
 
   if (process.getuid?.() !== 0) die('must run as root (it creates network namespaces)');
@@ -211,9 +213,44 @@ function report(res, params) {
   json.connect.target = 'b median within 5 % of a median';
   json.connect.pass = crPass;
   console.log(`b/a conn/s x${cr.toFixed(3)}; target within 5 %: ${crPass ? 'PASS' : 'FAIL'}`);
-  console.log(`(sequential Node client, connect + destroy per connection, ${params.connectSecs} s per run after 0.3 s warm-up; median of ${params.connectRuns} runs, cases interleaved a b b a ...; `
+  console.log(`(sequential Node client, connect + destroy per connection, ${params.connectSecs} s per run after 0.3 s warm-up; median of ${params.connectRuns} runs, cases interleaved a b b a ...; server and client pinned to CPUs 0 and 1 where possible; `
     + `denied port ${DENIED_PORT} checked to time out in each case)`);
   console.log(`BENCH_JSON ${JSON.stringify(json)}`);
+}
+
+/**
+ * From NHI_CNI_TRACE_EXEC=1 output: per phase ("nhi-cni: <phase> at <ms> ms",
+ * numbers in parentheses dropped) the median time since the process started,
+ * and per program ("nhi-cni exec: <program> ... (<ms> ms, ...)") the median
+ * duration, side by side for the cases given.
+ */
+function printPhases(cases) {
+  const median = (xs) => {
+    const s = [...xs].sort((x, y) => x - y);
+    return s.length ? s[Math.floor((s.length - 1) / 2)] : NaN;
+  };
+  const rows = new Map();
+  for (const [ci, c] of cases.entries()) {
+    for (const text of c.traces ?? []) {
+      for (const line of text.split('\n')) {
+        let m = /^nhi-cni: (.+?)(?: \(.*\))? at ([\d.]+) ms$/.exec(line);
+        let key;
+        let v;
+        if (m) [key, v] = [`at ${m[1]}`, Number(m[2])];
+        else if ((m = /^nhi-cni exec: (\S+).* \(([\d.]+) ms, ended/.exec(line))) [key, v] = [`run ${m[1].split('/').pop()}`, Number(m[2])];
+        else continue;
+        if (!rows.has(key)) rows.set(key, cases.map(() => []));
+        rows.get(key)[ci].push(v);
+      }
+    }
+  }
+  const W = 40;
+  process.stderr.write(`bench-policy: phases of the measured ADDs (median ms; "at": since the process started, "run": duration)\n`);
+  process.stderr.write(`  ${'phase'.padEnd(W)} ${cases.map((c) => `case ${c.key}`.padStart(9)).join(' ')} ${'diff'.padStart(9)}\n`);
+  for (const [key, per] of rows) {
+    const ms = per.map(median);
+    process.stderr.write(`  ${key.padEnd(W)} ${ms.map((x) => x.toFixed(1).padStart(9)).join(' ')} ${(ms.at(-1) - ms[0]).toFixed(1).padStart(9)}\n`);
+  }
 }
 
 // ------------------------------------------------------------- workload ----
@@ -458,19 +495,15 @@ async function inner(p) {
         const want = Object.keys(readState(c.stateDir).pods).length;
         if (want !== c.existing) throw new Error(`case ${c.key}: policy state holds ${want} pods, expected ${c.existing}`);
       }
-      for (let i = 0; i < n; i++) c.add.push(round(c).ms);
+      for (let i = 0; i < n; i++) {
+        const r = round(c, undefined, p.trace ? { NHI_CNI_TRACE_EXEC: '1' } : undefined);
+        c.add.push(r.ms);
+        if (p.trace) (c.traces ??= []).push(r.stderr);
+      }
     }
     process.stderr.write(`bench-policy: ADD block ${bi + 1}/${blocks} done\n`);
   }
-  if (p.trace) {
-    for (const c of cases.slice(1)) {
-      deleteTable();
-      round(c);
-      const t = round(c, undefined, { NHI_CNI_TRACE_EXEC: '1' });
-      process.stderr.write(`bench-policy: trace of one ADD, case ${c.key} (${c.label}), ${t.ms.toFixed(1)} ms wall:\n`);
-      for (const line of t.stderr.split('\n').filter((l) => l.startsWith('nhi-cni:'))) process.stderr.write(`  ${line}\n`);
-    }
-  }
+  if (p.trace) printPhases(cases.slice(1));
 
   // ---- part 3: TCP connect rate ----
   deleteTable();
@@ -503,7 +536,12 @@ async function inner(p) {
     }
     if (ctNotes.length) process.stderr.write(`bench-policy: note: could not shorten conntrack timeouts in the node netns: ${ctNotes.join('; ')}\n`);
 
-    server = spawn('ip', ['netns', 'exec', srv.name, process.execPath, '-e', SERVER, String(SERVER_PORT), String(DENIED_PORT)], { stdio: ['ignore', 'pipe', 'inherit'] });
+    // Server and client pinned to CPUs of their own (where taskset and two
+    // CPUs exist): the scheduler moving them about was most of the spread
+    // between runs of the same case.
+    const pin = availableParallelism() >= 2 && spawnSync('taskset', ['-V'], { stdio: 'ignore' }).status === 0;
+    const pinned = (cpu, args) => (pin ? ['taskset', ['-c', String(cpu), 'ip', ...args]] : ['ip', args]);
+    server = spawn(...pinned(0, ['netns', 'exec', srv.name, process.execPath, '-e', SERVER, String(SERVER_PORT), String(DENIED_PORT)]), { stdio: ['ignore', 'pipe', 'inherit'] });
     children.add(server);
     await new Promise((resolve, reject) => {
       server.stdout.once('data', () => resolve());
@@ -511,7 +549,7 @@ async function inner(p) {
     });
 
     const client = (mode, port, secs = 0) => new Promise((resolve, reject) => {
-      const c = spawn('ip', ['netns', 'exec', cli.name, process.execPath, '-e', CLIENT, mode, srv.ip, String(port), String(secs)], { stdio: ['ignore', 'pipe', 'pipe'] });
+      const c = spawn(...pinned(1, ['netns', 'exec', cli.name, process.execPath, '-e', CLIENT, mode, srv.ip, String(port), String(secs)]), { stdio: ['ignore', 'pipe', 'pipe'] });
       children.add(c);
       let out = '';
       let err = '';

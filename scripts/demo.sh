@@ -155,7 +155,7 @@ echo "  who held ${sec[${pods[1]}]}?"
 "$root/dist/nhi-cni" who "${sec[${pods[1]}]}" --state-dir "$work/state" | sed 's/^/    /'
 echo
 echo "  the ruleset: one map lookup per connection, then the profile's rules (nft list table inet nhi_policy, excerpt)"
-inode nft list table inet nhi_policy | grep -E 'chain (forward|pr_|lg_)|saddr|daddr|drop|log' | head -24 | sed 's/^/  /'
+inode nft list table inet nhi_policy | grep -E 'chain (forward|pr_)|saddr|daddr|drop|log' | head -24 | sed 's/^/  /'
 for p in "${pods[@]}"; do inode "$client" del secure "/var/run/netns/$p"; done
 echo "  all pods deleted from network secure"
 

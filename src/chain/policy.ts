@@ -105,11 +105,13 @@ export function manifestFingerprint(pc: PolicyConfig): string {
 /**
  * The policies for this ADD: parsed again only when the manifests changed
  * since the policies last applied (parsing YAML and validating costs ~25 ms
- * in a fresh process; a fingerprint costs a stat per file).
+ * in a fresh process; a fingerprint costs a stat per file). Undefined when
+ * they did not change: "the ones last applied", which applyPolicy then reads
+ * only if it has to compile.
  */
-export function loadPoliciesCached(pc: PolicyConfig): Policy[] {
+export function loadPoliciesCached(pc: PolicyConfig): Policy[] | undefined {
   const state = readPolicyState(pc.stateDir);
-  if (state.compiled && state.fingerprint && state.fingerprint === manifestFingerprint(pc)) return state.compiled.policies;
+  if (state.compiled && state.fingerprint && state.fingerprint === manifestFingerprint(pc)) return undefined;
   return loadPolicies(pc);
 }
 
@@ -121,11 +123,17 @@ export interface PolicyPod {
   identity?: Identity;
 }
 
-/** A compile as kept on disk (policy-compiled-<id>.json): written once, never edited. */
+/**
+ * A compile as kept on disk, written once and never edited, in two files:
+ * policy-compiled-<id>.json, what every change reads, and
+ * policy-compiled-<id>.policies.json, read only to compile again or by the CLI.
+ */
 export interface CompiledState extends CompiledIndex {
-  policies: Policy[];
   audit: AuditOptions;
-  /** Profile chain -> direction and policies, for `policy stats`. */
+}
+interface CompiledPolicies {
+  policies: Policy[];
+  /** Profile chain -> direction, policies and deny counter, for `policy stats`. */
   profiles: Compiled['profiles'];
 }
 
@@ -145,9 +153,9 @@ export interface PolicyState {
   compiledId?: string;
   compiled?: CompiledState;
   fingerprint?: string;
-  /** The compile's policies, profiles and names; empty without one. */
-  policies: Policy[];
-  profiles: Compiled['profiles'];
+  /** The compile's policies and profiles (read from disk on first use); empty without one. */
+  readonly policies: Policy[];
+  readonly profiles: Compiled['profiles'];
   names: CompiledNames;
 }
 
@@ -171,23 +179,21 @@ export function keepValid(pods: Record<string, PolicyPod>, network: string, vali
 
 const STATE_FILE = 'policy-state.json';
 const COMPILED_PREFIX = 'policy-compiled-';
-const compiledPath = (stateDir: string, id: string) => join(stateDir, `${COMPILED_PREFIX}${id}.json`);
+const compiledPath = (stateDir: string, id: string, part = '') => join(stateDir, `${COMPILED_PREFIX}${id}${part}.json`);
 const ID = /^[0-9a-f]{16}$/;
 
 /** The last state read, with the file's identity: one ADD reads the state twice (manifests, then under the lock). */
 let lastRead: { path: string; stamp: string; state: PolicyState } | undefined;
-/** Compiles read, by id: a compile file never changes once written. */
-const compiledCache = new Map<string, CompiledState>();
+/** Compile files read, by path: they never change once written. */
+const compiledCache = new Map<string, unknown>();
 
-function readCompiled(stateDir: string, id: string): CompiledState | undefined {
-  const path = compiledPath(stateDir, id);
-  let c = compiledCache.get(path);
+/** A compile file; undefined when it is gone (replaced by a concurrent change after we read the pods, outside the lock). */
+function readCompiledFile<T>(path: string): T | undefined {
+  let c = compiledCache.get(path) as T | undefined;
   if (c) return c;
   try {
-    c = JSON.parse(readFileSync(path, 'utf8')) as CompiledState;
+    c = JSON.parse(readFileSync(path, 'utf8')) as T;
   } catch (e) {
-    // Gone: a concurrent change replaced it after we read the pods (outside
-    // the lock), or the file was removed. Without it, everything is re-applied.
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw new CniError(Code.SystemFailure, 'cannot read the policy state', `${path}: ${(e as Error).message}`);
   }
@@ -195,15 +201,15 @@ function readCompiled(stateDir: string, id: string): CompiledState | undefined {
   return c;
 }
 
+type AnyStateFile = Partial<PodsFile> & { policies?: Policy[]; names?: CompiledNames; profiles?: Compiled['profiles'] };
+
 export function readPolicyState(stateDir: string): PolicyState {
   const path = join(stateDir, STATE_FILE);
-  let file: Partial<PodsFile> & { policies?: Policy[]; names?: CompiledNames; profiles?: Compiled['profiles'] };
   try {
     const st = statSync(path, { bigint: true });
     const stamp = `${st.ino}/${st.size}/${st.mtimeNs}/${st.ctimeNs}`;
     if (lastRead && lastRead.path === path && lastRead.stamp === stamp) return lastRead.state;
-    file = JSON.parse(readFileSync(path, 'utf8'));
-    const state = toState(stateDir, file);
+    const state = toState(stateDir, JSON.parse(readFileSync(path, 'utf8')) as AnyStateFile);
     lastRead = { path, stamp, state };
     return state;
   } catch (e) {
@@ -213,7 +219,7 @@ export function readPolicyState(stateDir: string): PolicyState {
   }
 }
 
-function toState(stateDir: string, file: Partial<PodsFile> & { policies?: Policy[]; names?: CompiledNames; profiles?: Compiled['profiles'] }): PolicyState {
+function toState(stateDir: string, file: AnyStateFile): PolicyState {
   const pods = file.pods && typeof file.pods === 'object' ? file.pods : {};
   if (file.version !== 2) {
     // A state of the first layout (everything in one file): its pods, and its
@@ -221,11 +227,22 @@ function toState(stateDir: string, file: Partial<PodsFile> & { policies?: Policy
     return { pods, policies: file.policies ?? [], profiles: file.profiles ?? {}, names: file.names ?? { chains: [], sets: [] } };
   }
   const id = typeof file.compiled === 'string' && ID.test(file.compiled) ? file.compiled : undefined;
-  const compiled = id ? readCompiled(stateDir, id) : undefined;
+  const compiled = id ? readCompiledFile<CompiledState>(compiledPath(stateDir, id)) : undefined;
+  let rest: CompiledPolicies | undefined;
+  const more = (): CompiledPolicies => {
+    if (!compiled) return { policies: [], profiles: {} };
+    rest ??= readCompiledFile<CompiledPolicies>(compiledPath(stateDir, id!, '.policies'));
+    if (!rest) throw new CniError(Code.SystemFailure, 'the policy state changed while it was read', `${compiledPath(stateDir, id!, '.policies')} is gone; try again`);
+    return rest;
+  };
   const out: PolicyState = {
     pods,
-    policies: compiled?.policies ?? [],
-    profiles: compiled?.profiles ?? {},
+    get policies() {
+      return more().policies;
+    },
+    get profiles() {
+      return more().profiles;
+    },
     names: compiled?.names ?? { chains: [], sets: [] },
   };
   if (compiled) {
@@ -264,8 +281,8 @@ async function kernelNames(): Promise<CompiledNames> {
   const out: CompiledNames = { chains: [], sets: [] };
   if (r.exitCode !== 0) return out;
   for (const o of (JSON.parse(r.stdout) as { nftables?: Record<string, { name?: string }>[] }).nftables ?? []) {
-    if (o.chain?.name && /^(pr|lg)_/.test(o.chain.name)) out.chains.push(o.chain.name);
-    if (o.set?.name && /^[pn]_/.test(o.set.name)) out.sets.push(o.set.name);
+    if (o.chain?.name?.startsWith('pr_')) out.chains.push(o.chain.name);
+    if (o.set?.name && /^[pnw]_/.test(o.set.name)) out.sets.push(o.set.name);
   }
   return out;
 }
@@ -305,7 +322,6 @@ export async function applyPolicy(
     const pods = { ...before };
     change(pods);
     const prev = state.compiled;
-    const pols = policies ?? state.policies;
     const fingerprint = policies ? manifestFingerprint(pc) : state.fingerprint;
     const writePods = (compiled: string | undefined) => {
       const f: PodsFile = { version: 2, pods };
@@ -320,9 +336,10 @@ export async function applyPolicy(
     };
     const done = () => unlinkSync(dirtyPath);
 
+    // Undefined policies are the ones last applied: read only if needed.
     const same = !full && !crashed && prev !== undefined &&
       JSON.stringify(prev.audit) === JSON.stringify(pc.audit) &&
-      (prev.policies === pols || JSON.stringify(prev.policies) === JSON.stringify(pols));
+      (policies === undefined || JSON.stringify(state.policies) === JSON.stringify(policies));
     // change() replaces or deletes entries, never edits them in place.
     const changed = (k: string) => before[k] !== pods[k];
     let refused = false;
@@ -330,6 +347,7 @@ export async function applyPolicy(
       const removed = Object.entries(before).filter(([k]) => changed(k)).map(toLocal);
       const added = Object.entries(pods).filter(([k]) => changed(k)).map(toLocal);
       const cmds = fastDelta(prev, removed, added);
+      trace(`fast delta computed (${cmds ? `${cmds.length} commands` : 'a new group: compile'})`);
       if (cmds) {
         const r = await apply(cmds);
         trace(`fast delta (${r.exitCode === 0 ? 'ok' : 'refused'})`);
@@ -346,6 +364,7 @@ export async function applyPolicy(
     const previous = prev?.names ?? state.names;
     // After a crash, or for `policy sync`, objects no file names are looked up in the kernel.
     const names = crashed || full ? mergeNames(previous, await kernelNames()) : previous;
+    const pols = policies ?? state.policies;
     const compiled = compile(pols, Object.entries(pods).map(toLocal), pc.audit, names);
     trace(`compiled (${Object.keys(pods).length} pods)`);
     let r;
@@ -366,16 +385,16 @@ export async function applyPolicy(
     crashPoint('policy-kernel');
     const id = randomBytes(8).toString('hex');
     const next: CompiledState = {
-      policies: pols, audit: pc.audit, profiles: compiled.profiles, names: compiled.names,
-      classIndex: compiled.classIndex, setTypes: compiled.setTypes, podElems: compiled.podElems,
+      audit: pc.audit, names: compiled.names, classIndex: compiled.classIndex, podElems: compiled.podElems,
       desired: { counters: compiled.desired.counters },
     };
+    writeFileAtomic(compiledPath(pc.stateDir, id, '.policies'), JSON.stringify({ policies: pols, profiles: compiled.profiles } satisfies CompiledPolicies));
     writeFileAtomic(compiledPath(pc.stateDir, id), JSON.stringify(next));
     writePods(id);
     done();
     // Earlier compiles: nothing refers to them any more.
     for (const f of readdirSync(pc.stateDir)) {
-      if (f.startsWith(COMPILED_PREFIX) && f !== `${COMPILED_PREFIX}${id}.json`) unlinkSync(join(pc.stateDir, f));
+      if (f.startsWith(COMPILED_PREFIX) && !f.startsWith(`${COMPILED_PREFIX}${id}.`)) unlinkSync(join(pc.stateDir, f));
     }
     trace('state written');
     return compiled;

@@ -7,7 +7,7 @@ import { DEFAULT_STATE_DIR } from '../chain/config.js';
 import { applyPolicy, loadPolicies, loadPolicyConfig, readPolicyState, type PolicyConfig, type PolicyPod } from '../chain/policy.js';
 import { CniError } from '../cni/errors.js';
 import { formatIp, parseIp } from '../net/ip.js';
-import { allowCounter, compile, denyCounter, policyKey, POLICY_TABLE, ruleDenyCounter, type LocalPod } from '../policy/compile.js';
+import { allowCounter, compile, policyKey, POLICY_TABLE, ruleDenyCounter, type LocalPod } from '../policy/compile.js';
 import { evaluate, explain, type Endpoint } from '../policy/evaluate.js';
 import { policyId, type Policy, type Protocol } from '../policy/model.js';
 import { loadPolicyDir, parseManifestText, PolicyError } from '../policy/parse.js';
@@ -217,16 +217,18 @@ nothing. Without sync, a manifest edit takes effect with the next pod added.`)
       const pc = policyConfigFromConflist(opts.config, opts.stateDir);
       const policies = loadPolicies(pc);
       const before = readPolicyState(pc.stateDir);
+      // Read now: the apply replaces the files they come from.
+      const [oldPolicies, oldProfileChains] = [before.policies, Object.keys(before.profiles)];
       // full = true: always compiled, never the fast path, so a Compiled comes back.
       const c = (await applyPolicy(pc, () => {}, policies, [], true))!;
       const after = readPolicyState(pc.stateDir);
-      const old = new Map(before.policies.map((p) => [`${p.kind} ${policyId(p)}`, p]));
+      const old = new Map(oldPolicies.map((p) => [`${p.kind} ${policyId(p)}`, p]));
       const now = new Map(after.policies.map((p) => [`${p.kind} ${policyId(p)}`, p]));
       const added = [...now.keys()].filter((k) => !old.has(k));
       const removed = [...old.keys()].filter((k) => !now.has(k));
       const changed = [...now.keys()].filter((k) => old.has(k) && strip(old.get(k)!) !== strip(now.get(k)!));
       const pods = Object.values(after.pods);
-      const oldProfiles = new Set(Object.keys(before.profiles));
+      const oldProfiles = new Set(oldProfileChains);
       const newProfiles = Object.keys(c.profiles);
       const listed = (word: string, l: string[]) => (l.length ? `; ${word}: ${l.join(', ')}` : '');
       out(`policies: ${now.size} (was ${old.size}${listed('added', added)}${listed('removed', removed)}${listed('changed', changed)})\n`);
@@ -378,8 +380,8 @@ policies that isolate the direction, plus those a deny rule of the policy
         // Its own deny rules (ruleDenyCounter), plus the default deny of every
         // profile in which it isolates that direction.
         let denied = packets(ruleDenyCounter(p));
-        for (const [chain, prof] of Object.entries(state.profiles)) {
-          if (prof.policies.includes(key) && p.isolates[prof.direction]) denied += packets(denyCounter(chain));
+        for (const prof of Object.values(state.profiles)) {
+          if (prof.denyCounter && prof.policies.includes(key) && p.isolates[prof.direction]) denied += packets(prof.denyCounter);
         }
         return { policy: policyId(p), kind: p.kind, allowed: packets(allowCounter(key)), denied };
       }).sort((a, b) => a.policy.localeCompare(b.policy));

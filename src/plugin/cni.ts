@@ -6,6 +6,7 @@ import { builtinIpam, delegatedIpam } from '../chain/ipam/module.js';
 import { chainAdd, chainCheck, chainDel, chainGc, chainStatus, isBuiltinIpam, type Chain } from '../chain/runner.js';
 import { workloadIdentity } from '../policy/identity-source.js';
 import { loadPoliciesCached, loadPolicyConfig } from '../chain/policy.js';
+import { trace } from '../sys/trace.js';
 import type { CniRequest, PluginType } from './request.js';
 
 async function chain(req: CniRequest): Promise<Chain> {
@@ -21,7 +22,11 @@ async function chain(req: CniRequest): Promise<Chain> {
   if (req.env.verb === 'ADD') {
     const identity = await workloadIdentity(req.config, args);
     if (identity) c.identity = identity;
-    if (policy) c.policies = loadPoliciesCached(policy);
+    trace('identity read');
+    if (policy) {
+      c.policies = loadPoliciesCached(policy);
+      trace('policies loaded');
+    }
   }
   return c;
 }

@@ -72,16 +72,11 @@ export interface ClassEntry {
   ipDependent: boolean;
   ingress?: string;
   egress?: string;
-  /** The workload's log chains (lg_) for what its profiles deny. */
-  ingressLog?: string;
-  egressLog?: string;
 }
 
 export interface Compiled {
   /** Per pod group, for fastDelta(). */
   classIndex: Record<string, ClassEntry>;
-  /** Every set of this compile and its type (elements follow from the pods: deriveDesired). */
-  setTypes: Record<string, string | string[]>;
   /** Per pod id: set elements that follow its addresses rather than its group (see ClassEntry.ipDependent). */
   podElems: Record<string, [string, string][]>;
   /** The whole state, flushed and refilled: for a first apply, a policy change, or recovery. */
@@ -90,16 +85,19 @@ export interface Compiled {
   /** The rules of every chain of this compile, for delta() to create new ones. */
   chainRules: Record<string, unknown[][]>;
   names: CompiledNames;
-  /** Profile chain -> the policies acting in it (policyKey: "Kind/ns/name"), for `policy stats`. */
-  profiles: Record<string, { direction: Direction; policies: string[] }>;
+  /**
+   * Profile chain -> the policies acting in it (policyKey: "Kind/ns/name")
+   * and, when it denies, the counter of what it denied: for `policy stats`.
+   */
+  profiles: Record<string, { direction: Direction; policies: string[]; denyCounter?: string }>;
   /** Pod id -> its profile chains, for CHECK and explain. */
   pods: Record<string, { ingress?: string; egress?: string }>;
 }
 
 type Direction = 'ingress' | 'egress';
 type Fam = 4 | 6;
-/** Pod address -> profile chain (eg, in), and -> the workload's log chain (lg_eg, lg_in). */
-const VERDICT_MAPS = ['eg4', 'eg6', 'in4', 'in6', 'lg_eg4', 'lg_eg6', 'lg_in4', 'lg_in6'] as const;
+/** Pod address -> its egress (eg) or ingress (in) profile chain. */
+const VERDICT_MAPS = ['eg4', 'eg6', 'in4', 'in6'] as const;
 type VerdictMap = (typeof VERDICT_MAPS)[number];
 
 const hashes = new Map<string, string>();
@@ -121,10 +119,8 @@ const hash = (s: string, n = 12): string => {
 export const policyKey = (p: Pick<Policy, 'kind' | 'namespace' | 'name'>) => `${p.kind}/${policyId(p)}`;
 /** Connections a policy allowed (argument: policyKey). */
 export const allowCounter = (key: string) => `a_${hash(key)}`;
-/** Connections denied by a profile chain's default deny. */
-export const denyCounter = (profile: string) => `d_${profile.slice(3)}`;
 /** Connections denied by a policy's own deny rules (CiliumNetworkPolicy ingressDeny/egressDeny). */
-export const ruleDenyCounter = (p: Pick<Policy, 'kind' | 'namespace' | 'name'>) => denyCounter(`pr_${hash(policyKey(p))}`);
+export const ruleDenyCounter = (p: Pick<Policy, 'kind' | 'namespace' | 'name'>) => `d_${hash(policyKey(p))}`;
 
 /** Addresses reaching the compiler are validated already: the family is in the spelling. */
 function famOf(ip: string): Fam {
@@ -143,9 +139,10 @@ function prefix(cidr: string) {
 /** Code-point order: localeCompare goes through ICU and was most of a compile's time. */
 const byText = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
 
+/** What policies can see of a pod (namespace, labels, namespace labels, ports), as a short hash: pods alike have the same. */
 export function classKey(i: Identity): string {
   const sorted = (o: Record<string, string>) => Object.entries(o).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-  return JSON.stringify([i.namespace, sorted(i.labels), sorted(i.namespaceLabels), i.ports]);
+  return hash(JSON.stringify([i.namespace, sorted(i.labels), sorted(i.namespaceLabels), i.ports]), 16);
 }
 
 /** A selector as text, the same for selectors that mean the same (key and value order aside). */
@@ -284,6 +281,16 @@ class Builder {
     return name;
   }
 
+  /** The addresses of one group of alike pods (w_), for the log rule naming its workload. */
+  workloadSet(cls: Builder['classes'][number], fam: Fam): string {
+    const name = `w_${hash(cls.key)}_${fam}`;
+    if (!this.sets.has(name)) {
+      this.member(cls.key).sets.push([name]);
+      this.sets.set(name, { type: fam === 4 ? 'ipv4_addr' : 'ipv6_addr', elems: [...cls.ips[fam]] });
+    }
+    return name;
+  }
+
   /**
    * The expressions of one rule, as alternatives (each an nft rule): every
    * (peer, port) pair, per address family where the peer needs one.
@@ -373,6 +380,10 @@ export function compile(policies: Policy[], pods: LocalPod[], audit: AuditOption
   const profiles: Compiled['profiles'] = {};
   const podProfiles: Compiled['pods'] = {};
 
+  // Pass 1: per group of alike pods and direction, the rules of the policies
+  // acting on it. Groups with the same rules share one profile.
+  const groups = new Map<string, { dir: Direction; ids: string[]; rules: unknown[][]; isolated: boolean; audited: boolean; isolating: string[]; classes: Builder['classes'] }>();
+  const rate = { limit: { rate: 10, per: 'second', burst: 20 } };
   for (const cls of b.classes) {
     const id = cls.identity;
     for (const dir of ['ingress', 'egress'] as Direction[]) {
@@ -380,7 +391,6 @@ export function compile(policies: Policy[], pods: LocalPod[], audit: AuditOption
       if (act.length === 0) continue;
       const rules: unknown[][] = [];
       const pass = dir === 'ingress' ? { accept: null } : { return: null };
-      const rate = { limit: { rate: 10, per: 'second', burst: 20 } };
       for (const p of act) {
         const pid = policyId(p);
         const audited = isAudited(audit, pid, p.namespace);
@@ -408,38 +418,47 @@ export function compile(policies: Policy[], pods: LocalPod[], audit: AuditOption
         }
       }
       const ids = act.map(policyKey);
-      const chain = `pr_${hash(JSON.stringify([dir, ids, rules, isolated]))}`;
-      // What no rule allowed: counted per profile, logged per workload - the
-      // profile is shared by workloads, so it looks up the address's log
-      // chain (lg_, one per workload) in a map, and then drops (or, in audit
-      // mode, lets the connection pass).
-      let logChain: string | undefined;
-      if (isolated) {
-        const isolating = act.filter((x) => x.isolates[dir]).map(policyId);
-        const audited = isolating.every((pid) => isAudited(audit, pid, pid.split('/')[0]!));
-        const prefix = logPrefix(audited ? 'audit' : 'deny', dir, isolating, workloadOf(id));
-        logChain = `lg_${hash(prefix)}`;
-        b.chains.set(logChain, [[rate, { log: { prefix } }]]);
-        if (!audited) {
-          b.counters.add(denyCounter(chain));
-          rules.push([{ counter: denyCounter(chain) }]);
-        }
-        for (const fam of [4, 6] as Fam[]) rules.push([{ vmap: { key: addrField(fam, dir === 'ingress' ? 'daddr' : 'saddr'), data: `@lg_${dir === 'ingress' ? 'in' : 'eg'}${fam}` } }]);
-        rules.push([audited ? pass : { drop: null }]);
+      const isolating = act.filter((x) => x.isolates[dir]).map(policyId);
+      const key = JSON.stringify([dir, ids, rules, isolated]);
+      const g = groups.get(key);
+      if (g) g.classes.push(cls);
+      else groups.set(key, { dir, ids, rules, isolated, isolating, audited: isolating.every((pid) => isAudited(audit, pid, pid.split('/')[0]!)), classes: [cls] });
+    }
+  }
+
+  // Pass 2: each profile chain ends, when it isolates, with what no rule
+  // allowed: counted per profile, logged per workload (a rule per group of
+  // alike pods, matching the group's own address set, so the log names the
+  // workload although the profile is shared), then dropped - or, in audit
+  // mode, passed. Plain set lookups: the kernel's validation of the table
+  // stays linear in the pods (a verdict map looked up from a chain that a
+  // verdict map jumps to would make it quadratic).
+  for (const [key, g] of groups) {
+    const rules = [...g.rules];
+    const field = g.dir === 'ingress' ? 'daddr' : 'saddr';
+    const counter = `d_${hash(key)}`;
+    if (g.isolated) {
+      if (!g.audited) {
+        b.counters.add(counter);
+        rules.push([{ counter }]);
       }
-      b.chains.set(chain, rules);
-      profiles[chain] = { direction: dir, policies: ids };
+      for (const cls of g.classes) {
+        const prefix = logPrefix(g.audited ? 'audit' : 'deny', g.dir, g.isolating, workloadOf(cls.identity));
+        for (const fam of [4, 6] as Fam[]) rules.push([match(addrField(fam, field), `@${b.workloadSet(cls, fam)}`), rate, { log: { prefix } }]);
+      }
+      rules.push([g.audited ? (g.dir === 'ingress' ? { accept: null } : { return: null }) : { drop: null }]);
+    }
+    const chain = `pr_${hash(JSON.stringify([key, rules]))}`;
+    b.chains.set(chain, rules);
+    profiles[chain] = { direction: g.dir, policies: g.ids, ...(g.isolated && !g.audited ? { denyCounter: counter } : {}) };
+    const d = g.dir === 'ingress' ? 'in' : 'eg';
+    for (const cls of g.classes) {
       const m = b.membership.get(cls.key) ?? { sets: [], ipDependent: false };
-      m[dir] = chain;
-      if (logChain) m[dir === 'ingress' ? 'ingressLog' : 'egressLog'] = logChain;
+      m[g.dir] = chain;
       b.membership.set(cls.key, m);
-      const d = dir === 'ingress' ? 'in' : 'eg';
       for (const pod of cls.pods) {
-        podProfiles[pod.id] = { ...podProfiles[pod.id], [dir]: chain };
-        for (const ip of pod.ips) {
-          vmap[`${d}${famOf(ip)}`].push([ip, { jump: { target: chain } }]);
-          if (logChain) vmap[`lg_${d}${famOf(ip)}`].push([ip, { jump: { target: logChain } }]);
-        }
+        podProfiles[pod.id] = { ...podProfiles[pod.id], [g.dir]: chain };
+        for (const ip of pod.ips) vmap[`${d}${famOf(ip)}`].push([ip, { jump: { target: chain } }]);
       }
     }
   }
@@ -490,9 +509,7 @@ export function compile(policies: Policy[], pods: LocalPod[], audit: AuditOption
     cmds.push({ add: { chain: { family: F, table: POLICY_TABLE, name } } }, { delete: { chain: { family: F, table: POLICY_TABLE, name } } });
   }
   for (const name of previous.sets.filter((s) => !b.sets.has(s))) {
-    const addr = name.endsWith('_6') ? 'ipv6_addr' : 'ipv4_addr';
-    cmds.push({ add: { set: { family: F, table: POLICY_TABLE, name, type: name.startsWith('n_') ? [addr, 'inet_proto', 'inet_service'] : addr } } },
-      { delete: { set: { family: F, table: POLICY_TABLE, name } } });
+    cmds.push({ add: { set: { family: F, table: POLICY_TABLE, name, type: setType(name) } } }, { delete: { set: { family: F, table: POLICY_TABLE, name } } });
   }
   const desired: Desired = {
     sets: Object.fromEntries([...b.sets].map(([n, st]) => [n, { type: st.type, elems: st.elems.map((e) => JSON.stringify(e)).sort() }])),
@@ -506,7 +523,6 @@ export function compile(policies: Policy[], pods: LocalPod[], audit: AuditOption
   for (const c of b.classes) if (!b.membership.has(c.key)) b.membership.set(c.key, { sets: [], ipDependent: false });
   return {
     classIndex: Object.fromEntries(b.membership),
-    setTypes: Object.fromEntries([...b.sets].map(([n, st]) => [n, st.type])),
     podElems: b.podElems,
     commands: cmds,
     desired,
@@ -564,7 +580,13 @@ export function delta(prev: Desired, next: Compiled): NftCommand[] {
 }
 
 /** What a compile leaves for the operations after it: enough to know, from the pods alone, what the kernel holds. */
-export type CompiledIndex = Pick<Compiled, 'classIndex' | 'setTypes' | 'podElems' | 'names'> & { desired: Pick<Desired, 'counters'> };
+export type CompiledIndex = Pick<Compiled, 'classIndex' | 'podElems' | 'names'> & { desired: Pick<Desired, 'counters'> };
+
+/** A set's type, which its name tells: n_ sets hold (address . protocol . port), the others addresses. */
+export function setType(name: string): string | string[] {
+  const addr = name.endsWith('_6') ? 'ipv6_addr' : 'ipv4_addr';
+  return name.startsWith('n_') ? [addr, 'inet_proto', 'inet_service'] : addr;
+}
 
 /** The set elements a pod's addresses give under a group entry: [set, element as JSON]. */
 function classElems(e: ClassEntry, ip: string): [string, string][] {
@@ -582,8 +604,6 @@ function mapEntries(e: ClassEntry, ip: string): [VerdictMap, string][] {
   const out: [VerdictMap, string][] = [];
   if (e.ingress) out.push([`in${f}`, e.ingress]);
   if (e.egress) out.push([`eg${f}`, e.egress]);
-  if (e.ingressLog) out.push([`lg_in${f}`, e.ingressLog]);
-  if (e.egressLog) out.push([`lg_eg${f}`, e.egressLog]);
   return out;
 }
 
@@ -596,7 +616,7 @@ function mapEntries(e: ClassEntry, ip: string): [VerdictMap, string][] {
  */
 export function deriveDesired(pods: LocalPod[], k: CompiledIndex): Desired | undefined {
   const sets: Desired['sets'] = {};
-  for (const [name, type] of Object.entries(k.setTypes)) sets[name] = { type, elems: [] };
+  for (const name of k.names.sets) sets[name] = { type: setType(name), elems: [] };
   const vmaps: Desired['vmaps'] = Object.fromEntries(VERDICT_MAPS.map((m) => [m, {}]));
   for (const p of pods) {
     if (!p.identity) continue;
@@ -626,7 +646,8 @@ export function deriveDesired(pods: LocalPod[], k: CompiledIndex): Desired | und
  * point at. Undefined when a pod's group is new, or depends on addresses
  * (ipBlock named ports): compile instead.
  */
-export function fastDelta(k: Pick<CompiledIndex, 'classIndex' | 'setTypes'>, removed: LocalPod[], added: LocalPod[]): NftCommand[] | undefined {
+export function fastDelta(k: Pick<CompiledIndex, 'classIndex' | 'names'>, removed: LocalPod[], added: LocalPod[]): NftCommand[] | undefined {
+  const known = new Set(k.names.sets);
   const T = { family: F, table: POLICY_TABLE };
   /** set -> element -> +1 (added) / -1 (removed); map -> address -> [old chain, new chain]. */
   const elems = new Map<string, Map<string, number>>();
@@ -638,7 +659,7 @@ export function fastDelta(k: Pick<CompiledIndex, 'classIndex' | 'setTypes'>, rem
       if (!e || e.ipDependent) return false;
       for (const ip of p.ips) {
         for (const [name, elem] of classElems(e, ip)) {
-          if (!(name in k.setTypes)) return false;
+          if (!known.has(name)) return false;
           let m = elems.get(name);
           if (!m) elems.set(name, (m = new Map()));
           m.set(elem, (m.get(elem) ?? 0) + sign);

@@ -224,20 +224,21 @@ describe('nhi-cni policy sync and stats (in a network namespace)', () => {
     expect(chains).toContain('forward');
     expect(chains.some((c: string) => c.startsWith('pr_'))).toBe(true);
     // The pods name the compile they are under; the compile holds the policies.
-    const compiledFiles = () => readdirSync(s.state).filter((f) => f.startsWith('policy-compiled-'));
+    const compiledFiles = () => readdirSync(s.state).filter((f) => f.startsWith('policy-compiled-')).sort();
     const state = JSON.parse(readFileSync(join(s.state, 'policy-state.json'), 'utf8'));
     expect(Object.keys(state.pods).sort()).toEqual(['net/ctr-api/eth0', 'net/ctr-db/eth0', 'net/ctr-reporting/eth0']);
-    expect(compiledFiles()).toEqual([`policy-compiled-${state.compiled}.json`]);
-    const compiled = JSON.parse(readFileSync(join(s.state, compiledFiles()[0]!), 'utf8'));
-    expect(compiled.policies).toHaveLength(3);
+    expect(compiledFiles()).toEqual([`policy-compiled-${state.compiled}.json`, `policy-compiled-${state.compiled}.policies.json`]);
+    const compiled = JSON.parse(readFileSync(join(s.state, `policy-compiled-${state.compiled}.json`), 'utf8'));
     expect(Object.values(compiled.classIndex).filter((e: any) => e.ingress || e.egress)).toHaveLength(3);
+    const policies = JSON.parse(readFileSync(join(s.state, `policy-compiled-${state.compiled}.policies.json`), 'utf8'));
+    expect(policies.policies).toHaveLength(3);
 
     const again = cli(['policy', 'sync', '--config', s.conflist], ns, env());
     expect(again.status).toBe(0);
     // A new compile replaces the old one: one file, the one the pods name.
     const after = JSON.parse(readFileSync(join(s.state, 'policy-state.json'), 'utf8'));
     expect(after.compiled).not.toBe(state.compiled);
-    expect(compiledFiles()).toEqual([`policy-compiled-${after.compiled}.json`]);
+    expect(compiledFiles()).toEqual([`policy-compiled-${after.compiled}.json`, `policy-compiled-${after.compiled}.policies.json`]);
     expect(again.stdout).toContain('policies: 3 (was 3)');
     expect(again.stdout).toMatch(/profiles: (\d+) \(was \1; 0 new, 0 removed\)/);
   });

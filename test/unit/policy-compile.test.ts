@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { contains, parseCidr, parseIp, type Cidr } from '../../src/net/ip.js';
-import { allowCounter, compile, denyCounter, deriveDesired, fastDelta, logPrefix, policyKey, workloadOf, POLICY_TABLE, type AuditOptions, type Compiled, type Desired, type LocalPod } from '../../src/policy/compile.js';
+import { allowCounter, compile, deriveDesired, fastDelta, logPrefix, policyKey, workloadOf, POLICY_TABLE, type AuditOptions, type Compiled, type Desired, type LocalPod } from '../../src/policy/compile.js';
 import { evaluate, type Endpoint } from '../../src/policy/evaluate.js';
 import type { Identity, Policy, Protocol } from '../../src/policy/model.js';
 import { parseManifestText, PolicyError } from '../../src/policy/parse.js';
@@ -19,10 +19,9 @@ const yaml = (text: string) => parseManifestText(text, 'inline.yaml');
 
 const NO_AUDIT: AuditOptions = { all: false, namespaces: [], policies: [] };
 const ALL_AUDIT: AuditOptions = { all: true, namespaces: [], policies: [] };
-const NAME = /^(pr|lg|[pn])_[0-9a-f]{12}(_[46])?$/;
+const NAME = /^(pr|[pnw])_[0-9a-f]{12}(_[46])?$/;
 const PROFILE = /^pr_[0-9a-f]{12}$/;
-const LOG_CHAIN = /^lg_[0-9a-f]{12}$/;
-const SET = /^[pn]_[0-9a-f]{12}_[46]$/;
+const SET = /^[pnw]_[0-9a-f]{12}_[46]$/;
 const COUNTER = /^[ad]_[0-9a-f]{12}$/;
 const BASE = new Set(['forward', 'input']);
 
@@ -684,6 +683,19 @@ spec:
         - namespaceSelector: {matchExpressions: [{key: team, operator: Exists}]}
 `);
 
+/** Egress to ipBlocks on a named port: resolved on each destination pod inside the blocks. */
+const NAMED_THROUGH_CIDR = yaml(`
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: build-named-cidr, namespace: ci}
+spec:
+  podSelector: {matchLabels: {stage: build}}
+  policyTypes: [Egress]
+  egress:
+    - to: [{ipBlock: {cidr: 10.0.5.0/24, except: [10.0.5.5/32]}}, {ipBlock: {cidr: "fd00::/64"}}]
+      ports: [{protocol: TCP, port: http-artifacts}]
+`);
+
 const ALL_EXAMPLES = [...payments, ...ml, ...cicd];
 
 const SCENARIOS: Record<string, Policy[]> = {
@@ -770,8 +782,10 @@ describe('compile: the shape of the transaction', () => {
     // db and web are selected by the same egress policy only (default-deny), and ingress differs.
     expect(db.egress).toBe(web.egress);
     expect(db.ingress).not.toBe(web.ingress);
-    expect(c.profiles[ps1.egress!]).toStrictEqual({ direction: 'egress', policies: ['NetworkPolicy/payments/default-deny', 'NetworkPolicy/payments/payment-service-egress'] });
-    expect(c.profiles[db.ingress!]).toStrictEqual({ direction: 'ingress', policies: ['NetworkPolicy/payments/default-deny', 'NetworkPolicy/payments/db-allow-payment-service'] });
+    expect(c.profiles[ps1.egress!]).toStrictEqual({ direction: 'egress', policies: ['NetworkPolicy/payments/default-deny', 'NetworkPolicy/payments/payment-service-egress'], denyCounter: expect.stringMatching(COUNTER) });
+    expect(c.profiles[db.ingress!]).toStrictEqual({ direction: 'ingress', policies: ['NetworkPolicy/payments/default-deny', 'NetworkPolicy/payments/db-allow-payment-service'], denyCounter: expect.stringMatching(COUNTER) });
+    // Profiles deny into counters of their own.
+    expect(new Set(Object.values(c.profiles).map((p) => p.denyCounter)).size).toBe(Object.keys(c.profiles).length);
     // One add chain per profile.
     const profiles = cmdsOf(c, 'add', 'chain').map((x) => x.name).filter((n) => PROFILE.test(n));
     expect(profiles.sort()).toStrictEqual(Object.keys(c.profiles).sort());
@@ -790,10 +804,19 @@ describe('compile: the shape of the transaction', () => {
     // ... two log lines that tell the workloads apart, one counter for the profile.
     expect(fromDb.logs).toStrictEqual(['nhi-deny eg wl=payments/payments-db pol=payments/default-deny: ']);
     expect(fromWeb.logs).toStrictEqual(['nhi-deny eg wl=payments/web pol=payments/default-deny: ']);
-    expect(fromDb.counters).toStrictEqual([denyCounter(db.egress!)]);
+    expect(fromDb.counters).toStrictEqual([c.profiles[db.egress!]!.denyCounter]);
     expect(fromWeb.counters).toStrictEqual(fromDb.counters);
     // An allowed connection logs nothing.
     expect(simulate(nft, 'forward', '10.0.1.1', '10.0.1.2', 'TCP', 5432).logs).toStrictEqual([]);
+    // A new workload under the same policies gets a log rule of its own in a
+    // new version of the profile, which keeps counting into the same counter.
+    const world = [...WORLD, { ns: 'payments', name: 'cache', labels: { app: 'cache' }, ips: ['10.0.1.7'] }];
+    const more = compile(payments, localPods(world), NO_AUDIT);
+    const cache = more.pods[podId(world.at(-1)!)]!;
+    expect(more.pods[podId(WORLD[3]!)]!.egress).toBe(cache.egress);
+    expect(cache.egress).not.toBe(web.egress);
+    expect(more.profiles[cache.egress!]!.denyCounter).toBe(c.profiles[web.egress!]!.denyCounter);
+    expect(simulate(load(more), 'forward', '10.0.1.7', '10.0.2.1', 'UDP', 53).logs).toStrictEqual(['nhi-deny eg wl=payments/cache pol=payments/default-deny: ']);
   });
 
   it('the workload in a log is the app label of its namespace, else its first label, within nft\'s 127 bytes', () => {
@@ -850,7 +873,7 @@ spec:
     const k = compile(ps, localPods(WORLD), NO_AUDIT);
     const setOf = (policy: string) => {
       const prof = Object.entries(k.profiles).find(([, v]) => v.policies.includes(`NetworkPolicy/${policy}`))![0];
-      const used = cmdsOf(k, 'add', 'rule').filter((r) => r.chain === prof).flatMap((r) => refs(r.expr).sets).filter((n) => n.endsWith('_4'));
+      const used = cmdsOf(k, 'add', 'rule').filter((r) => r.chain === prof).flatMap((r) => refs(r.expr).sets).filter((n) => n.startsWith('p_') && n.endsWith('_4'));
       return [...new Set(used)];
     };
     const [a, b, c, d] = ['payments/a', 'payments/b', 'ml/c', 'ml/d'].map(setOf);
@@ -901,15 +924,14 @@ spec:
     }
     for (const ch of cmdsOf(c, 'add', 'chain')) {
       if (BASE.has(ch.name)) continue;
-      expect(ch.name).toMatch(LOG_CHAIN.test(ch.name) ? LOG_CHAIN : PROFILE);
+      expect(ch.name).toMatch(PROFILE);
       expect(ch.name).toMatch(NAME);
       const flush = indexOf(c, 'flush', 'chain', ch.name);
       expect(flush).toBeGreaterThan(indexOf(c, 'add', 'chain', ch.name));
       const firstRule = indexOf(c, 'add', 'rule', ch.name);
       expect(firstRule).toBeGreaterThan(flush);
     }
-    expect(c.names.chains.filter((n) => PROFILE.test(n))).toStrictEqual(Object.keys(c.profiles).sort());
-    expect(c.names.chains.every((n) => PROFILE.test(n) || LOG_CHAIN.test(n))).toBe(true);
+    expect(c.names.chains).toStrictEqual(Object.keys(c.profiles).sort());
     expect(c.names.sets).toStrictEqual(cmdsOf(c, 'add', 'set').map((s) => s.name).sort());
     for (const n of [...c.names.chains, ...c.names.sets]) expect(n).toMatch(NAME);
   });
@@ -999,17 +1021,7 @@ describe('compile: what the kernel holds follows from the pods and the compile',
   });
 
   it('address-dependent elements (a named port through an ipBlock) are kept per pod and derived back', () => {
-    const ps = yaml(`
-apiVersion: networking.k8s.io/v1
-kind: NetworkPolicy
-metadata: {name: build-named-cidr, namespace: ci}
-spec:
-  podSelector: {matchLabels: {stage: build}}
-  policyTypes: [Egress]
-  egress:
-    - to: [{ipBlock: {cidr: 10.0.5.0/24, except: [10.0.5.5/32]}}, {ipBlock: {cidr: "fd00::/64"}}]
-      ports: [{protocol: TCP, port: http-artifacts}]
-`);
+    const ps = NAMED_THROUGH_CIDR;
     const n = compile(ps, localPods(WORLD), NO_AUDIT);
     expect(sorted(deriveDesired(localPods(WORLD), n)!)).toStrictEqual(sorted(n.desired));
     // store (10.0.5.4) is inside the block, store-2 only by its IPv6 address: per pod, per address.
@@ -1127,17 +1139,7 @@ describe('compile: minimal cases where nft and evaluate() disagree', () => {
   };
 
   it('egress to an ipBlock on a named port reaches a pod inside the block that has the port', () => {
-    const ps = yaml(`
-apiVersion: networking.k8s.io/v1
-kind: NetworkPolicy
-metadata: {name: build-named-cidr, namespace: ci}
-spec:
-  podSelector: {matchLabels: {stage: build}}
-  policyTypes: [Egress]
-  egress:
-    - to: [{ipBlock: {cidr: 10.0.5.0/24}}]
-      ports: [{protocol: TCP, port: http-artifacts}]
-`);
+    const ps = NAMED_THROUGH_CIDR;
     expect(verdict(ps, two, '10.0.5.1', '10.0.5.4', 8081)).toStrictEqual({ evaluate: true, nft: true });
   });
 
@@ -1192,23 +1194,16 @@ describe('compile: audit mode', () => {
       expect(drops, name).toBe(0);
       const rules = cmdsOf(c, 'add', 'rule').filter((r) => !BASE.has(r.chain));
       expect(JSON.stringify(rules), name).not.toContain('"drop"');
-      // Every profile passes what it does not allow through a workload's log chain, which logs nhi-audit.
-      // (A profile that does not isolate has only deny rules, which log in place.)
-      for (const chain of c.names.chains.filter((n) => PROFILE.test(n))) {
+      // Every profile logs what it does not allow with nhi-audit, per workload, and lets it pass.
+      for (const chain of c.names.chains) {
         const exprs = rules.filter((r) => r.chain === chain).map((r) => r.expr);
-        const own = exprs.flatMap((x) => x.filter((e: J) => e.log).map((e: J) => e.log.prefix as string));
-        for (const l of own) expect(l.startsWith('nhi-audit '), l).toBe(true);
-        if (!JSON.stringify(exprs).includes('"@lg_')) {
-          expect(own.length, `${name} ${chain}`).toBeGreaterThan(0);
-          continue;
-        }
-        expect(exprs.at(-1), `${name} ${chain}`).toStrictEqual([c.profiles[chain]!.direction === 'ingress' ? { accept: null } : { return: null }]);
-        expect(JSON.stringify(exprs.slice(-3, -1)), `${name} ${chain}`).toMatch(/"data":"@lg_(in|eg)4".*"data":"@lg_(in|eg)6"/);
-      }
-      for (const chain of c.names.chains.filter((n) => LOG_CHAIN.test(n))) {
-        const logs = rules.filter((r) => r.chain === chain).flatMap((r) => r.expr.filter((e: J) => e.log).map((e: J) => e.log.prefix as string));
+        const logs = exprs.flatMap((x) => x.filter((e: J) => e.log).map((e: J) => e.log.prefix as string));
         expect(logs.length, `${name} ${chain}`).toBeGreaterThan(0);
         for (const l of logs) expect(l.startsWith('nhi-audit '), l).toBe(true);
+        // (A profile that does not isolate has only deny rules, which log in place.)
+        if (JSON.stringify(exprs).includes('"@w_')) {
+          expect(exprs.at(-1), `${name} ${chain}`).toStrictEqual([c.profiles[chain]!.direction === 'ingress' ? { accept: null } : { return: null }]);
+        }
       }
     }
   });
