@@ -1,10 +1,10 @@
 // Policies enforced on real traffic: nhi-cni with a policy directory, pods
 // given workload identities through the io.nhi-cni/workload capability, TCP
 // and UDP between namespaces the test creates.
-import { copyFileSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { spawnSync, type ChildProcess } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { chainConflist, direct, pluginConfig, testEnv } from '../helpers/chain.js';
+import { chainConflist, direct, directAsync, pluginConfig, testEnv } from '../helpers/chain.js';
 import { createNetns, deleteAllNetns, ping, tryInNetns, type Netns } from '../helpers/netns.js';
 import { Scratch } from '../helpers/plugin.js';
 import { BINARY, ROOT } from '../helpers/paths.js';
@@ -306,5 +306,56 @@ spec:
     expect(reaches(pods.trainer!, ip.store!, 8080)).toBe(true);
     expect(reaches(pods.trainer!, ip.store!, 9090)).toBe(false); // isolated: only 8080 is allowed
     expect(reaches(pods.scraper!, ip.store!, 8080)).toBe(false); // denied before the allow
+  });
+});
+
+describe('pods added and deleted in parallel under policies', () => {
+  const scratch = new Scratch();
+  const servers: ChildProcess[] = [];
+  afterAll(() => {
+    for (const s of servers) s.kill();
+    deleteAllNetns();
+    scratch.cleanup();
+  });
+
+  it('24 parallel ADDs of 4 workloads, then 24 parallel DELs: every pod enforced, the state and the table exact, nothing left', async () => {
+    const node = createNetns('nhin');
+    const policyDir = scratch.path('policies');
+    mkdirSync(policyDir, { recursive: true });
+    copyFileSync(`${ROOT}/examples/policies/payments.yaml`, `${policyDir}/payments.yaml`);
+    const list = chainConflist({ kind: 'nhi-cni', name: 'par', cniVersion: '1.1.0', bridge: 'nhi0', ranges: [['10.83.0.0/24']], dir: scratch.dir });
+    (list.plugins[0] as Record<string, unknown>).policy = { dir: policyDir };
+    // New workloads (a compile) and replicas of known ones (no compile) race for the lock.
+    const apps = ['payment-service', 'payments-db', 'reporting', 'web'];
+    const pods = Array.from({ length: 24 }, (_, i) => ({ ns: createNetns('nhip'), id: `p${i}`, app: apps[i % apps.length]! }));
+    const env = testEnv(scratch.dir);
+    const conf = (app: string, name: string) => pluginConfig(list, 0, undefined, { 'io.nhi-cni/workload': { namespace: 'payments', name, labels: { app } } });
+    const adds = await Promise.all(pods.map((p) => directAsync({ node, verb: 'ADD', config: conf(p.app, p.id), containerId: p.id, netns: p.ns.path, env })));
+    for (const a of adds) expect(a.status, a.stdout + a.stderr).toBe(0);
+    const ip = adds.map((a) => a.json.ips[0].address.split('/')[0] as string);
+
+    // Every pod is in the verdict maps, each with its own workload's profile.
+    const table = () => JSON.parse(tryInNetns(node, 'nft', ['-j', 'list', 'table', 'inet', 'nhi_policy']).stdout).nftables as Record<string, any>[];
+    const mapped = (t: Record<string, any>[], name: string) => (t.find((o) => o.map?.name === name)?.map.elem ?? []).map((e: any) => e[0]);
+    const t = table();
+    expect([...mapped(t, 'in4')].sort()).toEqual([...ip].sort());
+    expect([...mapped(t, 'eg4')].sort()).toEqual([...ip].sort());
+    const state = JSON.parse(readFileSync(scratch.path('state/policy-state.json'), 'utf8'));
+    expect(Object.keys(state.pods)).toHaveLength(24);
+
+    // Enforced on the last replicas as on the first: any payment-service reaches any database.
+    const db = pods.findIndex((p, i) => p.app === 'payments-db' && i >= 20);
+    servers.push(await startServers(pods[db]!.ns, [5432]));
+    expect(reaches(pods[0]!.ns, ip[db]!, 5432)).toBe(true); // payment-service, the first ADD
+    expect(reaches(pods[20]!.ns, ip[db]!, 5432)).toBe(true); // payment-service, one of the last
+    expect(reaches(pods[2]!.ns, ip[db]!, 5432)).toBe(false); // reporting
+
+    const dels = await Promise.all(pods.map((p, i) => directAsync({ node, verb: 'DEL', config: pluginConfig(list, 0, adds[i]!.json), containerId: p.id, netns: p.ns.path, env })));
+    for (const d of dels) expect(d.status, d.stdout + d.stderr).toBe(0);
+    const after = table();
+    for (const m of ['in4', 'eg4', 'in6', 'eg6']) expect(mapped(after, m)).toEqual([]);
+    for (const s of after.filter((o) => o.set)) expect(s.set.elem ?? [], s.set.name).toEqual([]);
+    expect(JSON.parse(readFileSync(scratch.path('state/policy-state.json'), 'utf8')).pods).toEqual({});
+    expect(readdirSync(scratch.path('state')).filter((f) => f === 'policy.dirty')).toEqual([]);
   });
 });
