@@ -140,6 +140,8 @@ interface CompiledPolicies {
 /** policy-state.json. */
 interface PodsFile {
   version: 2;
+  /** The generation of the table these pods were last applied as (the element of set `gen`). */
+  gen?: number;
   /** The id of the compile these pods are under; absent: none yet, the next change applies everything. */
   compiled?: string;
   /** manifestFingerprint() of the manifests the compile's policies came from. */
@@ -150,6 +152,7 @@ interface PodsFile {
 /** The node's policy state as read: its pods and the compile they are under. */
 export interface PolicyState {
   pods: Record<string, PolicyPod>;
+  gen?: number;
   compiledId?: string;
   compiled?: CompiledState;
   fingerprint?: string;
@@ -178,6 +181,8 @@ export function keepValid(pods: Record<string, PolicyPod>, network: string, vali
 }
 
 const STATE_FILE = 'policy-state.json';
+/** The set holding the table's generation (see applyPolicy). */
+const GEN_SET = 'gen';
 const COMPILED_PREFIX = 'policy-compiled-';
 const compiledPath = (stateDir: string, id: string, part = '') => join(stateDir, `${COMPILED_PREFIX}${id}${part}.json`);
 const ID = /^[0-9a-f]{16}$/;
@@ -250,6 +255,7 @@ function toState(stateDir: string, file: AnyStateFile): PolicyState {
     out.compiledId = id!;
   }
   if (file.fingerprint) out.fingerprint = file.fingerprint;
+  if (typeof file.gen === 'number' && Number.isInteger(file.gen)) out.gen = file.gen;
   return out;
 }
 
@@ -263,6 +269,48 @@ export function podProfiles(state: PolicyState): Compiled['pods'] {
     if (e?.ingress || e?.egress) out[id] = { ...(e.ingress ? { ingress: e.ingress } : {}), ...(e.egress ? { egress: e.egress } : {}) };
   }
   return out;
+}
+
+/**
+ * CHECK: the pod is in the node's policy state, and the kernel holds what
+ * the state says for it - its verdict-map entries, profile chains and set
+ * memberships. Catches a table flushed or edited by hand (a firewall reload,
+ * `nft flush ruleset`); the next ADD, DEL or `policy sync` restores it.
+ */
+export async function checkPolicy(pc: PolicyConfig, key: string): Promise<void> {
+  const fail = (msg: string, details: string) => new CniError(Code.CheckFailed, msg, details);
+  const state = readPolicyState(pc.stateDir);
+  const pod = state.pods[key];
+  if (!pod) throw fail('the attachment is missing from the policy state', `no entry ${key} in ${pc.stateDir}/${STATE_FILE}`);
+  if (!pod.identity) return;
+  const e = state.compiled?.classIndex[classKey(pod.identity)];
+  if (!state.compiled || !e) throw fail('the pod\'s workload is not in the policy state\'s last compile', `${key}: the next ADD or \`nhi-cni policy sync\` compiles it`);
+  const r = await run('nft', ['-j', 'list', 'table', 'inet', POLICY_TABLE]);
+  const fix = 'the next ADD or DEL, or `nhi-cni policy sync`, re-applies it';
+  if (r.exitCode !== 0) throw fail(`table inet ${POLICY_TABLE} is missing`, `${r.stderr.trim()}; ${fix}`);
+  const maps = new Map<string, Set<string>>();
+  const sets = new Map<string, Set<string>>();
+  const chains = new Set<string>();
+  for (const o of (JSON.parse(r.stdout) as { nftables?: Record<string, { name?: string; elem?: unknown[] }>[] }).nftables ?? []) {
+    if (o.map?.name) maps.set(o.map.name, new Set((o.map.elem ?? []).map((x) => JSON.stringify(x))));
+    if (o.set?.name) sets.set(o.set.name, new Set((o.set.elem ?? []).map((x) => JSON.stringify(x))));
+    if (o.chain?.name) chains.add(o.chain.name);
+  }
+  const missing: string[] = [];
+  for (const ip of pod.ips.filter((a) => parseIp(a) !== undefined)) {
+    const fam = ip.includes(':') ? 6 : 4;
+    for (const [dir, chain] of [['in', e.ingress], ['eg', e.egress]] as const) {
+      if (!chain) continue;
+      if (!chains.has(chain)) missing.push(`chain ${chain}`);
+      if (!maps.get(`${dir}${fam}`)?.has(JSON.stringify([ip, { jump: { target: chain } }]))) missing.push(`${dir}${fam} ${ip} -> ${chain}`);
+    }
+    for (const [name, proto, port] of e.sets) {
+      if (!name.endsWith(`_${fam}`)) continue;
+      const elem = JSON.stringify(proto ? { concat: [ip, proto, port] } : ip);
+      if (!sets.get(name)?.has(elem)) missing.push(`set ${name} ${elem}`);
+    }
+  }
+  if (missing.length) throw fail('the pod\'s policy is not in the kernel as the policy state says', `${key}: missing ${missing.slice(0, 5).join(', ')}${missing.length > 5 ? ` and ${missing.length - 5} more` : ''}; ${fix}`);
 }
 
 const toLocal = ([id, p]: [string, PolicyPod]): LocalPod => ({
@@ -323,21 +371,31 @@ export async function applyPolicy(
     change(pods);
     const prev = state.compiled;
     const fingerprint = policies ? manifestFingerprint(pc) : state.fingerprint;
+    // The table's generation: each transaction moves it on, and one that only
+    // changes part of the table first deletes the generation it expects. A
+    // table flushed or re-created by hand since (a firewall reload, `nft flush
+    // ruleset`) makes that delete fail, and the whole state is re-applied.
+    const gen = state.gen;
+    const nextGen = ((gen ?? 0) % 0x7ffffffe) + 1;
     const writePods = (compiled: string | undefined) => {
-      const f: PodsFile = { version: 2, pods };
+      const f: PodsFile = { version: 2, gen: nextGen, pods };
       if (compiled) f.compiled = compiled;
       if (fingerprint) f.fingerprint = fingerprint;
       writeFileAtomic(join(pc.stateDir, STATE_FILE), JSON.stringify(f));
     };
-    const apply = async (cmds: NftCommand[]) => {
+    const T = { family: 'inet', table: POLICY_TABLE, name: GEN_SET };
+    const apply = async (cmds: NftCommand[], whole = false) => {
       // Marked before the kernel changes, cleared once the files say what it holds.
       writeFileSync(dirtyPath, '');
-      return applyNft(new NftTransaction().push(...extra, ...cmds));
+      const genCmds: NftCommand[] = whole
+        ? [{ add: { set: { ...T, type: 'mark' } } }, { flush: { set: T } }, { add: { element: { ...T, elem: [nextGen] } } }]
+        : [{ delete: { element: { ...T, elem: [gen] } } }, { add: { element: { ...T, elem: [nextGen] } } }];
+      return applyNft(new NftTransaction().push(...extra, ...(whole ? [...cmds, ...genCmds] : [...genCmds, ...cmds])));
     };
     const done = () => unlinkSync(dirtyPath);
 
     // Undefined policies are the ones last applied: read only if needed.
-    const same = !full && !crashed && prev !== undefined &&
+    const same = !full && !crashed && prev !== undefined && gen !== undefined &&
       JSON.stringify(prev.audit) === JSON.stringify(pc.audit) &&
       (policies === undefined || JSON.stringify(state.policies) === JSON.stringify(policies));
     // change() replaces or deletes entries, never edits them in place.
@@ -375,7 +433,7 @@ export async function applyPolicy(
         trace(`delta applied (${r.exitCode === 0 ? 'ok' : `refused: ${r.stderr.trim().slice(0, 200)}`})`);
       }
     }
-    if (!r || r.exitCode !== 0) r = await apply(compiled.commands);
+    if (!r || r.exitCode !== 0) r = await apply(compiled.commands, true);
     if (r.exitCode !== 0) {
       // Nothing of it reached the kernel (a transaction is all or nothing).
       done();

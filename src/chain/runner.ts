@@ -17,7 +17,7 @@ import { isBridge, linkExists, linkMaster, netnsId, ownNetnsId } from '../sys/sy
 import type { CniRequest } from '../plugin/request.js';
 import type { Identity, Policy } from '../policy/model.js';
 import { crashPoint } from '../sys/testhooks.js';
-import { applyPolicy, keepValid, placePod, podKey, readPolicyState, type PolicyConfig } from './policy.js';
+import { applyPolicy, checkPolicy, keepValid, placePod, podKey, type PolicyConfig } from './policy.js';
 import { validAttachments } from '../plugin/attachments.js';
 import { log } from '../log.js';
 import { bridgeAdd, bridgeInterface, gatewayOf, settledBridge } from './bridge.js';
@@ -304,10 +304,7 @@ export async function chainCheck(c: Chain): Promise<void> {
     if (!found) throw fail(`route to ${rt.dst}${rt.gw ? ` via ${rt.gw}` : ''} is missing in ${netns}`);
   }
   await c.ipam.check(prev);
-  if (c.policy) {
-    const key = podKey(req.config.name, req.env.containerId, ifname);
-    if (!readPolicyState(c.policy.stateDir).pods[key]) throw fail(`the attachment is missing from the policy state`, `no entry ${key} in ${c.policy.stateDir}/policy-state.json`);
-  }
+  if (c.policy) await checkPolicy(c.policy, podKey(req.config.name, req.env.containerId, ifname));
   if (cfg.ipMasq) {
     for (const s of subnetsOf(prev.ips ?? [])) {
       if (!(await masqInstalled(req.config.name, s))) throw fail(`masquerade for ${s} is not installed (table inet nhi_cni)`);

@@ -4,7 +4,7 @@
 import { parseCniArgs } from '../cni/args.js';
 import { CniError, Code } from '../cni/errors.js';
 import { parsePrevResult, type Result } from '../cni/result.js';
-import { applyPolicy, keepValid, loadPoliciesCached, loadPolicyConfig, placePod, podKey, readPolicyState, type PolicyConfig } from '../chain/policy.js';
+import { applyPolicy, checkPolicy, keepValid, loadPoliciesCached, loadPolicyConfig, placePod, podKey, type PolicyConfig } from '../chain/policy.js';
 import { onPath } from '../sys/exec.js';
 import { DEFAULT_STATE_DIR } from '../chain/config.js';
 import { validAttachments } from './attachments.js';
@@ -46,10 +46,7 @@ export const policyPlugin: PluginType = {
   },
   async check(req) {
     prev(req);
-    const pc = policyConfig(req);
-    if (!readPolicyState(pc.stateDir).pods[key(req)]) {
-      throw new CniError(Code.CheckFailed, 'the attachment is missing from the policy state', `no entry ${key(req)} in ${pc.stateDir}/policy-state.json`);
-    }
+    await checkPolicy(policyConfig(req), key(req));
   },
   async gc(req) {
     const valid = validAttachments(req.config);

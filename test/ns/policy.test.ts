@@ -73,8 +73,11 @@ describe('NetworkPolicy on real traffic (payments scenario)', () => {
     const r = direct({ node, verb: 'ADD', config: conf, containerId: name, netns: pod.path, env: testEnv(scratch.dir) });
     expect(r.status, r.stdout + r.stderr).toBe(0);
     ip[name] = r.json.ips[0].address.split('/')[0];
+    result[name] = r.json;
     return r;
   }
+  const result: Record<string, unknown> = {};
+  const check = (name: string) => direct({ node, verb: 'CHECK', config: pluginConfig(list, 0, result[name]), containerId: name, netns: pods[name]!.path, env: testEnv(scratch.dir) });
 
   beforeAll(async () => {
     mkdirSync(policyDir, { recursive: true });
@@ -168,6 +171,33 @@ describe('NetworkPolicy on real traffic (payments scenario)', () => {
     expect(reaches(pods.ext!, ip.api!, 8080)).toBe(false);
   });
 
+  it('CHECK notices the table flushed by hand, and the next ADD puts back every pod\'s policy', () => {
+    const first = check('db');
+    expect(first.status, first.stdout).toBe(0);
+    tryInNetns(node, 'nft', ['delete', 'table', 'inet', 'nhi_policy']);
+    // What a firewall reload or `nft flush ruleset` does: enforcement is gone ...
+    expect(reaches(pods.rep!, ip.db!, 5432)).toBe(true);
+    // ... and CHECK says so.
+    const r = check('db');
+    expect(r.status).not.toBe(0);
+    expect(r.json).toMatchObject({ code: 103, msg: 'table inet nhi_policy is missing' });
+    add('healer', 'default', 'other');
+    const healed = check('db');
+    expect(healed.status, healed.stdout).toBe(0);
+    expect(reaches(pods.rep!, ip.db!, 5432)).toBe(false);
+    expect(reaches(pods.api!, ip.db!, 5432)).toBe(true);
+    // One element removed by hand: CHECK names it (the next ADD, which only
+    // checks the table's generation, does not see it), and policy sync heals it.
+    expect(tryInNetns(node, 'nft', ['delete', 'element', 'inet', 'nhi_policy', 'in4', `{ ${ip.db} }`]).status).toBe(0);
+    const partial = check('db');
+    expect(partial.json).toMatchObject({ code: 103, msg: 'the pod\'s policy is not in the kernel as the policy state says' });
+    expect(partial.json.details).toContain(`in4 ${ip.db} -> pr_`);
+    const conflist = scratch.path('check.conflist');
+    writeFileSync(conflist, JSON.stringify(list));
+    expect(tryInNetns(node, BINARY, ['policy', 'sync', '--config', conflist]).status).toBe(0);
+    expect(check('db').status).toBe(0);
+  });
+
   it('a new pod that gets a released address inherits nothing of the old pod\'s access', async () => {
     const oldIp = ip.db!;
     const del = direct({ node, verb: 'DEL', config: pluginConfig(list, 0), containerId: 'db', netns: pods.db!.path, env: testEnv(scratch.dir) });
@@ -216,7 +246,7 @@ describe('NetworkPolicy on real traffic (payments scenario)', () => {
     for (const item of out) {
       for (const kind of ['chain', 'set', 'map', 'counter']) {
         const name = item[kind]?.name;
-        if (name) expect(name).toMatch(/^(forward|input|(eg|in)[46]|pr_[0-9a-f]{12}|[pnw]_[0-9a-f]{12}_[46]|[ad]_[0-9a-f]{12})$/);
+        if (name) expect(name).toMatch(/^(forward|input|gen|(eg|in)[46]|pr_[0-9a-f]{12}|[pnw]_[0-9a-f]{12}_[46]|[ad]_[0-9a-f]{12})$/);
       }
     }
   });
@@ -354,8 +384,9 @@ describe('pods added and deleted in parallel under policies', () => {
     for (const d of dels) expect(d.status, d.stdout + d.stderr).toBe(0);
     const after = table();
     for (const m of ['in4', 'eg4', 'in6', 'eg6']) expect(mapped(after, m)).toEqual([]);
-    for (const s of after.filter((o) => o.set)) expect(s.set.elem ?? [], s.set.name).toEqual([]);
-    expect(JSON.parse(readFileSync(scratch.path('state/policy-state.json'), 'utf8')).pods).toEqual({});
+    const final = JSON.parse(readFileSync(scratch.path('state/policy-state.json'), 'utf8'));
+    for (const s of after.filter((o) => o.set)) expect(s.set.elem ?? [], s.set.name).toEqual(s.set.name === 'gen' ? [final.gen] : []);
+    expect(final.pods).toEqual({});
     expect(readdirSync(scratch.path('state')).filter((f) => f === 'policy.dirty')).toEqual([]);
   });
 });
