@@ -348,7 +348,7 @@ describe('pods added and deleted in parallel under policies', () => {
     scratch.cleanup();
   });
 
-  it('24 parallel ADDs of 4 workloads, then 24 parallel DELs: every pod enforced, the state and the table exact, nothing left', async () => {
+  it('24 parallel ADDs of 4 workloads, a GC of half of them, then 24 parallel DELs: every pod enforced, the state and the table exact, nothing left', async () => {
     const node = createNetns('nhin');
     const policyDir = scratch.path('policies');
     mkdirSync(policyDir, { recursive: true });
@@ -379,6 +379,16 @@ describe('pods added and deleted in parallel under policies', () => {
     expect(reaches(pods[0]!.ns, ip[db]!, 5432)).toBe(true); // payment-service, the first ADD
     expect(reaches(pods[20]!.ns, ip[db]!, 5432)).toBe(true); // payment-service, one of the last
     expect(reaches(pods[2]!.ns, ip[db]!, 5432)).toBe(false); // reporting
+
+    // GC keeps the valid half: the other half leaves the state, the maps and the sets.
+    const valid = pods.filter((_, i) => i % 2 === 0);
+    const gc = direct({ node, verb: 'GC', config: { ...pluginConfig(list, 0), 'cni.dev/valid-attachments': valid.map((p) => ({ containerID: p.id, ifname: 'eth0' })) }, containerId: '', env });
+    expect(gc.status, gc.stdout + gc.stderr).toBe(0);
+    const kept = ip.filter((_, i) => i % 2 === 0).sort();
+    expect([...mapped(table(), 'in4')].sort()).toEqual(kept);
+    expect(Object.keys(JSON.parse(readFileSync(scratch.path('state/policy-state.json'), 'utf8')).pods).sort()).toEqual(valid.map((p) => `par/${p.id}/eth0`).sort());
+    const inSets = new Set(table().filter((o) => o.set && o.set.name !== 'gen').flatMap((o) => (o.set.elem ?? []).map((e: any) => (typeof e === 'string' ? e : e.concat?.[0]))));
+    for (const [i, a] of ip.entries()) expect(inSets.has(a), a).toBe(i % 2 === 0);
 
     const dels = await Promise.all(pods.map((p, i) => directAsync({ node, verb: 'DEL', config: pluginConfig(list, 0, adds[i]!.json), containerId: p.id, netns: p.ns.path, env })));
     for (const d of dels) expect(d.status, d.stdout + d.stderr).toBe(0);
