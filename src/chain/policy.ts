@@ -28,7 +28,7 @@ import { applyNft, NftTransaction, type NftCommand } from '../sys/nft.js';
 import { ensureSysctl } from '../sys/sysfs.js';
 import { crashPoint } from '../sys/testhooks.js';
 import { trace as traceAt } from '../sys/trace.js';
-import { classKey, compile, delta, deriveDesired, fastDelta, POLICY_TABLE, type AuditOptions, type Compiled, type CompiledIndex, type CompiledNames, type LocalPod } from '../policy/compile.js';
+import { classKey, compile, delta, deriveDesired, fastDelta, POLICY_LAYOUT, POLICY_TABLE, type AuditOptions, type Compiled, type CompiledIndex, type CompiledNames, type LocalPod } from '../policy/compile.js';
 import type { Identity, Policy } from '../policy/model.js';
 import { loadPolicyDir, parseManifestObjects } from '../policy/parse.js';
 
@@ -130,6 +130,8 @@ export interface PolicyPod {
  */
 export interface CompiledState extends CompiledIndex {
   audit: AuditOptions;
+  /** POLICY_LAYOUT of the code that wrote it. */
+  layout?: number;
 }
 interface CompiledPolicies {
   policies: Policy[];
@@ -395,7 +397,7 @@ export async function applyPolicy(
     const done = () => unlinkSync(dirtyPath);
 
     // Undefined policies are the ones last applied: read only if needed.
-    const same = !full && !crashed && prev !== undefined && gen !== undefined &&
+    const same = !full && !crashed && prev !== undefined && gen !== undefined && prev.layout === POLICY_LAYOUT &&
       JSON.stringify(prev.audit) === JSON.stringify(pc.audit) &&
       (policies === undefined || JSON.stringify(state.policies) === JSON.stringify(policies));
     // change() replaces or deletes entries, never edits them in place.
@@ -443,7 +445,7 @@ export async function applyPolicy(
     crashPoint('policy-kernel');
     const id = randomBytes(8).toString('hex');
     const next: CompiledState = {
-      audit: pc.audit, names: compiled.names, classIndex: compiled.classIndex, podElems: compiled.podElems,
+      layout: POLICY_LAYOUT, audit: pc.audit, names: compiled.names, classIndex: compiled.classIndex, podElems: compiled.podElems,
       desired: { counters: compiled.desired.counters },
     };
     writeFileAtomic(compiledPath(pc.stateDir, id, '.policies'), JSON.stringify({ policies: pols, profiles: compiled.profiles } satisfies CompiledPolicies));

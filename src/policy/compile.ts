@@ -26,6 +26,12 @@ import { policyId, type Identity, type Peer, type Policy, type PortRule, type Pr
 import { selects } from './selector.js';
 
 export const POLICY_TABLE = 'nhi_policy';
+/**
+ * The version of the table's layout (base chains, maps, naming). A state
+ * compiled under another one is applied whole, never as a difference: an
+ * upgraded plugin rewrites the table at its first change.
+ */
+export const POLICY_LAYOUT = 2;
 const F = 'inet';
 
 /** A pod of this node as the compiler sees it. */
@@ -96,6 +102,14 @@ export interface Compiled {
 
 type Direction = 'ingress' | 'egress';
 type Fam = 4 | 6;
+/**
+ * ICMPv6 types of neighbour and router discovery and multicast listener
+ * discovery (RFC 4861, 2710, 3810): MLD query 130, report 131, done 132, router
+ * solicitation 133 and advertisement 134, neighbour solicitation 135 and
+ * advertisement 136, MLDv2 report 143.
+ */
+export const IPV6_LINK_CONTROL = [130, 131, 132, 133, 134, 135, 136, 143];
+
 /** Pod address -> its egress (eg) or ingress (in) profile chain. */
 const VERDICT_MAPS = ['eg4', 'eg6', 'in4', 'in6'] as const;
 type VerdictMap = (typeof VERDICT_MAPS)[number];
@@ -481,9 +495,16 @@ export function compile(policies: Policy[], pods: LocalPod[], audit: AuditOption
   }
   // Base chains last, once everything they reference exists.
   const ct = match({ ct: { key: 'state' } }, ['established', 'related'], 'in');
+  // IPv6 finds neighbours and routers with ICMPv6 (and joins the solicited-
+  // node groups with MLD), which br_netfilter hands to these hooks like any
+  // packet: under a default-deny egress it would be dropped and no IPv6
+  // connection could start. Link-local control traffic, accepted first; no
+  // data passes through it. (IPv4's ARP is not IP and never gets here.)
+  const ndp = [match({ payload: { protocol: 'icmpv6', field: 'type' } }, { set: IPV6_LINK_CONTROL }), { accept: null }];
   const base: [string, string, unknown[][]][] = [
     ['forward', 'forward', [
       [ct, { accept: null }],
+      ndp,
       [match(addrField(4, 'saddr'), '@eg4', 'vmap')],
       [match(addrField(6, 'saddr'), '@eg6', 'vmap')],
       [match(addrField(4, 'daddr'), '@in4', 'vmap')],
@@ -491,6 +512,7 @@ export function compile(policies: Policy[], pods: LocalPod[], audit: AuditOption
     ]],
     ['input', 'input', [
       [ct, { accept: null }],
+      ndp,
       [match(addrField(4, 'saddr'), '@eg4', 'vmap')],
       [match(addrField(6, 'saddr'), '@eg6', 'vmap')],
     ]],

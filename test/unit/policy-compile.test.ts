@@ -238,6 +238,9 @@ function value(e: J, p: Packet): J {
       if (field === 'daddr') return p.dst;
     }
     if (protocol === 'th' && field === 'dport') return p.dport;
+    // The packets simulated are TCP, UDP or SCTP: an ICMPv6 match (the
+    // neighbour discovery rule) never matches them (the ns tests cover it).
+    if (protocol === 'icmpv6') return NOMATCH;
   }
   if (e?.meta?.key === 'l4proto') return p.proto;
   if (e?.ct?.key === 'state') return 'new';
@@ -274,6 +277,7 @@ function matches(nft: Nft, m: J, p: Packet): boolean {
     hit = contains(c, a);
   } else if (r?.range) hit = typeof left === 'number' && left >= r.range[0] && left <= r.range[1];
   else if (Array.isArray(r)) hit = r.includes(left);
+  else if (Array.isArray(r?.set)) hit = r.set.includes(left);
   else if (typeof r === 'string' || typeof r === 'number') hit = normAtom(left) === normAtom(r);
   else throw new Error(`unsupported right side ${JSON.stringify(r)}`);
   switch (m.op) {
@@ -736,12 +740,14 @@ describe('compile: the shape of the transaction', () => {
     expect(chains.find((x) => x.name === 'input')).toStrictEqual({ family: 'inet', table: POLICY_TABLE, name: 'input', type: 'filter', hook: 'input', prio: 0, policy: 'accept' });
   });
 
-  it('base chains: ct established,related accept first, then one vmap lookup per family and direction', () => {
+  it('base chains: ct established,related accept first, IPv6 link control, then one vmap lookup per family and direction', () => {
     const rules = (chain: string) => cmdsOf(c, 'add', 'rule').filter((r) => r.chain === chain).map((r) => r.expr);
     const ct = [{ match: { op: 'in', left: { ct: { key: 'state' } }, right: ['established', 'related'] } }, { accept: null }];
     const vm = (protocol: string, field: string, data: string) => [{ vmap: { key: { payload: { protocol, field } }, data } }];
-    expect(rules('forward')).toStrictEqual([ct, vm('ip', 'saddr', '@eg4'), vm('ip6', 'saddr', '@eg6'), vm('ip', 'daddr', '@in4'), vm('ip6', 'daddr', '@in6')]);
-    expect(rules('input')).toStrictEqual([ct, vm('ip', 'saddr', '@eg4'), vm('ip6', 'saddr', '@eg6')]);
+    // IPv6 neighbour, router and multicast listener discovery only: no echo, no errors (those are "related").
+    const nd = [{ match: { op: '==', left: { payload: { protocol: 'icmpv6', field: 'type' } }, right: { set: [130, 131, 132, 133, 134, 135, 136, 143] } } }, { accept: null }];
+    expect(rules('forward')).toStrictEqual([ct, nd, vm('ip', 'saddr', '@eg4'), vm('ip6', 'saddr', '@eg6'), vm('ip', 'daddr', '@in4'), vm('ip6', 'daddr', '@in6')]);
+    expect(rules('input')).toStrictEqual([ct, nd, vm('ip', 'saddr', '@eg4'), vm('ip6', 'saddr', '@eg6')]);
     // Flushed before refilled.
     for (const b of BASE) expect(indexOf(c, 'flush', 'chain', b)).toBeLessThan(indexOf(c, 'add', 'rule', b));
   });
