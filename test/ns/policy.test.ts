@@ -5,7 +5,7 @@ import { copyFileSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSy
 import { spawnSync, type ChildProcess } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { chainConflist, direct, directAsync, pluginConfig, testEnv } from '../helpers/chain.js';
-import { createNetns, deleteAllNetns, ping, tryInNetns, type Netns } from '../helpers/netns.js';
+import { createNetns, createOutside, deleteAllNetns, ping, tryInNetns, type Netns } from '../helpers/netns.js';
 import { Scratch } from '../helpers/plugin.js';
 import { BINARY, ROOT } from '../helpers/paths.js';
 import { reaches, startServers } from '../helpers/traffic.js';
@@ -445,5 +445,50 @@ describe('dual stack under policies', () => {
     const t = JSON.parse(tryInNetns(node, 'nft', ['-j', 'list', 'map', 'inet', 'nhi_policy', 'in6']).stdout).nftables as Record<string, any>[];
     const in6 = t.find((o) => o.map)!.map.elem.map((e: any) => e[0]).sort();
     expect(in6).toEqual(Object.values(v6).sort());
+  });
+});
+
+describe('egress to hosts outside the node under policies (routed, masqueraded)', () => {
+  const scratch = new Scratch();
+  const servers: ChildProcess[] = [];
+  afterAll(() => {
+    for (const s of servers) s.kill();
+    deleteAllNetns();
+    scratch.cleanup();
+  });
+
+  it('an ipBlock with except and a port decide what a pod may open outside; an unselected pod is not limited', async () => {
+    const node = createNetns('nhin');
+    const outside = createOutside(node); // 198.51.100.2, routed through the node
+    tryInNetns(outside, 'ip', ['addr', 'add', '198.51.100.200/24', 'dev', 'up0']);
+    servers.push(await startServers(outside, [8080, 8081]));
+    const policyDir = scratch.path('policies');
+    mkdirSync(policyDir, { recursive: true });
+    writeFileSync(`${policyDir}/edge.yaml`, `
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: { name: fetcher-out, namespace: edge }
+spec:
+  podSelector: { matchLabels: { app: fetcher } }
+  policyTypes: [Egress]
+  egress:
+    - to: [{ ipBlock: { cidr: 198.51.100.0/24, except: [198.51.100.128/25] } }]
+      ports: [{ protocol: TCP, port: 8080 }]
+`);
+    const list = chainConflist({ kind: 'nhi-cni', name: 'edge', cniVersion: '1.1.0', bridge: 'nhie0', ranges: [['10.85.0.0/24']], dir: scratch.dir, ipMasq: true });
+    (list.plugins[0] as Record<string, unknown>).policy = { dir: policyDir };
+    const pods: Record<string, Netns> = {};
+    for (const [name, ns, app] of [['fetcher', 'edge', 'fetcher'], ['free', 'default', 'fetcher']] as const) {
+      pods[name] = createNetns('nhip');
+      const conf = pluginConfig(list, 0, undefined, { 'io.nhi-cni/workload': { namespace: ns, name, labels: { app } } });
+      const r = direct({ node, verb: 'ADD', config: conf, containerId: name, netns: pods[name]!.path, env: testEnv(scratch.dir) });
+      expect(r.status, r.stdout + r.stderr).toBe(0);
+    }
+    expect(reaches(pods.fetcher!, '198.51.100.2', 8080)).toBe(true);
+    expect(reaches(pods.fetcher!, '198.51.100.2', 8081)).toBe(false); // another port
+    expect(reaches(pods.fetcher!, '198.51.100.200', 8080)).toBe(false); // in the except range
+    // The same labels in another namespace: no policy selects it.
+    expect(reaches(pods.free!, '198.51.100.2', 8081)).toBe(true);
+    expect(reaches(pods.free!, '198.51.100.200', 8080)).toBe(true);
   });
 });
