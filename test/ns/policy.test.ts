@@ -492,3 +492,48 @@ spec:
     expect(reaches(pods.free!, '198.51.100.200', 8080)).toBe(true);
   });
 });
+
+describe('CI/CD stages (examples/policies/cicd.yaml) on real traffic', () => {
+  const scratch = new Scratch();
+  const servers: ChildProcess[] = [];
+  afterAll(() => {
+    for (const s of servers) s.kill();
+    deleteAllNetns();
+    scratch.cleanup();
+  });
+
+  it('stages reach the artifact store on its named port as each store defines it, and never each other', async () => {
+    const node = createNetns('nhin');
+    const policyDir = scratch.path('policies');
+    mkdirSync(policyDir, { recursive: true });
+    copyFileSync(`${ROOT}/examples/policies/cicd.yaml`, `${policyDir}/cicd.yaml`);
+    const list = chainConflist({ kind: 'nhi-cni', name: 'ci', cniVersion: '1.1.0', bridge: 'nhici0', ranges: [['10.86.0.0/24']], dir: scratch.dir });
+    (list.plugins[0] as Record<string, unknown>).policy = { dir: policyDir };
+    const pods: Record<string, Netns> = {};
+    const ip: Record<string, string> = {};
+    const artifacts = (port: number) => [{ name: 'http-artifacts', containerPort: port, protocol: 'TCP' }];
+    for (const [name, labels, ports] of [
+      ['build', { stage: 'build' }, []],
+      ['test', { stage: 'test' }, []],
+      ['store1', { app: 'artifact-store' }, artifacts(8081)],
+      ['store2', { app: 'artifact-store' }, artifacts(8082)],
+    ] as const) {
+      pods[name] = createNetns('nhip');
+      const conf = pluginConfig(list, 0, undefined, { 'io.nhi-cni/workload': { namespace: 'ci', name, labels, ports } });
+      const r = direct({ node, verb: 'ADD', config: conf, containerId: name, netns: pods[name]!.path, env: testEnv(scratch.dir) });
+      expect(r.status, r.stdout + r.stderr).toBe(0);
+      ip[name] = r.json.ips[0].address.split('/')[0];
+    }
+    servers.push(await startServers(pods.store1!, [8081, 8082]));
+    servers.push(await startServers(pods.store2!, [8081, 8082]));
+    servers.push(await startServers(pods.test!, [8080]));
+    // "http-artifacts" is 8081 on store1 and 8082 on store2: resolved per destination.
+    expect(reaches(pods.build!, ip.store1!, 8081)).toBe(true);
+    expect(reaches(pods.build!, ip.store1!, 8082)).toBe(false);
+    expect(reaches(pods.build!, ip.store2!, 8082)).toBe(true);
+    expect(reaches(pods.build!, ip.store2!, 8081)).toBe(false);
+    expect(reaches(pods.test!, ip.store2!, 8082)).toBe(true);
+    // Stages are isolated from one another.
+    expect(reaches(pods.build!, ip.test!, 8080)).toBe(false);
+  });
+});
