@@ -4,6 +4,8 @@
 //        a. 0 existing pods, no policies
 //        b. 0 existing pods, 200 policies
 //        c. 500 existing pods, 200 policies        target: c within +20 % of b
+//        d. as c, but every pod a workload the node has not seen (a label of
+//           its own), so every ADD compiles: the first pod of a deployment
 //   2. Rules in `table inet nhi_policy` with 0, 500 and 1,000 pods under the
 //      same 200 policies (rules follow policies and distinct profiles, not pods).
 //   3. Sequential TCP connect rate between two real pods (client -> server,
@@ -32,7 +34,7 @@
 // Env: BENCH_POLICY_ROUNDS (32 measured ADDs per case), BENCH_POLICY_BLOCK (8
 //      rounds per block), BENCH_POLICY_CONNECT_SECS (3), BENCH_POLICY_CONNECT_RUNS (9),
 //      BENCH_POLICY_TRACE=1 (trace every measured ADD of part 1 and print, per
-//      phase, the median time since the process started in cases b and c,
+//      phase, the median time since the process started in cases b, c and d,
 //      and the median duration of each program run: where the difference
 //      goes), BENCH_KEEP_TMP=1
 //      (keep the temp dir with the state files, and print its path).
@@ -246,10 +248,12 @@ function printPhases(cases) {
   }
   const W = 40;
   process.stderr.write(`bench-policy: phases of the measured ADDs (median ms; "at": since the process started, "run": duration)\n`);
-  process.stderr.write(`  ${'phase'.padEnd(W)} ${cases.map((c) => `case ${c.key}`.padStart(9)).join(' ')} ${'diff'.padStart(9)}\n`);
+  const diff = `${cases[1].key}-${cases[0].key}`;
+  process.stderr.write(`  ${'phase'.padEnd(W)} ${cases.map((c) => `case ${c.key}`.padStart(9)).join(' ')} ${diff.padStart(9)}\n`);
   for (const [key, per] of rows) {
     const ms = per.map(median);
-    process.stderr.write(`  ${key.padEnd(W)} ${ms.map((x) => x.toFixed(1).padStart(9)).join(' ')} ${(ms.at(-1) - ms[0]).toFixed(1).padStart(9)}\n`);
+    const cell = (x) => (Number.isNaN(x) ? '-' : x.toFixed(1)).padStart(9);
+    process.stderr.write(`  ${key.padEnd(W)} ${ms.map(cell).join(' ')} ${cell(ms[1] - ms[0])}\n`);
   }
 }
 
@@ -422,13 +426,14 @@ async function inner(p) {
   }
   const delNetns = (pod) => spawnSync('ip', ['netns', 'del', pod.name], { stdio: 'ignore' });
 
-  const podIdentity = (n) => ({ namespace: nsName(3), name: `bench-${n}`, labels: { app: appName(7), tier: TIERS[7 % TIERS.length], role: 'worker' }, namespaceLabels: { team: 'team-0', env: 'prod' } });
+  // fresh: a label no pod had before, so the pod starts a new workload (the node compiles).
+  const podIdentity = (n, fresh) => ({ namespace: nsName(3), name: `bench-${n}`, labels: { app: appName(7), tier: TIERS[7 % TIERS.length], role: 'worker', ...(fresh ? { rev: `r${n}` } : {}) }, namespaceLabels: { team: 'team-0', env: 'prod' } });
 
   /** ADD (timed) + DEL (untimed) of a throw-away pod; `probe` runs between them. */
   function round(c, probe, addEnv) {
     const pod = newPod(c.key);
     try {
-      const config = conf(c.stateDir, c.dir, podIdentity(seq));
+      const config = conf(c.stateDir, c.dir, podIdentity(seq, c.fresh));
       const add = invoke('ADD', pod, config, addEnv);
       const probed = probe?.();
       invoke('DEL', pod, { ...config, prevResult: add.result });
@@ -474,10 +479,12 @@ async function inner(p) {
     { key: 'a', label: '0 pods, no policies', existing: 0, policies: 0, dir: emptyDir, stateDir: join(p.tmp, 'state-a'), add: [] },
     { key: 'b', label: `0 pods, ${POLICIES} policies`, existing: 0, policies: POLICIES, dir: polDir, stateDir: join(p.tmp, 'state-b'), add: [] },
     { key: 'c', label: `${EXISTING} pods, ${POLICIES} policies`, existing: EXISTING, policies: POLICIES, dir: polDir, stateDir: join(p.tmp, 'state-c'), add: [] },
+    { key: 'd', label: `c, each pod a new workload`, existing: EXISTING, policies: POLICIES, dir: polDir, stateDir: join(p.tmp, 'state-d'), add: [], fresh: true },
   ];
   // c's existing pods: only in the state file; its first ADD parses the
   // manifests (no fingerprint yet), compiles and applies all of them.
   writeState(cases[2].stateDir, syntheticPods(0, EXISTING));
+  writeState(cases[3].stateDir, syntheticPods(0, EXISTING));
 
   const rules = [];
   const blocks = Math.ceil(p.rounds / p.block);
@@ -487,8 +494,9 @@ async function inner(p) {
     for (const c of order) {
       deleteTable();
       // Untimed: re-applies the case's whole state (and warms the page cache).
-      const first = round(c, bi === 0 && c.key !== 'a' ? tableStats : undefined);
-      if (bi === 0 && c.key !== 'a') {
+      const stats = bi === 0 && (c.key === 'b' || c.key === 'c');
+      const first = round(c, stats ? tableStats : undefined);
+      if (stats) {
         const after = tableStats();
         rules.push({ label: `${c.existing} pods (after DEL)`, pods: c.existing, ...after });
         rules.push({ label: `${c.existing} + 1 pod (during ADD)`, pods: c.existing + 1, ...first.probed });

@@ -358,6 +358,25 @@ class Builder {
   }
 }
 
+/**
+ * The numbers a pod gives the named ports that the ingress rules of `act`
+ * name (resolved on the destination, the pod itself); null for one it does
+ * not have. The only thing about a pod, besides which policies act on it,
+ * that its ingress rules depend on.
+ */
+function namedIngressPorts(act: Policy[], self: Identity): [string, string, number | null][] {
+  const out: [string, string, number | null][] = [];
+  for (const p of act) {
+    for (const r of [...p.ingress, ...p.ingressDeny]) {
+      for (const pr of r.ports ?? []) {
+        if (typeof pr.port !== 'string') continue;
+        out.push([pr.port, pr.protocol, self.ports.find((x) => x.name === pr.port && x.protocol === pr.protocol)?.containerPort ?? null]);
+      }
+    }
+  }
+  return out;
+}
+
 /** The label that names a workload in logs: the usual app labels, else the first label, else "-". */
 const WORKLOAD_LABELS = ['app.kubernetes.io/name', 'app', 'k8s-app', 'name'];
 export function workloadOf(i: Identity): string {
@@ -395,14 +414,25 @@ export function compile(policies: Policy[], pods: LocalPod[], audit: AuditOption
   const podProfiles: Compiled['pods'] = {};
 
   // Pass 1: per group of alike pods and direction, the rules of the policies
-  // acting on it. Groups with the same rules share one profile.
+  // acting on it. Groups with the same rules share one profile. The rules
+  // follow from the acting policies and, for named ports on ingress, the
+  // numbers the pod gives them: groups alike in those are found before any
+  // rule is built, and the rules are built once per profile.
   const groups = new Map<string, { dir: Direction; ids: string[]; rules: unknown[][]; isolated: boolean; audited: boolean; isolating: string[]; classes: Builder['classes'] }>();
+  const byInputs = new Map<string, string>();
   const rate = { limit: { rate: 10, per: 'second', burst: 20 } };
   for (const cls of b.classes) {
     const id = cls.identity;
     for (const dir of ['ingress', 'egress'] as Direction[]) {
       const { act, isolated, denyKey } = acting(policies, id, dir);
       if (act.length === 0) continue;
+      const ids = act.map(policyKey);
+      const inputs = JSON.stringify([dir, ids, isolated, dir === 'ingress' ? namedIngressPorts(act, id) : null]);
+      const known = byInputs.get(inputs);
+      if (known !== undefined) {
+        groups.get(known)!.classes.push(cls);
+        continue;
+      }
       const rules: unknown[][] = [];
       const pass = dir === 'ingress' ? { accept: null } : { return: null };
       for (const p of act) {
@@ -431,9 +461,9 @@ export function compile(policies: Policy[], pods: LocalPod[], audit: AuditOption
           }
         }
       }
-      const ids = act.map(policyKey);
       const isolating = act.filter((x) => x.isolates[dir]).map(policyId);
       const key = JSON.stringify([dir, ids, rules, isolated]);
+      byInputs.set(inputs, key);
       const g = groups.get(key);
       if (g) g.classes.push(cls);
       else groups.set(key, { dir, ids, rules, isolated, isolating, audited: isolating.every((pid) => isAudited(audit, pid, pid.split('/')[0]!)), classes: [cls] });
@@ -462,7 +492,8 @@ export function compile(policies: Policy[], pods: LocalPod[], audit: AuditOption
       }
       rules.push([g.audited ? (g.dir === 'ingress' ? { accept: null } : { return: null }) : { drop: null }]);
     }
-    const chain = `pr_${hash(JSON.stringify([key, rules]))}`;
+    // Named by its content: the key holds the policies' rules, the tail the rest.
+    const chain = `pr_${hash(`${key}\0${JSON.stringify(rules.slice(g.rules.length))}`)}`;
     b.chains.set(chain, rules);
     profiles[chain] = { direction: g.dir, policies: g.ids, ...(g.isolated && !g.audited ? { denyCounter: counter } : {}) };
     const d = g.dir === 'ingress' ? 'in' : 'eg';
@@ -534,7 +565,7 @@ export function compile(policies: Policy[], pods: LocalPod[], audit: AuditOption
     cmds.push({ add: { set: { family: F, table: POLICY_TABLE, name, type: setType(name) } } }, { delete: { set: { family: F, table: POLICY_TABLE, name } } });
   }
   const desired: Desired = {
-    sets: Object.fromEntries([...b.sets].map(([n, st]) => [n, { type: st.type, elems: st.elems.map((e) => JSON.stringify(e)).sort() }])),
+    sets: Object.fromEntries([...b.sets].map(([n, st]) => [n, { type: st.type, elems: st.elems.map((e) => JSON.stringify(e)) }])),
     chains: [...b.chains.keys()].sort(),
     counters: [...b.counters].sort(),
     vmaps: Object.fromEntries(Object.entries(vmap).map(([m, elems]) => [m, Object.fromEntries(elems.map((e) => {
