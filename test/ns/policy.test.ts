@@ -297,7 +297,12 @@ describe('nhi-policy chained after the reference bridge', () => {
   });
 });
 
-describe('CiliumNetworkPolicy at L3/L4 in the kernel: deny before allow', () => {
+/**
+ * A describe's world: a node namespace running nhi-cni with a policy
+ * directory, pods with workload identities, servers in them; everything
+ * removed after the describe.
+ */
+function policyWorld() {
   const scratch = new Scratch();
   const servers: ChildProcess[] = [];
   afterAll(() => {
@@ -305,12 +310,39 @@ describe('CiliumNetworkPolicy at L3/L4 in the kernel: deny before allow', () => 
     deleteAllNetns();
     scratch.cleanup();
   });
+  return {
+    scratch,
+    servers,
+    /** The node, and a conflist whose nhi-cni enforces `manifests` (file name -> YAML). */
+    setup(o: { name: string; bridge: string; ranges: string[][]; manifests: Record<string, string>; ipMasq?: boolean }) {
+      const node = createNetns('nhin');
+      const policyDir = scratch.path('policies');
+      mkdirSync(policyDir, { recursive: true });
+      for (const [file, text] of Object.entries(o.manifests)) writeFileSync(`${policyDir}/${file}`, text);
+      const list = chainConflist({ kind: 'nhi-cni', name: o.name, cniVersion: '1.1.0', bridge: o.bridge, ranges: o.ranges, dir: scratch.dir, ...(o.ipMasq === undefined ? {} : { ipMasq: o.ipMasq }) });
+      (list.plugins[0] as Record<string, unknown>).policy = { dir: policyDir };
+      const env = testEnv(scratch.dir);
+      const config = (name: string, workload: Record<string, unknown>) => pluginConfig(list, 0, undefined, { 'io.nhi-cni/workload': { name, ...workload } });
+      /** ADDs a pod in a namespace of its own; its addresses, IPv4 first. */
+      const add = (name: string, workload: Record<string, unknown>) => {
+        const ns = createNetns('nhip');
+        const r = direct({ node, verb: 'ADD', config: config(name, workload), containerId: name, netns: ns.path, env });
+        expect(r.status, r.stdout + r.stderr).toBe(0);
+        const ips = (r.json.ips as { address: string }[]).map((x) => x.address.split('/')[0]!).sort((a, b) => Number(a.includes(':')) - Number(b.includes(':')));
+        return { ns, ip: ips[0]!, ips, result: r.json };
+      };
+      return { node, list, env, config, add };
+    },
+  };
+}
+
+const example = (file: string) => readFileSync(`${ROOT}/examples/policies/${file}`, 'utf8');
+
+describe('CiliumNetworkPolicy at L3/L4 in the kernel: deny before allow', () => {
+  const world = policyWorld();
 
   it('an ingressDeny wins over an allow-all, for the peers it names only', async () => {
-    const node = createNetns('nhin');
-    const policyDir = scratch.path('policies');
-    mkdirSync(policyDir, { recursive: true });
-    writeFileSync(`${policyDir}/cnp.yaml`, `
+    const { add } = world.setup({ name: 'cnp', bridge: 'nhi0', ranges: [['10.82.0.0/24']], manifests: { 'cnp.yaml': `
 apiVersion: cilium.io/v2
 kind: CiliumNetworkPolicy
 metadata: { name: model-store, namespace: ml }
@@ -320,47 +352,25 @@ spec:
     - toPorts: [{ ports: [{ port: "8080", protocol: TCP }] }]
   ingressDeny:
     - fromEndpoints: [{ matchLabels: { app: scraper } }]
-`);
-    const list = chainConflist({ kind: 'nhi-cni', name: 'cnp', cniVersion: '1.1.0', bridge: 'nhi0', ranges: [['10.82.0.0/24']], dir: scratch.dir });
-    (list.plugins[0] as Record<string, unknown>).policy = { dir: policyDir };
-    const ip: Record<string, string> = {};
-    const pods: Record<string, Netns> = {};
-    for (const [name, app] of [['store', 'model-store'], ['trainer', 'trainer'], ['scraper', 'scraper']] as const) {
-      pods[name] = createNetns('nhip');
-      const conf = pluginConfig(list, 0, undefined, { 'io.nhi-cni/workload': { namespace: 'ml', name, labels: { app } } });
-      const r = direct({ node, verb: 'ADD', config: conf, containerId: name, netns: pods[name]!.path, env: testEnv(scratch.dir) });
-      expect(r.status, r.stdout).toBe(0);
-      ip[name] = r.json.ips[0].address.split('/')[0];
-    }
-    servers.push(await startServers(pods.store!, [8080, 9090]));
-    expect(reaches(pods.trainer!, ip.store!, 8080)).toBe(true);
-    expect(reaches(pods.trainer!, ip.store!, 9090)).toBe(false); // isolated: only 8080 is allowed
-    expect(reaches(pods.scraper!, ip.store!, 8080)).toBe(false); // denied before the allow
+` } });
+    const [store, trainer, scraper] = (['model-store', 'trainer', 'scraper'] as const).map((app) => add(app, { namespace: 'ml', labels: { app } }));
+    world.servers.push(await startServers(store!.ns, [8080, 9090]));
+    expect(reaches(trainer!.ns, store!.ip, 8080)).toBe(true);
+    expect(reaches(trainer!.ns, store!.ip, 9090)).toBe(false); // isolated: only 8080 is allowed
+    expect(reaches(scraper!.ns, store!.ip, 8080)).toBe(false); // denied before the allow
   });
 });
 
 describe('pods added and deleted in parallel under policies', () => {
-  const scratch = new Scratch();
-  const servers: ChildProcess[] = [];
-  afterAll(() => {
-    for (const s of servers) s.kill();
-    deleteAllNetns();
-    scratch.cleanup();
-  });
+  const world = policyWorld();
 
   it('24 parallel ADDs of 4 workloads, a GC of half of them, then 24 parallel DELs: every pod enforced, the state and the table exact, nothing left', async () => {
-    const node = createNetns('nhin');
-    const policyDir = scratch.path('policies');
-    mkdirSync(policyDir, { recursive: true });
-    copyFileSync(`${ROOT}/examples/policies/payments.yaml`, `${policyDir}/payments.yaml`);
-    const list = chainConflist({ kind: 'nhi-cni', name: 'par', cniVersion: '1.1.0', bridge: 'nhi0', ranges: [['10.83.0.0/24']], dir: scratch.dir });
-    (list.plugins[0] as Record<string, unknown>).policy = { dir: policyDir };
+    const { node, list, env, config } = world.setup({ name: 'par', bridge: 'nhi0', ranges: [['10.83.0.0/24']], manifests: { 'payments.yaml': example('payments.yaml') } });
+    const state = () => JSON.parse(readFileSync(world.scratch.path('state/policy-state.json'), 'utf8'));
     // New workloads (a compile) and replicas of known ones (no compile) race for the lock.
     const apps = ['payment-service', 'payments-db', 'reporting', 'web'];
     const pods = Array.from({ length: 24 }, (_, i) => ({ ns: createNetns('nhip'), id: `p${i}`, app: apps[i % apps.length]! }));
-    const env = testEnv(scratch.dir);
-    const conf = (app: string, name: string) => pluginConfig(list, 0, undefined, { 'io.nhi-cni/workload': { namespace: 'payments', name, labels: { app } } });
-    const adds = await Promise.all(pods.map((p) => directAsync({ node, verb: 'ADD', config: conf(p.app, p.id), containerId: p.id, netns: p.ns.path, env })));
+    const adds = await Promise.all(pods.map((p) => directAsync({ node, verb: 'ADD', config: config(p.id, { namespace: 'payments', labels: { app: p.app } }), containerId: p.id, netns: p.ns.path, env })));
     for (const a of adds) expect(a.status, a.stdout + a.stderr).toBe(0);
     const ip = adds.map((a) => a.json.ips[0].address.split('/')[0] as string);
 
@@ -370,12 +380,11 @@ describe('pods added and deleted in parallel under policies', () => {
     const t = table();
     expect([...mapped(t, 'in4')].sort()).toEqual([...ip].sort());
     expect([...mapped(t, 'eg4')].sort()).toEqual([...ip].sort());
-    const state = JSON.parse(readFileSync(scratch.path('state/policy-state.json'), 'utf8'));
-    expect(Object.keys(state.pods)).toHaveLength(24);
+    expect(Object.keys(state().pods)).toHaveLength(24);
 
     // Enforced on the last replicas as on the first: any payment-service reaches any database.
     const db = pods.findIndex((p, i) => p.app === 'payments-db' && i >= 20);
-    servers.push(await startServers(pods[db]!.ns, [5432]));
+    world.servers.push(await startServers(pods[db]!.ns, [5432]));
     expect(reaches(pods[0]!.ns, ip[db]!, 5432)).toBe(true); // payment-service, the first ADD
     expect(reaches(pods[20]!.ns, ip[db]!, 5432)).toBe(true); // payment-service, one of the last
     expect(reaches(pods[2]!.ns, ip[db]!, 5432)).toBe(false); // reporting
@@ -386,7 +395,7 @@ describe('pods added and deleted in parallel under policies', () => {
     expect(gc.status, gc.stdout + gc.stderr).toBe(0);
     const kept = ip.filter((_, i) => i % 2 === 0).sort();
     expect([...mapped(table(), 'in4')].sort()).toEqual(kept);
-    expect(Object.keys(JSON.parse(readFileSync(scratch.path('state/policy-state.json'), 'utf8')).pods).sort()).toEqual(valid.map((p) => `par/${p.id}/eth0`).sort());
+    expect(Object.keys(state().pods).sort()).toEqual(valid.map((p) => `par/${p.id}/eth0`).sort());
     const inSets = new Set(table().filter((o) => o.set && o.set.name !== 'gen').flatMap((o) => (o.set.elem ?? []).map((e: any) => (typeof e === 'string' ? e : e.concat?.[0]))));
     for (const [i, a] of ip.entries()) expect(inSets.has(a), a).toBe(i % 2 === 0);
 
@@ -394,77 +403,43 @@ describe('pods added and deleted in parallel under policies', () => {
     for (const d of dels) expect(d.status, d.stdout + d.stderr).toBe(0);
     const after = table();
     for (const m of ['in4', 'eg4', 'in6', 'eg6']) expect(mapped(after, m)).toEqual([]);
-    const final = JSON.parse(readFileSync(scratch.path('state/policy-state.json'), 'utf8'));
+    const final = state();
     for (const s of after.filter((o) => o.set)) expect(s.set.elem ?? [], s.set.name).toEqual(s.set.name === 'gen' ? [final.gen] : []);
     expect(final.pods).toEqual({});
-    expect(readdirSync(scratch.path('state')).filter((f) => f === 'policy.dirty')).toEqual([]);
+    expect(readdirSync(world.scratch.path('state')).filter((f) => f === 'policy.dirty')).toEqual([]);
   });
 });
 
 describe('dual stack under policies', () => {
-  const scratch = new Scratch();
-  const servers: ChildProcess[] = [];
-  afterAll(() => {
-    for (const s of servers) s.kill();
-    deleteAllNetns();
-    scratch.cleanup();
-  });
+  const world = policyWorld();
 
   it('the same verdicts over IPv6 as over IPv4: allowed, denied by ingress, denied by egress', async () => {
-    const node = createNetns('nhin');
-    const policyDir = scratch.path('policies');
-    mkdirSync(policyDir, { recursive: true });
-    copyFileSync(`${ROOT}/examples/policies/payments.yaml`, `${policyDir}/payments.yaml`);
-    const list = chainConflist({ kind: 'nhi-cni', name: 'ds', cniVersion: '1.1.0', bridge: 'nhids0', ranges: [['10.84.0.0/24'], ['fd84::/64']], dir: scratch.dir });
-    (list.plugins[0] as Record<string, unknown>).policy = { dir: policyDir };
-    const pods: Record<string, Netns> = {};
-    const v4: Record<string, string> = {};
-    const v6: Record<string, string> = {};
-    for (const [name, app] of [['api', 'payment-service'], ['db', 'payments-db'], ['rep', 'reporting']] as const) {
-      pods[name] = createNetns('nhip');
-      const conf = pluginConfig(list, 0, undefined, { 'io.nhi-cni/workload': { namespace: 'payments', name, labels: { app } } });
-      const r = direct({ node, verb: 'ADD', config: conf, containerId: name, netns: pods[name]!.path, env: testEnv(scratch.dir) });
-      expect(r.status, r.stdout + r.stderr).toBe(0);
-      const addrs = (r.json.ips as { address: string }[]).map((x) => x.address.split('/')[0]!);
-      v4[name] = addrs.find((a) => !a.includes(':'))!;
-      v6[name] = addrs.find((a) => a.includes(':'))!;
-    }
-    expect(Object.values(v6).every((a) => a.startsWith('fd84::'))).toBe(true);
-    servers.push(await startServers(pods.db!, [5432]));
-    servers.push(await startServers(pods.api!, [8080]));
-    for (const [fam, ip] of [['IPv4', v4], ['IPv6', v6]] as const) {
-      expect(reaches(pods.api!, ip.db!, 5432), `${fam} api -> db:5432`).toBe(true);
-      expect(reaches(pods.rep!, ip.db!, 5432), `${fam} rep -> db:5432`).toBe(false);
-      expect(reaches(pods.db!, ip.api!, 8080), `${fam} db -> api:8080`).toBe(false);
+    const { node, add } = world.setup({ name: 'ds', bridge: 'nhids0', ranges: [['10.84.0.0/24'], ['fd84::/64']], manifests: { 'payments.yaml': example('payments.yaml') } });
+    const [api, db, rep] = (['payment-service', 'payments-db', 'reporting'] as const).map((app) => add(app, { namespace: 'payments', labels: { app } }));
+    for (const p of [api!, db!, rep!]) expect(p.ips[1]).toMatch(/^fd84::/);
+    world.servers.push(await startServers(db!.ns, [5432]));
+    world.servers.push(await startServers(api!.ns, [8080]));
+    for (const [fam, i] of [['IPv4', 0], ['IPv6', 1]] as const) {
+      expect(reaches(api!.ns, db!.ips[i]!, 5432), `${fam} api -> db:5432`).toBe(true);
+      expect(reaches(rep!.ns, db!.ips[i]!, 5432), `${fam} rep -> db:5432`).toBe(false);
+      expect(reaches(db!.ns, api!.ips[i]!, 8080), `${fam} db -> api:8080`).toBe(false);
     }
     // Only neighbour discovery is let through, not ICMPv6 at large: echo is a
     // connection like any other (the node's own ping shows it works).
-    expect(ping(pods.rep!, v6.db!)).toBe(false);
-    expect(tryInNetns(node, 'ping', ['-c', '1', '-W', '2', v6.db!]).status).toBe(0);
+    expect(ping(rep!.ns, db!.ips[1]!)).toBe(false);
+    expect(tryInNetns(node, 'ping', ['-c', '1', '-W', '2', db!.ips[1]!]).status).toBe(0);
     // The IPv6 addresses are classified by the IPv6 maps.
     const t = JSON.parse(tryInNetns(node, 'nft', ['-j', 'list', 'map', 'inet', 'nhi_policy', 'in6']).stdout).nftables as Record<string, any>[];
     const in6 = t.find((o) => o.map)!.map.elem.map((e: any) => e[0]).sort();
-    expect(in6).toEqual(Object.values(v6).sort());
+    expect(in6).toEqual([api!, db!, rep!].map((p) => p.ips[1]).sort());
   });
 });
 
 describe('egress to hosts outside the node under policies (routed, masqueraded)', () => {
-  const scratch = new Scratch();
-  const servers: ChildProcess[] = [];
-  afterAll(() => {
-    for (const s of servers) s.kill();
-    deleteAllNetns();
-    scratch.cleanup();
-  });
+  const world = policyWorld();
 
   it('an ipBlock with except and a port decide what a pod may open outside; an unselected pod is not limited', async () => {
-    const node = createNetns('nhin');
-    const outside = createOutside(node); // 198.51.100.2, routed through the node
-    tryInNetns(outside, 'ip', ['addr', 'add', '198.51.100.200/24', 'dev', 'up0']);
-    servers.push(await startServers(outside, [8080, 8081]));
-    const policyDir = scratch.path('policies');
-    mkdirSync(policyDir, { recursive: true });
-    writeFileSync(`${policyDir}/edge.yaml`, `
+    const { node, add } = world.setup({ name: 'edge', bridge: 'nhie0', ranges: [['10.85.0.0/24']], ipMasq: true, manifests: { 'edge.yaml': `
 apiVersion: networking.k8s.io/v1
 kind: NetworkPolicy
 metadata: { name: fetcher-out, namespace: edge }
@@ -474,66 +449,39 @@ spec:
   egress:
     - to: [{ ipBlock: { cidr: 198.51.100.0/24, except: [198.51.100.128/25] } }]
       ports: [{ protocol: TCP, port: 8080 }]
-`);
-    const list = chainConflist({ kind: 'nhi-cni', name: 'edge', cniVersion: '1.1.0', bridge: 'nhie0', ranges: [['10.85.0.0/24']], dir: scratch.dir, ipMasq: true });
-    (list.plugins[0] as Record<string, unknown>).policy = { dir: policyDir };
-    const pods: Record<string, Netns> = {};
-    for (const [name, ns, app] of [['fetcher', 'edge', 'fetcher'], ['free', 'default', 'fetcher']] as const) {
-      pods[name] = createNetns('nhip');
-      const conf = pluginConfig(list, 0, undefined, { 'io.nhi-cni/workload': { namespace: ns, name, labels: { app } } });
-      const r = direct({ node, verb: 'ADD', config: conf, containerId: name, netns: pods[name]!.path, env: testEnv(scratch.dir) });
-      expect(r.status, r.stdout + r.stderr).toBe(0);
-    }
-    expect(reaches(pods.fetcher!, '198.51.100.2', 8080)).toBe(true);
-    expect(reaches(pods.fetcher!, '198.51.100.2', 8081)).toBe(false); // another port
-    expect(reaches(pods.fetcher!, '198.51.100.200', 8080)).toBe(false); // in the except range
+` } });
+    const outside = createOutside(node); // 198.51.100.2, routed through the node
+    tryInNetns(outside, 'ip', ['addr', 'add', '198.51.100.200/24', 'dev', 'up0']);
+    world.servers.push(await startServers(outside, [8080, 8081]));
+    const fetcher = add('fetcher', { namespace: 'edge', labels: { app: 'fetcher' } });
     // The same labels in another namespace: no policy selects it.
-    expect(reaches(pods.free!, '198.51.100.2', 8081)).toBe(true);
-    expect(reaches(pods.free!, '198.51.100.200', 8080)).toBe(true);
+    const free = add('free', { namespace: 'default', labels: { app: 'fetcher' } });
+    expect(reaches(fetcher.ns, '198.51.100.2', 8080)).toBe(true);
+    expect(reaches(fetcher.ns, '198.51.100.2', 8081)).toBe(false); // another port
+    expect(reaches(fetcher.ns, '198.51.100.200', 8080)).toBe(false); // in the except range
+    expect(reaches(free.ns, '198.51.100.2', 8081)).toBe(true);
+    expect(reaches(free.ns, '198.51.100.200', 8080)).toBe(true);
   });
 });
 
 describe('CI/CD stages (examples/policies/cicd.yaml) on real traffic', () => {
-  const scratch = new Scratch();
-  const servers: ChildProcess[] = [];
-  afterAll(() => {
-    for (const s of servers) s.kill();
-    deleteAllNetns();
-    scratch.cleanup();
-  });
+  const world = policyWorld();
 
   it('stages reach the artifact store on its named port as each store defines it, and never each other', async () => {
-    const node = createNetns('nhin');
-    const policyDir = scratch.path('policies');
-    mkdirSync(policyDir, { recursive: true });
-    copyFileSync(`${ROOT}/examples/policies/cicd.yaml`, `${policyDir}/cicd.yaml`);
-    const list = chainConflist({ kind: 'nhi-cni', name: 'ci', cniVersion: '1.1.0', bridge: 'nhici0', ranges: [['10.86.0.0/24']], dir: scratch.dir });
-    (list.plugins[0] as Record<string, unknown>).policy = { dir: policyDir };
-    const pods: Record<string, Netns> = {};
-    const ip: Record<string, string> = {};
+    const { add } = world.setup({ name: 'ci', bridge: 'nhici0', ranges: [['10.86.0.0/24']], manifests: { 'cicd.yaml': example('cicd.yaml') } });
     const artifacts = (port: number) => [{ name: 'http-artifacts', containerPort: port, protocol: 'TCP' }];
-    for (const [name, labels, ports] of [
-      ['build', { stage: 'build' }, []],
-      ['test', { stage: 'test' }, []],
-      ['store1', { app: 'artifact-store' }, artifacts(8081)],
-      ['store2', { app: 'artifact-store' }, artifacts(8082)],
-    ] as const) {
-      pods[name] = createNetns('nhip');
-      const conf = pluginConfig(list, 0, undefined, { 'io.nhi-cni/workload': { namespace: 'ci', name, labels, ports } });
-      const r = direct({ node, verb: 'ADD', config: conf, containerId: name, netns: pods[name]!.path, env: testEnv(scratch.dir) });
-      expect(r.status, r.stdout + r.stderr).toBe(0);
-      ip[name] = r.json.ips[0].address.split('/')[0];
-    }
-    servers.push(await startServers(pods.store1!, [8081, 8082]));
-    servers.push(await startServers(pods.store2!, [8081, 8082]));
-    servers.push(await startServers(pods.test!, [8080]));
+    const build = add('build', { namespace: 'ci', labels: { stage: 'build' } });
+    const test = add('test', { namespace: 'ci', labels: { stage: 'test' } });
+    const store1 = add('store1', { namespace: 'ci', labels: { app: 'artifact-store' }, ports: artifacts(8081) });
+    const store2 = add('store2', { namespace: 'ci', labels: { app: 'artifact-store' }, ports: artifacts(8082) });
+    world.servers.push(await startServers(store1.ns, [8081, 8082]), await startServers(store2.ns, [8081, 8082]), await startServers(test.ns, [8080]));
     // "http-artifacts" is 8081 on store1 and 8082 on store2: resolved per destination.
-    expect(reaches(pods.build!, ip.store1!, 8081)).toBe(true);
-    expect(reaches(pods.build!, ip.store1!, 8082)).toBe(false);
-    expect(reaches(pods.build!, ip.store2!, 8082)).toBe(true);
-    expect(reaches(pods.build!, ip.store2!, 8081)).toBe(false);
-    expect(reaches(pods.test!, ip.store2!, 8082)).toBe(true);
+    expect(reaches(build.ns, store1.ip, 8081)).toBe(true);
+    expect(reaches(build.ns, store1.ip, 8082)).toBe(false);
+    expect(reaches(build.ns, store2.ip, 8082)).toBe(true);
+    expect(reaches(build.ns, store2.ip, 8081)).toBe(false);
+    expect(reaches(test.ns, store2.ip, 8082)).toBe(true);
     // Stages are isolated from one another.
-    expect(reaches(pods.build!, ip.test!, 8080)).toBe(false);
+    expect(reaches(build.ns, test.ip, 8080)).toBe(false);
   });
 });
