@@ -4,8 +4,10 @@
 //        a. 0 existing pods, no policies
 //        b. 0 existing pods, 200 policies
 //        c. 500 existing pods, 200 policies        target: c within +20 % of b
-//        d. as c, but every pod a workload the node has not seen (a label of
-//           its own), so every ADD compiles: the first pod of a deployment
+//        d. as c, but every pod a workload the node has not seen (an app label
+//           of its own), so every ADD compiles: the first pod of a deployment
+//        e. as c, but every pod with a label of its own that no policy selects
+//           on (a StatefulSet's pod-name): still no compile, like c
 //   2. Rules in `table inet nhi_policy` with 0, 500 and 1,000 pods under the
 //      same 200 policies (rules follow policies and distinct profiles, not pods).
 //   3. Sequential TCP connect rate between two real pods (client -> server,
@@ -34,7 +36,7 @@
 // Env: BENCH_POLICY_ROUNDS (32 measured ADDs per case), BENCH_POLICY_BLOCK (8
 //      rounds per block), BENCH_POLICY_CONNECT_SECS (3), BENCH_POLICY_CONNECT_RUNS (9),
 //      BENCH_POLICY_TRACE=1 (trace every measured ADD of part 1 and print, per
-//      phase, the median time since the process started in cases b, c and d,
+//      phase, the median time since the process started in cases b to e,
 //      and the median duration of each program run: where the difference
 //      goes), BENCH_KEEP_TMP=1
 //      (keep the temp dir with the state files, and print its path).
@@ -426,8 +428,14 @@ async function inner(p) {
   }
   const delNetns = (pod) => spawnSync('ip', ['netns', 'del', pod.name], { stdio: 'ignore' });
 
-  // fresh: a label no pod had before, so the pod starts a new workload (the node compiles).
-  const podIdentity = (n, fresh) => ({ namespace: nsName(3), name: `bench-${n}`, labels: { app: appName(7), tier: TIERS[7 % TIERS.length], role: 'worker', ...(fresh ? { rev: `r${n}` } : {}) }, namespaceLabels: { team: 'team-0', env: 'prod' } });
+  // fresh 'workload': an app label no pod had before, so the pod starts a new
+  // workload (the node compiles); fresh 'label': a label of its own that no
+  // policy selects on (as a StatefulSet's pod-name), which changes nothing.
+  const podIdentity = (n, fresh) => ({
+    namespace: nsName(3), name: `bench-${n}`,
+    labels: { app: fresh === 'workload' ? `new-${n}` : appName(7), tier: TIERS[7 % TIERS.length], role: 'worker', ...(fresh === 'label' ? { 'statefulset.kubernetes.io/pod-name': `bench-${n}` } : {}) },
+    namespaceLabels: { team: 'team-0', env: 'prod' },
+  });
 
   /** ADD (timed) + DEL (untimed) of a throw-away pod; `probe` runs between them. */
   function round(c, probe, addEnv) {
@@ -479,12 +487,14 @@ async function inner(p) {
     { key: 'a', label: '0 pods, no policies', existing: 0, policies: 0, dir: emptyDir, stateDir: join(p.tmp, 'state-a'), add: [] },
     { key: 'b', label: `0 pods, ${POLICIES} policies`, existing: 0, policies: POLICIES, dir: polDir, stateDir: join(p.tmp, 'state-b'), add: [] },
     { key: 'c', label: `${EXISTING} pods, ${POLICIES} policies`, existing: EXISTING, policies: POLICIES, dir: polDir, stateDir: join(p.tmp, 'state-c'), add: [] },
-    { key: 'd', label: `c, each pod a new workload`, existing: EXISTING, policies: POLICIES, dir: polDir, stateDir: join(p.tmp, 'state-d'), add: [], fresh: true },
+    { key: 'd', label: `c, each pod a new workload`, existing: EXISTING, policies: POLICIES, dir: polDir, stateDir: join(p.tmp, 'state-d'), add: [], fresh: 'workload' },
+    { key: 'e', label: `c, each pod a pod-name label`, existing: EXISTING, policies: POLICIES, dir: polDir, stateDir: join(p.tmp, 'state-e'), add: [], fresh: 'label' },
   ];
   // c's existing pods: only in the state file; its first ADD parses the
   // manifests (no fingerprint yet), compiles and applies all of them.
   writeState(cases[2].stateDir, syntheticPods(0, EXISTING));
   writeState(cases[3].stateDir, syntheticPods(0, EXISTING));
+  writeState(cases[4].stateDir, syntheticPods(0, EXISTING));
 
   const rules = [];
   const blocks = Math.ceil(p.rounds / p.block);

@@ -267,7 +267,7 @@ export function podProfiles(state: PolicyState): Compiled['pods'] {
   if (!state.compiled) return out;
   for (const [id, p] of Object.entries(state.pods)) {
     if (!p.identity) continue;
-    const e = state.compiled.classIndex[classKey(p.identity)];
+    const e = state.compiled.classIndex[classKey(p.identity, state.compiled.labelKeys)];
     if (e?.ingress || e?.egress) out[id] = { ...(e.ingress ? { ingress: e.ingress } : {}), ...(e.egress ? { egress: e.egress } : {}) };
   }
   return out;
@@ -285,7 +285,7 @@ export async function checkPolicy(pc: PolicyConfig, key: string): Promise<void> 
   const pod = state.pods[key];
   if (!pod) throw fail('the attachment is missing from the policy state', `no entry ${key} in ${pc.stateDir}/${STATE_FILE}`);
   if (!pod.identity) return;
-  const e = state.compiled?.classIndex[classKey(pod.identity)];
+  const e = state.compiled?.classIndex[classKey(pod.identity, state.compiled.labelKeys)];
   if (!state.compiled || !e) throw fail('the pod\'s workload is not in the policy state\'s last compile', `${key}: the next ADD or \`nhi-cni policy sync\` compiles it`);
   const r = await run('nft', ['-j', 'list', 'table', 'inet', POLICY_TABLE]);
   const fix = 'the next ADD or DEL, or `nhi-cni policy sync`, re-applies it';
@@ -445,7 +445,7 @@ export async function applyPolicy(
     crashPoint('policy-kernel');
     const id = randomBytes(8).toString('hex');
     const next: CompiledState = {
-      layout: POLICY_LAYOUT, audit: pc.audit, names: compiled.names, classIndex: compiled.classIndex, podElems: compiled.podElems,
+      layout: POLICY_LAYOUT, audit: pc.audit, names: compiled.names, classIndex: compiled.classIndex, labelKeys: compiled.labelKeys, podElems: compiled.podElems,
       desired: { counters: compiled.desired.counters },
     };
     writeFileAtomic(compiledPath(pc.stateDir, id, '.policies'), JSON.stringify({ policies: pols, profiles: compiled.profiles } satisfies CompiledPolicies));

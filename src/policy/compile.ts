@@ -31,7 +31,7 @@ export const POLICY_TABLE = 'nhi_policy';
  * compiled under another one is applied whole, never as a difference: an
  * upgraded plugin rewrites the table at its first change.
  */
-export const POLICY_LAYOUT = 2;
+export const POLICY_LAYOUT = 3;
 const F = 'inet';
 
 /** A pod of this node as the compiler sees it. */
@@ -81,8 +81,10 @@ export interface ClassEntry {
 }
 
 export interface Compiled {
-  /** Per pod group, for fastDelta(). */
+  /** Per pod group (classKey with labelKeys), for fastDelta(). */
   classIndex: Record<string, ClassEntry>;
+  /** The label keys the policies select on: the others do not tell pod groups apart. */
+  labelKeys: string[];
   /** Per pod id: set elements that follow its addresses rather than its group (see ClassEntry.ipDependent). */
   podElems: Record<string, [string, string][]>;
   /** The whole state, flushed and refilled: for a first apply, a policy change, or recovery. */
@@ -153,10 +155,37 @@ function prefix(cidr: string) {
 /** Code-point order: localeCompare goes through ICU and was most of a compile's time. */
 const byText = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
 
-/** What policies can see of a pod (namespace, labels, namespace labels, ports), as a short hash: pods alike have the same. */
-export function classKey(i: Identity): string {
+/**
+ * The pod label keys the policies select on (subjects and pod peers, in
+ * matchLabels and matchExpressions). A label outside them cannot change any
+ * verdict, so it does not make a pod a workload of its own: a StatefulSet's
+ * pod-name label or a Job's controller-uid keeps its pods in one group.
+ */
+export function relevantLabelKeys(policies: Policy[]): string[] {
+  const keys = new Set<string>();
+  const add = (sel: Selector | undefined) => {
+    if (!sel) return;
+    for (const k of Object.keys(sel.matchLabels)) keys.add(k);
+    for (const r of sel.matchExpressions) keys.add(r.key);
+  };
+  for (const p of policies) {
+    add(p.subject);
+    for (const r of [...p.ingress, ...p.egress, ...p.ingressDeny, ...p.egressDeny]) {
+      for (const peer of r.peers ?? []) if (peer.kind === 'pods') add(peer.pods);
+    }
+  }
+  return [...keys].sort(byText);
+}
+
+/**
+ * What policies can see of a pod, as a short hash: its namespace, namespace
+ * labels, ports, the labels of `labelKeys` (all labels when undefined), and
+ * the name its deny logs give it. Pods alike have the same.
+ */
+export function classKey(i: Identity, labelKeys?: string[]): string {
   const sorted = (o: Record<string, string>) => Object.entries(o).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-  return hash(JSON.stringify([i.namespace, sorted(i.labels), sorted(i.namespaceLabels), i.ports]), 16);
+  const labels = labelKeys ? labelKeys.filter((k) => Object.hasOwn(i.labels, k)).map((k) => [k, i.labels[k]]) : sorted(i.labels);
+  return hash(JSON.stringify([i.namespace, labels, sorted(i.namespaceLabels), i.ports, workloadOf(i)]), 16);
 }
 
 /** A selector as text, the same for selectors that mean the same (key and value order aside). */
@@ -224,14 +253,18 @@ class Builder {
     return m;
   }
 
+  /** relevantLabelKeys() of the policies. */
+  readonly labelKeys: string[];
+
   constructor(
     readonly policies: Policy[],
     pods: LocalPod[],
   ) {
+    this.labelKeys = relevantLabelKeys(policies);
     const byKey = new Map<string, Builder['classes'][number]>();
     for (const p of [...pods].sort((x, y) => byText(x.id, y.id))) {
       if (!p.identity) continue;
-      const key = classKey(p.identity);
+      const key = classKey(p.identity, this.labelKeys);
       let c = byKey.get(key);
       if (!c) byKey.set(key, (c = { key, identity: p.identity, pods: [], ips: { 4: [], 6: [] } }));
       c.pods.push(p);
@@ -576,6 +609,7 @@ export function compile(policies: Policy[], pods: LocalPod[], audit: AuditOption
   for (const c of b.classes) if (!b.membership.has(c.key)) b.membership.set(c.key, { sets: [], ipDependent: false });
   return {
     classIndex: Object.fromEntries(b.membership),
+    labelKeys: b.labelKeys,
     podElems: b.podElems,
     commands: cmds,
     desired,
@@ -633,7 +667,7 @@ export function delta(prev: Desired, next: Compiled): NftCommand[] {
 }
 
 /** What a compile leaves for the operations after it: enough to know, from the pods alone, what the kernel holds. */
-export type CompiledIndex = Pick<Compiled, 'classIndex' | 'podElems' | 'names'> & { desired: Pick<Desired, 'counters'> };
+export type CompiledIndex = Pick<Compiled, 'classIndex' | 'podElems' | 'names' | 'labelKeys'> & { desired: Pick<Desired, 'counters'> };
 
 /** A set's type, which its name tells: n_ sets hold (address . protocol . port), the others addresses. */
 export function setType(name: string): string | string[] {
@@ -673,7 +707,7 @@ export function deriveDesired(pods: LocalPod[], k: CompiledIndex): Desired | und
   const vmaps: Desired['vmaps'] = Object.fromEntries(VERDICT_MAPS.map((m) => [m, {}]));
   for (const p of pods) {
     if (!p.identity) continue;
-    const e = k.classIndex[classKey(p.identity)];
+    const e = k.classIndex[classKey(p.identity, k.labelKeys)];
     if (!e) return undefined;
     for (const ip of p.ips) {
       for (const [name, elem] of classElems(e, ip)) {
@@ -699,7 +733,7 @@ export function deriveDesired(pods: LocalPod[], k: CompiledIndex): Desired | und
  * point at. Undefined when a pod's group is new, or depends on addresses
  * (ipBlock named ports): compile instead.
  */
-export function fastDelta(k: Pick<CompiledIndex, 'classIndex' | 'names'>, removed: LocalPod[], added: LocalPod[]): NftCommand[] | undefined {
+export function fastDelta(k: Pick<CompiledIndex, 'classIndex' | 'names' | 'labelKeys'>, removed: LocalPod[], added: LocalPod[]): NftCommand[] | undefined {
   const known = new Set(k.names.sets);
   const T = { family: F, table: POLICY_TABLE };
   /** set -> element -> +1 (added) / -1 (removed); map -> address -> [old chain, new chain]. */
@@ -708,7 +742,7 @@ export function fastDelta(k: Pick<CompiledIndex, 'classIndex' | 'names'>, remove
   const walk = (pods: LocalPod[], sign: 1 | -1): boolean => {
     for (const p of pods) {
       if (!p.identity) continue;
-      const e = k.classIndex[classKey(p.identity)];
+      const e = k.classIndex[classKey(p.identity, k.labelKeys)];
       if (!e || e.ipDependent) return false;
       for (const ip of p.ips) {
         for (const [name, elem] of classElems(e, ip)) {

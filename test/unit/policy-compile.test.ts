@@ -1039,6 +1039,27 @@ describe('compile: what the kernel holds follows from the pods and the compile',
     expect(fastDelta(n, [], [{ ...store, id: 'net/store-3/eth0', ips: ['10.0.5.6'] }])).toBeUndefined();
   });
 
+  it('a label no policy selects on does not make a new group: StatefulSet replicas take the no-compile path; a selected label does', () => {
+    const base = localPods(WORLD);
+    const c = compile(payments, base, NO_AUDIT);
+    expect(c.labelKeys).toContain('app');
+    expect(c.labelKeys).not.toContain('statefulset.kubernetes.io/pod-name');
+    const db = base.find((p) => p.id === podId(WORLD[2]!))!;
+    const replica = (n: number, extra: Record<string, string>): LocalPod => ({
+      id: `net/db-${n}/eth0`, ips: [`10.0.1.${50 + n}`], identity: { ...db.identity!, name: `db-${n}`, labels: { ...db.identity!.labels, ...extra } },
+    });
+    // A unique pod-name label: same group, so no compile, and the same result as a compile.
+    const sts = replica(1, { 'statefulset.kubernetes.io/pod-name': 'db-1' });
+    const cmds = fastDelta(c, [], [sts]);
+    expect(cmds).toBeDefined();
+    const after = compile(payments, [...base, sts], NO_AUDIT);
+    expect(after.pods[sts.id]).toStrictEqual(c.pods[db.id]);
+    expect(Object.keys(after.classIndex).sort()).toStrictEqual(Object.keys(c.classIndex).sort());
+    // A label the policies select on (app), or another workload name in the logs: a new group.
+    expect(fastDelta(c, [], [replica(2, { app: 'payment-service' })])).toBeUndefined();
+    expect(fastDelta(c, [], [{ ...replica(3, {}), identity: { ...db.identity!, labels: { 'app.kubernetes.io/name': 'other', ...db.identity!.labels } } }])).toBeUndefined();
+  });
+
   it('a pod whose group the compile does not know: undefined, never a guess', () => {
     const c = compile(payments, localPods(WORLD.slice(0, 3)), NO_AUDIT);
     expect(deriveDesired(localPods(WORLD.slice(0, 4)), c)).toBeUndefined();
