@@ -28,7 +28,7 @@ import { applyNft, NftTransaction, type NftCommand } from '../sys/nft.js';
 import { ensureSysctl } from '../sys/sysfs.js';
 import { crashPoint } from '../sys/testhooks.js';
 import { trace as traceAt } from '../sys/trace.js';
-import { classKey, compile, delta, deriveDesired, fastDelta, POLICY_LAYOUT, POLICY_TABLE, type AuditOptions, type Compiled, type CompiledIndex, type CompiledNames, type LocalPod } from '../policy/compile.js';
+import { classElems, classKey, compile, delta, deriveDesired, fastDelta, mapEntries, POLICY_LAYOUT, POLICY_TABLE, type AuditOptions, type Compiled, type CompiledIndex, type CompiledNames, type LocalPod } from '../policy/compile.js';
 import type { Identity, Policy } from '../policy/model.js';
 import { loadPolicyDir, parseManifestObjects } from '../policy/parse.js';
 
@@ -261,18 +261,6 @@ function toState(stateDir: string, file: AnyStateFile): PolicyState {
   return out;
 }
 
-/** Pod id -> its profile chains (what compile() returns as `pods`), from the pods and their compile. */
-export function podProfiles(state: PolicyState): Compiled['pods'] {
-  const out: Compiled['pods'] = {};
-  if (!state.compiled) return out;
-  for (const [id, p] of Object.entries(state.pods)) {
-    if (!p.identity) continue;
-    const e = state.compiled.classIndex[classKey(p.identity, state.compiled.labelKeys)];
-    if (e?.ingress || e?.egress) out[id] = { ...(e.ingress ? { ingress: e.ingress } : {}), ...(e.egress ? { egress: e.egress } : {}) };
-  }
-  return out;
-}
-
 /**
  * CHECK: the pod is in the node's policy state, and the kernel holds what
  * the state says for it - its verdict-map entries, profile chains and set
@@ -287,31 +275,26 @@ export async function checkPolicy(pc: PolicyConfig, key: string): Promise<void> 
   if (!pod.identity) return;
   const e = state.compiled?.classIndex[classKey(pod.identity, state.compiled.labelKeys)];
   if (!state.compiled || !e) throw fail('the pod\'s workload is not in the policy state\'s last compile', `${key}: the next ADD or \`nhi-cni policy sync\` compiles it`);
-  const r = await run('nft', ['-j', 'list', 'table', 'inet', POLICY_TABLE]);
+  const table = await listTable();
   const fix = 'the next ADD or DEL, or `nhi-cni policy sync`, re-applies it';
-  if (r.exitCode !== 0) throw fail(`table inet ${POLICY_TABLE} is missing`, `${r.stderr.trim()}; ${fix}`);
-  const maps = new Map<string, Set<string>>();
-  const sets = new Map<string, Set<string>>();
+  if (typeof table === 'string') throw fail(`table inet ${POLICY_TABLE} is missing`, `${table}; ${fix}`);
+  // Set and map elements as JSON, the form compile.ts gives them.
+  const elems = new Map<string, Set<string>>();
   const chains = new Set<string>();
-  for (const o of (JSON.parse(r.stdout) as { nftables?: Record<string, { name?: string; elem?: unknown[] }>[] }).nftables ?? []) {
-    if (o.map?.name) maps.set(o.map.name, new Set((o.map.elem ?? []).map((x) => JSON.stringify(x))));
-    if (o.set?.name) sets.set(o.set.name, new Set((o.set.elem ?? []).map((x) => JSON.stringify(x))));
+  for (const o of table) {
+    const s = o.map ?? o.set;
+    if (s?.name) elems.set(s.name, new Set((s.elem ?? []).map((x) => JSON.stringify(x))));
     if (o.chain?.name) chains.add(o.chain.name);
   }
   const missing: string[] = [];
   for (const ip of pod.ips.filter((a) => parseIp(a) !== undefined)) {
-    const fam = ip.includes(':') ? 6 : 4;
-    for (const [dir, chain] of [['in', e.ingress], ['eg', e.egress]] as const) {
-      if (!chain) continue;
+    for (const [map, chain] of mapEntries(e, ip)) {
       if (!chains.has(chain)) missing.push(`chain ${chain}`);
-      if (!maps.get(`${dir}${fam}`)?.has(JSON.stringify([ip, { jump: { target: chain } }]))) missing.push(`${dir}${fam} ${ip} -> ${chain}`);
+      if (!elems.get(map)?.has(JSON.stringify([ip, { jump: { target: chain } }]))) missing.push(`${map} ${ip} -> ${chain}`);
     }
-    for (const [name, proto, port] of e.sets) {
-      if (!name.endsWith(`_${fam}`)) continue;
-      const elem = JSON.stringify(proto ? { concat: [ip, proto, port] } : ip);
-      if (!sets.get(name)?.has(elem)) missing.push(`set ${name} ${elem}`);
-    }
+    for (const [name, elem] of classElems(e, ip)) if (!elems.get(name)?.has(elem)) missing.push(`set ${name} ${elem}`);
   }
+  for (const [name, elem] of state.compiled.podElems[key] ?? []) if (!elems.get(name)?.has(elem)) missing.push(`set ${name} ${elem}`);
   if (missing.length) throw fail('the pod\'s policy is not in the kernel as the policy state says', `${key}: missing ${missing.slice(0, 5).join(', ')}${missing.length > 5 ? ` and ${missing.length - 5} more` : ''}; ${fix}`);
 }
 
@@ -321,16 +304,25 @@ const toLocal = ([id, p]: [string, PolicyPod]): LocalPod => ({
   ...(p.identity ? { identity: p.identity } : {}),
 });
 
+type TableObject = Record<string, { name?: string; elem?: unknown[] } | undefined>;
+
+/** The objects of the kernel's policy table (nft JSON), or why it cannot be listed. Never on the way of an ADD. */
+async function listTable(): Promise<TableObject[] | string> {
+  const r = await run('nft', ['-j', 'list', 'table', 'inet', POLICY_TABLE]);
+  if (r.exitCode !== 0) return r.stderr.trim() || `nft exit status ${r.exitCode}`;
+  return (JSON.parse(r.stdout) as { nftables?: TableObject[] }).nftables ?? [];
+}
+
 /**
  * The profile chains and sets in the kernel's table, by name: after a crash
  * mid-change the kernel may hold objects no file names, which a full apply
  * must delete too. Read only then, never on the way of a normal change.
  */
 async function kernelNames(): Promise<CompiledNames> {
-  const r = await run('nft', ['-j', 'list', 'table', 'inet', POLICY_TABLE]);
+  const table = await listTable();
   const out: CompiledNames = { chains: [], sets: [] };
-  if (r.exitCode !== 0) return out;
-  for (const o of (JSON.parse(r.stdout) as { nftables?: Record<string, { name?: string }>[] }).nftables ?? []) {
+  if (typeof table === 'string') return out;
+  for (const o of table) {
     if (o.chain?.name?.startsWith('pr_')) out.chains.push(o.chain.name);
     if (o.set?.name && /^[pnw]_/.test(o.set.name)) out.sets.push(o.set.name);
   }

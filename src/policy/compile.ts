@@ -676,7 +676,7 @@ export function setType(name: string): string | string[] {
 }
 
 /** The set elements a pod's addresses give under a group entry: [set, element as JSON]. */
-function classElems(e: ClassEntry, ip: string): [string, string][] {
+export function classElems(e: ClassEntry, ip: string): [string, string][] {
   const fam = `_${famOf(ip)}`;
   const out: [string, string][] = [];
   for (const [name, proto, port] of e.sets) {
@@ -686,7 +686,7 @@ function classElems(e: ClassEntry, ip: string): [string, string][] {
 }
 
 /** The verdict-map entries [map, chain] a pod's address gets under its group's entry. */
-function mapEntries(e: ClassEntry, ip: string): [VerdictMap, string][] {
+export function mapEntries(e: ClassEntry, ip: string): [string, string][] {
   const f = famOf(ip);
   const out: [VerdictMap, string][] = [];
   if (e.ingress) out.push([`in${f}`, e.ingress]);
