@@ -47,7 +47,7 @@ import { tmpdir, release, cpus, availableParallelism } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
-import { cmdOut, dieWith, intEnvWith, listNamespaces, run } from './bench-lib.mjs';
+import { cleanStale, cleanupOnSignals, cmdOut, dieWith, intEnvWith, removeNamespaces, run } from './bench-lib.mjs';
 
 const die = dieWith('bench-policy');
 const intEnv = intEnvWith(die);
@@ -85,13 +85,12 @@ async function outer() {
   if (spawnSync('ip', ['-V']).status !== 0) die('iproute2 (`ip`) is missing');
   if (spawnSync('nft', ['-v'], { env: { PATH: PLUGIN_PATH } }).status !== 0) die('nft is missing: apt-get install -y nftables');
 
-  cleanStale();
+  cleanStale(NS_PREFIX);
   const id = `${NS_PREFIX}${process.pid}`;
   const node = `${id}-node`;
   const tmp = mkdtempSync(join(tmpdir(), 'nhi-bench-policy-'));
   let child;
   let childDone = Promise.resolve();
-  let interrupted = false;
   let cleaned = false;
   const killGroup = () => {
     // The inner process leads its own process group: it, the servers and the
@@ -105,18 +104,7 @@ async function outer() {
     removeNamespaces((n) => n.startsWith(`${id}-`));
     if (process.env.BENCH_KEEP_TMP) console.error(`kept ${tmp}`); else rmSync(tmp, { recursive: true, force: true });
   };
-  const onSignal = async (sig) => {
-    if (interrupted) return;
-    interrupted = true;
-    console.error(`\nbench-policy: ${sig}, cleaning up`);
-    killGroup();
-    await Promise.race([childDone, new Promise((r) => setTimeout(r, 2000))]);
-    cleanup();
-    process.exit(130);
-  };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
-  process.on('SIGHUP', onSignal);
+  const signals = cleanupOnSignals('bench-policy', { stop: killGroup, done: () => childDone, cleanup });
 
   try {
     run('ip', ['netns', 'add', node]);
@@ -130,29 +118,15 @@ async function outer() {
     });
     childDone = new Promise((res) => child.on('exit', (c, s) => res(c ?? (s ? 128 : 1))));
     const code = await childDone;
-    if (interrupted) return new Promise(() => {}); // onSignal exits
+    if (signals.interrupted) return new Promise(() => {}); // the signal handler exits
     if (code !== 0) throw new Error(`measuring process failed (exit ${code})`);
     report(JSON.parse(readFileSync(params.results, 'utf8')), params);
   } catch (e) {
     console.error(`bench-policy: FAILED: ${e.message}`);
     process.exitCode = 1;
   } finally {
-    if (!interrupted) cleanup();
+    if (!signals.interrupted) cleanup();
   }
-}
-
-function removeNamespaces(pred) {
-  for (const n of listNamespaces().filter(pred)) {
-    if (spawnSync('ip', ['netns', 'del', n], { stdio: 'ignore' }).status !== 0) rmSync(join(NETNS_DIR, n), { force: true });
-  }
-}
-
-/** Namespaces of earlier runs that were SIGKILLed (their pid is gone). */
-function cleanStale() {
-  removeNamespaces((n) => {
-    const m = /^nhibp-(\d+)-/.exec(n);
-    return !!m && Number(m[1]) !== process.pid && !existsSync(`/proc/${m[1]}`);
-  });
 }
 
 /** Median and nearest-rank p90. */

@@ -51,7 +51,7 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, 
 import { tmpdir, release, cpus, availableParallelism } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { cmdOut, dieWith, intEnvWith, listNamespaces, run } from './bench-lib.mjs';
+import { cleanStale, cleanupOnSignals, cmdOut, dieWith, intEnvWith, removeNamespaces, run } from './bench-lib.mjs';
 
 const die = dieWith('bench');
 const intEnv = intEnvWith(die);
@@ -116,14 +116,13 @@ async function outer() {
   const strace = which('strace');
   if (!strace) console.error('bench: strace not found: processes spawned by A, B, D, E are reported as n/a (apt-get install -y strace to measure them)');
 
-  cleanStale();
+  cleanStale(NS_PREFIX);
 
   const id = `${NS_PREFIX}${process.pid}`;
   const node = `${id}-node`;
   const tmp = mkdtempSync(join(tmpdir(), 'nhi-bench-'));
   let child;
   let childDone = Promise.resolve();
-  let interrupted = false;
   let cleaned = false;
   const cleanup = () => {
     if (cleaned) return;
@@ -131,21 +130,15 @@ async function outer() {
     removeNamespaces((n) => n.startsWith(`${id}-`));
     rmSync(tmp, { recursive: true, force: true });
   };
-  const onSignal = async (sig) => {
-    if (interrupted) return;
-    interrupted = true;
-    console.error(`\nbench: ${sig}, cleaning up`);
-    if (child && child.exitCode === null && child.signalCode === null) {
-      try { process.kill(child.pid, 'SIGKILL'); } catch { /* already gone */ }
-    }
-    // Let the inner process be reaped first, so nothing writes into tmp after it is removed.
-    await Promise.race([childDone, new Promise((r) => setTimeout(r, 2000))]);
-    cleanup();
-    process.exit(130);
-  };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
-  process.on('SIGHUP', onSignal);
+  const signals = cleanupOnSignals('bench', {
+    stop: () => {
+      if (child && child.exitCode === null && child.signalCode === null) {
+        try { process.kill(child.pid, 'SIGKILL'); } catch { /* already gone */ }
+      }
+    },
+    done: () => childDone,
+    cleanup,
+  });
 
   try {
     run('ip', ['netns', 'add', node]);
@@ -165,7 +158,7 @@ async function outer() {
     });
     childDone = new Promise((res) => child.on('exit', (c, s) => res(c ?? (s ? 128 : 1))));
     const code = await childDone;
-    if (interrupted) return new Promise(() => {}); // onSignal exits
+    if (signals.interrupted) return new Promise(() => {}); // the signal handler exits
     if (code !== 0) throw new Error(`measuring process failed (exit ${code})`);
 
     report(JSON.parse(readFileSync(params.results, 'utf8')), params);
@@ -173,10 +166,10 @@ async function outer() {
     console.error(`bench: FAILED: ${e.message}`);
     process.exitCode = 1;
   } finally {
-    if (!interrupted) cleanup();
+    if (!signals.interrupted) cleanup();
   }
   // Then the policy bench (its own namespaces and cleanup); BENCH_POLICY=0 skips it.
-  if (!interrupted && process.env.BENCH_POLICY !== '0') {
+  if (!signals.interrupted && process.env.BENCH_POLICY !== '0') {
     const r = spawnSync(process.execPath, [join(root, 'scripts', 'bench-policy.mjs')], { stdio: 'inherit' });
     if (r.status !== 0) process.exitCode = 1;
   }
@@ -210,24 +203,6 @@ function makeSetups(tmp) {
       { type: 'portmap', capabilities: { portMappings: true } },
     ], { portmap: true }),
   ];
-}
-
-function removeNamespaces(pred) {
-  for (const n of listNamespaces().filter(pred)) {
-    // `ip netns del` unmounts and unlinks; a pod entry created by a dead
-    // inner process is just a plain file here, which it unlinks too.
-    if (spawnSync('ip', ['netns', 'del', n], { stdio: 'ignore' }).status !== 0) {
-      rmSync(join(NETNS_DIR, n), { force: true });
-    }
-  }
-}
-
-/** Namespaces of earlier runs that were SIGKILLed (their pid is gone). */
-function cleanStale() {
-  removeNamespaces((n) => {
-    const m = /^nhib-(\d+)-/.exec(n);
-    return !!m && Number(m[1]) !== process.pid && !existsSync(`/proc/${m[1]}`);
-  });
 }
 
 function report(res, params) {
