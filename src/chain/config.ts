@@ -4,6 +4,7 @@ import { z } from 'zod';
 import { CniError, Code } from '../cni/errors.js';
 import { validateIfname } from '../cni/env.js';
 import { DnsSchema, formatIssues, type Dns } from '../cni/result.js';
+import type { GuardLevel } from './spoofcheck.js';
 
 export const DEFAULT_BRIDGE = 'nhi0';
 export const DEFAULT_STATE_DIR = '/var/lib/nhi-cni';
@@ -23,6 +24,7 @@ export const CniConfigInput = z.object({
   hairpinMode: z.boolean().optional(),
   promiscMode: z.boolean().optional(),
   macspoofchk: z.boolean().optional(),
+  spoofcheck: z.boolean().optional(),
   dns: DnsSchema.optional(),
   ipam: z.looseObject({ type: z.string().min(1) }).optional(),
   stateDir: z.string().optional(),
@@ -40,6 +42,8 @@ export interface CniConfig {
   hairpinMode: boolean;
   promiscMode: boolean;
   macspoofchk: boolean;
+  /** Source validation of the pod's frames: MAC and addresses (default), MAC only, or none (the RA guard stays). */
+  guard: GuardLevel;
   dns?: Dns;
   ipamType: string;
   stateDir: string;
@@ -77,6 +81,7 @@ export function loadCniConfig(raw: Record<string, unknown>, envMac?: string): Cn
     hairpinMode: c.hairpinMode === true,
     promiscMode: c.promiscMode === true,
     macspoofchk: c.macspoofchk === true,
+    guard: c.spoofcheck !== false ? 'addresses' : c.macspoofchk === true ? 'mac' : 'none',
     ipamType: c.ipam.type,
     stateDir,
   };

@@ -12,7 +12,7 @@ import { equal, formatIp, parseCidr } from '../net/ip.js';
 import { onPath, run, spawnCount } from '../sys/exec.js';
 import { trace } from '../sys/trace.js';
 import { batchFailure, IpBatch, runHostBatch, runNetnsBatch } from '../sys/ip.js';
-import { applyNft, NftTransaction } from '../sys/nft.js';
+import { applyNft, NftTransaction, type NftCommand } from '../sys/nft.js';
 import { isBridge, linkExists, linkMaster, netnsId, ownNetnsId } from '../sys/sysfs.js';
 import type { CniRequest } from '../plugin/request.js';
 import type { Identity, Policy } from '../policy/model.js';
@@ -28,7 +28,7 @@ import { masqAdd, masqInstalled, subnetsOf } from './masq.js';
 import { Plan } from './plan.js';
 import { AttachmentStore, RunCache, type AttachmentRecord } from './state.js';
 import { hostVethInterface, hostVethName, macFor, vethAdd } from './veth.js';
-import { macspoofAdd, macspoofDel } from './macspoof.js';
+import { guardAdd, guardDel, guardMissing, type GuardedPort } from './spoofcheck.js';
 
 export interface Chain {
   cfg: CniConfig;
@@ -70,7 +70,7 @@ function toLedger(c: Chain, event: 'ADD' | 'DEL', ips: string[]): void {
 /** Test hook (sys/testhooks.ts): NHI_CNI_CRASH_AFTER=<step> kills the ADD right after that step. */
 const step = crashPoint;
 
-export const ADD_STEPS = ['ipam', 'record', 'host', 'pod-sysctl', 'pod', 'nft'] as const;
+export const ADD_STEPS = ['ipam', 'record', 'host', 'pod-sysctl', 'nft', 'pod'] as const;
 
 function runCache(): RunCache {
   return new RunCache(process.env.NHI_CNI_RUN_DIR || DEFAULT_RUN_DIR, ownNetnsId());
@@ -103,18 +103,23 @@ export async function chainAdd(c: Chain): Promise<Result> {
     containerId, ifname, netns, bridge: cfg.bridge, hostVeth,
     ips: ips.map((i) => i.address), created: new Date().toISOString(),
   };
-  if (cfg.macspoofchk) rec.mac = cfg.mac ?? macFor(ips);
+  rec.mac = cfg.mac ?? macFor(ips);
+  const guard = (port: string): GuardedPort => ({ hostVeth: port, mac: rec.mac!, ips: rec.ips.map((a) => a.split('/')[0]!), level: cfg.guard });
   let stage = 'ipam';
+  let nftDone: Started<void> | undefined;
+  /** The host veth name the port guard was installed for. */
+  let guarded = hostVeth;
   try {
     store.write(rec);
     trace('record written');
     stage = 'record';
     step('record');
 
-    // The nft transaction does not depend on the links, and its commit spends
-    // most of its time waiting in the kernel (~20 ms here): it runs beside the
-    // two ip batches instead of after them.
-    let nftDone: Promise<void> | undefined;
+    // The nft transaction does not depend on the links (the port guard names
+    // the host veth before it exists), and its commit spends most of its time
+    // waiting in the kernel (~20 ms here): it runs beside the node's batch.
+    // The pod's batch, which brings the pod's interface up, waits for it: no
+    // frame leaves the pod before its guard and policy are in place.
     let plan!: Plan;
     let veth!: ReturnType<typeof vethAdd>;
     // Up to three tries: another ADD may create the bridge between our look
@@ -124,8 +129,10 @@ export async function chainAdd(c: Chain): Promise<Result> {
       const br = await bridgeAdd(cfg, ips, plan, cache, bridgeSeen);
       veth = vethAdd(cfg, { hostVeth, ifname, netns, ips, routes: ipamResult.routes ?? [] }, plan);
       if (cfg.ipMasq) masqAdd(req.config.name, ips, plan);
-      if (cfg.macspoofchk) plan.nft.push(...macspoofAdd(hostVeth, veth.containerMac));
-      if (!nftDone && (!plan.nft.empty || c.policy) && !cfg.macspoofchk) nftDone = applyNftWork(c, plan, ips);
+      if (!nftDone) {
+        plan.nft.push(...guardAdd(guard(hostVeth)));
+        nftDone = started(applyNftWork(c, plan, ips));
+      }
       const r = await runHostBatch(plan.host);
       if (r.exitCode === 0) break;
       const f = batchFailure(r);
@@ -140,34 +147,30 @@ export async function chainAdd(c: Chain): Promise<Result> {
           store.write({ ...rec, hostVeth });
           continue;
         }
-        await nftDone?.catch(() => undefined);
         throw new CniError(Code.SystemFailure, `container veth name ("${ifname}") peer provided ("${hostVeth}") already exists`,
           `the pod's namespace already has an interface ${ifname}`);
       }
-      await nftDone?.catch(() => undefined);
       throw new CniError(Code.SystemFailure, 'setting up the bridge and veth pair failed', f.message);
     }
     rec.hostVeth = hostVeth;
     stage = 'host';
     step('host');
-    // The spoof check names the final veth, so it waits for the host batch.
-    if (!nftDone && (!plan.nft.empty || c.policy)) nftDone = applyNftWork(c, plan, ips);
-    try {
-      if (plan.podSysctls.length) {
-        const r = await run('nsenter', [`--net=${netns}`, '--', 'sysctl', '-q', '-e', '-w', ...plan.podSysctls]);
-        if (r.exitCode !== 0) throw new CniError(Code.SystemFailure, 'setting sysctls in the pod failed', r.stderr.trim());
-      }
-      step('pod-sysctl');
-      const pr = await runNetnsBatch(netns, plan.pod);
-      if (pr.exitCode !== 0) throw new CniError(Code.SystemFailure, 'configuring the pod interface failed', batchFailure(pr).message);
-      stage = 'pod';
-      step('pod');
-    } catch (e) {
-      await nftDone?.catch(() => undefined);
-      throw e;
+    if (plan.podSysctls.length) {
+      const r = await run('nsenter', [`--net=${netns}`, '--', 'sysctl', '-q', '-e', '-w', ...plan.podSysctls]);
+      if (r.exitCode !== 0) throw new CniError(Code.SystemFailure, 'setting sysctls in the pod failed', r.stderr.trim());
     }
-    await nftDone;
+    step('pod-sysctl');
+    await nftDone!.wait();
+    if (guarded !== hostVeth) {
+      // The veth got another name on a retry (a name clash): move the guard to it.
+      await applyGuard([...guardDel(guard(guarded)), ...guardAdd(guard(hostVeth))]);
+      guarded = hostVeth;
+    }
     step('nft');
+    const pr = await runNetnsBatch(netns, plan.pod);
+    if (pr.exitCode !== 0) throw new CniError(Code.SystemFailure, 'configuring the pod interface failed', batchFailure(pr).message);
+    stage = 'pod';
+    step('pod');
     for (const a of plan.after) a();
 
     const result: Result = {
@@ -187,9 +190,12 @@ export async function chainAdd(c: Chain): Promise<Result> {
   } catch (e) {
     // Undo, newest first; each undo step tolerates what is already gone.
     log.warn({ verb: 'ADD', containerId, ifname, stage, error: (e as Error).message }, 'ADD failed; rolling back');
+    // A transaction still in flight is waited for, so that nothing it adds outlives the rollback.
+    await nftDone?.wait().catch(() => undefined);
     await removeLinks(hostVeth, stage === 'ipam' || stage === 'record' ? '' : netns, ifname).catch(() => undefined);
-    if (rec.mac) await removeSpoofcheck(hostVeth, rec.mac).catch(() => undefined);
-    if (c.policy) await applyPolicy(c.policy, (pods) => delete pods[podKey(req.config.name, containerId, ifname)], undefined).catch(() => undefined);
+    const unguard = [...guardDel(guard(guarded)), ...(guarded !== hostVeth ? guardDel(guard(hostVeth)) : [])];
+    if (c.policy) await applyPolicy(c.policy, (pods) => delete pods[podKey(req.config.name, containerId, ifname)], undefined, unguard).catch(() => undefined);
+    else await applyGuard(unguard).catch(() => undefined);
     await c.ipam.del().catch(() => undefined);
     store.remove(containerId, ifname);
     throw e;
@@ -237,9 +243,24 @@ async function applyNftWork(c: Chain, plan: Plan, ips: IpConfig[]): Promise<void
   await applyPolicy(c.policy, (pods) => placePod(pods, key, pod), c.policies, plan.nft.commands);
 }
 
-async function removeSpoofcheck(hostVeth: string, mac: string): Promise<void> {
-  const r = await applyNft(new NftTransaction().push(...macspoofDel(hostVeth, mac)));
-  if (r.exitCode !== 0) throw new CniError(Code.SystemFailure, `removing the MAC spoof check of ${hostVeth} failed`, r.stderr.trim());
+async function applyGuard(cmds: NftCommand[]): Promise<void> {
+  const r = await applyNft(new NftTransaction().push(...cmds));
+  if (r.exitCode !== 0) throw new CniError(Code.SystemFailure, 'updating the port guard (table bridge nhi_cni) failed', r.stderr.trim());
+}
+
+/** Work started now and awaited later: its failure is kept until asked for, never an unhandled rejection. */
+interface Started<T> {
+  wait(): Promise<T>;
+}
+function started<T>(p: Promise<T>): Started<T> {
+  const settled = p.then((value) => ({ ok: true as const, value }), (error: unknown) => ({ ok: false as const, error }));
+  return {
+    async wait() {
+      const r = await settled;
+      if (!r.ok) throw r.error;
+      return r.value;
+    },
+  };
 }
 
 /** prevResult when present and readable; DEL must work without it. */
@@ -250,6 +271,17 @@ function prevResultOf(req: CniRequest): Result | undefined {
   } catch {
     return undefined;
   }
+}
+
+/**
+ * What DEL needs to take a port's guard away: the record's MAC and addresses,
+ * else prevResult's (a record lost with the state dir), else the MAC the
+ * addresses imply. The delete is exact only for what the ADD added.
+ */
+function portOf(hostVeth: string, rec: AttachmentRecord | undefined, prev: Result | undefined): GuardedPort {
+  const ips = (rec?.ips ?? prev?.ips?.map((i) => i.address) ?? []).map((a) => a.split('/')[0]!);
+  const mac = rec?.mac ?? prev?.interfaces?.find((i) => i.sandbox)?.mac ?? macFor(ips.map((address) => ({ address: `${address}/32` })));
+  return { hostVeth, mac, ips, level: 'addresses' };
 }
 
 function prevHostVeth(prev: Result | undefined): string | undefined {
@@ -265,8 +297,10 @@ export async function chainDel(c: Chain): Promise<void> {
   const prev = prevResultOf(req);
   const hostVeth = rec?.hostVeth ?? prevHostVeth(prev);
   await removeLinks(hostVeth, netns || rec?.netns || '', ifname);
-  if (rec?.mac) await removeSpoofcheck(rec.hostVeth, rec.mac);
-  if (c.policy) await applyPolicy(c.policy, (pods) => delete pods[podKey(req.config.name, containerId, ifname)], undefined);
+  // The port guard goes in the same transaction as the policy change.
+  const unguard = hostVeth ? guardDel(portOf(hostVeth, rec, prev)) : [];
+  if (c.policy) await applyPolicy(c.policy, (pods) => delete pods[podKey(req.config.name, containerId, ifname)], undefined, unguard);
+  else if (unguard.length) await applyGuard(unguard);
   await c.ipam.del();
   store.remove(containerId, ifname);
   toLedger(c, 'DEL', rec?.ips ?? prev?.ips?.map((i) => i.address) ?? []);
@@ -304,6 +338,13 @@ export async function chainCheck(c: Chain): Promise<void> {
     if (!found) throw fail(`route to ${rt.dst}${rt.gw ? ` via ${rt.gw}` : ''} is missing in ${netns}`);
   }
   await c.ipam.check(prev);
+  const mac = prev.interfaces?.find((i) => i.sandbox)?.mac;
+  if (mac) {
+    const missing = await guardMissing({ hostVeth, mac, ips: (prev.ips ?? []).map((i) => i.address.split('/')[0]!), level: cfg.guard });
+    if (missing.length) {
+      throw fail('the pod\'s port guard is not in the kernel', `missing in table bridge nhi_cni: ${missing.slice(0, 5).join(', ')}${missing.length > 5 ? ` and ${missing.length - 5} more` : ''}; the pod must be re-created (DEL and ADD)`);
+    }
+  }
   if (c.policy) await checkPolicy(c.policy, podKey(req.config.name, req.env.containerId, ifname));
   if (cfg.ipMasq) {
     for (const s of subnetsOf(prev.ips ?? [])) {
@@ -346,7 +387,7 @@ export async function chainGc(c: Chain): Promise<void> {
       if (keep.has(`${rec.containerId}\0${rec.ifname}`)) continue;
       try {
         await removeLinks(rec.hostVeth, '', rec.ifname);
-        if (rec.mac) await removeSpoofcheck(rec.hostVeth, rec.mac);
+        await applyGuard(guardDel(portOf(rec.hostVeth, rec, undefined)));
         store.remove(rec.containerId, rec.ifname);
         log.info({ verb: 'GC', network: req.config.name, containerId: rec.containerId, ifname: rec.ifname, hostVeth: rec.hostVeth }, 'stale attachment removed');
       } catch (e) {

@@ -1,10 +1,12 @@
 // `nhi-cni policy …`: check manifests, show the ruleset a node would get,
 // re-apply the manifests, explain a verdict, read the per-policy counters.
 import { Command, CommanderError } from 'commander';
-import { readFileSync, statSync } from 'node:fs';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { DEFAULT_STATE_DIR } from '../chain/config.js';
-import { applyPolicy, loadPolicies, loadPolicyConfig, readPolicyState, type PolicyConfig, type PolicyPod } from '../chain/policy.js';
+import { applyPolicy, loadPolicies, loadPolicyConfig, podKey, readPolicyState, type PolicyConfig, type PolicyPod } from '../chain/policy.js';
+import { guardDrops } from '../chain/spoofcheck.js';
+import { AttachmentStore } from '../chain/state.js';
 import { CniError } from '../cni/errors.js';
 import { formatIp, parseIp } from '../net/ip.js';
 import { allowCounter, compile, policyKey, POLICY_TABLE, ruleDenyCounter, type LocalPod } from '../policy/compile.js';
@@ -349,7 +351,7 @@ interface NftCounter {
 
 function statsCommand(): Command {
   return new Command('stats')
-    .description('per-policy counts of connections allowed and denied on this node (the named counters of inet nhi_policy)')
+    .description('per-policy counts of connections allowed and denied on this node (the named counters of inet nhi_policy), and frames dropped by the source check per pod')
     .option('--state-dir <dir>', 'state directory holding policy-state.json', DEFAULT_STATE_DIR)
     .option('--json', 'print JSON lines instead of a table')
     .addHelpText('after', `
@@ -361,15 +363,20 @@ ALLOWED: connections a rule of the policy allowed.
 DENIED: connections denied for want of an allowing rule by a profile (the rule
 set of pods selected by the same policies), counted for each of the profile's
 policies that isolate the direction, plus those a deny rule of the policy
-(CiliumNetworkPolicy ingressDeny/egressDeny) denied.`)
+(CiliumNetworkPolicy ingressDeny/egressDeny) denied.
+Below, per pod, the frames its port's source check dropped (table bridge
+nhi_cni): a forged MAC or address, an ARP or neighbour advertisement claiming
+another's address, a router advertisement. Shown when any was dropped; --json
+prints one {"guard":true,"pod","port","dropped"} line per pod.`)
     .action(guarded(async (opts: { stateDir: string; json?: boolean }) => {
-      const state = readPolicyState(resolve(opts.stateDir));
-      const r = await run('nft', ['-j', 'list', 'table', 'inet', POLICY_TABLE]);
-      if (r.exitCode !== 0) {
+      const stateDir = resolve(opts.stateDir);
+      const state = readPolicyState(stateDir);
+      const [r, drops] = await Promise.all([run('nft', ['-j', 'list', 'table', 'inet', POLICY_TABLE]), guardDrops()]);
+      if (r.exitCode !== 0 && drops.length === 0) {
         throw new Error(`cannot list table inet ${POLICY_TABLE} (no policy applied in this network namespace?): ${r.stderr.trim() || `nft exit status ${r.exitCode}`}`);
       }
       const counters = new Map<string, NftCounter>();
-      const objs = (JSON.parse(r.stdout) as { nftables?: Record<string, unknown>[] }).nftables ?? [];
+      const objs = r.exitCode === 0 ? (JSON.parse(r.stdout) as { nftables?: Record<string, unknown>[] }).nftables ?? [] : [];
       for (const o of objs) {
         const c = o.counter as NftCounter | undefined;
         if (c?.name) counters.set(c.name, c);
@@ -385,19 +392,47 @@ policies that isolate the direction, plus those a deny rule of the policy
         }
         return { policy: policyId(p), kind: p.kind, allowed: packets(allowCounter(key)), denied };
       }).sort((a, b) => a.policy.localeCompare(b.policy));
+      const guards = guardRows(stateDir, state, drops);
       if (opts.json) {
         for (const row of rows) out(`${JSON.stringify(row)}\n`);
+        for (const row of guards) out(`${JSON.stringify(row)}\n`);
         return;
       }
-      if (rows.length === 0) {
-        out(`no policies in ${resolve(opts.stateDir)}/policy-state.json\n`);
-        return;
+      if (rows.length === 0) out(`no policies in ${stateDir}/policy-state.json\n`);
+      else {
+        const w = Math.max('POLICY'.length, ...rows.map((x) => x.policy.length));
+        const wa = Math.max('ALLOWED'.length, ...rows.map((x) => String(x.allowed).length));
+        out(`${'POLICY'.padEnd(w)}  ${'ALLOWED'.padStart(wa)}  DENIED\n`);
+        for (const row of rows) out(`${row.policy.padEnd(w)}  ${String(row.allowed).padStart(wa)}  ${row.denied}\n`);
       }
-      const w = Math.max('POLICY'.length, ...rows.map((x) => x.policy.length));
-      const wa = Math.max('ALLOWED'.length, ...rows.map((x) => String(x.allowed).length));
-      out(`${'POLICY'.padEnd(w)}  ${'ALLOWED'.padStart(wa)}  DENIED\n`);
-      for (const row of rows) out(`${row.policy.padEnd(w)}  ${String(row.allowed).padStart(wa)}  ${row.denied}\n`);
+      if (guards.some((g) => g.dropped > 0)) {
+        const shown = guards.filter((g) => g.dropped > 0);
+        const w = Math.max('POD'.length, ...shown.map((x) => x.pod.length));
+        out(`\nframes dropped by the source check (forged MAC or address, router advertisements):\n${'POD'.padEnd(w)}  ${'PORT'.padEnd(15)}  DROPPED\n`);
+        for (const g of shown) out(`${g.pod.padEnd(w)}  ${g.port.padEnd(15)}  ${g.dropped}\n`);
+      }
     }));
+}
+
+/**
+ * Each guarded port's drops, named by its pod: the attachment record that
+ * holds the port, and the identity the policy state has for it.
+ */
+function guardRows(stateDir: string, state: State, drops: { port: string; dropped: number }[]): { guard: true; pod: string; port: string; dropped: number }[] {
+  const byPort = new Map<string, string>();
+  let networks: string[] = [];
+  try {
+    networks = readdirSync(stateDir, { withFileTypes: true }).filter((d) => d.isDirectory()).map((d) => d.name);
+  } catch {
+    // no state dir: ports are shown by name only
+  }
+  for (const net of networks) {
+    for (const rec of new AttachmentStore(stateDir, net).list()) {
+      const id = state.pods[podKey(net, rec.containerId, rec.ifname)]?.identity;
+      byPort.set(rec.hostVeth, id ? `${id.namespace}/${id.name}` : `${net}/${rec.containerId.slice(0, 12)}/${rec.ifname}`);
+    }
+  }
+  return drops.map((d) => ({ guard: true as const, pod: byPort.get(d.port) ?? '(unknown)', port: d.port, dropped: d.dropped }));
 }
 
 export function policyCommand(): Command {

@@ -1,6 +1,7 @@
 // Plugin type `nhi-cni`: bridge, veth, host-local IPAM and masquerade as one
 // chain in one process (see src/chain/runner.ts).
 import { parseCniArgs } from '../cni/args.js';
+import { CniError, Code } from '../cni/errors.js';
 import { loadCniConfig } from '../chain/config.js';
 import { builtinIpam, delegatedIpam } from '../chain/ipam/module.js';
 import { chainAdd, chainCheck, chainDel, chainGc, chainStatus, isBuiltinIpam, type Chain } from '../chain/runner.js';
@@ -16,7 +17,14 @@ async function chain(req: CniRequest): Promise<Chain> {
   const pod = args.K8S_POD_NAMESPACE && args.K8S_POD_NAME ? `${args.K8S_POD_NAMESPACE}/${args.K8S_POD_NAME}` : undefined;
   const c: Chain = pod ? { cfg, ipam, req, pod } : { cfg, ipam, req };
   const policy = loadPolicyConfig(req.config.policy, cfg.stateDir);
-  if (policy) c.policy = policy;
+  if (policy) {
+    // The policy decides on source addresses: without the port guard a pod could borrow another's.
+    if (cfg.guard !== 'addresses') {
+      throw new CniError(Code.InvalidConfig, '"spoofcheck": false cannot be combined with a "policy" section',
+        'the policy identifies pods by their source addresses, which only the spoof check makes trustworthy; remove "spoofcheck": false');
+    }
+    c.policy = policy;
+  }
   // The workload identity and the manifests are read (and validated, before
   // anything is touched) on ADD only: a DEL must never fail on a label.
   if (req.env.verb === 'ADD') {

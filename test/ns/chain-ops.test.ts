@@ -10,7 +10,7 @@ import { filesIn } from '../helpers/ipam.js';
 import { Scratch } from '../helpers/plugin.js';
 import { BINARY } from '../helpers/paths.js';
 
-const ADD_STEPS = ['ipam', 'record', 'host', 'pod-sysctl', 'pod', 'nft'];
+const ADD_STEPS = ['ipam', 'record', 'host', 'pod-sysctl', 'nft', 'pod'];
 const reservations = (dir: string) => filesIn(dir).filter((f) => /^[0-9a-f]+[.:]/.test(f) && !f.startsWith('last'));
 const records = (dir: string) => { try { return readdirSync(dir); } catch { return []; } };
 const podVeths = (node: Netns) => linksOfType(node, 'veth').filter((l) => l.startsWith('veth'));

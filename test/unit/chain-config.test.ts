@@ -17,6 +17,7 @@ describe('loadCniConfig defaults', () => {
       hairpinMode: false,
       promiscMode: false,
       macspoofchk: false,
+      guard: 'addresses',
       ipamType: 'host-local',
       stateDir: '/var/lib/nhi-cni',
     });
@@ -34,6 +35,13 @@ describe('loadCniConfig defaults', () => {
     expect(c.macspoofchk).toBe(true);
     expect(c.mtu).toBe(1450);
     expect(c.stateDir).toBe('/srv/state');
+  });
+
+  it('spoofcheck: on by default; off leaves the MAC check to macspoofchk, and the RA guard alone without it', () => {
+    expect(load({ spoofcheck: true }).guard).toBe('addresses');
+    expect(load({ spoofcheck: false, macspoofchk: true }).guard).toBe('mac');
+    expect(load({ spoofcheck: false }).guard).toBe('none');
+    expect(load({ macspoofchk: false }).guard).toBe('addresses');
   });
 
   it('ipamType is the ipam section type', () => {
