@@ -4,11 +4,12 @@
 #   iproute2, nftables            the kernel interfaces the plugin drives
 #   iptables                      the reference portmap and firewall plugins, chained in tests
 #   iputils-ping                  traffic in tests and the demo
+#   python3                       forged frames in the spoof tests (test/helpers/forge.py, stdlib only)
 #   containernetworking-plugins   the reference Go plugins (/usr/lib/cni), the yardstick
 #   golang-go, golang-github-appc-cni-dev   build tools/cni-client on libcni
 #   time                          GNU time, peak RSS in npm run bench
 set -euo pipefail
-pkgs=(iproute2 nftables iptables iputils-ping containernetworking-plugins golang-go golang-github-appc-cni-dev time)
+pkgs=(iproute2 nftables iptables iputils-ping python3 containernetworking-plugins golang-go golang-github-appc-cni-dev time)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

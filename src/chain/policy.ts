@@ -30,6 +30,7 @@ import { crashPoint } from '../sys/testhooks.js';
 import { trace as traceAt } from '../sys/trace.js';
 import { classElems, classKey, compile, delta, deriveDesired, fastDelta, mapEntries, POLICY_LAYOUT, POLICY_TABLE, type AuditOptions, type Compiled, type CompiledIndex, type CompiledNames, type LocalPod } from '../policy/compile.js';
 import type { Identity, Policy } from '../policy/model.js';
+import type { GuardedPort } from './spoofcheck.js';
 import { loadPolicyDir, parseManifestObjects } from '../policy/parse.js';
 
 export const PolicyConfigInput = z.object({
@@ -121,6 +122,8 @@ export interface PolicyPod {
   ifname: string;
   ips: string[];
   identity?: Identity;
+  /** nhi-policy: the port guard it installed (nhi-cni keeps it in the attachment record). */
+  port?: GuardedPort;
 }
 
 /**

@@ -23,6 +23,12 @@
 //                   set in a small chain per pod, reached by one map lookup.
 //   guard_drops     ifname -> counter drop_<port>: what each pod had dropped
 //
+// A pod whose node-side interface is not a bridge port (nhi-policy chained
+// after ptp: routed, not bridged) never crosses a bridge hook; its guard is the
+// same layout in table inet nhi_cni, at the inet prerouting hook, where the
+// link-layer header is still there to check (ARP never reaches it, and needs
+// no check on a point-to-point link: no other pod listens there).
+//
 // Unspecified sources pass only where the protocols need them: ARP probes
 // (sender 0.0.0.0), DHCP discovery (0.0.0.0 to port 67), and duplicate address
 // detection and MLD reports (:: as source). Anything else from a checked port
@@ -31,11 +37,11 @@ import { createHash } from 'node:crypto';
 import { formatIp, parseIp } from '../net/ip.js';
 import { listNft, type NftCommand } from '../sys/nft.js';
 
-export const GUARD_FAMILY = 'bridge';
+export type GuardFamily = 'bridge' | 'inet';
 export const GUARD_TABLE = 'nhi_cni';
 const CHAIN = 'spoofchk';
 const DROP = 'spoofdrop';
-const T = { family: GUARD_FAMILY, table: GUARD_TABLE };
+const tableOf = (family: GuardFamily) => ({ family, table: GUARD_TABLE });
 
 export const SETS = {
   ports: 'guard_ifs',
@@ -59,6 +65,8 @@ export interface GuardedPort {
   /** The pod's addresses, without prefix length. */
   ips: string[];
   level: GuardLevel;
+  /** Where the port's frames are seen: a bridge port (default), or a routed interface. */
+  family?: GuardFamily;
 }
 
 /** Per-port object names follow a hash of the port's name, so that any interface name makes a valid, short one. */
@@ -80,15 +88,18 @@ const payload = (protocol: string, field: string) => ({ payload: { protocol, fie
 const match = (left: unknown, right: unknown, op: '==' | '!=' = '==') => ({ match: { op, left, right } });
 const concat = (...c: unknown[]) => ({ concat: c });
 const toDrop = { goto: { target: DROP } };
-const rule = (chain: string, ...expr: unknown[]): NftCommand => ({ add: { rule: { ...T, chain, expr } } });
+const ruleIn = (T: ReturnType<typeof tableOf>) => (chain: string, ...expr: unknown[]): NftCommand => ({ add: { rule: { ...T, chain, expr } } });
 /** The NA target address: 16 bytes at offset 8 of the ICMPv6 header (RFC 4861 4.4). */
 const naTarget = { payload: { base: 'th', offset: 64, len: 128 } };
 
 /** The table, its sets and chains, and the base chain's rules, rewritten whole (idempotent, heals a flushed table). */
-function skeleton(): NftCommand[] {
+function skeleton(family: GuardFamily): NftCommand[] {
+  const T = tableOf(family);
+  const rule = ruleIn(T);
   const set = (name: string, type: string | string[]): NftCommand => ({ add: { set: { ...T, name, type } } });
+  const bridge = family === 'bridge';
   return [
-    { add: { table: { family: GUARD_FAMILY, name: GUARD_TABLE } } },
+    { add: { table: { family, name: GUARD_TABLE } } },
     set(SETS.ports, 'ifname'),
     set(SETS.macIfs, 'ifname'),
     set(SETS.macs, ['ifname', 'ether_addr']),
@@ -112,9 +123,11 @@ function skeleton(): NftCommand[] {
     rule(CHAIN, match(iif, `@${SETS.macIfs}`), match(concat(iif, payload('ether', 'saddr')), `@${SETS.macs}`, '!='), toDrop),
     rule(CHAIN, match(iif, `@${SETS.ipIfs}`, '!='), { accept: null }),
     // ARP: the sender must be the pod, by MAC and by address.
-    rule(CHAIN, match(concat(iif, payload('arp', 'saddr ether')), `@${SETS.macs}`, '!='), toDrop),
-    rule(CHAIN, match(concat(iif, payload('arp', 'saddr ip')), `@${SETS.v4}`), { accept: null }),
-    rule(CHAIN, match(payload('arp', 'saddr ip'), '0.0.0.0'), { accept: null }),
+    ...(bridge ? [
+      rule(CHAIN, match(concat(iif, payload('arp', 'saddr ether')), `@${SETS.macs}`, '!='), toDrop),
+      rule(CHAIN, match(concat(iif, payload('arp', 'saddr ip')), `@${SETS.v4}`), { accept: null }),
+      rule(CHAIN, match(payload('arp', 'saddr ip'), '0.0.0.0'), { accept: null }),
+    ] : []),
     // IPv4.
     rule(CHAIN, match(concat(iif, payload('ip', 'saddr')), `@${SETS.v4}`), { accept: null }),
     rule(CHAIN, match(payload('ip', 'saddr'), '0.0.0.0'), match(payload('udp', 'dport'), 67), { accept: null }),
@@ -127,6 +140,8 @@ function skeleton(): NftCommand[] {
     rule(CHAIN, toDrop),
   ];
 }
+
+const familyOf = (p: GuardedPort): GuardFamily => p.family ?? 'bridge';
 
 const hex128 = (ip: string) => `0x${parseIp(ip)!.value.toString(16).padStart(32, '0')}`;
 
@@ -148,6 +163,8 @@ const v6s = (p: GuardedPort) => [...new Set([...p.ips, linkLocalOf(p.mac)].map(p
 
 /** The objects a port's elements name: its drop counter and, for address checks, its advertisement chain. */
 function portObjects(p: GuardedPort, withRules: boolean): NftCommand[] {
+  const T = tableOf(familyOf(p));
+  const rule = ruleIn(T);
   const out: NftCommand[] = [{ add: { counter: { ...T, name: dropCounter(p.hostVeth) } } }];
   if (p.level !== 'addresses') return out;
   const chain = naChain(p.hostVeth);
@@ -163,12 +180,13 @@ function portObjects(p: GuardedPort, withRules: boolean): NftCommand[] {
 }
 
 function elements(verb: 'add' | 'delete', p: GuardedPort): NftCommand[] {
+  const T = tableOf(familyOf(p));
   return guardElements(p).map(([name, elem]) => ({ [verb]: { element: { ...T, name, elem: [elem] } } }));
 }
 
 /** ADD: the port's guard, complete in one transaction. */
 export function guardAdd(p: GuardedPort): NftCommand[] {
-  return [...skeleton(), ...portObjects(p, true), ...elements('add', p)];
+  return [...skeleton(familyOf(p)), ...portObjects(p, true), ...elements('add', p)];
 }
 
 /**
@@ -179,8 +197,9 @@ export function guardAdd(p: GuardedPort): NftCommand[] {
  */
 export function guardDel(port: GuardedPort): NftCommand[] {
   const p: GuardedPort = { ...port, level: 'addresses' };
+  const T = tableOf(familyOf(p));
   return [
-    ...skeleton(), ...portObjects(p, false), ...elements('add', p), ...elements('delete', p),
+    ...skeleton(familyOf(p)), ...portObjects(p, false), ...elements('add', p), ...elements('delete', p),
     { delete: { counter: { ...T, name: dropCounter(p.hostVeth) } } },
     { delete: { chain: { ...T, name: naChain(p.hostVeth) } } },
   ];
@@ -192,8 +211,8 @@ interface GuardTable {
 }
 
 /** The kernel's guard table: set and map elements (as JSON, the form guardElements gives) and counters; undefined when it is missing. */
-async function readGuardTable(): Promise<GuardTable | undefined> {
-  const r = await listNft(['table', GUARD_FAMILY, GUARD_TABLE]);
+async function readGuardTable(family: GuardFamily): Promise<GuardTable | undefined> {
+  const r = await listNft(['table', family, GUARD_TABLE]);
   if (r.exitCode !== 0) return undefined;
   const out: GuardTable = { elems: new Map(), counters: new Map() };
   for (const o of (JSON.parse(r.stdout) as { nftables?: Record<string, { name?: string; elem?: unknown[]; packets?: number } | undefined>[] }).nftables ?? []) {
@@ -206,17 +225,16 @@ async function readGuardTable(): Promise<GuardTable | undefined> {
 
 /** CHECK: the port's elements the kernel lacks, named ("set element"); empty when all are there. */
 export async function guardMissing(p: GuardedPort): Promise<string[]> {
-  const t = await readGuardTable();
-  if (!t) return [`table ${GUARD_FAMILY} ${GUARD_TABLE}`];
+  const t = await readGuardTable(familyOf(p));
+  if (!t) return [`table ${familyOf(p)} ${GUARD_TABLE}`];
   return guardElements(p).filter(([name, elem]) => !t.elems.get(name)?.has(JSON.stringify(elem))).map(([name, elem]) => `${name} ${JSON.stringify(elem)}`);
 }
 
 /** Frames dropped per guarded port since its ADD (`policy stats`). */
 export async function guardDrops(): Promise<{ port: string; dropped: number }[]> {
-  const t = await readGuardTable();
-  if (!t) return [];
-  return [...(t.elems.get(SETS.drops) ?? [])].map((e) => {
+  const tables = await Promise.all((['bridge', 'inet'] as const).map(readGuardTable));
+  return tables.flatMap((t) => [...(t?.elems.get(SETS.drops) ?? [])].map((e) => {
     const [port, counter] = JSON.parse(e) as [string, string];
-    return { port, dropped: t.counters.get(counter) ?? 0 };
-  }).sort((a, b) => a.port.localeCompare(b.port));
+    return { port, dropped: t!.counters.get(counter) ?? 0 };
+  })).sort((a, b) => a.port.localeCompare(b.port));
 }

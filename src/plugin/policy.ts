@@ -4,7 +4,9 @@
 import { parseCniArgs } from '../cni/args.js';
 import { CniError, Code } from '../cni/errors.js';
 import { parsePrevResult, type Result } from '../cni/result.js';
-import { applyPolicy, checkPolicy, keepValid, loadPoliciesCached, loadPolicyConfig, placePod, podKey, type PolicyConfig } from '../chain/policy.js';
+import { applyPolicy, checkPolicy, keepValid, loadPoliciesCached, loadPolicyConfig, placePod, podKey, readPolicyState, type PolicyConfig } from '../chain/policy.js';
+import { guardAdd, guardDel, guardMissing, type GuardedPort } from '../chain/spoofcheck.js';
+import { isBridge, linkExists, linkMaster } from '../sys/sysfs.js';
 import { onPath } from '../sys/exec.js';
 import { DEFAULT_STATE_DIR } from '../chain/config.js';
 import { validAttachments } from './attachments.js';
@@ -29,6 +31,43 @@ function prev(req: CniRequest): Result {
 
 const key = (req: CniRequest) => podKey(req.config.name, req.env.containerId, req.env.ifname);
 
+/**
+ * The pod's port, for its source guard: the node-side interface of
+ * prevResult (no sandbox; a bridge port, or a routed veth as ptp makes) and
+ * the pod's MAC. The policy trusts source addresses only because of this
+ * guard, so a result without them is refused (fail closed).
+ */
+function portOf(result: Result, ifname: string): GuardedPort {
+  const pod = result.interfaces?.find((i) => i.sandbox && i.name === ifname) ?? result.interfaces?.find((i) => i.sandbox);
+  const host = (result.interfaces ?? []).filter((i) => !i.sandbox && linkExists(i.name) && !isBridge(i.name));
+  const port = host.find((i) => isBridge(linkMaster(i.name) ?? '')) ?? host[0];
+  if (!pod?.mac || !port) {
+    throw new CniError(Code.InvalidConfig, 'nhi-policy cannot guard the pod\'s source addresses',
+      `prevResult must name the pod's interface with its MAC and the node-side interface of a veth pair (${!pod?.mac ? 'no pod MAC' : 'no node-side interface on this node'}); chain nhi-policy after bridge or ptp`);
+  }
+  const family = isBridge(linkMaster(port.name) ?? '') ? 'bridge' : 'inet';
+  return { hostVeth: port.name, mac: pod.mac.toLowerCase(), ips: (result.ips ?? []).map((i) => i.address.split('/')[0]!), level: 'addresses', family };
+}
+
+/** The guard a DEL or GC removes: as the state recorded it, else as prevResult says. */
+function recordedPort(pc: PolicyConfig, k: string, result: Result | undefined, ifname: string): GuardedPort | undefined {
+  const p = readPolicyState(pc.stateDir).pods[k]?.port;
+  if (p) return p;
+  try {
+    return result ? portOf(result, ifname) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function prevOrUndefined(req: CniRequest): Result | undefined {
+  try {
+    return req.config.prevResult === undefined ? undefined : parsePrevResult(req.config.prevResult, req.version);
+  } catch {
+    return undefined;
+  }
+}
+
 export const policyPlugin: PluginType = {
   async add(req) {
     const pc = policyConfig(req);
@@ -36,22 +75,34 @@ export const policyPlugin: PluginType = {
     const identity = await workloadIdentity(req.config, args);
     const policies = loadPoliciesCached(pc);
     const result = prev(req);
+    const port = portOf(result, req.env.ifname);
     const ips = (result.ips ?? []).map((i) => i.address.split('/')[0]!);
-    const pod = { network: req.config.name, containerId: req.env.containerId, ifname: req.env.ifname, ips, ...(identity ? { identity } : {}) };
-    await applyPolicy(pc, (pods) => placePod(pods, key(req), pod), policies);
+    const pod = { network: req.config.name, containerId: req.env.containerId, ifname: req.env.ifname, ips, ...(identity ? { identity } : {}), port };
+    await applyPolicy(pc, (pods) => placePod(pods, key(req), pod), policies, guardAdd(port));
     return result;
   },
   async del(req) {
-    await applyPolicy(policyConfig(req), (pods) => delete pods[key(req)], undefined);
+    const pc = policyConfig(req);
+    const port = recordedPort(pc, key(req), prevOrUndefined(req), req.env.ifname);
+    await applyPolicy(pc, (pods) => delete pods[key(req)], undefined, port ? guardDel(port) : []);
   },
   async check(req) {
-    prev(req);
-    await checkPolicy(policyConfig(req), key(req));
+    const result = prev(req);
+    const pc = policyConfig(req);
+    await checkPolicy(pc, key(req));
+    const missing = await guardMissing(portOf(result, req.env.ifname));
+    if (missing.length) throw new CniError(Code.CheckFailed, 'the pod\'s port guard is not in the kernel', `missing: ${missing.slice(0, 5).join(', ')}`);
   },
   async gc(req) {
     const valid = validAttachments(req.config);
     if (valid === undefined) return;
-    await applyPolicy(policyConfig(req), (pods) => keepValid(pods, req.config.name, valid), undefined);
+    const pc = policyConfig(req);
+    // The guards of the pods GC drops: read before the change (adding then deleting is valid whatever happens meanwhile).
+    const before = readPolicyState(pc.stateDir).pods;
+    const kept = { ...before };
+    keepValid(kept, req.config.name, valid);
+    const unguard = Object.entries(before).filter(([k]) => !(k in kept)).flatMap(([, p]) => (p.port ? guardDel(p.port) : []));
+    await applyPolicy(pc, (pods) => keepValid(pods, req.config.name, valid), undefined, unguard);
   },
   async status() {
     // Ready when nft can be run; the policy state needs nothing else.

@@ -291,3 +291,52 @@ describe('without a policy', () => {
     }
   });
 });
+
+describe.each([
+  ['the reference bridge', 'bridge', 'bridge'],
+  ['the reference ptp (routed: the guard is in table inet nhi_cni)', 'ptp', 'inet'],
+])('nhi-policy chained after %s guards the pods\' sources too', (_label, mainType, family) => {
+  const scratch = new Scratch();
+  afterAll(() => {
+    deleteAllNetns();
+    scratch.cleanup();
+  });
+
+  it('a forged source from reporting is dropped, the genuine one arrives, and DEL leaves no guard element', async () => {
+    const node = createNetns('nhin');
+    const dir = scratch.path('policies');
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(`${dir}/payments.yaml`, readFileSync(`${ROOT}/examples/policies/payments.yaml`, 'utf8'));
+    writeFileSync(`${dir}/udp.yaml`, UDP);
+    const net = mainType === 'bridge' ? '10.96.0' : '10.97.0';
+    const main = mainType === 'bridge'
+      ? { type: 'bridge', bridge: 'cbr0', isGateway: true, ipam: { type: 'host-local', dataDir: scratch.path('ipam'), ranges: [[{ subnet: `${net}.0/24` }]] } }
+      : { type: 'ptp', ipam: { type: 'host-local', dataDir: scratch.path('ipam'), ranges: [[{ subnet: `${net}.0/24` }]] } };
+    const list = { cniVersion: '1.0.0', name: `chained-${mainType}`, plugins: [main, { type: 'nhi-policy', stateDir: scratch.path('state'), capabilities: { 'io.nhi-cni/workload': true }, policy: { dir } }] };
+    const { libcniDriver } = await import('../helpers/driver.js');
+    const drv = libcniDriver(scratch, node, list as never, testEnv(scratch.dir));
+    const pods: Record<string, { ns: Netns; ip: string; mac: string; gwMac: string }> = {};
+    for (const [name, app] of [['api', 'payment-service'], ['db', 'payments-db'], ['rep', 'reporting']] as const) {
+      const ns = createNetns('nhip');
+      const r = drv.add(ns, { CAP_ARGS: JSON.stringify({ 'io.nhi-cni/workload': { namespace: 'payments', name, labels: { app } } }) });
+      expect(r.status, r.stderr).toBe(0);
+      const ip = r.json.ips[0].address.split('/')[0];
+      // The next hop's MAC: the other pod on a bridge, the node-side veth when routed.
+      pods[name] = { ns, ip, mac: macOf(ns), gwMac: '' };
+    }
+    const { api, db, rep } = pods as Record<'api' | 'db' | 'rep', { ns: Netns; ip: string; mac: string; gwMac: string }>;
+    const nextHop = (from: Netns) => {
+      if (mainType === 'bridge') return db.mac;
+      tryInNetns(from, 'ping', ['-c', '1', '-W', '1', `${net}.1`]);
+      return (JSON.parse(inNetns(from, 'ip', ['-j', 'neigh', 'show', 'dev', 'eth0'])) as { lladdr?: string }[]).find((n) => n.lladdr)!.lladdr!;
+    };
+    const args = { src: api.ip, dst: db.ip, port: 5433 };
+    expect(await arriving(db.ns, 'chained-forged', () => forge(rep.ns, 'udp4', { ...args, srcMac: rep.mac, dstMac: nextHop(rep.ns), marker: 'chained-forged' }))).toBe(0);
+    expect(await arriving(db.ns, 'chained-genuine', () => forge(api.ns, 'udp4', { ...args, srcMac: api.mac, dstMac: nextHop(api.ns), marker: 'chained-genuine' }))).toBeGreaterThan(0);
+    expect(drv.check(rep.ns).status).toBe(0);
+    for (const p of [api, db, rep]) expect(drv.del(p.ns).status).toBe(0);
+    const t = tryInNetns(node, 'nft', ['-j', 'list', 'table', family, 'nhi_cni']);
+    expect(t.status).toBe(0);
+    expect(t.stdout).not.toMatch(/"elem"/);
+  });
+});
