@@ -47,7 +47,7 @@ import { tmpdir, release, cpus, availableParallelism } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
-import { cleanStale, cleanupOnSignals, cmdOut, dieWith, intEnvWith, removeNamespaces, run } from './bench-lib.mjs';
+import { cleanStale, cleanupOnSignals, cmdOut, connectPair, dieWith, intEnvWith, removeNamespaces, run, shortenConntrack, tuneConnectClient } from './bench-lib.mjs';
 
 const die = dieWith('bench-policy');
 const intEnv = intEnvWith(die);
@@ -509,7 +509,6 @@ async function inner(p) {
     return pod;
   };
   const real = [];
-  let server;
   try {
     real.push(tPod('srv', { namespace: nsName(0), name: 'bench-server', labels: { app: 'bench-server', role: 'server' }, ports: [{ name: 'http', containerPort: SERVER_PORT, protocol: 'TCP' }] }));
     real.push(tPod('cli', { namespace: nsName(0), name: 'bench-client', labels: { app: 'bench-client', role: 'client' } }));
@@ -521,38 +520,11 @@ async function inner(p) {
     // thousands of sequential connections. Node netns (where conntrack runs,
     // for the policy's "ct state established"): short TIME_WAIT/CLOSE
     // timeouts, so runs do not fill the conntrack table for the next ones.
-    run('ip', ['netns', 'exec', cli.name, 'sysctl', '-q', '-w', 'net.ipv4.ip_local_port_range=1024 65535', 'net.ipv4.tcp_tw_reuse=1']);
-    const ctNotes = [];
-    for (const [k, v] of [['net/netfilter/nf_conntrack_tcp_timeout_time_wait', '1'], ['net/netfilter/nf_conntrack_tcp_timeout_close', '1'], ['net/netfilter/nf_conntrack_tcp_timeout_fin_wait', '1'], ['net/netfilter/nf_conntrack_tcp_timeout_last_ack', '1']]) {
-      try { writeFileSync(`/proc/sys/${k}`, v); } catch (e) { ctNotes.push(`${k}: ${e.message}`); }
-    }
-    if (ctNotes.length) process.stderr.write(`bench-policy: note: could not shorten conntrack timeouts in the node netns: ${ctNotes.join('; ')}\n`);
+    tuneConnectClient(cli.name);
+    shortenConntrack('bench-policy');
 
-    // Server and client pinned to CPUs of their own (where taskset and two
-    // CPUs exist): the scheduler moving them about was most of the spread
-    // between runs of the same case.
-    const pin = availableParallelism() >= 2 && spawnSync('taskset', ['-V'], { stdio: 'ignore' }).status === 0;
-    const pinned = (cpu, args) => (pin ? ['taskset', ['-c', String(cpu), 'ip', ...args]] : ['ip', args]);
-    server = spawn(...pinned(0, ['netns', 'exec', srv.name, process.execPath, '-e', SERVER, String(SERVER_PORT), String(DENIED_PORT)]), { stdio: ['ignore', 'pipe', 'inherit'] });
-    children.add(server);
-    await new Promise((resolve, reject) => {
-      server.stdout.once('data', () => resolve());
-      server.once('exit', (c) => reject(new Error(`server in ${srv.name} exited with ${c}`)));
-    });
-
-    const client = (mode, port, secs = 0) => new Promise((resolve, reject) => {
-      const c = spawn(...pinned(1, ['netns', 'exec', cli.name, process.execPath, '-e', CLIENT, mode, srv.ip, String(port), String(secs)]), { stdio: ['ignore', 'pipe', 'pipe'] });
-      children.add(c);
-      let out = '';
-      let err = '';
-      c.stdout.setEncoding('utf8').on('data', (d) => { out += d; });
-      c.stderr.setEncoding('utf8').on('data', (d) => { err += d; });
-      c.on('close', (code) => {
-        children.delete(c);
-        if (code !== 0) return reject(new Error(`client (${mode} ${srv.ip}:${port}) exited ${code}: ${err.trim()}`));
-        resolve(JSON.parse(out));
-      });
-    });
+    const pair = await connectPair(srv.name, cli.name, [SERVER_PORT, DENIED_PORT], children);
+    const client = (mode, port, secs = 0) => pair.client(mode, srv.ip, port, secs);
 
     const connectCases = [
       { key: 'a', label: 'server + client only', pods: 2, extra: {}, rates: [] },
@@ -593,7 +565,7 @@ async function inner(p) {
     for (const c of connectCases) c.allowPackets = allow;
     rules.push({ label: `${CONNECT_PODS} + 2 pods (part 3)`, pods: CONNECT_PODS + 2, ...ruleStats.b });
 
-    server.kill('SIGKILL');
+    pair.stop();
     for (const pod of real.reverse()) invoke('DEL', pod, { ...pod.config, prevResult: pod.result });
     writeFileSync(p.results, JSON.stringify({
       cases: cases.map(({ key, label, existing, policies: pol, add }) => ({ key, label, existing, policies: pol, add })),
@@ -606,40 +578,6 @@ async function inner(p) {
   }
 }
 
-const SERVER = `
-const net = require('net');
-let pending = process.argv.length - 1;
-for (const port of process.argv.slice(1).map(Number)) {
-  net.createServer((s) => { s.on('error', () => {}); s.resume(); }).listen(port, '0.0.0.0', () => { if (--pending === 0) console.log('ready'); });
-}
-`;
-
-// probe: {ok} within 700 ms. rate: 0.3 s warm-up, then sequential
-// connect -> destroy for <secs> s: {n, ms}. Exits 3 when a connection stalls.
-const CLIENT = `
-const net = require('net');
-const [mode, host, port, secs] = [process.argv[1], process.argv[2], Number(process.argv[3]), Number(process.argv[4])];
-if (mode === 'probe') {
-  const s = net.connect({ host, port });
-  const t = setTimeout(() => { console.log(JSON.stringify({ ok: false })); process.exit(0); }, 700);
-  s.on('connect', () => { clearTimeout(t); s.destroy(); console.log(JSON.stringify({ ok: true })); process.exit(0); });
-  s.on('error', () => { clearTimeout(t); console.log(JSON.stringify({ ok: false })); process.exit(0); });
-} else {
-  const warm = performance.now() + 300;
-  let t0 = 0, n = 0, last = performance.now();
-  setInterval(() => { if (performance.now() - last > 2000) { console.error('a connection stalled for 2 s'); process.exit(3); } }, 500).unref();
-  const one = () => {
-    const now = performance.now();
-    last = now;
-    if (t0 === 0 && now >= warm) t0 = now;
-    if (t0 !== 0 && now - t0 >= secs * 1000) { console.log(JSON.stringify({ n, ms: now - t0 })); process.exit(0); }
-    const s = net.connect({ host, port });
-    s.on('connect', () => { if (t0 !== 0) n++; s.destroy(); one(); });
-    s.on('error', (e) => { console.error(e.message); process.exit(1); });
-  };
-  one();
-}
-`;
 
 // Last, once every constant above is initialized.
 if (process.argv[2] === '--inner') {

@@ -5,7 +5,10 @@
 //   C. nhi-cni alone: bridge, veth, built-in host-local IPAM, masquerade
 //   D. reference bridge + host-local, ipMasq and isGateway on (C's Go twin)
 //   E. D + reference firewall (iptables) + reference portmap (one mapping)
-// plus the VERSION startup floor of dist/nhi-cni vs /usr/lib/cni/host-local.
+//   F. C with "spoofcheck": false (no source check; the RA guard stays)
+// plus the VERSION startup floor of dist/nhi-cni vs /usr/lib/cni/host-local,
+// and the source check's cost on traffic: TCP connects/s between two pods of
+// C (checked) and of F (not checked), runs interleaved.
 //
 // Each setup is a conflist, driven the way libcni drives one: plugins run in
 // order on ADD, each given the previous plugin's result as "prevResult"; DEL
@@ -44,14 +47,15 @@
 // Env: BENCH_ROUNDS (default 40 measured sequential rounds), BENCH_WARMUP (3),
 //      BENCH_RSS_ROUNDS (5 extra rounds under GNU time), BENCH_STRACE_ROUNDS
 //      (2 rounds under strace), BENCH_BURSTS (3 bursts per setup),
-//      BENCH_BURST_SIZE (16 pods per burst).
+//      BENCH_BURST_SIZE (16 pods per burst), BENCH_CONNECT_RUNS (7 runs per
+//      case of the connect rate, 0 skips it), BENCH_CONNECT_SECS (2 s a run).
 
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir, release, cpus, availableParallelism } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { cleanStale, cleanupOnSignals, cmdOut, dieWith, intEnvWith, removeNamespaces, run } from './bench-lib.mjs';
+import { cleanStale, cleanupOnSignals, cmdOut, connectPair, dieWith, intEnvWith, removeNamespaces, run, shortenConntrack, tuneConnectClient } from './bench-lib.mjs';
 
 const die = dieWith('bench');
 const intEnv = intEnvWith(die);
@@ -97,6 +101,8 @@ async function outer() {
   const straceRounds = intEnv('BENCH_STRACE_ROUNDS', 2, 0);
   const bursts = intEnv('BENCH_BURSTS', 3, 0);
   const burstSize = intEnv('BENCH_BURST_SIZE', 16, 1);
+  const connectRuns = intEnv('BENCH_CONNECT_RUNS', 7, 0);
+  const connectSecs = intEnv('BENCH_CONNECT_SECS', 2, 1);
   if (burstSize > 250) die('BENCH_BURST_SIZE must be <= 250');
 
   if (process.getuid?.() !== 0) die('must run as root (it creates network namespaces)');
@@ -147,7 +153,7 @@ async function outer() {
     const setups = makeSetups(tmp);
     const params = {
       rounds, warmup, rssRounds, straceRounds: strace ? straceRounds : 0, strace, bursts, burstSize,
-      setups, tmp, podPrefix: `${id}-pod-`, results: join(tmp, 'results.json'),
+      connectRuns, connectSecs, setups, tmp, podPrefix: `${id}-pod-`, results: join(tmp, 'results.json'),
     };
 
     console.error(`bench: ${warmup} warm-up + ${rounds} measured rounds, ${rssRounds} RSS rounds, ${params.straceRounds} strace rounds `
@@ -202,6 +208,10 @@ function makeSetups(tmp) {
       { type: 'firewall', backend: 'iptables' },
       { type: 'portmap', capabilities: { portMappings: true } },
     ], { portmap: true }),
+    mk('F', 'C, spoofcheck off', '10.206.0.0/16', (br, ipam) => [{
+      type: 'nhi-cni', bridge: br, isGateway: true, ipMasq: true, spoofcheck: false, stateDir: join(tmp, 'state-f'),
+      ipam: { type: 'host-local', ...ipam },
+    }], { stateDir: join(tmp, 'state-f'), nhi: true }),
   ];
 }
 
@@ -305,6 +315,16 @@ function report(res, params) {
   console.log(`A/B: ${ratio('A', 'B')}`);
   console.log(`C/D: ${ratio('C', 'D')}`);
   console.log(`C/E: ${ratio('C', 'E')}`);
+  console.log(`C/F (the source check's cost on the CNI path): ${ratio('C', 'F')}`);
+  if (res.connect?.C?.length) {
+    const [c, f] = [stats(res.connect.C).median, stats(res.connect.F).median];
+    console.log('');
+    console.log(`TCP connects/s between two pods (sequential Node client, connect + destroy, ${params.connectSecs} s per run after 0.3 s warm-up, `
+      + `median of ${params.connectRuns} runs, cases interleaved; server and client pinned to CPUs 0 and 1 where possible):`);
+    console.log(`  C (source check on) ${Math.round(c)}   F (off) ${Math.round(f)}   C/F x${(c / f).toFixed(3)}   `
+      + `runs C: ${res.connect.C.map(Math.round).join(' ')}; F: ${res.connect.F.map(Math.round).join(' ')}`);
+    json.connect = { C: stats(res.connect.C), F: stats(res.connect.F), ratioCF: Math.round((c / f) * 1000) / 1000, runs: res.connect };
+  }
   const e = S.E.sequential.perPlugin;
   console.log(`E per plugin, ADD p50: ${S.E.plugins.map((t) => `${t} ${e[t].addMs.median.toFixed(1)} ms`).join(', ')}; `
     + `DEL p50: ${S.E.plugins.map((t) => `${t} ${e[t].delMs.median.toFixed(1)} ms`).join(', ')}`);
@@ -623,6 +643,45 @@ async function inner(p) {
       acc.del.push(...b.del);
     }
     process.stderr.write(`bench: burst ${i + 1}/${p.bursts} done\n`);
+  }
+
+  // The source check's cost on traffic: TCP connects/s between two pods of C
+  // (checked) and two of F (not checked), runs interleaved C F F C ...
+  if (p.connectRuns > 0) {
+    const PORT = 8080;
+    const children = new Set();
+    const pairs = [];
+    try {
+      for (const s of p.setups.filter((x) => x.key === 'C' || x.key === 'F')) {
+        const c = { s, pods: [newPod(s), newPod(s)], results: [], rates: [] };
+        pairs.push(c);
+        const call = (bin, cni, stdin) => invokeSync(bin, cni, stdin);
+        for (const pod of c.pods) c.results.push((await chain(s, 'ADD', pod, undefined, call)).result);
+        c.ip = c.results[0].ips[0].address.split('/')[0];
+        tuneConnectClient(c.pods[1].name);
+        c.pair = await connectPair(c.pods[0].name, c.pods[1].name, [PORT], children);
+        if (!(await c.pair.client('probe', c.ip, PORT)).ok) throw new Error(`${s.key}: the client pod cannot reach the server pod`);
+      }
+      shortenConntrack('bench');
+      for (let r = 0; r < p.connectRuns; r++) {
+        for (const c of r % 2 === 0 ? pairs : [...pairs].reverse()) {
+          const m = await c.pair.client('rate', c.ip, PORT, p.connectSecs);
+          c.rates.push(m.n / (m.ms / 1000));
+        }
+        process.stderr.write(`bench: connect run ${r + 1}/${p.connectRuns} done\n`);
+      }
+      res.connect = Object.fromEntries(pairs.map((c) => [c.s.key, c.rates]));
+    } finally {
+      for (const c of pairs) {
+        c.pair?.stop();
+        for (const [i, pod] of c.pods.entries()) {
+          if (c.results[i]) await chain(c.s, 'DEL', pod, c.results[i], (bin, cni, stdin) => invokeSync(bin, cni, stdin));
+          delPod(pod);
+        }
+      }
+      for (const ch of children) try { ch.kill('SIGKILL'); } catch { /* gone */ }
+    }
+    for (const c of pairs) verifyEmpty(c.s);
   }
 
   // Leak check: after all DELs no veth may be left in the node, and no
