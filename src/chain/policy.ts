@@ -20,6 +20,7 @@ import { join } from 'node:path';
 import { z } from 'zod';
 import { CniError, Code } from '../cni/errors.js';
 import { formatIssues } from '../cni/result.js';
+import { refuseUnknownKeys } from '../cni/suggest.js';
 import { parseIp } from '../net/ip.js';
 import { writeFileAtomic } from '../sys/files.js';
 import { withLockAsync } from '../sys/lock.js';
@@ -32,7 +33,7 @@ import { classElems, classKey, compile, delta, deriveDesired, fastDelta, mapEntr
 import type { Identity, Policy } from '../policy/model.js';
 import { loadPolicyDir, parseManifestObjects } from '../policy/parse.js';
 
-export const PolicyConfigInput = z.object({
+export const PolicyConfigInput = z.strictObject({
   dir: z.string().optional(),
   manifests: z.array(z.unknown()).optional(),
   audit: z.boolean().optional(),
@@ -52,6 +53,8 @@ export interface PolicyConfig {
 /** The `policy` section of a plugin config; undefined when there is none (no enforcement). */
 export function loadPolicyConfig(raw: unknown, stateDir: string): PolicyConfig | undefined {
   if (raw === undefined) return undefined;
+  // A typo must not leave a pod without enforcement: unknown keys are refused.
+  if (raw !== null && typeof raw === 'object' && !Array.isArray(raw)) refuseUnknownKeys(raw, Object.keys(PolicyConfigInput.shape), 'policy');
   const p = PolicyConfigInput.safeParse(raw);
   if (!p.success) throw new CniError(Code.InvalidConfig, 'invalid policy configuration', formatIssues(p.error, 'policy'));
   const c = p.data;

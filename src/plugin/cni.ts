@@ -1,7 +1,7 @@
 // Plugin type `nhi-cni`: bridge, veth, host-local IPAM and masquerade as one
 // chain in one process (see src/chain/runner.ts).
 import { parseCniArgs } from '../cni/args.js';
-import { loadCniConfig } from '../chain/config.js';
+import { CniConfigInput, loadCniConfig } from '../chain/config.js';
 import { builtinIpam, delegatedIpam } from '../chain/ipam/module.js';
 import { chainAdd, chainCheck, chainDel, chainGc, chainStatus, isBuiltinIpam, type Chain } from '../chain/runner.js';
 import { workloadIdentity } from '../policy/identity-source.js';
@@ -32,6 +32,7 @@ async function chain(req: CniRequest): Promise<Chain> {
 }
 
 export const cniPlugin: PluginType = {
+  keys: [...Object.keys(CniConfigInput.shape), 'policy'],
   add: async (req) => chainAdd(await chain(req)),
   del: async (req) => chainDel(await chain(req)),
   check: async (req) => chainCheck(await chain(req)),

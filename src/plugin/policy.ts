@@ -30,6 +30,7 @@ function prev(req: CniRequest): Result {
 const key = (req: CniRequest) => podKey(req.config.name, req.env.containerId, req.env.ifname);
 
 export const policyPlugin: PluginType = {
+  keys: ['stateDir', 'policy'],
   async add(req) {
     const pc = policyConfig(req);
     const args = parseCniArgs(req.env.args, []);
