@@ -7,6 +7,7 @@ import { closeSync, constants, fchmodSync, fstatSync, mkdirSync, openSync } from
 import { dirname } from 'node:path';
 import type { Logger } from 'pino';
 import { CniError, Code } from './cni/errors.js';
+import { redact } from './cni/redact.js';
 import { refuseUnknownKeys } from './cni/suggest.js';
 
 /** pino's levels, and silent. */
@@ -103,9 +104,24 @@ async function create(opts: typeof options): Promise<Logger> {
       // Explicit base: no hostname lookup, nothing frozen at build time.
       base: { pid: process.pid, plugin: 'nhi-cni' },
       timestamp: pino.stdTimeFunctions.isoTime,
+      // Never a secret in the log, whatever a caller put into a record.
+      formatters: { log: (o) => redactDeep(o) as Record<string, unknown> },
+      hooks: {
+        logMethod(args, method) {
+          method.apply(this, args.map((a) => (typeof a === 'string' ? redact(a) : a)) as Parameters<typeof method>);
+        },
+      },
     },
     pino.destination({ dest: opts.file ? openLogFile(opts.file) : 2, sync: true }),
   );
+}
+
+function redactDeep(v: unknown, depth = 0): unknown {
+  if (typeof v === 'string') return redact(v);
+  if (depth > 8 || v === null || typeof v !== 'object') return v;
+  if (v instanceof Error) return { message: redact(v.message), stack: v.stack && redact(v.stack) };
+  if (Array.isArray(v)) return v.map((x) => redactDeep(x, depth + 1));
+  return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, redactDeep(x, depth + 1)]));
 }
 
 function at(level: 'debug' | 'info' | 'warn' | 'error') {

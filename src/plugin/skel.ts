@@ -7,6 +7,7 @@ import { decodeConfig, MAX_STDIN_BYTES } from '../cni/config.js';
 import { parseEnv, type Verb } from '../cni/env.js';
 import { CniError, Code, errorJson } from '../cni/errors.js';
 import { configVersion, CURRENT_VERSION, requireVerbVersion, SUPPORTED_VERSIONS, type CniVersion } from '../cni/version.js';
+import { redact } from '../cni/redact.js';
 import { unknownKeys } from '../cni/suggest.js';
 import { readStdin, writeStdout } from '../sys/stdio.js';
 import type { PluginType } from './request.js';
@@ -97,8 +98,10 @@ async function dispatch(plugin: PluginType, verb: Exclude<Verb, 'VERSION'>, req:
 async function logFailure(e: unknown): Promise<void> {
   try {
     const { log } = await import('../log.js');
-    if (e instanceof CniError && e.code !== Code.Internal) log.warn({ code: e.code, details: e.details }, e.message);
-    else log.error({ err: e }, 'internal error');
+    // What the log gets is what stdout gets: redacted (errorJson).
+    const j = errorJson(e, CURRENT_VERSION);
+    if (e instanceof CniError && e.code !== Code.Internal) log.warn({ code: j.code, details: j.details }, j.msg);
+    else log.error({ details: j.details, stack: e instanceof Error && e.stack ? redact(e.stack) : undefined }, 'internal error');
   } catch {
     // logging must never hide the error itself
   }
