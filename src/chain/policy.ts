@@ -15,7 +15,7 @@
 // the pods and the compile (deriveDesired), so a pod's ADD reads and writes
 // the pods, not every set of the node.
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, readdirSync, readFileSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import { closeSync, constants, lstatSync, readdirSync, statSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { CniError, Code } from '../cni/errors.js';
@@ -23,6 +23,7 @@ import { formatIssues } from '../cni/result.js';
 import { refuseUnknownKeys } from '../cni/suggest.js';
 import { parseIp } from '../net/ip.js';
 import { writeFileAtomic } from '../sys/files.js';
+import { existsNoFollow, openNoFollow, readNoFollow, safeRoot } from '../sys/safe-path.js';
 import { withLockAsync } from '../sys/lock.js';
 import { run } from '../sys/exec.js';
 import { applyNft, NftTransaction, type NftCommand } from '../sys/nft.js';
@@ -202,8 +203,9 @@ function readCompiledFile<T>(path: string): T | undefined {
   let c = compiledCache.get(path) as T | undefined;
   if (c) return c;
   try {
-    c = JSON.parse(readFileSync(path, 'utf8')) as T;
+    c = JSON.parse(readNoFollow(path)) as T;
   } catch (e) {
+    if (e instanceof CniError) throw e;
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw new CniError(Code.SystemFailure, 'cannot read the policy state', `${path}: ${(e as Error).message}`);
   }
@@ -216,10 +218,10 @@ type AnyStateFile = Partial<PodsFile> & { policies?: Policy[]; names?: CompiledN
 export function readPolicyState(stateDir: string): PolicyState {
   const path = join(stateDir, STATE_FILE);
   try {
-    const st = statSync(path, { bigint: true });
+    const st = lstatSync(path, { bigint: true });
     const stamp = `${st.ino}/${st.size}/${st.mtimeNs}/${st.ctimeNs}`;
     if (lastRead && lastRead.path === path && lastRead.stamp === stamp) return lastRead.state;
-    const state = toState(stateDir, JSON.parse(readFileSync(path, 'utf8')) as AnyStateFile);
+    const state = toState(stateDir, JSON.parse(readNoFollow(path)) as AnyStateFile);
     lastRead = { path, stamp, state };
     return state;
   } catch (e) {
@@ -356,12 +358,13 @@ export async function applyPolicy(
   // the inet forward hook only with these on.
   ensureSysctl('net/bridge/bridge-nf-call-iptables', '1');
   ensureSysctl('net/bridge/bridge-nf-call-ip6tables', '1');
+  safeRoot(pc.stateDir, 'stateDir');
   return withLockAsync(join(pc.stateDir, 'policy.lock'), async () => {
     const trace = (w: string) => traceAt(`policy ${w}`);
     trace('locked');
     const state = readPolicyState(pc.stateDir);
     const dirtyPath = join(pc.stateDir, 'policy.dirty');
-    const crashed = existsSync(dirtyPath);
+    const crashed = existsNoFollow(dirtyPath);
     trace(`state read${crashed ? ' (an earlier change did not finish: re-applying everything)' : ''}`);
     const before = state.pods;
     const pods = { ...before };
@@ -383,7 +386,7 @@ export async function applyPolicy(
     const T = { family: 'inet', table: POLICY_TABLE, name: GEN_SET };
     const apply = async (cmds: NftCommand[], whole = false) => {
       // Marked before the kernel changes, cleared once the files say what it holds.
-      writeFileSync(dirtyPath, '');
+      closeSync(openNoFollow(dirtyPath, constants.O_WRONLY | constants.O_CREAT));
       const genCmds: NftCommand[] = whole
         ? [{ add: { set: { ...T, type: 'mark' } } }, { flush: { set: T } }, { add: { element: { ...T, elem: [nextGen] } } }]
         : [{ delete: { element: { ...T, elem: [gen] } } }, { add: { element: { ...T, elem: [nextGen] } } }];

@@ -1,11 +1,14 @@
 // Plugin type `nhi-cni`: bridge, veth, host-local IPAM and masquerade as one
 // chain in one process (see src/chain/runner.ts).
 import { parseCniArgs } from '../cni/args.js';
-import { CniConfigInput, loadCniConfig } from '../chain/config.js';
+import { CniConfigInput, loadCniConfig, runDir } from '../chain/config.js';
 import { builtinIpam, delegatedIpam } from '../chain/ipam/module.js';
 import { chainAdd, chainCheck, chainDel, chainGc, chainStatus, isBuiltinIpam, type Chain } from '../chain/runner.js';
 import { workloadIdentity } from '../policy/identity-source.js';
 import { loadPoliciesCached, loadPolicyConfig } from '../chain/policy.js';
+import { checkLedger } from '../chain/ledger.js';
+import { AttachmentStore } from '../chain/state.js';
+import { safeRoot } from '../sys/safe-path.js';
 import { trace } from '../sys/trace.js';
 import type { CniRequest, PluginType } from './request.js';
 
@@ -27,6 +30,11 @@ async function chain(req: CniRequest): Promise<Chain> {
       c.policies = loadPoliciesCached(policy);
       trace('policies loaded');
     }
+    // Our directories are checked before IPAM or the kernel is touched: a
+    // symbolic link where nhi-cni writes is refused (code 7), not followed.
+    new AttachmentStore(cfg.stateDir, req.config.name).ensureDir();
+    checkLedger(cfg.stateDir);
+    safeRoot(runDir(), 'run dir');
   }
   return c;
 }
