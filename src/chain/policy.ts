@@ -25,6 +25,7 @@ import { parseIp } from '../net/ip.js';
 import { writeFileAtomic } from '../sys/files.js';
 import { existsNoFollow, openNoFollow, readNoFollow, safeRoot } from '../sys/safe-path.js';
 import { withLockAsync } from '../sys/lock.js';
+import { ownerCommands, ownerConflict } from './policy-owner.js';
 import { run } from '../sys/exec.js';
 import { applyNft, NftTransaction, type NftCommand } from '../sys/nft.js';
 import { ensureSysctl } from '../sys/sysfs.js';
@@ -369,6 +370,9 @@ export async function applyPolicy(
     const before = state.pods;
     const pods = { ...before };
     change(pods);
+    // A state that never reached the kernel and stays empty has nothing to
+    // apply (a DEL after a refused ADD must not need the table).
+    if (!full && !crashed && state.gen === undefined && !Object.keys(before).length && !Object.keys(pods).length) return undefined;
     const prev = state.compiled;
     const fingerprint = policies ? manifestFingerprint(pc) : state.fingerprint;
     // The table's generation: each transaction moves it on, and one that only
@@ -390,7 +394,8 @@ export async function applyPolicy(
       const genCmds: NftCommand[] = whole
         ? [{ add: { set: { ...T, type: 'mark' } } }, { flush: { set: T } }, { add: { element: { ...T, elem: [nextGen] } } }]
         : [{ delete: { element: { ...T, elem: [gen] } } }, { add: { element: { ...T, elem: [nextGen] } } }];
-      return applyNft(new NftTransaction().push(...extra, ...(whole ? [...cmds, ...genCmds] : [...genCmds, ...cmds])));
+      const own = ownerCommands(pc.stateDir, whole);
+      return applyNft(new NftTransaction().push(...extra, ...(whole ? [...cmds, ...own, ...genCmds] : [...own, ...genCmds, ...cmds])));
     };
     const done = () => unlinkSync(dirtyPath);
 
@@ -437,6 +442,8 @@ export async function applyPolicy(
     if (r.exitCode !== 0) {
       // Nothing of it reached the kernel (a transaction is all or nothing).
       done();
+      const conflict = await ownerConflict(pc.stateDir);
+      if (conflict) throw conflict;
       throw new CniError(Code.SystemFailure, 'applying the policy to nftables failed', r.stderr.trim());
     }
     trace('applied');

@@ -125,7 +125,7 @@ export async function chainAdd(c: Chain): Promise<Result> {
       veth = vethAdd(cfg, { hostVeth, ifname, netns, ips, routes: ipamResult.routes ?? [] }, plan);
       if (cfg.ipMasq) masqAdd(req.config.name, ips, plan);
       if (cfg.macspoofchk) plan.nft.push(...macspoofAdd(hostVeth, veth.containerMac));
-      if (!nftDone && (!plan.nft.empty || c.policy) && !cfg.macspoofchk) nftDone = applyNftWork(c, plan, ips);
+      if (!nftDone && (!plan.nft.empty || c.policy) && !cfg.macspoofchk) nftDone = handled(applyNftWork(c, plan, ips));
       const r = await runHostBatch(plan.host);
       if (r.exitCode === 0) break;
       const f = batchFailure(r);
@@ -151,7 +151,7 @@ export async function chainAdd(c: Chain): Promise<Result> {
     stage = 'host';
     step('host');
     // The spoof check names the final veth, so it waits for the host batch.
-    if (!nftDone && (!plan.nft.empty || c.policy)) nftDone = applyNftWork(c, plan, ips);
+    if (!nftDone && (!plan.nft.empty || c.policy)) nftDone = handled(applyNftWork(c, plan, ips));
     try {
       if (plan.podSysctls.length) {
         const r = await run('nsenter', [`--net=${netns}`, '--', 'sysctl', '-q', '-e', '-w', ...plan.podSysctls]);
@@ -225,6 +225,16 @@ async function applyPlanNft(plan: Plan): Promise<void> {
  * check), plus, with a policy section, the node's whole policy state with
  * this pod in it - so the pod's policy is in place before ADD returns.
  */
+/**
+ * Marks a promise started ahead of time as handled: it is awaited on every
+ * path, but maybe only after its rejection (a refused policy apply while the
+ * ip batch still runs), which Node would otherwise treat as unhandled and crash.
+ */
+function handled<T>(p: Promise<T>): Promise<T> {
+  p.catch(() => undefined);
+  return p;
+}
+
 async function applyNftWork(c: Chain, plan: Plan, ips: IpConfig[]): Promise<void> {
   if (!c.policy) return applyPlanNft(plan);
   const { req } = c;
