@@ -9,6 +9,8 @@ import type { GuardLevel } from './spoofcheck.js';
 export const DEFAULT_BRIDGE = 'nhi0';
 export const DEFAULT_STATE_DIR = '/var/lib/nhi-cni';
 export const DEFAULT_RUN_DIR = '/run/nhi-cni';
+/** The run dir: node-local caches and nft's input files (NHI_CNI_RUN_DIR for tests). */
+export const runDir = (): string => process.env.NHI_CNI_RUN_DIR || DEFAULT_RUN_DIR;
 /** ipam.type values run in-process; anything else is executed from CNI_PATH. */
 export const BUILTIN_IPAM = ['host-local', 'nhi-ipam'];
 

@@ -2,8 +2,10 @@
 // appended on every ADD and DEL, never rewritten, so an address seen in a log
 // can be traced back to the workload that held it at that moment
 // (`nhi-cni who <ip> --at <time>`).
-import { closeSync, mkdirSync, openSync, readFileSync, writeSync, constants } from 'node:fs';
-import { dirname } from 'node:path';
+import { closeSync, lstatSync, writeSync, constants } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { CniError, Code } from '../cni/errors.js';
+import { openNoFollow, readNoFollow, safeRoot } from '../sys/safe-path.js';
 import { parseCidr, parseIp, equal } from '../net/ip.js';
 
 export interface LedgerEntry {
@@ -25,8 +27,8 @@ export interface LedgerEntry {
  * plugins never interleave within a line, and nothing is ever rewritten.
  */
 export function appendLedger(path: string, e: LedgerEntry): void {
-  mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
-  const fd = openSync(path, constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT, 0o600);
+  safeRoot(dirname(path), 'stateDir');
+  const fd = openNoFollow(path, constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT, 0o600);
   try {
     writeSync(fd, `${JSON.stringify(e)}\n`);
   } finally {
@@ -34,10 +36,26 @@ export function appendLedger(path: string, e: LedgerEntry): void {
   }
 }
 
+export const ledgerPath = (stateDir: string) => join(stateDir, 'ledger.jsonl');
+
+/**
+ * Refuses a ledger that is a symbolic link before an ADD does anything: the
+ * append at its end would fail (O_NOFOLLOW) after the pod is wired, and an
+ * ADD whose ledger line cannot be written is only logged.
+ */
+export function checkLedger(stateDir: string): void {
+  try {
+    if (!lstatSync(ledgerPath(stateDir)).isSymbolicLink()) return;
+  } catch {
+    return; // missing: the first append creates it
+  }
+  throw new CniError(Code.InvalidConfig, `${ledgerPath(stateDir)} is a symbolic link: nhi-cni does not follow links inside its directories`, 'remove it');
+}
+
 export function readLedger(path: string): LedgerEntry[] {
   let text: string;
   try {
-    text = readFileSync(path, 'utf8');
+    text = readNoFollow(path);
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
     throw e;

@@ -15,14 +15,17 @@
 // the pods and the compile (deriveDesired), so a pod's ADD reads and writes
 // the pods, not every set of the node.
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, readdirSync, readFileSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import { closeSync, constants, lstatSync, readdirSync, statSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { CniError, Code } from '../cni/errors.js';
 import { formatIssues } from '../cni/result.js';
+import { refuseUnknownKeys } from '../cni/suggest.js';
 import { parseIp } from '../net/ip.js';
 import { writeFileAtomic } from '../sys/files.js';
+import { existsNoFollow, openNoFollow, readNoFollow, safeRoot } from '../sys/safe-path.js';
 import { withLockAsync } from '../sys/lock.js';
+import { ownerCommands, ownerConflict } from './policy-owner.js';
 import { run } from '../sys/exec.js';
 import { applyNft, NftTransaction, type NftCommand } from '../sys/nft.js';
 import { ensureSysctl } from '../sys/sysfs.js';
@@ -33,7 +36,7 @@ import type { Identity, Policy } from '../policy/model.js';
 import type { GuardedPort } from './spoofcheck.js';
 import { loadPolicyDir, parseManifestObjects } from '../policy/parse.js';
 
-export const PolicyConfigInput = z.object({
+export const PolicyConfigInput = z.strictObject({
   dir: z.string().optional(),
   manifests: z.array(z.unknown()).optional(),
   audit: z.boolean().optional(),
@@ -53,6 +56,8 @@ export interface PolicyConfig {
 /** The `policy` section of a plugin config; undefined when there is none (no enforcement). */
 export function loadPolicyConfig(raw: unknown, stateDir: string): PolicyConfig | undefined {
   if (raw === undefined) return undefined;
+  // A typo must not leave a pod without enforcement: unknown keys are refused.
+  if (raw !== null && typeof raw === 'object' && !Array.isArray(raw)) refuseUnknownKeys(raw, Object.keys(PolicyConfigInput.shape), 'policy');
   const p = PolicyConfigInput.safeParse(raw);
   if (!p.success) throw new CniError(Code.InvalidConfig, 'invalid policy configuration', formatIssues(p.error, 'policy'));
   const c = p.data;
@@ -202,8 +207,9 @@ function readCompiledFile<T>(path: string): T | undefined {
   let c = compiledCache.get(path) as T | undefined;
   if (c) return c;
   try {
-    c = JSON.parse(readFileSync(path, 'utf8')) as T;
+    c = JSON.parse(readNoFollow(path)) as T;
   } catch (e) {
+    if (e instanceof CniError) throw e;
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw new CniError(Code.SystemFailure, 'cannot read the policy state', `${path}: ${(e as Error).message}`);
   }
@@ -216,10 +222,10 @@ type AnyStateFile = Partial<PodsFile> & { policies?: Policy[]; names?: CompiledN
 export function readPolicyState(stateDir: string): PolicyState {
   const path = join(stateDir, STATE_FILE);
   try {
-    const st = statSync(path, { bigint: true });
+    const st = lstatSync(path, { bigint: true });
     const stamp = `${st.ino}/${st.size}/${st.mtimeNs}/${st.ctimeNs}`;
     if (lastRead && lastRead.path === path && lastRead.stamp === stamp) return lastRead.state;
-    const state = toState(stateDir, JSON.parse(readFileSync(path, 'utf8')) as AnyStateFile);
+    const state = toState(stateDir, JSON.parse(readNoFollow(path)) as AnyStateFile);
     lastRead = { path, stamp, state };
     return state;
   } catch (e) {
@@ -356,16 +362,27 @@ export async function applyPolicy(
   // the inet forward hook only with these on.
   ensureSysctl('net/bridge/bridge-nf-call-iptables', '1');
   ensureSysctl('net/bridge/bridge-nf-call-ip6tables', '1');
+  safeRoot(pc.stateDir, 'stateDir');
   return withLockAsync(join(pc.stateDir, 'policy.lock'), async () => {
     const trace = (w: string) => traceAt(`policy ${w}`);
     trace('locked');
     const state = readPolicyState(pc.stateDir);
     const dirtyPath = join(pc.stateDir, 'policy.dirty');
-    const crashed = existsSync(dirtyPath);
+    const crashed = existsNoFollow(dirtyPath);
     trace(`state read${crashed ? ' (an earlier change did not finish: re-applying everything)' : ''}`);
     const before = state.pods;
     const pods = { ...before };
     change(pods);
+    // A state that never reached the kernel and stays empty has nothing to
+    // apply (a DEL after a refused ADD must not need the table).
+    if (!full && !crashed && state.gen === undefined && !Object.keys(before).length && !Object.keys(pods).length) {
+      // The caller's own commands (a port guard to remove) still go in.
+      if (extra.length) {
+        const r = await applyNft(new NftTransaction().push(...extra));
+        if (r.exitCode !== 0) throw new CniError(Code.SystemFailure, 'applying nftables changes failed', r.stderr.trim());
+      }
+      return undefined;
+    }
     const prev = state.compiled;
     const fingerprint = policies ? manifestFingerprint(pc) : state.fingerprint;
     // The table's generation: each transaction moves it on, and one that only
@@ -383,11 +400,12 @@ export async function applyPolicy(
     const T = { family: 'inet', table: POLICY_TABLE, name: GEN_SET };
     const apply = async (cmds: NftCommand[], whole = false) => {
       // Marked before the kernel changes, cleared once the files say what it holds.
-      writeFileSync(dirtyPath, '');
+      closeSync(openNoFollow(dirtyPath, constants.O_WRONLY | constants.O_CREAT));
       const genCmds: NftCommand[] = whole
         ? [{ add: { set: { ...T, type: 'mark' } } }, { flush: { set: T } }, { add: { element: { ...T, elem: [nextGen] } } }]
         : [{ delete: { element: { ...T, elem: [gen] } } }, { add: { element: { ...T, elem: [nextGen] } } }];
-      return applyNft(new NftTransaction().push(...extra, ...(whole ? [...cmds, ...genCmds] : [...genCmds, ...cmds])));
+      const own = ownerCommands(pc.stateDir, whole);
+      return applyNft(new NftTransaction().push(...extra, ...(whole ? [...cmds, ...own, ...genCmds] : [...own, ...genCmds, ...cmds])));
     };
     const done = () => unlinkSync(dirtyPath);
 
@@ -434,6 +452,8 @@ export async function applyPolicy(
     if (r.exitCode !== 0) {
       // Nothing of it reached the kernel (a transaction is all or nothing).
       done();
+      const conflict = await ownerConflict(pc.stateDir);
+      if (conflict) throw conflict;
       throw new CniError(Code.SystemFailure, 'applying the policy to nftables failed', r.stderr.trim());
     }
     trace('applied');

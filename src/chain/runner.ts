@@ -227,9 +227,9 @@ async function applyPlanNft(plan: Plan): Promise<void> {
 }
 
 /**
- * The ADD's one nft transaction: the plan's own commands (masquerade, spoof
- * check), plus, with a policy section, the node's whole policy state with
- * this pod in it - so the pod's policy is in place before ADD returns.
+ * The ADD's one nft transaction: the plan's own commands (the port guard,
+ * masquerade), plus, with a policy section, the node's whole policy state
+ * with this pod in it - so the pod's policy is in place before ADD returns.
  */
 async function applyNftWork(c: Chain, plan: Plan, ips: IpConfig[]): Promise<void> {
   if (!c.policy) return applyPlanNft(plan);

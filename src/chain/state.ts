@@ -6,9 +6,10 @@
 // ":" cannot occur in a container id or an interface name, so the split is
 // unambiguous. Node-local caches live under /run (gone at reboot, like the
 // kernel state they describe).
-import { mkdirSync, readdirSync, readFileSync, unlinkSync } from 'node:fs';
+import { readdirSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { writeFileAtomic } from '../sys/files.js';
+import { readNoFollow, safeRoot, safeSubdir } from '../sys/safe-path.js';
 
 export interface AttachmentRecord {
   containerId: string;
@@ -26,8 +27,22 @@ export interface AttachmentRecord {
 export class AttachmentStore {
   readonly dir: string;
 
-  constructor(stateDir: string, network: string) {
+  constructor(
+    private readonly stateDir: string,
+    private readonly network: string,
+  ) {
     this.dir = join(stateDir, network, 'attachments');
+  }
+
+  /** The directory, created without following a link (sys/safe-path.ts). */
+  ensureDir(): void {
+    safeRoot(this.stateDir, 'stateDir');
+    safeSubdir(this.stateDir, [this.network, 'attachments']);
+  }
+
+  /** Whether the directory exists; throws when it, or the state dir, is not safe to read. */
+  private existing(): boolean {
+    return safeRoot(this.stateDir, 'stateDir', { create: false }) && safeSubdir(this.stateDir, [this.network, 'attachments'], { create: false }) !== undefined;
   }
 
   private file(containerId: string, ifname: string): string {
@@ -35,13 +50,14 @@ export class AttachmentStore {
   }
 
   write(r: AttachmentRecord): void {
-    mkdirSync(this.dir, { recursive: true, mode: 0o700 });
+    this.ensureDir();
     writeFileAtomic(this.file(r.containerId, r.ifname), `${JSON.stringify(r)}\n`);
   }
 
   read(containerId: string, ifname: string): AttachmentRecord | undefined {
     try {
-      return JSON.parse(readFileSync(this.file(containerId, ifname), 'utf8')) as AttachmentRecord;
+      if (!this.existing()) return undefined;
+      return JSON.parse(readNoFollow(this.file(containerId, ifname))) as AttachmentRecord;
     } catch {
       return undefined;
     }
@@ -58,6 +74,7 @@ export class AttachmentStore {
   list(): AttachmentRecord[] {
     let names: string[];
     try {
+      if (!this.existing()) return [];
       names = readdirSync(this.dir);
     } catch {
       return [];
@@ -66,7 +83,7 @@ export class AttachmentStore {
     for (const n of names) {
       if (!n.endsWith('.json') || n.startsWith('.')) continue;
       try {
-        out.push(JSON.parse(readFileSync(join(this.dir, n), 'utf8')) as AttachmentRecord);
+        out.push(JSON.parse(readNoFollow(join(this.dir, n))) as AttachmentRecord);
       } catch {
         // a torn or foreign file: not ours to interpret
       }
@@ -88,14 +105,15 @@ export class RunCache {
 
   get<T>(key: string): T | undefined {
     try {
-      return JSON.parse(readFileSync(this.file(key), 'utf8')) as T;
+      return JSON.parse(readNoFollow(this.file(key))) as T;
     } catch {
       return undefined;
     }
   }
 
   set(key: string, value: unknown): void {
-    mkdirSync(join(this.dir, this.netnsId), { recursive: true, mode: 0o700 });
+    safeRoot(this.dir, 'run dir');
+    safeSubdir(this.dir, [this.netnsId]);
     writeFileAtomic(this.file(key), JSON.stringify(value));
   }
 

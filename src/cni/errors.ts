@@ -1,6 +1,7 @@
 // CNI error codes (SPEC.md "Error codes") and the plugin codes of nhi-cni (>= 100).
 // Every failure leaves the plugin as one CniError, printed on stdout as
 // {"cniVersion","code","msg","details"} with a non-zero exit status.
+import { redact } from './redact.js';
 
 export const Code = {
   /** Incompatible CNI version. */
@@ -61,7 +62,8 @@ export function errorJson(err: unknown, cniVersion: string): ErrorJson {
     err instanceof CniError
       ? err
       : new CniError(Code.Internal, 'internal error', err instanceof Error ? err.message : String(err));
-  const out: ErrorJson = { cniVersion, code: e.code, msg: e.message };
-  if (e.details) out.details = e.details;
+  // The last line of defence for a secret some input carried into a message.
+  const out: ErrorJson = { cniVersion, code: e.code, msg: redact(e.message) };
+  if (e.details) out.details = redact(e.details);
   return out;
 }

@@ -2,11 +2,14 @@
 // chain in one process (see src/chain/runner.ts).
 import { parseCniArgs } from '../cni/args.js';
 import { CniError, Code } from '../cni/errors.js';
-import { loadCniConfig } from '../chain/config.js';
+import { CniConfigInput, loadCniConfig, runDir } from '../chain/config.js';
 import { builtinIpam, delegatedIpam } from '../chain/ipam/module.js';
 import { chainAdd, chainCheck, chainDel, chainGc, chainStatus, isBuiltinIpam, type Chain } from '../chain/runner.js';
 import { workloadIdentity } from '../policy/identity-source.js';
 import { loadPoliciesCached, loadPolicyConfig } from '../chain/policy.js';
+import { checkLedger } from '../chain/ledger.js';
+import { AttachmentStore } from '../chain/state.js';
+import { safeRoot } from '../sys/safe-path.js';
 import { trace } from '../sys/trace.js';
 import type { CniRequest, PluginType } from './request.js';
 
@@ -35,11 +38,17 @@ async function chain(req: CniRequest): Promise<Chain> {
       c.policies = loadPoliciesCached(policy);
       trace('policies loaded');
     }
+    // Our directories are checked before IPAM or the kernel is touched: a
+    // symbolic link where nhi-cni writes is refused (code 7), not followed.
+    new AttachmentStore(cfg.stateDir, req.config.name).ensureDir();
+    checkLedger(cfg.stateDir);
+    safeRoot(runDir(), 'run dir');
   }
   return c;
 }
 
 export const cniPlugin: PluginType = {
+  keys: [...Object.keys(CniConfigInput.shape), 'policy'],
   add: async (req) => chainAdd(await chain(req)),
   del: async (req) => chainDel(await chain(req)),
   check: async (req) => chainCheck(await chain(req)),

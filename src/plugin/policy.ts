@@ -69,6 +69,7 @@ function prevOrUndefined(req: CniRequest): Result | undefined {
 }
 
 export const policyPlugin: PluginType = {
+  keys: ['stateDir', 'policy'],
   async add(req) {
     const pc = policyConfig(req);
     const args = parseCniArgs(req.env.args, []);

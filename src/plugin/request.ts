@@ -14,6 +14,8 @@ export interface CniRequest {
 }
 
 export interface PluginType {
+  /** The top-level config keys the type reads beyond the spec's; undefined: do not report unknown ones. */
+  keys?: readonly string[];
   add(req: CniRequest): Promise<Result>;
   del(req: CniRequest): Promise<void>;
   check(req: CniRequest): Promise<void>;

@@ -7,11 +7,15 @@ import { decodeConfig, MAX_STDIN_BYTES } from '../cni/config.js';
 import { parseEnv, type Verb } from '../cni/env.js';
 import { CniError, Code, errorJson } from '../cni/errors.js';
 import { configVersion, CURRENT_VERSION, requireVerbVersion, SUPPORTED_VERSIONS, type CniVersion } from '../cni/version.js';
+import { redact } from '../cni/redact.js';
+import { unknownKeys } from '../cni/suggest.js';
 import { readStdin, writeStdout } from '../sys/stdio.js';
 import type { PluginType } from './request.js';
 
 export const PLUGIN_TYPES = ['nhi-cni', 'nhi-ipam', 'nhi-policy'] as const;
 const PLANNED_TYPES: string[] = [];
+/** Top-level keys of the spec and of libcni's runtime injection, known to every type. */
+const CNI_KEYS = ['cniVersion', 'cniVersions', 'name', 'type', 'args', 'ipMasq', 'ipam', 'dns', 'runtimeConfig', 'capabilities', 'prevResult', 'disableCheck', 'disableGC', 'cni.dev/attachments', 'cni.dev/valid-attachments', 'log'];
 
 async function loadType(name: string): Promise<PluginType> {
   switch (name) {
@@ -57,10 +61,13 @@ export async function runCni(env: Record<string, string | undefined>, invokedAs:
     version = configVersion(config.cniVersion);
     requireVerbVersion(cenv.verb, version);
     const type = chooseType(config.type, invokedAs);
-    const [plugin, { configureLog }] = await Promise.all([loadType(type), import('../log.js')]);
-    const logConf = (config.log ?? {}) as { file?: string; level?: string };
-    configureLog({ file: logConf.file, level: logConf.level });
-    configureLog({ file: env.NHI_CNI_LOG_FILE, level: env.NHI_CNI_LOG_LEVEL });
+    const [plugin, { configureLog, logFromConfig, logFromEnv, log }] = await Promise.all([loadType(type), import('../log.js')]);
+    configureLog(logFromConfig(config.log));
+    configureLog(logFromEnv(env));
+    // The spec lets a plugin ignore keys it does not know (a conflist may be
+    // shared by plugin versions); a typo is worth a debug line, not an error.
+    const unknown = plugin.keys && unknownKeys(config, [...CNI_KEYS, ...plugin.keys]);
+    if (unknown?.length) log.debug({ keys: unknown, type }, 'unknown top-level config keys ignored');
     const result = await dispatch(plugin, cenv.verb, { env: cenv, config, version, stdin });
     if (result) writeStdout(`${JSON.stringify(result)}\n`);
     return 0;
@@ -91,8 +98,10 @@ async function dispatch(plugin: PluginType, verb: Exclude<Verb, 'VERSION'>, req:
 async function logFailure(e: unknown): Promise<void> {
   try {
     const { log } = await import('../log.js');
-    if (e instanceof CniError && e.code !== Code.Internal) log.warn({ code: e.code, details: e.details }, e.message);
-    else log.error({ err: e }, 'internal error');
+    // What the log gets is what stdout gets: redacted (errorJson).
+    const j = errorJson(e, CURRENT_VERSION);
+    if (e instanceof CniError && e.code !== Code.Internal) log.warn({ code: j.code, details: j.details }, j.msg);
+    else log.error({ details: j.details, stack: e instanceof Error && e.stack ? redact(e.stack) : undefined }, 'internal error');
   } catch {
     // logging must never hide the error itself
   }

@@ -15,6 +15,7 @@ import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import type { CniArgs } from '../cni/args.js';
 import { CniError, Code } from '../cni/errors.js';
+import { redact, redactUrl } from '../cni/redact.js';
 import { formatIssues } from '../cni/result.js';
 import { buildIdentity, type WorkloadSchema } from './identity.js';
 import type { Identity } from './model.js';
@@ -120,7 +121,9 @@ export function loadKubeconfig(path: string): Kubeconfig {
   try {
     doc = parseYaml(text);
   } catch (e) {
-    throw bad(where, 'not valid YAML', (e as Error).message);
+    // The parser's message quotes the offending line, which may be a token
+    // or key line: only its first line (what and where) is kept.
+    throw bad(where, 'not valid YAML', redact((e as Error).message.split('\n')[0]!.replace(/:$/, '')));
   }
   if (doc === null || typeof doc !== 'object' || Array.isArray(doc)) throw bad(where, 'not a kubeconfig (expected a YAML mapping)');
   const p = KubeconfigSchema.safeParse(doc);
@@ -143,11 +146,11 @@ export function loadKubeconfig(path: string): Kubeconfig {
   try {
     url = new URL(cluster.server);
   } catch {
-    throw bad(where, `${cp}.server ${quote(cluster.server)} is not a URL`);
+    throw bad(where, `${cp}.server ${quote(redactUrl(cluster.server))} is not a URL`);
   }
-  if (url.protocol !== 'https:') throw bad(where, `${cp}.server ${quote(cluster.server)}: only https servers are supported`);
+  if (url.protocol !== 'https:') throw bad(where, `${cp}.server ${quote(redactUrl(cluster.server))}: only https servers are supported`);
   if (url.username || url.password) throw bad(where, `${cp}.server must not carry credentials`);
-  if (url.search || url.hash) throw bad(where, `${cp}.server ${quote(cluster.server)} must not have a query or fragment`);
+  if (url.search || url.hash) throw bad(where, `${cp}.server ${quote(redactUrl(cluster.server))} must not have a query or fragment`);
   if (cluster['proxy-url']) throw bad(where, `${cp}.proxy-url is not supported by nhi-cni`);
 
   const dir = dirname(resolve(path));

@@ -20,7 +20,18 @@ export interface AtomicWriteOptions {
 
 export function writeFileAtomic(path: string, data: string | Buffer, { mode = 0o600, durable = false }: AtomicWriteOptions = {}): void {
   const tmp = join(dirname(path), `${TMP_PREFIX}${basename(path)}.${process.pid}`);
-  const fd = openSync(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC, mode);
+  // O_EXCL: never through a link planted at the temporary name (the rename
+  // then replaces a link at `path` itself, never its target). A leftover of
+  // a killed writer with our pid is removed first.
+  const flags = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW;
+  let fd: number;
+  try {
+    fd = openSync(tmp, flags, mode);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+    unlinkSync(tmp);
+    fd = openSync(tmp, flags, mode);
+  }
   try {
     if (typeof data === 'string') writeSync(fd, data);
     else writeSync(fd, data);
@@ -38,7 +49,7 @@ export function writeFileAtomic(path: string, data: string | Buffer, { mode = 0o
 export function createExclusive(path: string, data: string, mode = 0o600): boolean {
   let fd: number;
   try {
-    fd = openSync(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, mode);
+    fd = openSync(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, mode);
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'EEXIST') return false;
     throw e;

@@ -57,7 +57,7 @@ export function lockFile(path: string, timeoutMs = 10_000): HeldLock {
   const c = loadLibc();
   let fd: number;
   try {
-    fd = openSync(path, constants.O_RDONLY | constants.O_CREAT, 0o600);
+    fd = openSync(path, constants.O_RDONLY | constants.O_CREAT | constants.O_NOFOLLOW, 0o600);
   } catch (e) {
     throw new CniError(Code.SystemFailure, `cannot open lock file ${path}`, (e as Error).message);
   }

@@ -1,10 +1,11 @@
 // nftables through its JSON input: objects in, one `nft -j -f -` transaction
 // out. No ruleset text is ever assembled from strings, so nothing a config or
 // a manifest says can become nft syntax.
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { run, type ExecResult } from './exec.js';
 import { TMP_PREFIX } from './files.js';
+import { safeRoot } from './safe-path.js';
 
 export type NftCommand = Record<string, unknown>;
 
@@ -31,7 +32,7 @@ export class NftTransaction {
  * goes through a private temporary file on tmpfs.
  */
 export async function applyNft(t: NftTransaction, tmpDir = process.env.NHI_CNI_RUN_DIR || '/run/nhi-cni'): Promise<ExecResult> {
-  mkdirSync(tmpDir, { recursive: true, mode: 0o700 });
+  safeRoot(tmpDir, 'run dir');
   const file = join(tmpDir, `${TMP_PREFIX}nft.${process.pid}.json`);
   writeFileSync(file, t.json(), { mode: 0o600 });
   try {

@@ -246,7 +246,7 @@ describe('NetworkPolicy on real traffic (payments scenario)', () => {
     for (const item of out) {
       for (const kind of ['chain', 'set', 'map', 'counter']) {
         const name = item[kind]?.name;
-        if (name) expect(name).toMatch(/^(forward|input|gen|(eg|in)[46]|pr_[0-9a-f]{12}|[pnw]_[0-9a-f]{12}_[46]|[ad]_[0-9a-f]{12})$/);
+        if (name) expect(name).toMatch(/^(forward|input|gen|owner|(eg|in)[46]|pr_[0-9a-f]{12}|[pnw]_[0-9a-f]{12}_[46]|[ad]_[0-9a-f]{12})$/);
       }
     }
   });
@@ -396,7 +396,7 @@ describe('pods added and deleted in parallel under policies', () => {
     const kept = ip.filter((_, i) => i % 2 === 0).sort();
     expect([...mapped(table(), 'in4')].sort()).toEqual(kept);
     expect(Object.keys(state().pods).sort()).toEqual(valid.map((p) => `par/${p.id}/eth0`).sort());
-    const inSets = new Set(table().filter((o) => o.set && o.set.name !== 'gen').flatMap((o) => (o.set.elem ?? []).map((e: any) => (typeof e === 'string' ? e : e.concat?.[0]))));
+    const inSets = new Set(table().filter((o) => o.set && !['gen', 'owner'].includes(o.set.name)).flatMap((o) => (o.set.elem ?? []).map((e: any) => (typeof e === 'string' ? e : e.concat?.[0]))));
     for (const [i, a] of ip.entries()) expect(inSets.has(a), a).toBe(i % 2 === 0);
 
     const dels = await Promise.all(pods.map((p, i) => directAsync({ node, verb: 'DEL', config: pluginConfig(list, 0, adds[i]!.json), containerId: p.id, netns: p.ns.path, env })));
@@ -404,7 +404,9 @@ describe('pods added and deleted in parallel under policies', () => {
     const after = table();
     for (const m of ['in4', 'eg4', 'in6', 'eg6']) expect(mapped(after, m)).toEqual([]);
     const final = state();
-    for (const s of after.filter((o) => o.set)) expect(s.set.elem ?? [], s.set.name).toEqual(s.set.name === 'gen' ? [final.gen] : []);
+    // Left: the generation, and the owner (the state dir, src/chain/policy-owner.ts).
+    for (const s of after.filter((o) => o.set && o.set.name !== 'owner')) expect(s.set.elem ?? [], s.set.name).toEqual(s.set.name === 'gen' ? [final.gen] : []);
+    expect(after.find((o) => o.set?.name === 'owner')?.set.elem).toEqual([{ elem: { val: expect.any(Number), comment: world.scratch.path('state') } }]);
     expect(final.pods).toEqual({});
     expect(readdirSync(world.scratch.path('state')).filter((f) => f === 'policy.dirty')).toEqual([]);
   });

@@ -4,11 +4,12 @@
 //   <dataDir>/<network>/last_reserved_ip.<n>  the last address taken from range set n
 //   <dataDir>/<network>/lock                  flock(2)ed around every change
 // Files of older host-local versions hold only "<containerID>".
-import { mkdirSync, readdirSync, readFileSync, unlinkSync } from 'node:fs';
+import { readdirSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { formatIp, parseIp, type Ip } from '../../net/ip.js';
 import { createExclusive, TMP_PREFIX, writeFileAtomic } from '../../sys/files.js';
 import { withLock } from '../../sys/lock.js';
+import { readNoFollow, safeRoot, safeSubdir } from '../../sys/safe-path.js';
 
 const LAST_RESERVED = 'last_reserved_ip.';
 const LOCK = 'lock';
@@ -48,12 +49,17 @@ export function ownedBy(r: Reservation, containerId: string, ifname: string): bo
 export class DiskStore {
   readonly dir: string;
 
-  constructor(dataDir: string, network: string) {
+  constructor(
+    private readonly dataDir: string,
+    private readonly network: string,
+  ) {
     this.dir = join(dataDir, network);
   }
 
+  /** The network's directory, created as host-local does (0755), never through a symbolic link. */
   ensureDir(): void {
-    mkdirSync(this.dir, { recursive: true, mode: 0o755 });
+    safeRoot(this.dataDir, 'dataDir', { mode: 0o755 });
+    safeSubdir(this.dataDir, [this.network], { mode: 0o755 });
   }
 
   /** Runs fn holding the network's lock (the directory is created first). */
@@ -66,6 +72,7 @@ export class DiskStore {
   list(): Reservation[] {
     let names: string[];
     try {
+      if (!safeRoot(this.dataDir, 'dataDir', { create: false }) || !safeSubdir(this.dataDir, [this.network], { create: false })) return [];
       names = readdirSync(this.dir);
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
@@ -78,7 +85,7 @@ export class DiskStore {
       const file = join(this.dir, name);
       let content = '';
       try {
-        content = readFileSync(file, 'utf8');
+        content = readNoFollow(file);
       } catch {
         // unreadable: reported as ownerless
       }
@@ -100,7 +107,7 @@ export class DiskStore {
 
   lastReserved(rangeSetIndex: number): Ip | undefined {
     try {
-      return parseIp(readFileSync(join(this.dir, `${LAST_RESERVED}${rangeSetIndex}`), 'utf8').trim());
+      return parseIp(readNoFollow(join(this.dir, `${LAST_RESERVED}${rangeSetIndex}`)).trim());
     } catch {
       return undefined;
     }
