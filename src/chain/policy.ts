@@ -20,7 +20,7 @@ import { join } from 'node:path';
 import { z } from 'zod';
 import { CniError, Code } from '../cni/errors.js';
 import { formatIssues } from '../cni/result.js';
-import { parseIp } from '../net/ip.js';
+import { formatIp, parseIp } from '../net/ip.js';
 import { writeFileAtomic } from '../sys/files.js';
 import { withLockAsync } from '../sys/lock.js';
 import { run } from '../sys/exec.js';
@@ -162,6 +162,8 @@ export interface PolicyState {
   readonly policies: Policy[];
   readonly profiles: Compiled['profiles'];
   names: CompiledNames;
+  /** No state file at all (a new node, or a state directory that was lost). */
+  absent?: true;
 }
 
 export const podKey = (network: string, containerId: string, ifname: string) => `${network}/${containerId}/${ifname}`;
@@ -222,7 +224,7 @@ export function readPolicyState(stateDir: string): PolicyState {
   } catch (e) {
     if (e instanceof CniError) throw e;
     if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw new CniError(Code.SystemFailure, 'cannot read the policy state', `${path}: ${(e as Error).message}`);
-    return { pods: {}, policies: [], profiles: {}, names: { chains: [], sets: [] } };
+    return { pods: {}, policies: [], profiles: {}, names: { chains: [], sets: [] }, absent: true };
   }
 }
 
@@ -348,6 +350,8 @@ export async function applyPolicy(
   extra: NftCommand[] = [],
   /** Re-apply the whole state even when the policies did not change (`policy sync`: heals a drifted kernel). */
   full = false,
+  /** A DEL's pod addresses: what to take out of the kernel if the state is gone (see withoutState). */
+  forget?: string[],
 ): Promise<Compiled | undefined> {
   // Same-bridge pod traffic is bridged, not routed: br_netfilter hands it to
   // the inet forward hook only with these on.
@@ -357,6 +361,7 @@ export async function applyPolicy(
     const trace = (w: string) => traceAt(`policy ${w}`);
     trace('locked');
     const state = readPolicyState(pc.stateDir);
+    if (state.absent && (await withoutState(pc, forget))) return undefined;
     const dirtyPath = join(pc.stateDir, 'policy.dirty');
     const crashed = existsSync(dirtyPath);
     trace(`state read${crashed ? ' (an earlier change did not finish: re-applying everything)' : ''}`);
@@ -451,6 +456,62 @@ export async function applyPolicy(
     trace('state written');
     return compiled;
   });
+}
+
+/** DEL: takes a pod out of the node's policy, by its addresses when its state is gone. */
+export async function removePolicyPod(pc: PolicyConfig, key: string, ips: string[]): Promise<void> {
+  await applyPolicy(pc, (pods) => delete pods[key], undefined, [], false, ips);
+}
+
+const canonical = (a: string) => {
+  const ip = parseIp(a);
+  return ip ? formatIp(ip) : a;
+};
+
+/** A set or map element's key as nft lists it (maps list [key, value]; counters wrap it in {elem: {val}}). */
+function elementKey(e: unknown): unknown {
+  const k = Array.isArray(e) ? e[0] : e;
+  const w = (k as { elem?: { val?: unknown } } | null)?.elem;
+  return w && typeof w === 'object' && 'val' in w ? w.val : k;
+}
+
+function keyHolds(key: unknown, ips: Set<string>): boolean {
+  if (typeof key === 'string') return ips.has(canonical(key));
+  const parts = (key as { concat?: unknown[] } | null)?.concat;
+  return Array.isArray(parts) && parts.some((p) => typeof p === 'string' && ips.has(canonical(p)));
+}
+
+/**
+ * The state file is missing while the kernel's table may still enforce pods
+ * (a state directory removed or lost). Applying the pods we know - none -
+ * would flush every verdict map and lift every pod's isolation, so:
+ *   - no table, or one without pods: false, the normal path starts afresh;
+ *   - a DEL (`forget` given): its addresses' elements are deleted from the
+ *     table and nothing else changes; true;
+ *   - anything else (ADD, GC, sync): refused, failing closed.
+ */
+async function withoutState(pc: PolicyConfig, forget: string[] | undefined): Promise<boolean> {
+  const table = await listTable();
+  if (typeof table === 'string') return false;
+  const elements: { name: string; key: unknown; map: boolean }[] = [];
+  for (const o of table) {
+    const map = o.map !== undefined;
+    const s = o.map ?? o.set;
+    if (!s?.name || s.name === GEN_SET) continue;
+    for (const e of s.elem ?? []) elements.push({ name: s.name, key: elementKey(e), map });
+  }
+  if (!elements.some((e) => e.map)) return false;
+  if (!forget) {
+    throw new CniError(Code.SystemFailure, `the policy state ${join(pc.stateDir, STATE_FILE)} is missing, but table inet ${POLICY_TABLE} still enforces pods`,
+      `refusing to apply an empty state over them (it would lift every pod's isolation): restore the state directory, or delete the table (nft delete table inet ${POLICY_TABLE}) and add the pods again`);
+  }
+  const ips = new Set(forget.map(canonical));
+  const mine = elements.filter((e) => keyHolds(e.key, ips));
+  if (!mine.length) return true;
+  const t = new NftTransaction().push(...mine.map((e) => ({ delete: { element: { family: 'inet', table: POLICY_TABLE, name: e.name, elem: [e.key] } } })));
+  const r = await applyNft(t);
+  if (r.exitCode !== 0) throw new CniError(Code.SystemFailure, 'removing the pod\'s addresses from the policy table failed', r.stderr.trim());
+  return true;
 }
 
 function mergeNames(a: CompiledNames, b: CompiledNames): CompiledNames {

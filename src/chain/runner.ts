@@ -17,7 +17,7 @@ import { isBridge, linkExists, linkMaster, netnsId, ownNetnsId } from '../sys/sy
 import type { CniRequest } from '../plugin/request.js';
 import type { Identity, Policy } from '../policy/model.js';
 import { crashPoint } from '../sys/testhooks.js';
-import { applyPolicy, checkPolicy, keepValid, placePod, podKey, type PolicyConfig } from './policy.js';
+import { applyPolicy, checkPolicy, keepValid, placePod, podKey, removePolicyPod, type PolicyConfig } from './policy.js';
 import { validAttachments } from '../plugin/attachments.js';
 import { log } from '../log.js';
 import { bridgeAdd, bridgeInterface, gatewayOf, settledBridge } from './bridge.js';
@@ -86,12 +86,43 @@ function checkNetns(netns: string): void {
   }
 }
 
+/** A promise that never rejects: its error, or undefined. Awaited on every path, so no rejection goes unhandled. */
+function settled(p: Promise<unknown>): Promise<Error | undefined> {
+  return p.then(() => undefined, (e: unknown) => (e instanceof Error ? e : new Error(String(e))));
+}
+
+/**
+ * A repeated ADD of an attachment that completed (a runtime's retry, or two
+ * ADDs of one id at once): the first one's result while its pair still
+ * exists in the same namespace. Otherwise an error, touching nothing: the
+ * attachment belongs to the first ADD until a DEL.
+ */
+function repeatedAdd(c: Chain, prior: AttachmentRecord & { result: Result }): Result {
+  const { containerId, ifname, netns } = c.req.env;
+  if (prior.netns === netns && linkExists(prior.hostVeth)) {
+    log.info({ verb: 'ADD', network: c.req.config.name, containerId, ifname, hostVeth: prior.hostVeth }, 'attachment exists; returning its result');
+    return prior.result;
+  }
+  throw new CniError(Code.SystemFailure,
+    `container ${containerId} interface ${ifname} is already attached to network ${c.req.config.name}`,
+    prior.netns !== netns ? `it was added in ${prior.netns}; DEL it before adding it again` : `its host veth ${prior.hostVeth} is gone; DEL it before adding it again`);
+}
+
 export async function chainAdd(c: Chain): Promise<Result> {
   const { cfg, req } = c;
   const { containerId, ifname, netns } = req.env;
   checkNetns(netns);
   const store = new AttachmentStore(cfg.stateDir, req.config.name);
   const cache = runCache();
+
+  // The caller holds the attachment's lock: a record here is a completed ADD
+  // or one that was killed, never one in progress.
+  const prior = store.read(containerId, ifname);
+  if (prior?.result) return repeatedAdd(c, prior as AttachmentRecord & { result: Result });
+  if (prior) {
+    log.warn({ verb: 'ADD', containerId, ifname, hostVeth: prior.hostVeth }, 'removing what an earlier, interrupted ADD left');
+    await teardown(c, { hostVeth: prior.hostVeth, netns: '', mac: prior.mac, ips: prior.ips });
+  }
 
   trace('chain start');
   const ipamResult = await c.ipam.add();
@@ -105,6 +136,17 @@ export async function chainAdd(c: Chain): Promise<Result> {
   };
   if (cfg.macspoofchk) rec.mac = cfg.mac ?? macFor(ips);
   let stage = 'ipam';
+  // What this invocation made, for the rollback: a host veth of that name
+  // that someone else made must survive it.
+  let vethOurs = true;
+  let nftApplied = false;
+  // The nft transaction, once started; settled, so a rejection (a policy
+  // lock that timed out) waits for the await below instead of crashing.
+  let nft: Promise<Error | undefined> | undefined;
+  const awaitNft = async () => {
+    const e = await nft;
+    if (e) throw e;
+  };
   try {
     store.write(rec);
     trace('record written');
@@ -114,9 +156,9 @@ export async function chainAdd(c: Chain): Promise<Result> {
     // The nft transaction does not depend on the links, and its commit spends
     // most of its time waiting in the kernel (~20 ms here): it runs beside the
     // two ip batches instead of after them.
-    let nftDone: Promise<void> | undefined;
     let plan!: Plan;
     let veth!: ReturnType<typeof vethAdd>;
+    const startNft = () => settled(applyNftWork(c, plan, ips).then(() => { nftApplied = true; }));
     // Up to three tries: another ADD may create the bridge between our look
     // and our batch, or (once in 4 billion) pick the same veth name.
     for (let attempt = 0, bridgeSeen = false; ; attempt++) {
@@ -125,7 +167,7 @@ export async function chainAdd(c: Chain): Promise<Result> {
       veth = vethAdd(cfg, { hostVeth, ifname, netns, ips, routes: ipamResult.routes ?? [] }, plan);
       if (cfg.ipMasq) masqAdd(req.config.name, ips, plan);
       if (cfg.macspoofchk) plan.nft.push(...macspoofAdd(hostVeth, veth.containerMac));
-      if (!nftDone && (!plan.nft.empty || c.policy) && !cfg.macspoofchk) nftDone = applyNftWork(c, plan, ips);
+      if (!nft && (!plan.nft.empty || c.policy) && !cfg.macspoofchk) nft = startNft();
       const r = await runHostBatch(plan.host);
       if (r.exitCode === 0) break;
       const f = batchFailure(r);
@@ -140,33 +182,27 @@ export async function chainAdd(c: Chain): Promise<Result> {
           store.write({ ...rec, hostVeth });
           continue;
         }
-        await nftDone?.catch(() => undefined);
+        vethOurs = false;
         throw new CniError(Code.SystemFailure, `container veth name ("${ifname}") peer provided ("${hostVeth}") already exists`,
           `the pod's namespace already has an interface ${ifname}`);
       }
-      await nftDone?.catch(() => undefined);
       throw new CniError(Code.SystemFailure, 'setting up the bridge and veth pair failed', f.message);
     }
     rec.hostVeth = hostVeth;
     stage = 'host';
     step('host');
     // The spoof check names the final veth, so it waits for the host batch.
-    if (!nftDone && (!plan.nft.empty || c.policy)) nftDone = applyNftWork(c, plan, ips);
-    try {
-      if (plan.podSysctls.length) {
-        const r = await run('nsenter', [`--net=${netns}`, '--', 'sysctl', '-q', '-e', '-w', ...plan.podSysctls]);
-        if (r.exitCode !== 0) throw new CniError(Code.SystemFailure, 'setting sysctls in the pod failed', r.stderr.trim());
-      }
-      step('pod-sysctl');
-      const pr = await runNetnsBatch(netns, plan.pod);
-      if (pr.exitCode !== 0) throw new CniError(Code.SystemFailure, 'configuring the pod interface failed', batchFailure(pr).message);
-      stage = 'pod';
-      step('pod');
-    } catch (e) {
-      await nftDone?.catch(() => undefined);
-      throw e;
+    if (!nft && (!plan.nft.empty || c.policy)) nft = startNft();
+    if (plan.podSysctls.length) {
+      const r = await run('nsenter', [`--net=${netns}`, '--', 'sysctl', '-q', '-e', '-w', ...plan.podSysctls]);
+      if (r.exitCode !== 0) throw new CniError(Code.SystemFailure, 'setting sysctls in the pod failed', r.stderr.trim());
     }
-    await nftDone;
+    step('pod-sysctl');
+    const pr = await runNetnsBatch(netns, plan.pod);
+    if (pr.exitCode !== 0) throw new CniError(Code.SystemFailure, 'configuring the pod interface failed', batchFailure(pr).message);
+    stage = 'pod';
+    step('pod');
+    await awaitNft();
     step('nft');
     for (const a of plan.after) a();
 
@@ -181,15 +217,20 @@ export async function chainAdd(c: Chain): Promise<Result> {
     if (veth.routes.length) result.routes = veth.routes;
     const dns = cfg.dns ?? ipamResult.dns;
     if (dns) result.dns = dns;
+    // The attachment is complete: a repeated ADD now gets this result.
+    store.write({ ...rec, result });
     toLedger(c, 'ADD', rec.ips);
     log.info({ verb: 'ADD', network: req.config.name, containerId, ifname, hostVeth, ips: rec.ips, processes: spawnCount() }, 'attachment added');
     return result;
   } catch (e) {
     // Undo, newest first; each undo step tolerates what is already gone.
     log.warn({ verb: 'ADD', containerId, ifname, stage, error: (e as Error).message }, 'ADD failed; rolling back');
-    await removeLinks(hostVeth, stage === 'ipam' || stage === 'record' ? '' : netns, ifname).catch(() => undefined);
+    const nftError = await nft;
+    await removeLinks(vethOurs ? hostVeth : undefined, stage === 'ipam' || stage === 'record' ? '' : netns, ifname).catch(() => undefined);
     if (rec.mac) await removeSpoofcheck(hostVeth, rec.mac).catch(() => undefined);
-    if (c.policy) await applyPolicy(c.policy, (pods) => delete pods[podKey(req.config.name, containerId, ifname)], undefined).catch(() => undefined);
+    // A policy change that never got its lock changed nothing; any other may have reached the kernel.
+    const policyTouched = nft && (nftApplied || !(nftError instanceof CniError && nftError.code === Code.TryAgainLater));
+    if (c.policy && policyTouched) await applyPolicy(c.policy, (pods) => delete pods[podKey(req.config.name, containerId, ifname)], undefined).catch(() => undefined);
     await c.ipam.del().catch(() => undefined);
     store.remove(containerId, ifname);
     throw e;
@@ -257,6 +298,21 @@ function prevHostVeth(prev: Result | undefined): string | undefined {
   return name && /^veth[0-9a-f]{8}$/.test(name) ? name : undefined;
 }
 
+/**
+ * Removes an attachment: its pair, spoof check, policy membership,
+ * addresses and record. `ips` (from the record or prevResult) let the policy
+ * drop the pod's addresses even when its state is gone.
+ */
+async function teardown(c: Chain, a: { hostVeth?: string | undefined; netns: string; mac?: string | undefined; ips: string[] }): Promise<void> {
+  const { req } = c;
+  const { containerId, ifname } = req.env;
+  await removeLinks(a.hostVeth, a.netns, ifname);
+  if (a.mac && a.hostVeth) await removeSpoofcheck(a.hostVeth, a.mac);
+  if (c.policy) await removePolicyPod(c.policy, podKey(req.config.name, containerId, ifname), a.ips.map((i) => i.split('/')[0]!));
+  await c.ipam.del();
+  new AttachmentStore(c.cfg.stateDir, req.config.name).remove(containerId, ifname);
+}
+
 export async function chainDel(c: Chain): Promise<void> {
   const { cfg, req } = c;
   const { containerId, ifname, netns } = req.env;
@@ -264,12 +320,9 @@ export async function chainDel(c: Chain): Promise<void> {
   const rec = store.read(containerId, ifname);
   const prev = prevResultOf(req);
   const hostVeth = rec?.hostVeth ?? prevHostVeth(prev);
-  await removeLinks(hostVeth, netns || rec?.netns || '', ifname);
-  if (rec?.mac) await removeSpoofcheck(rec.hostVeth, rec.mac);
-  if (c.policy) await applyPolicy(c.policy, (pods) => delete pods[podKey(req.config.name, containerId, ifname)], undefined);
-  await c.ipam.del();
-  store.remove(containerId, ifname);
-  toLedger(c, 'DEL', rec?.ips ?? prev?.ips?.map((i) => i.address) ?? []);
+  const ips = rec?.ips ?? prev?.ips?.map((i) => i.address) ?? [];
+  await teardown(c, { hostVeth, netns: netns || rec?.netns || '', mac: rec?.mac, ips });
+  toLedger(c, 'DEL', ips);
   log.info({ verb: 'DEL', network: req.config.name, containerId, ifname, hostVeth }, 'attachment deleted');
 }
 

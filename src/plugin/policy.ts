@@ -4,7 +4,7 @@
 import { parseCniArgs } from '../cni/args.js';
 import { CniError, Code } from '../cni/errors.js';
 import { parsePrevResult, type Result } from '../cni/result.js';
-import { applyPolicy, checkPolicy, keepValid, loadPoliciesCached, loadPolicyConfig, placePod, podKey, type PolicyConfig } from '../chain/policy.js';
+import { applyPolicy, checkPolicy, keepValid, loadPoliciesCached, loadPolicyConfig, placePod, podKey, removePolicyPod, type PolicyConfig } from '../chain/policy.js';
 import { onPath } from '../sys/exec.js';
 import { DEFAULT_STATE_DIR } from '../chain/config.js';
 import { validAttachments } from './attachments.js';
@@ -42,7 +42,14 @@ export const policyPlugin: PluginType = {
     return result;
   },
   async del(req) {
-    await applyPolicy(policyConfig(req), (pods) => delete pods[key(req)], undefined);
+    // prevResult's addresses, read leniently: DEL must work without it.
+    let ips: string[] = [];
+    try {
+      ips = req.config.prevResult === undefined ? [] : (prev(req).ips ?? []).map((i) => i.address.split('/')[0]!);
+    } catch {
+      // an unreadable prevResult: the state alone says which elements are the pod's
+    }
+    await removePolicyPod(policyConfig(req), key(req), ips);
   },
   async check(req) {
     prev(req);
