@@ -21,7 +21,7 @@ import { z } from 'zod';
 import { CniError, Code } from '../cni/errors.js';
 import { formatIssues } from '../cni/result.js';
 import { formatIp, parseIp } from '../net/ip.js';
-import { writeFileAtomic } from '../sys/files.js';
+import { removeStaleTemporaries, writeFileAtomic } from '../sys/files.js';
 import { withLockAsync } from '../sys/lock.js';
 import { run } from '../sys/exec.js';
 import { applyNft, NftTransaction, type NftCommand } from '../sys/nft.js';
@@ -360,10 +360,13 @@ export async function applyPolicy(
   return withLockAsync(join(pc.stateDir, 'policy.lock'), async () => {
     const trace = (w: string) => traceAt(`policy ${w}`);
     trace('locked');
+    removeStaleTemporaries(pc.stateDir);
     const state = readPolicyState(pc.stateDir);
-    if (state.absent && (await withoutState(pc, forget))) return undefined;
     const dirtyPath = join(pc.stateDir, 'policy.dirty');
     const crashed = existsSync(dirtyPath);
+    // A marker without a state: the first change crashed, and the kernel
+    // holds only what it applied; the normal path re-applies everything.
+    if (state.absent && !crashed && (await withoutState(pc, forget))) return undefined;
     trace(`state read${crashed ? ' (an earlier change did not finish: re-applying everything)' : ''}`);
     const before = state.pods;
     const pods = { ...before };

@@ -14,7 +14,7 @@ import { createHash } from 'node:crypto';
 import { mkdirSync, readdirSync, readFileSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Result } from '../cni/result.js';
-import { TMP_PREFIX, writeFileAtomic } from '../sys/files.js';
+import { removeStaleTemporaries, TMP_PREFIX, writeFileAtomic } from '../sys/files.js';
 import { lockFileAsync, type RemovableLock } from '../sys/lock.js';
 
 const NAME_MAX = 255;
@@ -87,6 +87,8 @@ export class AttachmentStore {
   }
 
   read(containerId: string, ifname: string): AttachmentRecord | undefined {
+    // Every verb reads its record first: a killed writer's temporary goes here.
+    removeStaleTemporaries(this.dir);
     for (const f of this.files(containerId, ifname)) {
       try {
         const r = JSON.parse(readFileSync(f, 'utf8')) as AttachmentRecord;

@@ -4,6 +4,7 @@
 // half a file.
 import { closeSync, fsyncSync, lstatSync, openSync, readdirSync, renameSync, unlinkSync, writeSync, constants } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
+import { crashPoint } from './testhooks.js';
 
 /** Temporary files start with this, so directory walkers can skip them. */
 export const TMP_PREFIX = '.nhi-tmp-';
@@ -77,6 +78,7 @@ export function writeFileAtomic(path: string, data: string | Buffer, { mode = 0o
     if (typeof data === 'string') writeSync(fd, data);
     else writeSync(fd, data);
     if (durable) fsyncSync(fd);
+    crashPoint(`write:${basename(dirname(path))}`);
   } catch (e) {
     closeSync(fd);
     unlinkSync(tmp);
