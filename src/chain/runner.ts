@@ -397,13 +397,19 @@ export async function chainGc(c: Chain): Promise<void> {
     const store = new AttachmentStore(cfg.stateDir, req.config.name);
     for (const rec of store.list()) {
       if (keep.has(`${rec.containerId}\0${rec.ifname}`)) continue;
+      // An attachment whose lock is held is an ADD or DEL in flight: its owner, not GC, decides.
+      const lock = await store.lock(rec.containerId, rec.ifname, 0).catch(() => undefined);
+      if (!lock) continue;
       try {
         await removeLinks(rec.hostVeth, '', rec.ifname);
         if (rec.mac) await removeSpoofcheck(rec.hostVeth, rec.mac);
         store.remove(rec.containerId, rec.ifname);
+        lock.releaseAndRemove();
         log.info({ verb: 'GC', network: req.config.name, containerId: rec.containerId, ifname: rec.ifname, hostVeth: rec.hostVeth }, 'stale attachment removed');
       } catch (e) {
         errors.push((e as Error).message);
+      } finally {
+        lock.release();
       }
     }
   }

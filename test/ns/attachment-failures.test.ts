@@ -209,3 +209,17 @@ describe('DEL with policy after the state directory disappeared', () => {
     }
   });
 });
+
+describe('nhi-ipam under a main plugin that runs IPAM first (the reference ptp)', () => {
+  it('a repeated ADD fails without releasing the address the first one holds', () => {
+    const pod = createNetns('nhip');
+    const conf = { cniVersion: '1.0.0', name: 'ptpretry', type: 'ptp', ipam: { type: 'nhi-ipam', dataDir: `${scratch.dir}/ipam`, ranges: [[{ subnet: '10.97.0.0/24' }]] } };
+    const run = () => direct({ node, verb: 'ADD', config: conf, containerId: 'ptpctr', netns: pod.path, binary: '/usr/lib/cni/ptp' });
+    const first = run();
+    expect(first.status, first.stdout).toBe(0);
+    const again = run();
+    expect(again.status).toBe(1);
+    const ip = first.json.ips[0].address.split('/')[0];
+    expect(reservations(`${scratch.dir}/ipam/ptpretry`).get(ip)).toBe('ptpctr');
+  });
+});
