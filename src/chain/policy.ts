@@ -20,7 +20,8 @@ import { join } from 'node:path';
 import { z } from 'zod';
 import { CniError, Code } from '../cni/errors.js';
 import { formatIssues } from '../cni/result.js';
-import { formatIp, parseIp } from '../net/ip.js';
+import { parseIp } from '../net/ip.js';
+import { withoutState } from './policy-lost-state.js';
 import { removeStaleTemporaries, writeFileAtomic } from '../sys/files.js';
 import { withLockAsync } from '../sys/lock.js';
 import { run } from '../sys/exec.js';
@@ -306,7 +307,7 @@ const toLocal = ([id, p]: [string, PolicyPod]): LocalPod => ({
   ...(p.identity ? { identity: p.identity } : {}),
 });
 
-type TableObject = Record<string, { name?: string; elem?: unknown[] } | undefined>;
+export type TableObject = Record<string, { name?: string; elem?: unknown[] } | undefined>;
 
 /** The objects of the kernel's policy table (nft JSON), or why it cannot be listed. Never on the way of an ADD. */
 async function listTable(): Promise<TableObject[] | string> {
@@ -366,7 +367,7 @@ export async function applyPolicy(
     const crashed = existsSync(dirtyPath);
     // A marker without a state: the first change crashed, and the kernel
     // holds only what it applied; the normal path re-applies everything.
-    if (state.absent && !crashed && (await withoutState(pc, forget))) return undefined;
+    if (state.absent && !crashed && (await withoutState(join(pc.stateDir, STATE_FILE), await listTable(), forget))) return undefined;
     trace(`state read${crashed ? ' (an earlier change did not finish: re-applying everything)' : ''}`);
     const before = state.pods;
     const pods = { ...before };
@@ -464,57 +465,6 @@ export async function applyPolicy(
 /** DEL: takes a pod out of the node's policy, by its addresses when its state is gone. */
 export async function removePolicyPod(pc: PolicyConfig, key: string, ips: string[]): Promise<void> {
   await applyPolicy(pc, (pods) => delete pods[key], undefined, [], false, ips);
-}
-
-const canonical = (a: string) => {
-  const ip = parseIp(a);
-  return ip ? formatIp(ip) : a;
-};
-
-/** A set or map element's key as nft lists it (maps list [key, value]; counters wrap it in {elem: {val}}). */
-function elementKey(e: unknown): unknown {
-  const k = Array.isArray(e) ? e[0] : e;
-  const w = (k as { elem?: { val?: unknown } } | null)?.elem;
-  return w && typeof w === 'object' && 'val' in w ? w.val : k;
-}
-
-function keyHolds(key: unknown, ips: Set<string>): boolean {
-  if (typeof key === 'string') return ips.has(canonical(key));
-  const parts = (key as { concat?: unknown[] } | null)?.concat;
-  return Array.isArray(parts) && parts.some((p) => typeof p === 'string' && ips.has(canonical(p)));
-}
-
-/**
- * The state file is missing while the kernel's table may still enforce pods
- * (a state directory removed or lost). Applying the pods we know - none -
- * would flush every verdict map and lift every pod's isolation, so:
- *   - no table, or one without pods: false, the normal path starts afresh;
- *   - a DEL (`forget` given): its addresses' elements are deleted from the
- *     table and nothing else changes; true;
- *   - anything else (ADD, GC, sync): refused, failing closed.
- */
-async function withoutState(pc: PolicyConfig, forget: string[] | undefined): Promise<boolean> {
-  const table = await listTable();
-  if (typeof table === 'string') return false;
-  const elements: { name: string; key: unknown; map: boolean }[] = [];
-  for (const o of table) {
-    const map = o.map !== undefined;
-    const s = o.map ?? o.set;
-    if (!s?.name || s.name === GEN_SET) continue;
-    for (const e of s.elem ?? []) elements.push({ name: s.name, key: elementKey(e), map });
-  }
-  if (!elements.some((e) => e.map)) return false;
-  if (!forget) {
-    throw new CniError(Code.SystemFailure, `the policy state ${join(pc.stateDir, STATE_FILE)} is missing, but table inet ${POLICY_TABLE} still enforces pods`,
-      `refusing to apply an empty state over them (it would lift every pod's isolation): restore the state directory, or delete the table (nft delete table inet ${POLICY_TABLE}) and add the pods again`);
-  }
-  const ips = new Set(forget.map(canonical));
-  const mine = elements.filter((e) => keyHolds(e.key, ips));
-  if (!mine.length) return true;
-  const t = new NftTransaction().push(...mine.map((e) => ({ delete: { element: { family: 'inet', table: POLICY_TABLE, name: e.name, elem: [e.key] } } })));
-  const r = await applyNft(t);
-  if (r.exitCode !== 0) throw new CniError(Code.SystemFailure, 'removing the pod\'s addresses from the policy table failed', r.stderr.trim());
-  return true;
 }
 
 function mergeNames(a: CompiledNames, b: CompiledNames): CompiledNames {

@@ -3,7 +3,8 @@
 // `ip -batch` on the node, one `ip -batch` in the pod (plus a sysctl process
 // only for IPv6 or a runtime-chosen MAC) and one nft transaction. An ADD that
 // fails undoes what it did, newest first; DEL undoes an ADD whatever state it
-// reached; GC drops what no valid attachment owns.
+// reached; GC drops what no valid attachment owns. Over 400 lines because the
+// verbs share private helpers (removeLinks, teardown) that no other module needs.
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { CniError, Code } from '../cni/errors.js';
