@@ -49,13 +49,20 @@ export function ownerCommands(stateDir: string, whole: boolean): NftCommand[] {
 export async function ownerConflict(stateDir: string): Promise<CniError | undefined> {
   const r = await listNft(['set', 'inet', POLICY_TABLE, OWNER_SET]);
   if (r.exitCode !== 0) return undefined;
-  let elems: unknown[] = [];
   try {
     const out = JSON.parse(r.stdout) as { nftables?: { set?: { elem?: unknown[] } }[] };
-    elems = out.nftables?.find((o) => o.set)?.set?.elem ?? [];
+    return conflictIn(stateDir, out.nftables?.find((o) => o.set)?.set?.elem ?? []);
   } catch {
     return undefined;
   }
+}
+
+/** The same, from a listing of the table already in hand (the lost-state path lists it anyway). */
+export function ownerConflictInTable(stateDir: string, table: Record<string, { name?: string; elem?: unknown[] } | undefined>[]): CniError | undefined {
+  return conflictIn(stateDir, table.find((o) => o.set?.name === OWNER_SET)?.set?.elem ?? []);
+}
+
+function conflictIn(stateDir: string, elems: unknown[]): CniError | undefined {
   const mine = ownerOf(stateDir).val;
   for (const e of elems) {
     const el = (e as { elem?: { val?: unknown; comment?: unknown } }).elem;

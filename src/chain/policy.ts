@@ -22,10 +22,11 @@ import { CniError, Code } from '../cni/errors.js';
 import { formatIssues } from '../cni/result.js';
 import { refuseUnknownKeys } from '../cni/suggest.js';
 import { parseIp } from '../net/ip.js';
-import { writeFileAtomic } from '../sys/files.js';
+import { withoutState } from './policy-lost-state.js';
+import { removeStaleTemporaries, writeFileAtomic } from '../sys/files.js';
 import { existsNoFollow, openNoFollow, readNoFollow, safeRoot } from '../sys/safe-path.js';
 import { withLockAsync } from '../sys/lock.js';
-import { ownerCommands, ownerConflict } from './policy-owner.js';
+import { ownerCommands, ownerConflict, ownerConflictInTable } from './policy-owner.js';
 import { run } from '../sys/exec.js';
 import { applyNft, NftTransaction, type NftCommand } from '../sys/nft.js';
 import { ensureSysctl } from '../sys/sysfs.js';
@@ -170,6 +171,8 @@ export interface PolicyState {
   readonly policies: Policy[];
   readonly profiles: Compiled['profiles'];
   names: CompiledNames;
+  /** No state file at all (a new node, or a state directory that was lost). */
+  absent?: true;
 }
 
 export const podKey = (network: string, containerId: string, ifname: string) => `${network}/${containerId}/${ifname}`;
@@ -231,7 +234,7 @@ export function readPolicyState(stateDir: string): PolicyState {
   } catch (e) {
     if (e instanceof CniError) throw e;
     if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw new CniError(Code.SystemFailure, 'cannot read the policy state', `${path}: ${(e as Error).message}`);
-    return { pods: {}, policies: [], profiles: {}, names: { chains: [], sets: [] } };
+    return { pods: {}, policies: [], profiles: {}, names: { chains: [], sets: [] }, absent: true };
   }
 }
 
@@ -313,7 +316,7 @@ const toLocal = ([id, p]: [string, PolicyPod]): LocalPod => ({
   ...(p.identity ? { identity: p.identity } : {}),
 });
 
-type TableObject = Record<string, { name?: string; elem?: unknown[] } | undefined>;
+export type TableObject = Record<string, { name?: string; elem?: unknown[] } | undefined>;
 
 /** The objects of the kernel's policy table (nft JSON), or why it cannot be listed. Never on the way of an ADD. */
 async function listTable(): Promise<TableObject[] | string> {
@@ -357,6 +360,8 @@ export async function applyPolicy(
   extra: NftCommand[] = [],
   /** Re-apply the whole state even when the policies did not change (`policy sync`: heals a drifted kernel). */
   full = false,
+  /** A DEL's pod addresses: what to take out of the kernel if the state is gone (see withoutState). */
+  forget?: string[],
 ): Promise<Compiled | undefined> {
   // Same-bridge pod traffic is bridged, not routed: br_netfilter hands it to
   // the inet forward hook only with these on.
@@ -366,9 +371,20 @@ export async function applyPolicy(
   return withLockAsync(join(pc.stateDir, 'policy.lock'), async () => {
     const trace = (w: string) => traceAt(`policy ${w}`);
     trace('locked');
+    removeStaleTemporaries(pc.stateDir);
     const state = readPolicyState(pc.stateDir);
     const dirtyPath = join(pc.stateDir, 'policy.dirty');
     const crashed = existsNoFollow(dirtyPath);
+    // A marker without a state: the first change crashed, and the kernel
+    // holds only what it applied; the normal path re-applies everything.
+    if (state.absent && !crashed) {
+      const table = await listTable();
+      // A table another state dir owns is that one's, not a state we lost:
+      // nothing of ours is in it, so a DEL has only its own commands to apply.
+      const conflict = typeof table === 'string' ? undefined : ownerConflictInTable(pc.stateDir, table);
+      if (conflict && !forget) throw conflict;
+      if (await withoutState(join(pc.stateDir, STATE_FILE), conflict ? [] : table, forget, extra)) return undefined;
+    }
     trace(`state read${crashed ? ' (an earlier change did not finish: re-applying everything)' : ''}`);
     const before = state.pods;
     const pods = { ...before };
@@ -474,6 +490,11 @@ export async function applyPolicy(
     trace('state written');
     return compiled;
   });
+}
+
+/** DEL: takes a pod out of the node's policy, by its addresses when its state is gone; `extra` (its port guard's removal) goes in the same transaction. */
+export async function removePolicyPod(pc: PolicyConfig, key: string, ips: string[], extra: NftCommand[] = []): Promise<void> {
+  await applyPolicy(pc, (pods) => delete pods[key], undefined, extra, false, ips);
 }
 
 function mergeNames(a: CompiledNames, b: CompiledNames): CompiledNames {

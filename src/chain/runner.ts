@@ -3,7 +3,8 @@
 // `ip -batch` on the node, one `ip -batch` in the pod (plus a sysctl process
 // only for IPv6 or a runtime-chosen MAC) and one nft transaction. An ADD that
 // fails undoes what it did, newest first; DEL undoes an ADD whatever state it
-// reached; GC drops what no valid attachment owns.
+// reached; GC drops what no valid attachment owns. Over 400 lines because the
+// verbs share private helpers (removeLinks, teardown) that no other module needs.
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { CniError, Code } from '../cni/errors.js';
@@ -17,7 +18,7 @@ import { isBridge, linkExists, linkMaster, netnsId, ownNetnsId } from '../sys/sy
 import type { CniRequest } from '../plugin/request.js';
 import type { Identity, Policy } from '../policy/model.js';
 import { crashPoint } from '../sys/testhooks.js';
-import { applyPolicy, checkPolicy, keepValid, placePod, podKey, type PolicyConfig } from './policy.js';
+import { applyPolicy, checkPolicy, keepValid, placePod, podKey, removePolicyPod, type PolicyConfig } from './policy.js';
 import { validAttachments } from '../plugin/attachments.js';
 import { log } from '../log.js';
 import { bridgeAdd, bridgeInterface, gatewayOf, settledBridge } from './bridge.js';
@@ -86,12 +87,43 @@ function checkNetns(netns: string): void {
   }
 }
 
+/** A promise that never rejects: its error, or undefined. Awaited on every path, so no rejection goes unhandled. */
+function settled(p: Promise<unknown>): Promise<Error | undefined> {
+  return p.then(() => undefined, (e: unknown) => (e instanceof Error ? e : new Error(String(e))));
+}
+
+/**
+ * A repeated ADD of an attachment that completed (a runtime's retry, or two
+ * ADDs of one id at once): the first one's result while its pair still
+ * exists in the same namespace. Otherwise an error, touching nothing: the
+ * attachment belongs to the first ADD until a DEL.
+ */
+function repeatedAdd(c: Chain, prior: AttachmentRecord & { result: Result }): Result {
+  const { containerId, ifname, netns } = c.req.env;
+  if (prior.netns === netns && linkExists(prior.hostVeth)) {
+    log.info({ verb: 'ADD', network: c.req.config.name, containerId, ifname, hostVeth: prior.hostVeth }, 'attachment exists; returning its result');
+    return prior.result;
+  }
+  throw new CniError(Code.SystemFailure,
+    `container ${containerId} interface ${ifname} is already attached to network ${c.req.config.name}`,
+    prior.netns !== netns ? `it was added in ${prior.netns}; DEL it before adding it again` : `its host veth ${prior.hostVeth} is gone; DEL it before adding it again`);
+}
+
 export async function chainAdd(c: Chain): Promise<Result> {
   const { cfg, req } = c;
   const { containerId, ifname, netns } = req.env;
   checkNetns(netns);
   const store = new AttachmentStore(cfg.stateDir, req.config.name);
   const cache = runCache();
+
+  // The caller holds the attachment's lock: a record here is a completed ADD
+  // or one that was killed, never one in progress.
+  const prior = store.read(containerId, ifname);
+  if (prior?.result) return repeatedAdd(c, prior as AttachmentRecord & { result: Result });
+  if (prior) {
+    log.warn({ verb: 'ADD', containerId, ifname, hostVeth: prior.hostVeth }, 'removing what an earlier, interrupted ADD left');
+    await teardown(c, { hostVeth: prior.hostVeth, netns: '', ips: prior.ips, port: portOf(prior.hostVeth, prior, undefined) });
+  }
 
   trace('chain start');
   const ipamResult = await c.ipam.add();
@@ -107,8 +139,12 @@ export async function chainAdd(c: Chain): Promise<Result> {
   const guard = (port: string): GuardedPort => ({ hostVeth: port, mac: rec.mac!, ips: rec.ips.map((a) => a.split('/')[0]!), level: cfg.guard });
   let stage = 'ipam';
   let nftDone: Started<void> | undefined;
+  let nftApplied = false;
   /** The host veth name the port guard was installed for. */
   let guarded = hostVeth;
+  // What this invocation made, for the rollback: a host veth of that name
+  // that someone else made must survive it.
+  let vethOurs = true;
   try {
     store.write(rec);
     trace('record written');
@@ -122,6 +158,7 @@ export async function chainAdd(c: Chain): Promise<Result> {
     // frame leaves the pod before its guard and policy are in place.
     let plan!: Plan;
     let veth!: ReturnType<typeof vethAdd>;
+    const startNft = () => settled(applyNftWork(c, plan, ips).then(() => { nftApplied = true; }));
     // Up to three tries: another ADD may create the bridge between our look
     // and our batch, or (once in 4 billion) pick the same veth name.
     for (let attempt = 0, bridgeSeen = false; ; attempt++) {
@@ -131,7 +168,7 @@ export async function chainAdd(c: Chain): Promise<Result> {
       if (cfg.ipMasq) masqAdd(req.config.name, ips, plan);
       if (!nftDone) {
         plan.nft.push(...guardAdd(guard(hostVeth)));
-        nftDone = started(applyNftWork(c, plan, ips));
+        nftDone = started(applyNftWork(c, plan, ips).then(() => { nftApplied = true; }));
       }
       const r = await runHostBatch(plan.host);
       if (r.exitCode === 0) break;
@@ -147,6 +184,7 @@ export async function chainAdd(c: Chain): Promise<Result> {
           store.write({ ...rec, hostVeth });
           continue;
         }
+        vethOurs = false;
         throw new CniError(Code.SystemFailure, `container veth name ("${ifname}") peer provided ("${hostVeth}") already exists`,
           `the pod's namespace already has an interface ${ifname}`);
       }
@@ -184,6 +222,8 @@ export async function chainAdd(c: Chain): Promise<Result> {
     if (veth.routes.length) result.routes = veth.routes;
     const dns = cfg.dns ?? ipamResult.dns;
     if (dns) result.dns = dns;
+    // The attachment is complete: a repeated ADD now gets this result.
+    store.write({ ...rec, result });
     toLedger(c, 'ADD', rec.ips);
     log.info({ verb: 'ADD', network: req.config.name, containerId, ifname, hostVeth, ips: rec.ips, processes: spawnCount() }, 'attachment added');
     return result;
@@ -191,11 +231,15 @@ export async function chainAdd(c: Chain): Promise<Result> {
     // Undo, newest first; each undo step tolerates what is already gone.
     log.warn({ verb: 'ADD', containerId, ifname, stage, error: (e as Error).message }, 'ADD failed; rolling back');
     // A transaction still in flight is waited for, so that nothing it adds outlives the rollback.
-    await nftDone?.wait().catch(() => undefined);
-    await removeLinks(hostVeth, stage === 'ipam' || stage === 'record' ? '' : netns, ifname).catch(() => undefined);
-    const unguard = [...guardDel(guard(guarded)), ...(guarded !== hostVeth ? guardDel(guard(hostVeth)) : [])];
-    if (c.policy) await applyPolicy(c.policy, (pods) => delete pods[podKey(req.config.name, containerId, ifname)], undefined, unguard).catch(() => undefined);
-    else await applyGuard(unguard).catch(() => undefined);
+    const nftError = await nftDone?.wait().then(() => undefined, (err: unknown) => err);
+    await removeLinks(vethOurs ? hostVeth : undefined, stage === 'ipam' || stage === 'record' ? '' : netns, ifname).catch(() => undefined);
+    // A policy change that never got its lock changed nothing; any other may have reached the kernel.
+    const touched = nftDone !== undefined && (nftApplied || !(nftError instanceof CniError && nftError.code === Code.TryAgainLater));
+    if (touched) {
+      const unguard = [...guardDel(guard(guarded)), ...(guarded !== hostVeth ? guardDel(guard(hostVeth)) : [])];
+      if (c.policy) await applyPolicy(c.policy, (pods) => delete pods[podKey(req.config.name, containerId, ifname)], undefined, unguard).catch(() => undefined);
+      else await applyGuard(unguard).catch(() => undefined);
+    }
     await c.ipam.del().catch(() => undefined);
     store.remove(containerId, ifname);
     throw e;
@@ -289,6 +333,23 @@ function prevHostVeth(prev: Result | undefined): string | undefined {
   return name && /^veth[0-9a-f]{8}$/.test(name) ? name : undefined;
 }
 
+/**
+ * Removes an attachment: its pair, port guard, policy membership,
+ * addresses and record. `ips` (from the record or prevResult) let the policy
+ * drop the pod's addresses even when its state is gone.
+ */
+async function teardown(c: Chain, a: { hostVeth?: string | undefined; netns: string; ips: string[]; port?: GuardedPort }): Promise<void> {
+  const { req } = c;
+  const { containerId, ifname } = req.env;
+  await removeLinks(a.hostVeth, a.netns, ifname);
+  // The port guard goes in the same transaction as the policy change.
+  const unguard = a.port ? guardDel(a.port) : [];
+  if (c.policy) await removePolicyPod(c.policy, podKey(req.config.name, containerId, ifname), a.ips.map((i) => i.split('/')[0]!), unguard);
+  else if (unguard.length) await applyGuard(unguard);
+  await c.ipam.del();
+  new AttachmentStore(c.cfg.stateDir, req.config.name).remove(containerId, ifname);
+}
+
 export async function chainDel(c: Chain): Promise<void> {
   const { cfg, req } = c;
   const { containerId, ifname, netns } = req.env;
@@ -296,14 +357,9 @@ export async function chainDel(c: Chain): Promise<void> {
   const rec = store.read(containerId, ifname);
   const prev = prevResultOf(req);
   const hostVeth = rec?.hostVeth ?? prevHostVeth(prev);
-  await removeLinks(hostVeth, netns || rec?.netns || '', ifname);
-  // The port guard goes in the same transaction as the policy change.
-  const unguard = hostVeth ? guardDel(portOf(hostVeth, rec, prev)) : [];
-  if (c.policy) await applyPolicy(c.policy, (pods) => delete pods[podKey(req.config.name, containerId, ifname)], undefined, unguard);
-  else if (unguard.length) await applyGuard(unguard);
-  await c.ipam.del();
-  store.remove(containerId, ifname);
-  toLedger(c, 'DEL', rec?.ips ?? prev?.ips?.map((i) => i.address) ?? []);
+  const ips = rec?.ips ?? prev?.ips?.map((i) => i.address) ?? [];
+  await teardown(c, { hostVeth, netns: netns || rec?.netns || '', ips, ...(hostVeth ? { port: portOf(hostVeth, rec, prev) } : {}) });
+  toLedger(c, 'DEL', ips);
   log.info({ verb: 'DEL', network: req.config.name, containerId, ifname, hostVeth }, 'attachment deleted');
 }
 
@@ -385,13 +441,19 @@ export async function chainGc(c: Chain): Promise<void> {
     const store = new AttachmentStore(cfg.stateDir, req.config.name);
     for (const rec of store.list()) {
       if (keep.has(`${rec.containerId}\0${rec.ifname}`)) continue;
+      // An attachment whose lock is held is an ADD or DEL in flight: its owner, not GC, decides.
+      const lock = await store.lock(rec.containerId, rec.ifname, 0).catch(() => undefined);
+      if (!lock) continue;
       try {
         await removeLinks(rec.hostVeth, '', rec.ifname);
         await applyGuard(guardDel(portOf(rec.hostVeth, rec, undefined)));
         store.remove(rec.containerId, rec.ifname);
+        lock.releaseAndRemove();
         log.info({ verb: 'GC', network: req.config.name, containerId: rec.containerId, ifname: rec.ifname, hostVeth: rec.hostVeth }, 'stale attachment removed');
       } catch (e) {
         errors.push((e as Error).message);
+      } finally {
+        lock.release();
       }
     }
   }

@@ -13,9 +13,8 @@ import { safeRoot } from '../sys/safe-path.js';
 import { trace } from '../sys/trace.js';
 import type { CniRequest, PluginType } from './request.js';
 
-async function chain(req: CniRequest): Promise<Chain> {
+async function chain(req: CniRequest, cfg = loadCniConfig(req.config, parseCniArgs(req.env.args, ['IP', 'MAC']).MAC)): Promise<Chain> {
   const args = parseCniArgs(req.env.args, ['IP', 'MAC']);
-  const cfg = loadCniConfig(req.config, args.MAC);
   const ipam = isBuiltinIpam(cfg.ipamType) ? builtinIpam(req, args.IP) : delegatedIpam(req, cfg.ipamType);
   const pod = args.K8S_POD_NAMESPACE && args.K8S_POD_NAME ? `${args.K8S_POD_NAMESPACE}/${args.K8S_POD_NAME}` : undefined;
   const c: Chain = pod ? { cfg, ipam, req, pod } : { cfg, ipam, req };
@@ -47,11 +46,31 @@ async function chain(req: CniRequest): Promise<Chain> {
   return c;
 }
 
+/**
+ * Runs a verb of one attachment holding its lock (AttachmentStore.lock),
+ * taken before anything else is read or touched. The lock file goes with the
+ * attachment: removed (still held) once no record is left.
+ */
+async function owned<T>(req: CniRequest, fn: (c: Chain) => Promise<T>): Promise<T> {
+  const cfg = loadCniConfig(req.config, parseCniArgs(req.env.args, ['IP', 'MAC']).MAC);
+  const store = new AttachmentStore(cfg.stateDir, req.config.name);
+  const { containerId, ifname } = req.env;
+  // Everything is validated (and the identity read) before the lock: a refused call leaves no lock file.
+  const c = await chain(req, cfg);
+  const lock = await store.lock(containerId, ifname);
+  try {
+    return await fn(c);
+  } finally {
+    if (store.read(containerId, ifname)) lock.release();
+    else lock.releaseAndRemove();
+  }
+}
+
 export const cniPlugin: PluginType = {
   keys: [...Object.keys(CniConfigInput.shape), 'policy'],
-  add: async (req) => chainAdd(await chain(req)),
-  del: async (req) => chainDel(await chain(req)),
-  check: async (req) => chainCheck(await chain(req)),
+  add: async (req) => owned(req, chainAdd),
+  del: async (req) => owned(req, chainDel),
+  check: async (req) => owned(req, chainCheck),
   gc: async (req) => chainGc(await chain(req)),
   status: async (req) => chainStatus(await chain(req)),
 };

@@ -18,7 +18,8 @@ const attachment = (req: CniRequest) => ({ containerId: req.env.containerId, ifn
 
 export const ipamPlugin: PluginType = {
   async add(req) {
-    const result = ipamAdd(load(req), attachment(req));
+    // A repeated ADD is refused, as host-local refuses it (see ipamAdd).
+    const result = ipamAdd(load(req), attachment(req), false);
     log.info({ verb: 'ADD', network: req.config.name, containerId: req.env.containerId, ifname: req.env.ifname, ips: result.ips?.map((i) => i.address) }, 'addresses reserved');
     return result;
   },

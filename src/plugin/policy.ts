@@ -4,7 +4,7 @@
 import { parseCniArgs } from '../cni/args.js';
 import { CniError, Code } from '../cni/errors.js';
 import { parsePrevResult, type Result } from '../cni/result.js';
-import { applyPolicy, checkPolicy, keepValid, loadPoliciesCached, loadPolicyConfig, placePod, podKey, readPolicyState, type PolicyConfig } from '../chain/policy.js';
+import { applyPolicy, checkPolicy, keepValid, loadPoliciesCached, loadPolicyConfig, placePod, podKey, readPolicyState, removePolicyPod, type PolicyConfig } from '../chain/policy.js';
 import { guardAdd, guardDel, guardMissing, type GuardedPort } from '../chain/spoofcheck.js';
 import { isBridge, linkExists, linkMaster } from '../sys/sysfs.js';
 import { onPath } from '../sys/exec.js';
@@ -84,8 +84,11 @@ export const policyPlugin: PluginType = {
   },
   async del(req) {
     const pc = policyConfig(req);
-    const port = recordedPort(pc, key(req), prevOrUndefined(req), req.env.ifname);
-    await applyPolicy(pc, (pods) => delete pods[key(req)], undefined, port ? guardDel(port) : []);
+    // prevResult read leniently: DEL must work without it.
+    const result = prevOrUndefined(req);
+    const port = recordedPort(pc, key(req), result, req.env.ifname);
+    const ips = (result?.ips ?? []).map((i) => i.address.split('/')[0]!);
+    await removePolicyPod(pc, key(req), ips, port ? guardDel(port) : []);
   },
   async check(req) {
     const result = prev(req);

@@ -47,8 +47,31 @@ export function chooseType(configType: unknown, invokedAs: string): string {
   );
 }
 
+/**
+ * The last resort: an error that escaped every await (a bug) still ends as
+ * one spec error JSON (code 100) and exit status 1, never a stack trace on an
+ * empty stdout. The paths themselves await every promise they start; this
+ * only keeps a mistake from breaking the process contract.
+ */
+function guard(version: () => CniVersion, answered: () => boolean): void {
+  const lastResort = (e: unknown) => {
+    // Once the answer is out, it stands: the process ends with its status.
+    if (answered()) return;
+    try {
+      const why = e instanceof Error ? e.message : String(e);
+      writeStdout(`${JSON.stringify(errorJson(new CniError(Code.Internal, 'internal error', `unhandled: ${why}`), version()))}\n`);
+    } finally {
+      process.exit(1);
+    }
+  };
+  process.on('unhandledRejection', lastResort);
+  process.on('uncaughtException', lastResort);
+}
+
 export async function runCni(env: Record<string, string | undefined>, invokedAs: string): Promise<number> {
   let version: CniVersion = CURRENT_VERSION;
+  let answered = false;
+  guard(() => version, () => answered);
   try {
     const cenv = parseEnv(env);
     if (cenv.verb === 'VERSION') {
@@ -69,10 +92,12 @@ export async function runCni(env: Record<string, string | undefined>, invokedAs:
     const unknown = plugin.keys && unknownKeys(config, [...CNI_KEYS, ...plugin.keys]);
     if (unknown?.length) log.debug({ keys: unknown, type }, 'unknown top-level config keys ignored');
     const result = await dispatch(plugin, cenv.verb, { env: cenv, config, version, stdin });
+    answered = true;
     if (result) writeStdout(`${JSON.stringify(result)}\n`);
     return 0;
   } catch (e) {
     await logFailure(e);
+    answered = true;
     writeStdout(`${JSON.stringify(errorJson(e, version))}\n`);
     return 1;
   }

@@ -2,10 +2,10 @@
 // out. No ruleset text is ever assembled from strings, so nothing a config or
 // a manifest says can become nft syntax.
 import { rmSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { run, type ExecResult } from './exec.js';
-import { TMP_PREFIX } from './files.js';
+import { removeStaleTemporaries, tmpName } from './files.js';
 import { safeRoot } from './safe-path.js';
+import { crashPoint } from './testhooks.js';
 
 export type NftCommand = Record<string, unknown>;
 
@@ -33,9 +33,12 @@ export class NftTransaction {
  */
 export async function applyNft(t: NftTransaction, tmpDir = process.env.NHI_CNI_RUN_DIR || '/run/nhi-cni'): Promise<ExecResult> {
   safeRoot(tmpDir, 'run dir');
-  const file = join(tmpDir, `${TMP_PREFIX}nft.${process.pid}.json`);
+  // Left by a killed ADD: removed by the next transaction.
+  removeStaleTemporaries(tmpDir);
+  const file = tmpName(tmpDir, 'nft', '.json');
   writeFileSync(file, t.json(), { mode: 0o600 });
   try {
+    crashPoint('nft-file');
     return await run('nft', ['-j', '-f', file]);
   } finally {
     rmSync(file, { force: true });

@@ -91,7 +91,7 @@ describe('ADD, DEL and CHECK semantics', () => {
   const conf = (extra: Record<string, unknown> = {}, cniVersion = '1.1.0') =>
     ipamConfig({ name: 'sem', cniVersion, dataDir: scratch.path('d'), ipam: { ranges: [[{ subnet: '10.23.0.0/24' }], [{ subnet: 'fd23::/64' }]], ...extra } });
 
-  it('dual stack: one address per range set, and a repeated ADD returns the same ones', () => {
+  it('dual stack: one address per range set, and a repeated ADD is refused as host-local refuses it, touching nothing', () => {
     const a = runIpam(NHI_IPAM, 'ADD', conf());
     expect(a.json).toEqual({
       cniVersion: '1.1.0',
@@ -101,7 +101,7 @@ describe('ADD, DEL and CHECK semantics', () => {
       ],
     });
     const again = runIpam(NHI_IPAM, 'ADD', conf());
-    expect(again.json).toEqual(a.json);
+    expect(again.json).toMatchObject({ code: 102, msg: 'failed to allocate for range 0: 10.23.0.2 has been allocated to ctr1, duplicate allocation is not allowed' });
     expect(addressFiles(scratch.path('d/sem'))).toEqual(['10.23.0.2', 'fd23::2']);
   });
 

@@ -28,10 +28,16 @@ function readDns(path: string): Result['dns'] {
 
 /**
  * Reserves one address from every range set for the attachment and returns
- * the IPAM result. An attachment that already holds addresses (a repeated ADD)
- * gets the same ones back. Nothing is left reserved when it fails.
+ * the IPAM result. Nothing is left reserved when it fails. An attachment that
+ * already holds addresses (a repeated ADD):
+ *   - `reuse` (the nhi-cni chain, which holds the attachment's lock and
+ *     cleans up an interrupted ADD first): gets the same ones back;
+ *   - otherwise (nhi-ipam as a main plugin's delegate): refused, as the
+ *     reference host-local refuses it. A main plugin such as ptp runs IPAM
+ *     first and releases it when its own step fails - on a retry, that
+ *     release would free the address of the attachment that is still wired.
  */
-export function ipamAdd(cfg: IpamConfig, att: Attachment): Result {
+export function ipamAdd(cfg: IpamConfig, att: Attachment, reuse = true): Result {
   const dns = cfg.resolvConf ? readDns(cfg.resolvConf) : undefined;
   const store = new DiskStore(cfg.dataDir, cfg.network);
   const ips = store.locked(() => {
@@ -48,6 +54,11 @@ export function ipamAdd(cfg: IpamConfig, att: Attachment): Result {
         const held = mine.find((r) => rangeFor(set, r.ip));
         let ip: Ip;
         if (held) {
+          if (!reuse) {
+            throw new CniError(Code.AddressUnavailable,
+              `failed to allocate for range ${idx}: ${formatIp(held.ip)} has been allocated to ${att.containerId}, duplicate allocation is not allowed`,
+              `interface ${att.ifname} of the container already holds it; DEL the attachment before adding it again`);
+          }
           if (req && !equal(req, held.ip)) {
             throw new CniError(Code.AddressUnavailable,
               `container ${att.containerId} interface ${att.ifname} already holds ${formatIp(held.ip)} in range set ${idx}; it cannot also take the requested ${formatIp(req)}`,

@@ -7,7 +7,7 @@
 import { readdirSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { formatIp, parseIp, type Ip } from '../../net/ip.js';
-import { createExclusive, TMP_PREFIX, writeFileAtomic } from '../../sys/files.js';
+import { createExclusive, removeStaleTemporaries, TMP_PREFIX, writeFileAtomic } from '../../sys/files.js';
 import { withLock } from '../../sys/lock.js';
 import { readNoFollow, safeRoot, safeSubdir } from '../../sys/safe-path.js';
 
@@ -65,7 +65,10 @@ export class DiskStore {
   /** Runs fn holding the network's lock (the directory is created first). */
   locked<T>(fn: () => T): T {
     this.ensureDir();
-    return withLock(join(this.dir, LOCK), fn);
+    return withLock(join(this.dir, LOCK), () => {
+      removeStaleTemporaries(this.dir);
+      return fn();
+    });
   }
 
   /** Every reservation in the directory; a missing directory holds none. */
