@@ -3,6 +3,7 @@
 // cniVersion 0.3.1, 0.4.0 and 1.0.0 through libcni and 1.1.0 directly. All in
 // namespaces the test creates; the plugins run in the test's node namespace.
 import { existsSync, readdirSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { chainConflist, testEnv, type Kind } from '../helpers/chain.js';
 import { directDriver, libcniDriver, type Driver } from '../helpers/driver.js';
@@ -105,7 +106,11 @@ describe.each(cases)('%s, cniVersion %s', (kind, cniVersion) => {
     const r = drv.del(pod.path);
     expect(r.status, r.stderr || r.stdout).toBe(0);
     expect(reservations(`${scratch.dir}/ipam/${name}`)).toEqual([]);
-    expect(linksOfType(node, 'veth').filter((l) => l.startsWith('veth'))).toEqual([]);
+    // The reference leaves the host veth to the kernel, which destroys a
+    // deleted namespace (and so the pair) asynchronously: give it 3 s.
+    const veths = () => linksOfType(node, 'veth').filter((l) => l.startsWith('veth'));
+    for (let i = 0; i < 30 && veths().length; i++) spawnSync('sleep', ['0.1']);
+    expect(veths()).toEqual([]);
   });
 });
 
