@@ -3,6 +3,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { invoke, Scratch } from '../helpers/plugin.js';
+import { kubeconfigDoc } from '../helpers/kubeconfig.js';
 
 let scratch: Scratch;
 beforeEach(() => {
@@ -30,20 +31,7 @@ function add(kubeconfig: string) {
   return { r, log: readFileSync(log, 'utf8') };
 }
 
-const doc = (server: string, user: string) => `apiVersion: v1
-clusters:
-- name: c
-  cluster:
-    server: ${server}
-contexts:
-- name: x
-  context: {cluster: c, user: u}
-current-context: x
-users:
-- name: u
-  user:
-${user}
-`;
+const doc = kubeconfigDoc;
 
 describe('secrets in errors', () => {
   it('a server URL with a password: code 7, the password nowhere', () => {

@@ -8,6 +8,7 @@ import { CniError, Code, errorJson } from '../../src/cni/errors.js';
 import { redact, redactUrl } from '../../src/cni/redact.js';
 import { loadKubeconfig } from '../../src/policy/k8s.js';
 import { caught } from '../helpers/caught.js';
+import { kubeconfigDoc } from '../helpers/kubeconfig.js';
 
 const SECRET = 'S3cr3tT0ken';
 
@@ -45,20 +46,7 @@ describe('kubeconfig errors carry no secret', () => {
   afterEach(() => rmSync(dir, { recursive: true, force: true }));
   const kubeconfig = (server: string, user: string) => {
     const p = join(dir, 'kubeconfig');
-    writeFileSync(p, `apiVersion: v1
-clusters:
-- name: c
-  cluster:
-    server: ${server}
-contexts:
-- name: x
-  context: {cluster: c, user: u}
-current-context: x
-users:
-- name: u
-  user:
-${user}
-`);
+    writeFileSync(p, kubeconfigDoc(server, user));
     return p;
   };
   const shown = (e: CniError) => JSON.stringify({ msg: e.message, details: e.details });
