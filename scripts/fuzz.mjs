@@ -356,7 +356,9 @@ function followUp(c, env, stdin, result, ctx) {
   } catch {
     return [{ kind: 'bad-stdout', detail: 'ADD succeeded on stdin that is not JSON' }];
   }
-  const withPrev = Buffer.from(JSON.stringify({ ...config, prevResult: result }));
+  // Appended as text (a later key wins in JSON decoders): the config may
+  // nest deeper than JSON.stringify can recurse.
+  const withPrev = Buffer.from(stdin.toString('utf8').replace(/\}\s*$/, `,"prevResult":${JSON.stringify(result)}}`));
   const version = typeof config.cniVersion === 'string' ? config.cniVersion : '0.1.0';
   if (['0.4.0', '1.0.0', '1.1.0'].includes(version)) {
     const chk = invoke(c.binary, { ...env, CNI_COMMAND: 'CHECK' }, withPrev, ctx);
@@ -390,14 +392,23 @@ function inner(o) {
   mkdirSync(base, { recursive: true });
   const deadline = Date.now() + o.seconds * 1000;
   const started = Date.now();
-  const stats = { cases: 0, byVerb: {}, codes: {}, added: 0, failed: 0, kinds: {}, slowest: 0, slowOnce: 0 };
+  const stats = { cases: 0, byVerb: {}, codes: {}, added: 0, failed: 0, kinds: {}, slowest: 0, slowOnce: 0, harness: 0 };
   const cases = o.replay.length
     ? o.replay.map((f) => JSON.parse(readFileSync(f, 'utf8')))
     : { *[Symbol.iterator]() { for (let i = 0; i < o.count; i++) yield generateCase(o.seed, i, ROOT); } };
   if (!o.replay.length) console.log(`fuzz: seed ${o.seed}, up to ${o.count} cases or ${o.seconds} s, failing cases into ${o.out}`);
   for (const c of cases) {
     if (!o.replay.length && Date.now() > deadline) break;
-    let res = runOnce(c, base);
+    let res;
+    try {
+      res = runOnce(c, base);
+    } catch (e) {
+      // The harness's own trouble (a namespace it could not create): not a
+      // finding about the plugin, but not hidden either.
+      stats.harness++;
+      console.log(`case ${c.seed}/${c.index}: fuzz harness error: ${e.message}`);
+      continue;
+    }
     if (res.outcome.ms > o.slowMs && !res.failures.length) {
       const again = runOnce(c, base);
       if (again.outcome.ms > o.slowMs) again.failures.push({ kind: 'slow', detail: `${Math.round(res.outcome.ms)} ms, then ${Math.round(again.outcome.ms)} ms` });
@@ -431,7 +442,8 @@ function inner(o) {
   console.log(`  outcomes: ${JSON.stringify(stats.codes)}`);
   console.log(`  slowest ${Math.round(stats.slowest)} ms; slow once then fast on re-run: ${stats.slowOnce}`);
   console.log(`  failing cases: ${stats.failed} ${JSON.stringify(stats.kinds)}`);
-  process.exit(stats.failed ? 1 : 0);
+  if (stats.harness) console.log(`  harness errors (cases not judged): ${stats.harness}`);
+  process.exit(stats.failed || stats.harness ? 1 : 0);
 }
 
 const opts = parseArgs(process.argv.slice(2));

@@ -20,8 +20,11 @@ export interface IpamStep {
 }
 
 export function builtinIpam(req: CniRequest, envIp?: string): IpamStep {
-  let cfg: IpamConfig | undefined;
-  const conf = () => (cfg ??= loadIpamConfig(req.config, req.config.name, req.version, envIp));
+  // Read and validated now, before the chain touches anything: an invalid
+  // IPAM section found only when DEL or GC reached IPAM used to fail them
+  // after they had already written the policy state (a fuzz finding).
+  const cfg: IpamConfig = loadIpamConfig(req.config, req.config.name, req.version, envIp);
+  const conf = () => cfg;
   const att = { containerId: req.env.containerId, ifname: req.env.ifname };
   return {
     add: async () => ipamAdd(conf(), att),
