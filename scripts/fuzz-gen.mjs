@@ -44,12 +44,14 @@ export function makeRng(seed) {
   return rng;
 }
 
-/** The seed of case `index` of a run: each case reproducible alone. */
+/** The seed of case `index` of a run: each case reproducible alone, and runs of different seeds unrelated. */
 export function caseSeed(seed, index) {
-  let h = (seed ^ 0x9e3779b9) >>> 0;
-  h = Math.imul(h ^ index, 0x85ebca6b) >>> 0;
-  h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35) >>> 0;
-  return (h ^ (h >>> 16)) >>> 0;
+  const mix = (x) => {
+    x = Math.imul(x ^ (x >>> 16), 0x85ebca6b) >>> 0;
+    x = Math.imul(x ^ (x >>> 13), 0xc2b2ae35) >>> 0;
+    return (x ^ (x >>> 16)) >>> 0;
+  };
+  return mix((mix(seed >>> 0) + Math.imul(index + 1, 0x9e3779b1)) >>> 0);
 }
 
 export const VERBS = ['ADD', 'DEL', 'CHECK', 'GC', 'STATUS', 'VERSION'];
