@@ -88,6 +88,19 @@ describe('fuzz findings', () => {
     expect(filesUnder(scratch.path('state-fznul'))).toEqual([]);
   });
 
+  it('an NHI_CNI_RUN_DIR the filesystem cannot take is code 4 before anything is reserved', () => {
+    // It used to crash with a stack trace, leaving a reservation and a record.
+    const c = config('fzrun');
+    const r = direct({ node, verb: 'ADD', config: c, containerId: 'rundir', netns: pod.path, env: { NHI_CNI_RUN_DIR: scratch.path('r'.repeat(256)) } });
+    expect(/^\s+at /m.test(r.stderr), 'a stack trace on stderr').toBe(false);
+    expect(r.status).toBe(1);
+    expect(r.json).toMatchObject({ code: 4 });
+    expect(r.json.msg).toMatch(/^invalid env variables: NHI_CNI_RUN_DIR ".*" has a component longer than 255 bytes$/);
+    expect(filesUnder(scratch.path('state-fzrun'))).toEqual([]);
+    expect(filesUnder(scratch.path('data-fzrun'))).toEqual([]);
+    expect(linksOfType(node, 'veth')).toEqual([]);
+  });
+
   it('DEL and GC with an invalid IPAM section fail up front with code 7 and write no policy state', () => {
     // They used to write policy-state.json and a compile, then fail in IPAM.
     const c = config('fzipam', {
