@@ -101,6 +101,26 @@ describe('fuzz findings', () => {
     expect(linksOfType(node, 'veth')).toEqual([]);
   });
 
+  it.each([
+    ['CNI_IFNAME "ßtraße" (the kernel takes it, ip -batch does not)', {}, { CNI_IFNAME: 'ßtraße' }, 4, 'CNI_IFNAME "ßtraße" cannot be passed to ip'],
+    ['bridge "*"', { bridge: '*' }, {}, 7, 'bridge name "*" cannot be passed to ip'],
+  ])('ADD with %s is refused before IPAM and policy write anything', (_what, extra, envExtra, code, msg) => {
+    // It used to fail in the ip batch, after the policy state and a compile were written.
+    const c = config('fzipsafe', { ...extra, policy: { manifests: [] } });
+    const r = direct({ node, verb: 'ADD', config: c, containerId: 'ipsafe', netns: pod.path, env: { ...env, ...envExtra } });
+    expect(r.status).toBe(1);
+    expect(r.json).toMatchObject({ code, msg });
+    expect(filesUnder(scratch.path('state-fzipsafe'))).toEqual([]);
+    expect(filesUnder(scratch.path('data-fzipsafe'))).toEqual([]);
+  });
+
+  it('DEL with an ipam.type that is no file name fails up front and writes no policy state', () => {
+    const c = config('fzdeleg', { ipam: { type: 'nhi-ip\rm' }, policy: { manifests: [] } });
+    const r = direct({ node, verb: 'DEL', config: c, containerId: 'deleg', netns: '', env });
+    expect(r.json).toMatchObject({ code: 7, msg: 'invalid ipam.type "nhi-ip\\rm"' });
+    expect(filesUnder(scratch.path('state-fzdeleg'))).toEqual([]);
+  });
+
   it('DEL and GC with an invalid IPAM section fail up front with code 7 and write no policy state', () => {
     // They used to write policy-state.json and a compile, then fail in IPAM.
     const c = config('fzipam', {

@@ -35,10 +35,13 @@ export function builtinIpam(req: CniRequest, envIp?: string): IpamStep {
   };
 }
 
-function findPlugin(type: string, path: string[]): string {
+function checkType(type: string): void {
   if (!/^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(type)) {
     throw new CniError(Code.InvalidConfig, `invalid ipam.type ${JSON.stringify(type)}`, 'a plugin type is a file name in CNI_PATH');
   }
+}
+
+function findPlugin(type: string, path: string[]): string {
   for (const dir of path) {
     const p = join(dir, type);
     try {
@@ -52,6 +55,10 @@ function findPlugin(type: string, path: string[]): string {
 }
 
 export function delegatedIpam(req: CniRequest, type: string): IpamStep {
+  // The name is checked now, like the built-in config, so that a DEL or GC
+  // with a bad ipam.type fails before it touches anything (a fuzz finding);
+  // the plugin is looked up when it runs.
+  checkType(type);
   const exec = async (verb: string): Promise<Result | undefined> => {
     const plugin = findPlugin(type, req.env.path);
     // The delegate sees the same variables and stdin as we did, but its own verb.
