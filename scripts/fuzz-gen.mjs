@@ -102,7 +102,7 @@ export function hostileValue(rng) {
 function mutateString(rng, s) {
   return rng.weighted([
     [3, () => s + rng.pick(HOSTILE_STRINGS)],
-    [2, () => `${s}/${rng.pick(['..', '../..', 'x\u0000', 'a'.repeat(255), ' ', '\n'])}`],
+    [2, () => `${s}/${rng.pick(['..', '../..', 'x\u0000', 'a'.repeat(255), 'a'.repeat(256), ' ', '\n'])}`],
     [2, () => s.slice(0, rng.int(s.length + 1)) + rng.pick(['\u0000', ...CONTROL, 'ü', '..']) + s.slice(rng.int(s.length + 1))],
     [1, () => s.repeat(rng.pick([2, 20, 200])).slice(0, rng.pick([255, 256, 1000, 5000]))],
     [1, () => s.toUpperCase()],

@@ -40,8 +40,9 @@
 //     design, as the reference host-local keeps <dataDir>/<network>/lock);
 //   - IPAM's round-robin cursor "last_reserved_ip.<n>" (a hint of where to
 //     look next, which the reference host-local also leaves after a failure);
-//   - the plugin's log, <scratch>/log/* (where the generator points log.file
-//     and NHI_CNI_LOG_FILE): a rejection is logged by design;
+//   - the plugin's log, the file log.file or NHI_CNI_LOG_FILE names (relative
+//     names resolved from the plugin's working directory): a rejection is
+//     logged by design;
 //   - the run directory's bridge cache "<runDir>/<netns id>/bridge-<name>.json"
 //     (it describes the bridge, which by design outlives every pod);
 // and, with a rejected ADD, a veth left on the node or an interface other than
@@ -61,7 +62,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join, relative } from 'node:path';
+import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { cleanStale, cleanupOnSignals, dieWith, removeNamespaces, run } from './bench-lib.mjs';
 import { generateCase } from './fuzz-gen.mjs';
@@ -197,7 +198,7 @@ function allowedLeftover(p, ctx) {
   if (base.startsWith('.nhi-tmp-')) return false;
   if (base === 'lock' || base.endsWith('.lock')) return true;
   if (/^last_reserved_ip\.\d+$/.test(base)) return true;
-  if (p.startsWith(`${ctx.scratch}/log/`)) return true;
+  if (ctx.logFiles.has(p)) return true;
   const runDir = ctx.runDir;
   if (runDir && p.startsWith(`${runDir}/`) && /^[^/]+\/bridge-[^/]+\.json$/.test(p.slice(runDir.length + 1))) return true;
   return false;
@@ -257,6 +258,14 @@ function prepare(c, index, base) {
     ctx.inputs.add(p);
   }
   ctx.runDir = c.env.NHI_CNI_RUN_DIR !== undefined ? fill(c.env.NHI_CNI_RUN_DIR, ctx) : '/run/nhi-cni';
+  ctx.logFiles = new Set();
+  let logFile;
+  try {
+    logFile = JSON.parse(stdinOf(c, ctx).toString('utf8'))?.log?.file;
+  } catch { /* not JSON: no log file */ }
+  for (const f of [logFile, c.env.NHI_CNI_LOG_FILE && fill(c.env.NHI_CNI_LOG_FILE, ctx)]) {
+    if (typeof f === 'string' && f) ctx.logFiles.add(resolve(ctx.cwd, f));
+  }
   return ctx;
 }
 
