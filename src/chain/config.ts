@@ -3,6 +3,7 @@
 import { z } from 'zod';
 import { CniError, Code } from '../cni/errors.js';
 import { validateIfname } from '../cni/env.js';
+import { checkedPath } from '../cni/paths.js';
 import { DnsSchema, formatIssues, type Dns } from '../cni/result.js';
 import type { GuardLevel } from './spoofcheck.js';
 
@@ -72,8 +73,7 @@ export function loadCniConfig(raw: Record<string, unknown>, envMac?: string): Cn
     if (!MAC.test(mac)) throw invalid(`invalid MAC address ${JSON.stringify(mac)}`, 'expected six hex pairs separated by ":"');
     if (Number.parseInt(mac.slice(0, 2), 16) & 1) throw invalid(`MAC address ${mac} is a multicast address`);
   }
-  const stateDir = c.stateDir ?? DEFAULT_STATE_DIR;
-  if (!stateDir.startsWith('/') || stateDir.split('/').includes('..')) throw invalid(`stateDir ${JSON.stringify(stateDir)} must be an absolute path without ".."`);
+  const stateDir = checkedPath(c.stateDir ?? DEFAULT_STATE_DIR, 'stateDir');
   const out: CniConfig = {
     bridge,
     isGateway: c.isGateway === true || c.isDefaultGateway === true,

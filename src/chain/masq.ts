@@ -16,8 +16,32 @@ import type { Plan } from './plan.js';
 export const TABLE = 'nhi_cni';
 const FAMILY = 'inet';
 
+function digest(network: string, subnet: string): string {
+  return createHash('sha256').update(`${network}\0${subnet}`).digest('hex');
+}
+
+/** The chain's name: a hash, so any network name (up to 255 characters) fits nft's 256-byte limit. */
 export function masqChain(network: string, subnet: string): string {
-  return `masq_${createHash('sha256').update(`${network}\0${subnet}`).digest('hex').slice(0, 16)}`;
+  return `masq_${digest(network, subnet).slice(0, 16)}`;
+}
+
+// nft stores a rule comment as user data of at most 128 bytes (the text
+// parser refuses more; the JSON parser fails the whole transaction with
+// "Memory allocation failure" past 256). A network name may be 255
+// characters, so a long one is cut and ended with a hash of the name and
+// subnet, which keeps comments of different networks apart. Comments that
+// fit are unchanged from earlier versions.
+export const MAX_COMMENT = 128;
+
+export function masqComment(network: string, subnet: string): string {
+  const full = `nhi-cni masquerade ${subnet} network ${network}`;
+  if (Buffer.byteLength(full) <= MAX_COMMENT) return full;
+  const tail = `~${digest(network, subnet).slice(0, 8)}`;
+  const head = `nhi-cni masquerade ${subnet} network `;
+  let name = network.slice(0, MAX_COMMENT - head.length - tail.length);
+  // Network names are ASCII (src/cni/config.ts); should one not be, cut by bytes.
+  while (Buffer.byteLength(`${head}${name}${tail}`) > MAX_COMMENT) name = name.slice(0, -1);
+  return `${head}${name}${tail}`;
 }
 
 /** The networks (as CIDRs) of a pod's addresses. */
@@ -45,7 +69,7 @@ export function masqCommands(network: string, subnet: string): NftCommand[] {
       add: {
         rule: {
           family: FAMILY, table: TABLE, chain,
-          comment: `nhi-cni masquerade ${subnet} network ${network}`,
+          comment: masqComment(network, subnet),
           expr: [
             prefixMatch(proto, 'saddr', '==', subnet),
             prefixMatch(proto, 'daddr', '!=', subnet),

@@ -2,6 +2,7 @@
 // chosen (SPEC.md section 3 "Network configuration"): decoded JSON, the network
 // name, the version. Plain code, no zod, so that the cheap paths stay cheap.
 import { CniError, Code } from './errors.js';
+import { nulPath } from './paths.js';
 
 export const MAX_STDIN_BYTES = 1 << 20;
 
@@ -15,8 +16,9 @@ export type RawConfig = Record<string, unknown> & { name: string; type?: unknown
 
 export function decodeConfig(stdin: Buffer): RawConfig {
   let raw: unknown;
+  const text = stdin.toString('utf8');
   try {
-    raw = JSON.parse(stdin.toString('utf8'));
+    raw = JSON.parse(text);
   } catch (e) {
     throw new CniError(Code.DecodeFailure, 'error unmarshalling network config', (e as Error).message);
   }
@@ -29,6 +31,13 @@ export function decodeConfig(stdin: Buffer): RawConfig {
   if (typeof name !== 'string') throw new CniError(Code.InvalidConfig, 'invalid network name', '"name" must be a string');
   const why = validateNetworkName(name);
   if (why) throw new CniError(Code.InvalidConfig, `invalid network name ${JSON.stringify(name)}`, why);
+  // A NUL byte is never meaningful in a config, and in a path or a name it
+  // makes Node's fs throw where an internal error would be the answer.
+  // JSON can only carry it escaped, so the walk runs only when the text has one.
+  if (/\\u0000/i.test(text)) {
+    const at = nulPath(conf);
+    if (at) throw new CniError(Code.InvalidConfig, `${at} contains a NUL byte`, 'no string of a network configuration may hold NUL');
+  }
   return conf as RawConfig;
 }
 

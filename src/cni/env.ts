@@ -1,6 +1,7 @@
 // The process contract's environment (SPEC.md section 2 "Parameters"), validated
 // before anything reaches a path or a command. Pure: takes the env as a record.
 import { CniError, Code } from './errors.js';
+import { absolutePathProblem } from './paths.js';
 
 export const VERBS = ['ADD', 'DEL', 'CHECK', 'STATUS', 'GC', 'VERSION'] as const;
 export type Verb = (typeof VERBS)[number];
@@ -90,6 +91,10 @@ export function parseEnv(env: Record<string, string | undefined>): CniEnv {
   check('CNI_CONTAINERID', out.containerId, validateContainerId);
   check('CNI_IFNAME', out.ifname, validateIfname);
   check('CNI_NETNS', out.netns, validateNetnsPath);
+  // Ours, not the spec's: the directory for caches and nft's input file.
+  // Checked here so that a value the filesystem cannot take is a clear
+  // code 4, not an fs error halfway through an ADD (a fuzz finding).
+  check('NHI_CNI_RUN_DIR', env.NHI_CNI_RUN_DIR ?? '', absolutePathProblem);
   if (problems.length > 0) {
     throw new CniError(Code.InvalidEnv, `invalid env variables: ${problems.join('; ')}`);
   }

@@ -2,6 +2,7 @@
 // chain in one process (see src/chain/runner.ts).
 import { parseCniArgs } from '../cni/args.js';
 import { CniError, Code } from '../cni/errors.js';
+import { ipSafe } from '../sys/ip.js';
 import { CniConfigInput, loadCniConfig, runDir } from '../chain/config.js';
 import { builtinIpam, delegatedIpam } from '../chain/ipam/module.js';
 import { chainAdd, chainCheck, chainDel, chainGc, chainStatus, isBuiltinIpam, type Chain } from '../chain/runner.js';
@@ -15,6 +16,15 @@ import type { CniRequest, PluginType } from './request.js';
 
 async function chain(req: CniRequest, cfg = loadCniConfig(req.config, parseCniArgs(req.env.args, ['IP', 'MAC']).MAC)): Promise<Chain> {
   const args = parseCniArgs(req.env.args, ['IP', 'MAC']);
+  // The kernel takes any name without "/", ":" or whitespace, but the chain
+  // hands the pod's interface and the bridge to `ip -batch`, which takes
+  // fewer characters: refused here, before IPAM reserves anything (a fuzz
+  // finding: "ßtraße" used to fail after the policy state was written).
+  if (req.env.verb === 'ADD' || req.env.verb === 'CHECK') {
+    const hint = 'names the chain passes to ip hold only letters, digits and _ . : / @ + , % = -';
+    if (!ipSafe(req.env.ifname)) throw new CniError(Code.InvalidEnv, `CNI_IFNAME ${JSON.stringify(req.env.ifname)} cannot be passed to ip`, hint);
+    if (!ipSafe(cfg.bridge)) throw new CniError(Code.InvalidConfig, `bridge name ${JSON.stringify(cfg.bridge)} cannot be passed to ip`, hint);
+  }
   const ipam = isBuiltinIpam(cfg.ipamType) ? builtinIpam(req, args.IP) : delegatedIpam(req, cfg.ipamType);
   const pod = args.K8S_POD_NAMESPACE && args.K8S_POD_NAME ? `${args.K8S_POD_NAMESPACE}/${args.K8S_POD_NAME}` : undefined;
   const c: Chain = pod ? { cfg, ipam, req, pod } : { cfg, ipam, req };

@@ -3,6 +3,7 @@
 // prevResult and passes prevResult through unchanged.
 import { parseCniArgs } from '../cni/args.js';
 import { CniError, Code } from '../cni/errors.js';
+import { checkedPath } from '../cni/paths.js';
 import { parsePrevResult, type Result } from '../cni/result.js';
 import { applyPolicy, checkPolicy, keepValid, loadPoliciesCached, loadPolicyConfig, placePod, podKey, readPolicyState, removePolicyPod, type PolicyConfig } from '../chain/policy.js';
 import { guardAdd, guardDel, guardMissing, type GuardedPort } from '../chain/spoofcheck.js';
@@ -14,10 +15,7 @@ import { workloadIdentity } from '../policy/identity-source.js';
 import type { CniRequest, PluginType } from './request.js';
 
 function policyConfig(req: CniRequest): PolicyConfig {
-  const stateDir = typeof req.config.stateDir === 'string' ? req.config.stateDir : DEFAULT_STATE_DIR;
-  if (!stateDir.startsWith('/') || stateDir.split('/').includes('..')) {
-    throw new CniError(Code.InvalidConfig, `stateDir ${JSON.stringify(stateDir)} must be an absolute path without ".."`);
-  }
+  const stateDir = checkedPath(typeof req.config.stateDir === 'string' ? req.config.stateDir : DEFAULT_STATE_DIR, 'stateDir');
   const pc = loadPolicyConfig(req.config.policy ?? {}, stateDir);
   return pc!;
 }

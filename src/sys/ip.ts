@@ -7,6 +7,11 @@ import { run, type ExecResult } from './exec.js';
 
 const SAFE_TOKEN = /^[A-Za-z0-9_.:/@+,%=-]+$/;
 
+/** Whether `ip -batch` can take this token (names the chain passes to ip are checked with it up front). */
+export function ipSafe(token: string): boolean {
+  return SAFE_TOKEN.test(token);
+}
+
 export class IpBatch {
   readonly lines: string[][] = [];
 

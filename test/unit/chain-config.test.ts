@@ -142,7 +142,7 @@ describe('loadCniConfig stateDir', () => {
   it.each([['var/lib/x'], ['./x'], [''], ['/var/lib/../etc'], ['/var/lib/x/..'], ['/..']])('refuses %j with code 7', (stateDir) => {
     const e = caught(() => load({ stateDir }));
     expect(e.code).toBe(7);
-    expect(e.message).toBe(`stateDir ${JSON.stringify(stateDir)} must be an absolute path without ".."`);
+    expect(e.message).toBe(`stateDir ${JSON.stringify(stateDir)} ${stateDir.startsWith('/') ? 'may not contain ".."' : 'must be an absolute path'}`);
   });
 
   it('accepts names that merely contain dots', () => {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { masqAdd, masqChain, masqCommands, subnetsOf, TABLE } from '../../src/chain/masq.js';
+import { MAX_COMMENT, masqAdd, masqChain, masqComment, masqCommands, subnetsOf, TABLE } from '../../src/chain/masq.js';
 import { Plan } from '../../src/chain/plan.js';
 import { NftTransaction } from '../../src/sys/nft.js';
 
@@ -125,5 +125,35 @@ describe('masqCommands', () => {
     expect(rule.comment).toBe(`nhi-cni masquerade 10.1.2.0/24 network ${evil}`);
     expect(rule.chain).toMatch(/^masq_[0-9a-f]{16}$/);
     for (const c of cmds.slice(0, 3)) expect(JSON.stringify(c)).not.toContain('ZZQ');
+  });
+});
+
+describe('masquerade names of long networks (fuzz finding: a 212+ character name broke the nft transaction)', () => {
+  const long = (c: string, n = 255) => `n${c.repeat(n - 1)}`;
+
+  it('keeps the comment of a short name as it always was', () => {
+    expect(masqComment('net1', '10.1.2.0/24')).toBe('nhi-cni masquerade 10.1.2.0/24 network net1');
+  });
+
+  it.each([['10.1.2.0/24'], ['ffff:ffff:ffff:ffff:ffff:ffff:ffff:0/112']])('fits nft\'s 128-byte comment for a 255-character name (%s)', (subnet) => {
+    const c = masqComment(long('a'), subnet);
+    expect(Buffer.byteLength(c)).toBeLessThanOrEqual(MAX_COMMENT);
+    expect(c).toMatch(new RegExp(`^nhi-cni masquerade ${subnet.replace(/[.]/g, '\\.')} network naaa+~[0-9a-f]{8}$`));
+  });
+
+  it('tells apart long names that share their first 128 characters', () => {
+    const a = `${long('a', 200)}x`;
+    const b = `${long('a', 200)}y`;
+    expect(masqComment(a, '10.1.2.0/24')).not.toBe(masqComment(b, '10.1.2.0/24'));
+    expect(masqChain(a, '10.1.2.0/24')).not.toBe(masqChain(b, '10.1.2.0/24'));
+  });
+
+  it('names the chain by a hash whatever the name\'s length, so upgrades keep every chain', () => {
+    expect(masqChain(long('a'), '10.1.2.0/24')).toMatch(/^masq_[0-9a-f]{16}$/);
+    expect(masqChain('net1', '10.1.2.0/24')).toBe('masq_7f39217fa9c7efaa');
+  });
+
+  it('cuts a name that is not ASCII by bytes', () => {
+    expect(Buffer.byteLength(masqComment('é'.repeat(200), '10.1.2.0/24'))).toBeLessThanOrEqual(MAX_COMMENT);
   });
 });

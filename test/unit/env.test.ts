@@ -250,3 +250,18 @@ describe('parseEnv: validation of what is set', () => {
     expect(e.message).toBe('required env variables [CNI_NETNS] missing');
   });
 });
+
+describe('parseEnv: NHI_CNI_RUN_DIR (fuzz finding: an unusable run dir crashed ADD mid-way)', () => {
+  it.each([['/run/nhi-cni'], ['/tmp/x/run']])('accepts %j', (dir) => {
+    expect(() => parseEnv({ CNI_COMMAND: 'ADD', ...FULL, NHI_CNI_RUN_DIR: dir })).not.toThrow();
+  });
+
+  it.each([['run', 'must be an absolute path'], ['/run/../etc', 'may not contain ".."'], [`/run/${'r'.repeat(256)}`, 'has a component longer than 255 bytes'], ['/run/a\nb', 'may not contain NUL or control characters']])(
+    'refuses %j with code 4: %s',
+    (dir, why) => {
+      const e = caught(() => parseEnv({ CNI_COMMAND: 'DEL', ...FULL, NHI_CNI_RUN_DIR: dir }));
+      expect(e.code).toBe(4);
+      expect(e.message).toBe(`invalid env variables: NHI_CNI_RUN_DIR ${JSON.stringify(dir)} ${why}`);
+    },
+  );
+});

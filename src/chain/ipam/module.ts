@@ -20,8 +20,11 @@ export interface IpamStep {
 }
 
 export function builtinIpam(req: CniRequest, envIp?: string): IpamStep {
-  let cfg: IpamConfig | undefined;
-  const conf = () => (cfg ??= loadIpamConfig(req.config, req.config.name, req.version, envIp));
+  // Read and validated now, before the chain touches anything: an invalid
+  // IPAM section found only when DEL or GC reached IPAM used to fail them
+  // after they had already written the policy state (a fuzz finding).
+  const cfg: IpamConfig = loadIpamConfig(req.config, req.config.name, req.version, envIp);
+  const conf = () => cfg;
   const att = { containerId: req.env.containerId, ifname: req.env.ifname };
   return {
     add: async () => ipamAdd(conf(), att),
@@ -32,10 +35,13 @@ export function builtinIpam(req: CniRequest, envIp?: string): IpamStep {
   };
 }
 
-function findPlugin(type: string, path: string[]): string {
+function checkType(type: string): void {
   if (!/^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(type)) {
     throw new CniError(Code.InvalidConfig, `invalid ipam.type ${JSON.stringify(type)}`, 'a plugin type is a file name in CNI_PATH');
   }
+}
+
+function findPlugin(type: string, path: string[]): string {
   for (const dir of path) {
     const p = join(dir, type);
     try {
@@ -49,6 +55,10 @@ function findPlugin(type: string, path: string[]): string {
 }
 
 export function delegatedIpam(req: CniRequest, type: string): IpamStep {
+  // The name is checked now, like the built-in config, so that a DEL or GC
+  // with a bad ipam.type fails before it touches anything (a fuzz finding);
+  // the plugin is looked up when it runs.
+  checkType(type);
   const exec = async (verb: string): Promise<Result | undefined> => {
     const plugin = findPlugin(type, req.env.path);
     // The delegate sees the same variables and stdin as we did, but its own verb.
