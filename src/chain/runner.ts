@@ -87,11 +87,6 @@ function checkNetns(netns: string): void {
   }
 }
 
-/** A promise that never rejects: its error, or undefined. Awaited on every path, so no rejection goes unhandled. */
-function settled(p: Promise<unknown>): Promise<Error | undefined> {
-  return p.then(() => undefined, (e: unknown) => (e instanceof Error ? e : new Error(String(e))));
-}
-
 /**
  * A repeated ADD of an attachment that completed (a runtime's retry, or two
  * ADDs of one id at once): the first one's result while its pair still
@@ -158,7 +153,6 @@ export async function chainAdd(c: Chain): Promise<Result> {
     // frame leaves the pod before its guard and policy are in place.
     let plan!: Plan;
     let veth!: ReturnType<typeof vethAdd>;
-    const startNft = () => settled(applyNftWork(c, plan, ips).then(() => { nftApplied = true; }));
     // Up to three tries: another ADD may create the bridge between our look
     // and our batch, or (once in 4 billion) pick the same veth name.
     for (let attempt = 0, bridgeSeen = false; ; attempt++) {
