@@ -143,12 +143,18 @@ try "${pods[0]}" "${sec[${pods[1]}]}" 5432 "payment-service -> payments-db:5432"
 try "${pods[0]}" "${sec[${pods[1]}]}" 5433 "payment-service -> payments-db:5433"
 try "${pods[2]}" "${sec[${pods[1]}]}" 5432 "reporting -> payments-db:5432"
 try "$node" "${sec[${pods[1]}]}" 5432 "node (kubelet probe) -> payments-db:5432"
+# reporting, root in its pod, takes payment-service's address as its own: the
+# source check drops its frames before the policy could take it for payment-service.
+ip -n "${pods[2]}" addr add "${sec[${pods[0]}]}/32" dev eth0
+if ip netns exec "${pods[2]}" "$node_bin" -e "const s=require('net').connect({port:5432,host:'${sec[${pods[1]}]}',localAddress:'${sec[${pods[0]}]}'});s.on('data',()=>process.exit(0));s.on('error',()=>process.exit(1));setTimeout(()=>process.exit(1),1000)"; then r=allowed; else r=DENIED; fi
+printf '  %-48s %s\n' "reporting posing as ${sec[${pods[0]}]} -> payments-db" "$r"
+ip -n "${pods[2]}" addr del "${sec[${pods[0]}]}/32" dev eth0
 kill $server 2>/dev/null || true
 echo
 echo "  nhi-cni policy explain --from payments/reporting --to payments/payments-db --port 5432/tcp:"
 inode "$root/dist/nhi-cni" policy explain --config "$work/net.d/20-secure.conflist" --from payments/reporting --to payments/payments-db --port 5432/tcp | sed 's/^/    /' || true
 echo
-echo "  nhi-cni policy stats (new connections counted per policy):"
+echo "  nhi-cni policy stats (new connections counted per policy; frames the source check dropped, per pod):"
 inode "$root/dist/nhi-cni" policy stats --state-dir "$work/state" | sed 's/^/    /'
 echo
 echo "  who held ${sec[${pods[1]}]}?"
