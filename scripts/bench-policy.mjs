@@ -47,6 +47,7 @@ import { tmpdir, release, cpus, availableParallelism } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
+import { summary } from './cni-lib.mjs';
 import { cleanStale, cleanupOnSignals, cmdOut, connectPair, dieWith, intEnvWith, removeNamespaces, run, shortenConntrack, tuneConnectClient } from './bench-lib.mjs';
 
 const die = dieWith('bench-policy');
@@ -129,13 +130,9 @@ async function outer() {
   }
 }
 
-/** Median and nearest-rank p90. */
+/** Median and nearest-rank percentiles. */
 function stats(xs) {
-  const s = [...xs].sort((x, y) => x - y);
-  const n = s.length;
-  const r3 = (x) => Math.round(x * 1000) / 1000;
-  const median = n % 2 ? s[(n - 1) / 2] : (s[n / 2 - 1] + s[n / 2]) / 2;
-  return { median: r3(median), p90: r3(s[Math.max(0, Math.ceil(0.9 * n) - 1)]), min: r3(s[0]), max: r3(s[n - 1]), n };
+  return summary(xs);
 }
 
 function report(res, params) {

@@ -55,6 +55,7 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, 
 import { tmpdir, release, cpus, availableParallelism } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { pluginConfig, summary } from './cni-lib.mjs';
 import { cleanStale, cleanupOnSignals, cmdOut, connectPair, dieWith, intEnvWith, removeNamespaces, run, shortenConntrack, tuneConnectClient } from './bench-lib.mjs';
 
 const die = dieWith('bench');
@@ -340,15 +341,9 @@ function spread(xs) {
   return { min: Math.min(...xs), max: Math.max(...xs), median: stats(xs).median, n: xs.length };
 }
 
-/** Median and nearest-rank p99 (with fewer than 100 samples, p99 is the maximum). */
+/** Median and nearest-rank percentiles (with fewer than 100 samples, p99 is the maximum). */
 function stats(xs) {
-  if (!xs.length) return { median: undefined, p99: undefined, min: undefined, max: undefined, n: 0 };
-  const s = [...xs].sort((x, y) => x - y);
-  const n = s.length;
-  const median = n % 2 ? s[(n - 1) / 2] : (s[n / 2 - 1] + s[n / 2]) / 2;
-  const p99 = s[Math.min(n - 1, Math.ceil(0.99 * n) - 1)];
-  const r3 = (x) => Math.round(x * 1000) / 1000;
-  return { median: r3(median), p99: r3(p99), min: r3(s[0]), max: r3(s[n - 1]), n };
+  return summary(xs);
 }
 
 // ---------------------------------------------------------------- inner ----
@@ -434,14 +429,7 @@ async function inner(p) {
   const traceLines = (stderr) => (stderr.match(/^nhi-cni exec: /gm) ?? []).length;
 
   /** Config of one plugin as libcni builds it (buildOneConfig + injectRuntimeConfig). */
-  function pluginConf(list, plugin, prevResult, runtime) {
-    const conf = { ...plugin, name: list.name, cniVersion: list.cniVersion };
-    const rc = {};
-    for (const [cap, on] of Object.entries(plugin.capabilities ?? {})) if (on && runtime[cap] !== undefined) rc[cap] = runtime[cap];
-    if (Object.keys(rc).length) conf.runtimeConfig = rc;
-    if (prevResult !== undefined) conf.prevResult = prevResult;
-    return JSON.stringify(conf);
-  }
+  const pluginConf = (list, plugin, prevResult, runtime) => JSON.stringify(pluginConfig(list, plugin, prevResult, runtime));
 
   /**
    * Runs a conflist verb as libcni does: ADD in order, chaining prevResult;

@@ -5,6 +5,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import type { Netns } from './netns.js';
 import { BINARY, TEST_CNI_PATH } from './paths.js';
 import { parse, type Run } from './plugin.js';
+import { pluginConfig as libcniConfig } from '../../scripts/cni-lib.mjs';
 
 export type Kind = 'nhi-cni' | 'reference';
 
@@ -48,8 +49,9 @@ export function testEnv(dir: string): Record<string, string> {
 
 /** The config one plugin of a list receives (what libcni builds). */
 export function pluginConfig(list: ReturnType<typeof chainConflist>, i: number, prevResult?: unknown, runtimeConfig?: unknown) {
-  const c: Record<string, unknown> = { ...list.plugins[i], name: list.name, cniVersion: list.cniVersion };
-  if (prevResult !== undefined) c.prevResult = prevResult;
+  // libcni's own building (shared with the benchmarks); runtimeConfig is
+  // given whole here, so tests can pass capabilities a list does not declare.
+  const c: Record<string, unknown> = libcniConfig(list, list.plugins[i]!, prevResult);
   if (runtimeConfig !== undefined) c.runtimeConfig = runtimeConfig;
   return c;
 }
