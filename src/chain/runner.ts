@@ -18,6 +18,7 @@ import { isBridge, linkExists, linkMaster, netnsId, ownNetnsId } from '../sys/sy
 import type { CniRequest } from '../plugin/request.js';
 import type { Identity, Policy } from '../policy/model.js';
 import { crashPoint } from '../sys/testhooks.js';
+import type { RemovableLock } from '../sys/lock.js';
 import { applyPolicy, checkPolicy, keepValid, placePod, podKey, removePolicyPod, type PolicyConfig } from './policy.js';
 import { validAttachments } from '../plugin/attachments.js';
 import { log } from '../log.js';
@@ -426,6 +427,14 @@ function parseJsonStream(text: string): unknown[] {
   return out;
 }
 
+/**
+ * GC: every attachment not in `cni.dev/valid-attachments` (and not held by an
+ * ADD or DEL in flight) goes, all of them with one `ip -force -batch` for
+ * their veths and one nft transaction for their guards and the policy; then
+ * IPAM drops what no valid attachment holds. GC goes on after a failure and
+ * reports everything at the end (SPEC.md "GC"); an attachment whose veth or
+ * guard could not be removed keeps its record, so the next GC tries again.
+ */
 export async function chainGc(c: Chain): Promise<void> {
   const { cfg, req } = c;
   const valid = validAttachments(req.config);
@@ -433,28 +442,38 @@ export async function chainGc(c: Chain): Promise<void> {
   if (valid !== undefined) {
     const keep = new Set(valid.map((a) => `${a.containerId}\0${a.ifname}`));
     const store = new AttachmentStore(cfg.stateDir, req.config.name);
+    const stale: { rec: AttachmentRecord; lock: RemovableLock }[] = [];
     for (const rec of store.list()) {
       if (keep.has(`${rec.containerId}\0${rec.ifname}`)) continue;
       // An attachment whose lock is held is an ADD or DEL in flight: its owner, not GC, decides.
       const lock = await store.lock(rec.containerId, rec.ifname, 0).catch(() => undefined);
-      if (!lock) continue;
+      if (lock) stale.push({ rec, lock });
+    }
+    try {
+      const links = new IpBatch();
+      for (const { rec } of stale) if (linkExists(rec.hostVeth)) links.add('link', 'del', rec.hostVeth);
+      if (!links.empty) await runHostBatch(links, false, true);
+      const gone = stale.filter(({ rec }) => {
+        if (!linkExists(rec.hostVeth)) return true;
+        errors.push(`deleting ${rec.hostVeth} of ${rec.containerId}/${rec.ifname} failed`);
+        return false;
+      });
+      const unguard = gone.flatMap(({ rec }) => guardDel(portOf(rec.hostVeth, rec, undefined)));
       try {
-        await removeLinks(rec.hostVeth, '', rec.ifname);
-        await applyGuard(guardDel(portOf(rec.hostVeth, rec, undefined)));
-        store.remove(rec.containerId, rec.ifname);
-        lock.releaseAndRemove();
-        log.info({ verb: 'GC', network: req.config.name, containerId: rec.containerId, ifname: rec.ifname, hostVeth: rec.hostVeth }, 'stale attachment removed');
+        if (c.policy) await applyPolicy(c.policy, (pods) => keepValid(pods, req.config.name, valid), undefined, unguard);
+        else if (unguard.length) await applyGuard(unguard);
+        for (const { rec, lock } of gone) {
+          store.remove(rec.containerId, rec.ifname);
+          lock.releaseAndRemove();
+          log.info({ verb: 'GC', network: req.config.name, containerId: rec.containerId, ifname: rec.ifname, hostVeth: rec.hostVeth }, 'stale attachment removed');
+        }
       } catch (e) {
         errors.push((e as Error).message);
-      } finally {
-        lock.release();
       }
+    } finally {
+      for (const { lock } of stale) lock.release();
     }
   }
-  if (valid !== undefined && cfg && c.policy) {
-    await applyPolicy(c.policy, (pods) => keepValid(pods, req.config.name, valid), undefined).catch((e: Error) => errors.push(e.message));
-  }
-  // GC goes on after a failure and reports everything at the end (SPEC.md "GC").
   await c.ipam.gc(valid).catch((e: Error) => errors.push(e.message));
   if (errors.length) throw new CniError(Code.SystemFailure, 'GC could not remove everything', errors.join('; '));
 }

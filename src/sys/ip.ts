@@ -48,9 +48,9 @@ export function batchFailure(r: ExecResult): BatchFailure {
   return m ? { line: Number(m[1]) - 1, message } : { message };
 }
 
-/** `ip -batch -` in the plugin's own namespace (the node). */
-export function runHostBatch(b: IpBatch, json = false): Promise<ExecResult> {
-  return run('ip', [...(json ? ['-j'] : []), '-batch', '-'], b.text());
+/** `ip -batch -` in the plugin's own namespace (the node); `force`: go on after a failing line. */
+export function runHostBatch(b: IpBatch, json = false, force = false): Promise<ExecResult> {
+  return run('ip', [...(json ? ['-j'] : []), ...(force ? ['-force'] : []), '-batch', '-'], b.text());
 }
 
 /** `ip -batch -` inside the namespace at `netns` (a path), entered with nsenter. */

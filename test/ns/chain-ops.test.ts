@@ -216,14 +216,22 @@ describe('masquerade, delegated IPAM, GC and STATUS', () => {
     expect(reservations(`${scratch.dir}/ipam/ident`)).toHaveLength(1);
   });
 
-  it('GC removes attachments not in the valid list: their veth, reservation and record', () => {
+  it('GC removes attachments not in the valid list: their veth, port guard, reservation and record', () => {
     const l = list('gc', '10.57.0.0/24');
-    const pods = [createNetns('nhip'), createNetns('nhip')];
+    const pods = [createNetns('nhip'), createNetns('nhip'), createNetns('nhip')];
     const env = testEnv(scratch.dir);
-    pods.forEach((p, i) => expect(direct({ node, verb: 'ADD', config: pluginConfig(l, 0), containerId: `gc${i}`, netns: p.path, env }).status).toBe(0));
+    const veths = pods.map((p, i) => {
+      const r = direct({ node, verb: 'ADD', config: pluginConfig(l, 0), containerId: `gc${i}`, netns: p.path, env });
+      expect(r.status).toBe(0);
+      return r.json.interfaces[1].name as string;
+    });
     const gc = direct({ node, verb: 'GC', config: { ...pluginConfig(l, 0), 'cni.dev/valid-attachments': [{ containerID: 'gc0', ifname: 'eth0' }] }, containerId: '', env });
     expect(gc.status, gc.stdout).toBe(0);
-    expect(podVeths(node)).toHaveLength(1);
+    expect(podVeths(node)).toEqual([veths[0]]);
+    const guard = tryInNetns(node, 'nft', ['-j', 'list', 'table', 'bridge', 'nhi_cni']).stdout;
+    expect(guard).toContain(veths[0]);
+    expect(guard).not.toContain(veths[1]);
+    expect(guard).not.toContain(veths[2]);
     expect(tryInNetns(pods[1]!, 'ip', ['link', 'show', 'eth0']).status).not.toBe(0);
     expect(ping(pods[0]!, '10.57.0.1')).toBe(true);
     expect(reservations(`${scratch.dir}/ipam/gc`)).toHaveLength(1);
