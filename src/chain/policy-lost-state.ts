@@ -5,7 +5,7 @@
 import { CniError, Code } from '../cni/errors.js';
 import { formatIp, parseIp } from '../net/ip.js';
 import { applyNft, NftTransaction, type NftCommand } from '../sys/nft.js';
-import { POLICY_TABLE } from '../policy/compile.js';
+import { POLICY_TABLE } from '../policy/compile/index.js';
 import type { TableObject } from './policy.js';
 
 const canonical = (a: string) => {

@@ -13,7 +13,7 @@ import { createHash } from 'node:crypto';
 import { resolve } from 'node:path';
 import { CniError, Code } from '../cni/errors.js';
 import { listNft, type NftCommand } from '../sys/nft.js';
-import { POLICY_TABLE } from '../policy/compile.js';
+import { POLICY_TABLE } from '../policy/compile/index.js';
 
 const OWNER_SET = 'owner';
 const S = { family: 'inet', table: POLICY_TABLE, name: OWNER_SET };

@@ -32,7 +32,7 @@ import { applyNft, NftTransaction, type NftCommand } from '../sys/nft.js';
 import { ensureSysctl } from '../sys/sysfs.js';
 import { crashPoint } from '../sys/testhooks.js';
 import { trace as traceAt } from '../sys/trace.js';
-import { classElems, classKey, compile, delta, deriveDesired, fastDelta, mapEntries, POLICY_LAYOUT, POLICY_TABLE, type AuditOptions, type Compiled, type CompiledIndex, type CompiledNames, type LocalPod } from '../policy/compile.js';
+import { classElems, classKey, compile, delta, deriveDesired, fastDelta, mapEntries, POLICY_LAYOUT, POLICY_TABLE, type AuditOptions, type Compiled, type CompiledIndex, type CompiledNames, type LocalPod } from '../policy/compile/index.js';
 import type { Identity, Policy } from '../policy/model.js';
 import type { GuardedPort } from './spoofcheck.js';
 import { loadPolicyDir, parseManifestObjects } from '../policy/parse.js';

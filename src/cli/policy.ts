@@ -9,7 +9,7 @@ import { guardDrops } from '../chain/spoofcheck.js';
 import { AttachmentStore } from '../chain/state.js';
 import { CniError } from '../cni/errors.js';
 import { formatIp, parseIp } from '../net/ip.js';
-import { allowCounter, compile, policyKey, POLICY_TABLE, ruleDenyCounter, type LocalPod } from '../policy/compile.js';
+import { allowCounter, compile, policyKey, POLICY_TABLE, ruleDenyCounter, type LocalPod } from '../policy/compile/index.js';
 import { evaluate, explain, type Endpoint } from '../policy/evaluate.js';
 import { policyId, type Policy, type Protocol } from '../policy/model.js';
 import { loadPolicyDir, parseManifestText, PolicyError } from '../policy/parse.js';

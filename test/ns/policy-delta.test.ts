@@ -4,7 +4,7 @@
 import { writeFileSync } from 'node:fs';
 import { readFileSync } from 'node:fs';
 import { afterAll, describe, expect, it } from 'vitest';
-import { compile, delta, fastDelta, type LocalPod } from '../../src/policy/compile.js';
+import { compile, delta, fastDelta, type LocalPod } from '../../src/policy/compile/index.js';
 import { parseManifestText } from '../../src/policy/parse.js';
 import { createNetns, deleteAllNetns, inNetns, type Netns } from '../helpers/netns.js';
 import { Scratch } from '../helpers/plugin.js';

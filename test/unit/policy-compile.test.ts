@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { contains, parseCidr, parseIp, type Cidr } from '../../src/net/ip.js';
-import { allowCounter, compile, deriveDesired, fastDelta, logPrefix, policyKey, workloadOf, POLICY_TABLE, type AuditOptions, type Compiled, type Desired, type LocalPod } from '../../src/policy/compile.js';
+import { allowCounter, compile, deriveDesired, fastDelta, logPrefix, policyKey, workloadOf, POLICY_TABLE, type AuditOptions, type Compiled, type Desired, type LocalPod } from '../../src/policy/compile/index.js';
 import { evaluate, type Endpoint } from '../../src/policy/evaluate.js';
 import type { Identity, Policy, Protocol } from '../../src/policy/model.js';
 import { parseManifestText, PolicyError } from '../../src/policy/parse.js';
@@ -1140,7 +1140,7 @@ describe('compile: the nft verdicts equal evaluate() on a grid', () => {
 
 // =====================================================================
 // Bugs found by the equivalence check, as minimal cases. Both fail against
-// the current src/policy/compile.ts:
+// the compiler (src/policy/compile/) as it was:
 // - ruleAlternatives() skips an egress named port whose peer is an ipBlock
 //   ("a named port never matches a non-pod"), but an ipBlock matches pod
 //   addresses too, and evaluate() resolves the name on the destination pod.
