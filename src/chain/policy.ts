@@ -290,7 +290,7 @@ export async function checkPolicy(pc: PolicyConfig, key: string): Promise<void> 
   const table = await listTable();
   const fix = 'the next ADD or DEL, or `nhi-cni policy sync`, re-applies it';
   if (typeof table === 'string') throw fail(`table inet ${POLICY_TABLE} is missing`, `${table}; ${fix}`);
-  // Set and map elements as JSON, the form compile.ts gives them.
+  // Set and map elements as JSON, the form the compiler (src/policy/compile/) gives them.
   const elems = new Map<string, Set<string>>();
   const chains = new Set<string>();
   for (const o of table) {
