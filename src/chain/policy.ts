@@ -19,6 +19,7 @@ import { closeSync, constants, lstatSync, readdirSync, statSync, unlinkSync } fr
 import { join } from 'node:path';
 import { z } from 'zod';
 import { CniError, Code } from '../cni/errors.js';
+import { checkedPath } from '../cni/paths.js';
 import { formatIssues } from '../cni/result.js';
 import { refuseUnknownKeys } from '../cni/suggest.js';
 import { parseIp } from '../net/ip.js';
@@ -62,9 +63,7 @@ export function loadPolicyConfig(raw: unknown, stateDir: string): PolicyConfig |
   const p = PolicyConfigInput.safeParse(raw);
   if (!p.success) throw new CniError(Code.InvalidConfig, 'invalid policy configuration', formatIssues(p.error, 'policy'));
   const c = p.data;
-  if (c.dir !== undefined && (!c.dir.startsWith('/') || c.dir.split('/').includes('..'))) {
-    throw new CniError(Code.InvalidConfig, `policy.dir ${JSON.stringify(c.dir)} must be an absolute path without ".."`);
-  }
+  if (c.dir !== undefined) checkedPath(c.dir, 'policy.dir');
   const out: PolicyConfig = {
     audit: { all: c.audit === true, namespaces: c.auditNamespaces ?? [], policies: c.auditPolicies ?? [] },
     stateDir,

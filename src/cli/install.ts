@@ -8,6 +8,7 @@ import { closeSync, constants, copyFileSync, fchmodSync, fsyncSync, mkdirSync, o
 import { isSea } from 'node:sea';
 import { join } from 'node:path';
 import { validateNetworkName } from '../cni/config.js';
+import { absolutePathProblem } from '../cni/paths.js';
 import { isSupported, SUPPORTED_VERSIONS } from '../cni/version.js';
 import { formatCidr, networkOf, parseCidr } from '../net/ip.js';
 
@@ -168,9 +169,8 @@ function checkDir(option: string, dir: string): string {
 }
 
 function checkPath(option: string, path: string): void {
-  if (path === '' || path.includes('\0')) refuse(`${option} must be a non-empty path. Nothing was changed.`);
-  if (!path.startsWith('/')) refuse(`${option} ${JSON.stringify(path)} must be an absolute path (starting with "/"). Nothing was changed.`);
-  if (path.split('/').includes('..')) refuse(`${option} ${JSON.stringify(path)} must not contain ".." components. Nothing was changed.`);
+  const why = absolutePathProblem(path);
+  if (why) refuse(`${option} ${JSON.stringify(path)} ${why}. Nothing was changed.`);
 }
 
 function refuseIfDirectory(path: string): void {

@@ -8,6 +8,7 @@ import { applyPolicy, loadPolicies, loadPolicyConfig, podKey, readPolicyState, t
 import { guardDrops } from '../chain/spoofcheck.js';
 import { AttachmentStore } from '../chain/state.js';
 import { CniError } from '../cni/errors.js';
+import { absolutePathProblem } from '../cni/paths.js';
 import { formatIp, parseIp } from '../net/ip.js';
 import { allowCounter, compile, policyKey, POLICY_TABLE, ruleDenyCounter, type LocalPod } from '../policy/compile.js';
 import { evaluate, explain, type Endpoint } from '../policy/evaluate.js';
@@ -61,8 +62,13 @@ export function policyConfigFromConflist(file: string, stateDirOpt?: string): Po
   let stateDir: string;
   if (stateDirOpt !== undefined) stateDir = resolve(stateDirOpt);
   else if (plugin.stateDir === undefined) stateDir = DEFAULT_STATE_DIR;
-  else if (typeof plugin.stateDir === 'string' && plugin.stateDir.startsWith('/') && !plugin.stateDir.split('/').includes('..')) stateDir = plugin.stateDir;
-  else throw new Error(`${file}: plugins[${i}].stateDir must be an absolute path without ".."`);
+  else if (typeof plugin.stateDir !== 'string') throw new Error(`${file}: plugins[${i}].stateDir must be a string`);
+  else {
+    // The rule the plugin applies to the same key (src/chain/config.ts).
+    const why = absolutePathProblem(plugin.stateDir);
+    if (why) throw new Error(`${file}: plugins[${i}].stateDir ${JSON.stringify(plugin.stateDir)} ${why}`);
+    stateDir = plugin.stateDir;
+  }
   // nhi-cni without a policy section enforces nothing; nhi-policy's default is no manifests.
   const raw = plugin.policy ?? (plugin.type === 'nhi-policy' ? {} : undefined);
   if (raw === undefined) throw new Error(`${file}: the nhi-cni plugin (plugins[${i}]) has no "policy" section: no policy is enforced`);
