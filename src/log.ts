@@ -7,6 +7,7 @@ import { closeSync, constants, fchmodSync, fstatSync, mkdirSync, openSync } from
 import { dirname } from 'node:path';
 import type { Logger } from 'pino';
 import { CniError, Code } from './cni/errors.js';
+import { absolutePathProblem } from './cni/paths.js';
 import { redact } from './cni/redact.js';
 import { refuseUnknownKeys } from './cni/suggest.js';
 
@@ -44,7 +45,9 @@ export function logFromConfig(raw: unknown): LogOptions {
     out.level = level;
   }
   if (file !== undefined) {
-    if (typeof file !== 'string' || !absolute(file)) throw bad(`log.file ${JSON.stringify(file)} must be an absolute path without ".."`);
+    if (typeof file !== 'string') throw bad(`log.file ${JSON.stringify(file)} must be an absolute path`);
+    const why = absolutePathProblem(file);
+    if (why) throw bad(`log.file ${JSON.stringify(file)} ${why}`);
     out.file = file;
   }
   return out;
@@ -60,13 +63,12 @@ export function logFromEnv(env: Record<string, string | undefined>): LogOptions 
     out.level = level;
   }
   if (file) {
-    if (!absolute(file)) throw bad(`NHI_CNI_LOG_FILE ${JSON.stringify(file)} must be an absolute path without ".."`);
+    const why = absolutePathProblem(file);
+    if (why) throw bad(`NHI_CNI_LOG_FILE ${JSON.stringify(file)} ${why}`);
     out.file = file;
   }
   return out;
 }
-
-const absolute = (p: string) => p.startsWith('/') && !p.split('/').includes('..') && !p.includes('\0');
 
 /** Later calls override earlier ones (the skel applies config, then environment). */
 export function configureLog(o: LogOptions): void {

@@ -72,12 +72,6 @@ export function readLedger(path: string): LedgerEntry[] {
   return out;
 }
 
-export interface Holding {
-  entry: LedgerEntry;
-  /** When the address was released, if it was before `at`. */
-  until?: string;
-}
-
 /**
  * Who held `ip` at time `at` (default: now): the ADD events of that address
  * at or before `at` whose attachment had no DEL in between.

@@ -19,6 +19,7 @@ import { closeSync, constants, lstatSync, readdirSync, statSync, unlinkSync } fr
 import { join } from 'node:path';
 import { z } from 'zod';
 import { CniError, Code } from '../cni/errors.js';
+import { checkedPath } from '../cni/paths.js';
 import { formatIssues } from '../cni/result.js';
 import { refuseUnknownKeys } from '../cni/suggest.js';
 import { parseIp } from '../net/ip.js';
@@ -62,9 +63,7 @@ export function loadPolicyConfig(raw: unknown, stateDir: string): PolicyConfig |
   const p = PolicyConfigInput.safeParse(raw);
   if (!p.success) throw new CniError(Code.InvalidConfig, 'invalid policy configuration', formatIssues(p.error, 'policy'));
   const c = p.data;
-  if (c.dir !== undefined && (!c.dir.startsWith('/') || c.dir.split('/').includes('..'))) {
-    throw new CniError(Code.InvalidConfig, `policy.dir ${JSON.stringify(c.dir)} must be an absolute path without ".."`);
-  }
+  if (c.dir !== undefined) checkedPath(c.dir, 'policy.dir');
   const out: PolicyConfig = {
     audit: { all: c.audit === true, namespaces: c.auditNamespaces ?? [], policies: c.auditPolicies ?? [] },
     stateDir,
@@ -310,11 +309,12 @@ export async function checkPolicy(pc: PolicyConfig, key: string): Promise<void> 
   if (missing.length) throw fail('the pod\'s policy is not in the kernel as the policy state says', `${key}: missing ${missing.slice(0, 5).join(', ')}${missing.length > 5 ? ` and ${missing.length - 5} more` : ''}; ${fix}`);
 }
 
-const toLocal = ([id, p]: [string, PolicyPod]): LocalPod => ({
-  id,
-  ips: p.ips.filter((a) => parseIp(a) !== undefined),
-  ...(p.identity ? { identity: p.identity } : {}),
-});
+/** The pods as the compiler takes them (all, or those whose key `only` keeps); an address that does not parse is left out. */
+export function localPods(pods: Record<string, PolicyPod>, only: (key: string) => boolean = () => true): LocalPod[] {
+  return Object.entries(pods)
+    .filter(([id]) => only(id))
+    .map(([id, p]) => ({ id, ips: p.ips.filter((a) => parseIp(a) !== undefined), ...(p.identity ? { identity: p.identity } : {}) }));
+}
 
 export type TableObject = Record<string, { name?: string; elem?: unknown[] } | undefined>;
 
@@ -433,8 +433,8 @@ export async function applyPolicy(
     const changed = (k: string) => before[k] !== pods[k];
     let refused = false;
     if (same) {
-      const removed = Object.entries(before).filter(([k]) => changed(k)).map(toLocal);
-      const added = Object.entries(pods).filter(([k]) => changed(k)).map(toLocal);
+      const removed = localPods(before, changed);
+      const added = localPods(pods, changed);
       const cmds = fastDelta(prev, removed, added);
       trace(`fast delta computed (${cmds ? `${cmds.length} commands` : 'a new group: compile'})`);
       if (cmds) {
@@ -454,11 +454,11 @@ export async function applyPolicy(
     // After a crash, or for `policy sync`, objects no file names are looked up in the kernel.
     const names = crashed || full ? mergeNames(previous, await kernelNames()) : previous;
     const pols = policies ?? state.policies;
-    const compiled = compile(pols, Object.entries(pods).map(toLocal), pc.audit, names);
+    const compiled = compile(pols, localPods(pods), pc.audit, names);
     trace(`compiled (${Object.keys(pods).length} pods)`);
     let r;
     if (same && !refused) {
-      const was = deriveDesired(Object.entries(before).map(toLocal), prev);
+      const was = deriveDesired(localPods(before), prev);
       if (was) {
         r = await apply(delta(was, compiled));
         trace(`delta applied (${r.exitCode === 0 ? 'ok' : `refused: ${r.stderr.trim().slice(0, 200)}`})`);

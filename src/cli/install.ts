@@ -4,12 +4,14 @@
 // written; every file is replaced by a rename, so a runtime never executes or
 // reads half a file, and an ADD already running keeps the inode it started on.
 import { Command } from 'commander';
-import { closeSync, constants, copyFileSync, fchmodSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, statSync, symlinkSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, constants, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, statSync, symlinkSync, unlinkSync } from 'node:fs';
 import { isSea } from 'node:sea';
 import { join } from 'node:path';
 import { validateNetworkName } from '../cni/config.js';
+import { absolutePathProblem } from '../cni/paths.js';
 import { isSupported, SUPPORTED_VERSIONS } from '../cni/version.js';
 import { formatCidr, networkOf, parseCidr } from '../net/ip.js';
+import { tmpName, writeFileAtomic } from '../sys/files.js';
 
 /** The text of conflists/10-nhi-cni.conflist, inlined by scripts/build.mjs. */
 declare const NHI_CNI_DEFAULT_CONFLIST: string;
@@ -101,25 +103,10 @@ function install(opts: Options): void {
   // conflist to mean the network is ready, so it must come last).
   const say = (line: string) => process.stdout.write(`${line}\n`);
   if (ensureDir(binDir)) say(`created ${binDir}`);
-  const tmp = join(binDir, `.${BINARY_NAME}.tmp-${process.pid}`);
-  removeStale(tmp);
-  try {
-    copyFileSync(source, tmp, constants.COPYFILE_EXCL);
-    const fd = openSync(tmp, 'r+');
-    try {
-      fchmodSync(fd, 0o755);
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
-    renameSync(tmp, binary);
-  } catch (e) {
-    removeStale(tmp);
-    throw e;
-  }
+  writeFileAtomic(binary, { copyOf: source }, { mode: 0o755, durable: true });
   say(`installed ${binary} (${statSync(binary).size} bytes, from ${source})`);
   for (const link of LINKS) {
-    const ltmp = join(binDir, `.${link}.tmp-${process.pid}`);
+    const ltmp = tmpName(binDir, link);
     removeStale(ltmp);
     try {
       symlinkSync(BINARY_NAME, ltmp);
@@ -138,7 +125,7 @@ function install(opts: Options): void {
   }
   if (ensureDir(confDir)) say(`created ${confDir}`);
   const target = join(confDir, opts.name);
-  writeAtomic(target, conflist.text, 0o644);
+  writeFileAtomic(target, conflist.text, { mode: 0o644, durable: true });
   syncDir(confDir);
   say(`wrote ${target} (${conflist.summary})`);
   const earlier = readdirSync(confDir)
@@ -168,9 +155,8 @@ function checkDir(option: string, dir: string): string {
 }
 
 function checkPath(option: string, path: string): void {
-  if (path === '' || path.includes('\0')) refuse(`${option} must be a non-empty path. Nothing was changed.`);
-  if (!path.startsWith('/')) refuse(`${option} ${JSON.stringify(path)} must be an absolute path (starting with "/"). Nothing was changed.`);
-  if (path.split('/').includes('..')) refuse(`${option} ${JSON.stringify(path)} must not contain ".." components. Nothing was changed.`);
+  const why = absolutePathProblem(path);
+  if (why) refuse(`${option} ${JSON.stringify(path)} ${why}. Nothing was changed.`);
 }
 
 function refuseIfDirectory(path: string): void {
@@ -273,28 +259,6 @@ function removeStale(path: string): void {
     unlinkSync(path);
   } catch {
     // not there
-  }
-}
-
-/** Temporary name in the same directory, fsync, rename: readers see the old file or the new one. */
-function writeAtomic(path: string, text: string, mode: number): void {
-  const slash = path.lastIndexOf('/');
-  const tmp = `${path.slice(0, slash)}/.${path.slice(slash + 1)}.tmp-${process.pid}`;
-  removeStale(tmp);
-  try {
-    const fd = openSync(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, mode);
-    try {
-      const data = Buffer.from(text, 'utf8');
-      for (let off = 0; off < data.length; ) off += writeSync(fd, data, off);
-      fchmodSync(fd, mode);
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
-    renameSync(tmp, path);
-  } catch (e) {
-    removeStale(tmp);
-    throw e;
   }
 }
 

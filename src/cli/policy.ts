@@ -4,12 +4,13 @@ import { Command, CommanderError } from 'commander';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { DEFAULT_STATE_DIR } from '../chain/config.js';
-import { applyPolicy, loadPolicies, loadPolicyConfig, podKey, readPolicyState, type PolicyConfig, type PolicyPod } from '../chain/policy.js';
+import { applyPolicy, loadPolicies, loadPolicyConfig, localPods, podKey, readPolicyState, type PolicyConfig, type PolicyPod } from '../chain/policy.js';
 import { guardDrops } from '../chain/spoofcheck.js';
 import { AttachmentStore } from '../chain/state.js';
 import { CniError } from '../cni/errors.js';
+import { absolutePathProblem } from '../cni/paths.js';
 import { formatIp, parseIp } from '../net/ip.js';
-import { allowCounter, compile, policyKey, POLICY_TABLE, ruleDenyCounter, type LocalPod } from '../policy/compile/index.js';
+import { allowCounter, compile, policyKey, POLICY_TABLE, ruleDenyCounter } from '../policy/compile/index.js';
 import { evaluate, explain, type Endpoint } from '../policy/evaluate.js';
 import { policyId, type Policy, type Protocol } from '../policy/model.js';
 import { loadPolicyDir, parseManifestText, PolicyError } from '../policy/parse.js';
@@ -61,20 +62,17 @@ export function policyConfigFromConflist(file: string, stateDirOpt?: string): Po
   let stateDir: string;
   if (stateDirOpt !== undefined) stateDir = resolve(stateDirOpt);
   else if (plugin.stateDir === undefined) stateDir = DEFAULT_STATE_DIR;
-  else if (typeof plugin.stateDir === 'string' && plugin.stateDir.startsWith('/') && !plugin.stateDir.split('/').includes('..')) stateDir = plugin.stateDir;
-  else throw new Error(`${file}: plugins[${i}].stateDir must be an absolute path without ".."`);
+  else if (typeof plugin.stateDir !== 'string') throw new Error(`${file}: plugins[${i}].stateDir must be a string`);
+  else {
+    // The rule the plugin applies to the same key (src/chain/config.ts).
+    const why = absolutePathProblem(plugin.stateDir);
+    if (why) throw new Error(`${file}: plugins[${i}].stateDir ${JSON.stringify(plugin.stateDir)} ${why}`);
+    stateDir = plugin.stateDir;
+  }
   // nhi-cni without a policy section enforces nothing; nhi-policy's default is no manifests.
   const raw = plugin.policy ?? (plugin.type === 'nhi-policy' ? {} : undefined);
   if (raw === undefined) throw new Error(`${file}: the nhi-cni plugin (plugins[${i}]) has no "policy" section: no policy is enforced`);
   return loadPolicyConfig(raw, stateDir)!;
-}
-
-function localPods(state: State): LocalPod[] {
-  return Object.entries(state.pods).map(([id, p]) => ({
-    id,
-    ips: p.ips.filter((a) => parseIp(a) !== undefined),
-    ...(p.identity ? { identity: p.identity } : {}),
-  }));
 }
 
 const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? '' : 's'}`;
@@ -193,7 +191,7 @@ those of the manifests now: the same transaction \`policy sync\` would apply.`)
       const pc = policyConfigFromConflist(opts.config, opts.stateDir);
       const policies = loadPolicies(pc);
       const state = readPolicyState(pc.stateDir);
-      const c = compile(policies, localPods(state), pc.audit, state.names);
+      const c = compile(policies, localPods(state.pods), pc.audit, state.names);
       if (opts.text) {
         out(compileSummary(c.commands, state, c.profiles, c.pods));
         return;

@@ -65,7 +65,6 @@ export const LegacyResultSchema = z.object({
 });
 
 export type Dns = z.infer<typeof DnsSchema>;
-export type Interface = z.infer<typeof InterfaceSchema>;
 export type IpConfig = z.infer<typeof IpConfigSchema>;
 export type Route = z.infer<typeof RouteSchema>;
 export type Result = z.infer<typeof ResultSchema>;

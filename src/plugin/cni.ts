@@ -12,7 +12,8 @@ import { checkLedger } from '../chain/ledger.js';
 import { AttachmentStore } from '../chain/state.js';
 import { safeRoot } from '../sys/safe-path.js';
 import { trace } from '../sys/trace.js';
-import type { CniRequest, PluginType } from './request.js';
+import type { CniRequest } from '../cni/request.js';
+import type { PluginType } from './request.js';
 
 async function chain(req: CniRequest, cfg = loadCniConfig(req.config, parseCniArgs(req.env.args, ['IP', 'MAC']).MAC)): Promise<Chain> {
   const args = parseCniArgs(req.env.args, ['IP', 'MAC']);

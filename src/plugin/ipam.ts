@@ -5,9 +5,10 @@ import { parsePrevResult } from '../cni/result.js';
 import { ipamAdd, ipamCheck, ipamDel, ipamGc, ipamStatus } from '../chain/ipam/index.js';
 import { loadIpamConfig } from '../chain/ipam/config.js';
 import { formatIp } from '../net/ip.js';
-import { validAttachments } from './attachments.js';
+import { validAttachments } from '../cni/attachments.js';
 import { log } from '../log.js';
-import type { CniRequest, PluginType } from './request.js';
+import type { CniRequest } from '../cni/request.js';
+import type { PluginType } from './request.js';
 
 function load(req: CniRequest) {
   const args = parseCniArgs(req.env.args, ['IP']);

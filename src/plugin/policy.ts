@@ -10,9 +10,10 @@ import { guardAdd, guardDel, guardMissing, type GuardedPort } from '../chain/spo
 import { isBridge, linkExists, linkMaster } from '../sys/sysfs.js';
 import { onPath } from '../sys/exec.js';
 import { DEFAULT_STATE_DIR } from '../chain/config.js';
-import { validAttachments } from './attachments.js';
+import { validAttachments } from '../cni/attachments.js';
 import { workloadIdentity } from '../policy/identity-source.js';
-import type { CniRequest, PluginType } from './request.js';
+import type { CniRequest } from '../cni/request.js';
+import type { PluginType } from './request.js';
 
 function policyConfig(req: CniRequest): PolicyConfig {
   const stateDir = checkedPath(typeof req.config.stateDir === 'string' ? req.config.stateDir : DEFAULT_STATE_DIR, 'stateDir');

@@ -1,17 +1,7 @@
-// What a plugin type receives: the validated environment, the decoded config
-// and its negotiated version. Built by the skel; plugin types only read it.
-import type { CniEnv } from '../cni/env.js';
-import type { RawConfig } from '../cni/config.js';
-import type { CniVersion } from '../cni/version.js';
+// What a plugin type implements: one handler per CNI verb, each given the
+// request the skel built (src/cni/request.ts).
+import type { CniRequest } from '../cni/request.js';
 import type { Result } from '../cni/result.js';
-
-export interface CniRequest {
-  env: CniEnv;
-  config: RawConfig;
-  version: CniVersion;
-  /** The exact stdin bytes, for delegating to another plugin. */
-  stdin: Buffer;
-}
 
 export interface PluginType {
   /** The top-level config keys the type reads beyond the spec's; undefined: do not report unknown ones. */

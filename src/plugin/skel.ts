@@ -13,7 +13,6 @@ import { readStdin, writeStdout } from '../sys/stdio.js';
 import type { PluginType } from './request.js';
 
 export const PLUGIN_TYPES = ['nhi-cni', 'nhi-ipam', 'nhi-policy'] as const;
-const PLANNED_TYPES: string[] = [];
 /** Top-level keys of the spec and of libcni's runtime injection, known to every type. */
 const CNI_KEYS = ['cniVersion', 'cniVersions', 'name', 'type', 'args', 'ipMasq', 'ipam', 'dns', 'runtimeConfig', 'capabilities', 'prevResult', 'disableCheck', 'disableGC', 'cni.dev/attachments', 'cni.dev/valid-attachments', 'log'];
 
@@ -36,7 +35,7 @@ async function loadType(name: string): Promise<PluginType> {
  * CNI_PATH/<ipam.type>, with its own config on stdin).
  */
 export function chooseType(configType: unknown, invokedAs: string): string {
-  const known = (t: unknown): t is string => typeof t === 'string' && ((PLUGIN_TYPES as readonly string[]).includes(t) || PLANNED_TYPES.includes(t));
+  const known = (t: unknown): t is string => typeof t === 'string' && (PLUGIN_TYPES as readonly string[]).includes(t);
   if (known(configType)) return configType;
   const self = basename(invokedAs);
   if (known(self)) return self;

@@ -33,8 +33,6 @@ export const WorkloadSchema = z.object({
   ports: z.array(WorkloadPortSchema).default([]),
 });
 
-export type WorkloadInput = z.input<typeof WorkloadSchema>;
-
 /** CNI CONVENTIONS.md "args": `args.cni.labels` is a list of {key, value}. */
 export const ArgsLabelsSchema = z.array(z.object({ key: z.string(), value: z.string() }));
 

@@ -9,12 +9,13 @@
 // the JSON/inspect form of a Kubeconfig.
 import { readFileSync } from 'node:fs';
 import type { RequestOptions } from 'node:https';
-import { dirname, isAbsolute, resolve } from 'node:path';
+import { dirname, resolve } from 'node:path';
 import { inspect } from 'node:util';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import type { CniArgs } from '../cni/args.js';
 import { CniError, Code } from '../cni/errors.js';
+import { checkedPath } from '../cni/paths.js';
 import { redact, redactUrl } from '../cni/redact.js';
 import { formatIssues } from '../cni/result.js';
 import { buildIdentity, type WorkloadSchema } from './identity.js';
@@ -509,8 +510,6 @@ export async function identityFromKubernetes(config: Record<string, unknown>, ar
   const name = args.K8S_POD_NAME;
   if (path === undefined || !namespace || !name) return undefined;
   // As policy.dir: the runtime's working directory is no anchor for a path.
-  if (!isAbsolute(path) || path.split('/').includes('..')) {
-    throw new CniError(Code.InvalidConfig, `policy.kubeconfig ${quote(path)} must be an absolute path without ".."`);
-  }
+  checkedPath(path, 'policy.kubeconfig');
   return fetchIdentity(loadKubeconfig(path), namespace, name, opts);
 }

@@ -37,13 +37,6 @@ export async function run(file: string, args: string[], input?: string): Promise
   }
 }
 
-/** Runs and fails with code 104 (naming the command) on a non-zero exit. */
-export async function runOk(file: string, args: string[], input?: string, what = `${file} ${args.join(' ')}`): Promise<ExecResult> {
-  const r = await run(file, args, input);
-  if (r.exitCode !== 0) throw new CniError(Code.SystemFailure, `${what} failed`, r.stderr.trim() || `exit status ${r.exitCode}`);
-  return r;
-}
-
 /** Whether a program can be found on PATH (for STATUS), without running it. */
 export function onPath(bin: string): boolean {
   return (process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin').split(':').some((d) => d && existsSync(`${d}/${bin}`));

@@ -2,7 +2,7 @@
 // Files that are replaced whole are written to a temporary name in the same
 // directory and renamed over the old one, so a reader (or a crash) never sees
 // half a file.
-import { closeSync, fsyncSync, lstatSync, openSync, readdirSync, renameSync, unlinkSync, writeSync, constants } from 'node:fs';
+import { closeSync, copyFileSync, fchmodSync, fsyncSync, lstatSync, openSync, readdirSync, renameSync, unlinkSync, writeSync, constants } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { crashPoint } from './testhooks.js';
 
@@ -61,6 +61,7 @@ export function removeStaleTemporaries(dir: string): void {
 }
 
 export interface AtomicWriteOptions {
+  /** The file's mode, set with fchmod: the umask does not change it (an executable must end up 0755). */
   mode?: number;
   /**
    * fsync before the rename, so the new content survives a power loss. It
@@ -70,33 +71,55 @@ export interface AtomicWriteOptions {
   durable?: boolean;
 }
 
-export function writeFileAtomic(path: string, data: string | Buffer, { mode = 0o600, durable = false }: AtomicWriteOptions = {}): void {
+/** The new content: bytes, or a copy of another file (the kernel copies it; a 100 MB executable never passes through this process). */
+export type AtomicContent = string | Buffer | { copyOf: string };
+
+const TMP_FLAGS = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW;
+
+/**
+ * Creates the temporary. O_EXCL (COPYFILE_EXCL is O_EXCL on the destination):
+ * never through a link planted at the temporary name; the rename then
+ * replaces a link at `path` itself, never its target.
+ */
+function createTemporary(tmp: string, data: AtomicContent, mode: number): number {
+  if (typeof data === 'string' || Buffer.isBuffer(data)) return openSync(tmp, TMP_FLAGS, mode);
+  copyFileSync(data.copyOf, tmp, constants.COPYFILE_EXCL);
+  return openSync(tmp, constants.O_WRONLY | constants.O_NOFOLLOW);
+}
+
+/** Replaces `path` whole: a reader, or a crash, sees the old file or the new one, never half of one. */
+export function writeFileAtomic(path: string, data: AtomicContent, { mode = 0o600, durable = false }: AtomicWriteOptions = {}): void {
   removeStaleTemporaries(dirname(path));
   const tmp = tmpName(dirname(path), basename(path));
-  // O_EXCL: never through a link planted at the temporary name (the rename
-  // then replaces a link at `path` itself, never its target). A leftover of
-  // a killed writer with our pid is removed first.
-  const flags = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW;
-  let fd: number;
+  let fd: number | undefined;
   try {
-    fd = openSync(tmp, flags, mode);
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
-    unlinkSync(tmp);
-    fd = openSync(tmp, flags, mode);
-  }
-  try {
-    if (typeof data === 'string') writeSync(fd, data);
-    else writeSync(fd, data);
+    try {
+      fd = createTemporary(tmp, data, mode);
+    } catch (e) {
+      // A leftover of a killed writer that had our pid: remove it, once.
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+      unlinkSync(tmp);
+      fd = createTemporary(tmp, data, mode);
+    }
+    if (typeof data === 'string' || Buffer.isBuffer(data)) {
+      const bytes = typeof data === 'string' ? Buffer.from(data) : data;
+      for (let off = 0; off < bytes.length; ) off += writeSync(fd, bytes, off);
+    }
+    fchmodSync(fd, mode);
     if (durable) fsyncSync(fd);
     crashPoint(`write:${basename(dirname(path))}`);
-  } catch (e) {
     closeSync(fd);
-    unlinkSync(tmp);
+    fd = undefined;
+    renameSync(tmp, path);
+  } catch (e) {
+    if (fd !== undefined) closeSync(fd);
+    try {
+      unlinkSync(tmp);
+    } catch {
+      // never created, or not ours: the first error is the one to report
+    }
     throw e;
   }
-  closeSync(fd);
-  renameSync(tmp, path);
 }
 
 /** Creates `path` only if it does not exist; false when it already does. */

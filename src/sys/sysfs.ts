@@ -1,7 +1,7 @@
 // Kernel state readable and writable without a process: /sys/class/net for
 // links of the plugin's own network namespace, /proc/sys for its sysctls.
 // (Both reflect the namespace the plugin runs in: the node's.)
-import { readFileSync, readlinkSync, statSync, writeFileSync, existsSync, readdirSync } from 'node:fs';
+import { readFileSync, readlinkSync, statSync, writeFileSync, existsSync } from 'node:fs';
 import { basename } from 'node:path';
 
 const NET = '/sys/class/net';
@@ -36,14 +36,6 @@ export function linkMaster(name: string): string | undefined {
     return basename(readlinkSync(`${NET}/${name}/master`));
   } catch {
     return undefined;
-  }
-}
-
-export function bridgePorts(bridge: string): string[] {
-  try {
-    return readdirSync(`${NET}/${bridge}/brif`);
-  } catch {
-    return [];
   }
 }
 

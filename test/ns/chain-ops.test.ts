@@ -140,7 +140,11 @@ describe('masquerade, delegated IPAM, GC and STATUS', () => {
     expect(add.status, add.stdout).toBe(0);
     expect(ping(pod, '10.55.0.1')).toBe(true);
     expect(ping(pod, '198.51.100.2')).toBe(false);
-    expect(outside.name).toBeTruthy();
+    // The host is there and answers the node: only the missing masquerade
+    // keeps the pod out (its source 10.55.0.x has no route back).
+    expect(ping(node, '198.51.100.2')).toBe(true);
+    expect(tryInNetns(node, 'nft', ['list', 'ruleset']).stdout).not.toMatch(/masquerade/);
+    expect(tryInNetns(outside, 'ip', ['-4', '-o', 'addr', 'show', 'dev', 'up0']).stdout).toMatch(/198\.51\.100\.2\/24/);
   });
 
   it('macspoofchk drops frames whose source MAC is not the pod\'s, and DEL removes its elements', () => {

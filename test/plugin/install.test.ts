@@ -138,8 +138,8 @@ describe('nhi-cni install', () => {
     ['no subnet for the built-in conflist', [], /--subnet is required/],
     ['a relative bin dir', ['--bin-dir', 'bin'], /--bin-dir "bin" must be an absolute path/],
     ['a relative conf dir', ['--conf-dir', 'net.d'], /--conf-dir "net.d" must be an absolute path/],
-    ['".." in the bin dir', ['--bin-dir', '/tmp/../bin'], /--bin-dir "\/tmp\/\.\.\/bin" must not contain "\.\." components/],
-    ['".." in the conf dir', ['--conf-dir', '/etc/cni/../net.d'], /must not contain "\.\." components/],
+    ['".." in the bin dir', ['--bin-dir', '/tmp/../bin'], /--bin-dir "\/tmp\/\.\.\/bin" may not contain "\.\."/],
+    ['".." in the conf dir', ['--conf-dir', '/etc/cni/../net.d'], /--conf-dir "\/etc\/cni\/\.\.\/net\.d" may not contain "\.\."/],
     ['a conflist name with a path', ['--name', '../10-x.conflist'], /--name .* must be a plain file name/],
   ];
   for (const [what, args, message] of refusals) {

@@ -4,10 +4,22 @@ import { Plan } from '../../src/chain/plan.js';
 import { NftTransaction } from '../../src/sys/nft.js';
 
 describe('masqChain', () => {
-  it('is stable (DEL and GC must find the chain ADD made)', () => {
+  it('is stable (CHECK must find the chain an earlier ADD made)', () => {
     expect(masqChain('net1', '10.1.2.0/24')).toBe('masq_7f39217fa9c7efaa');
     expect(masqChain('net1', 'fd00:1::/64')).toBe('masq_55bcf8d50622c67d');
-    expect(masqChain('net1', '10.1.2.0/24')).toBe(masqChain('net1', '10.1.2.0/24'));
+  });
+
+  it('is one chain per subnet, shared by every pod in it (DEL has nothing per pod to remove)', () => {
+    const chainsAdded = (address: string) => {
+      const p = new Plan();
+      masqAdd('net1', [{ address }], p);
+      return p.nft.commands.flatMap((c) => {
+        const chain = (c as { add?: { chain?: { name: string } } }).add?.chain;
+        return chain ? [chain.name] : [];
+      });
+    };
+    expect(chainsAdded('10.1.2.5/24')).toStrictEqual(['masq_7f39217fa9c7efaa']);
+    expect(chainsAdded('10.1.2.77/24')).toStrictEqual(['masq_7f39217fa9c7efaa']);
   });
 
   it('is distinct per network and per subnet', () => {

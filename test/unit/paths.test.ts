@@ -5,6 +5,10 @@ import { decodeConfig } from '../../src/cni/config.js';
 import { absolutePathProblem, checkedPath, nulPath } from '../../src/cni/paths.js';
 import { loadCniConfig } from '../../src/chain/config.js';
 import { loadIpamConfig } from '../../src/chain/ipam/config.js';
+import { loadPolicyConfig } from '../../src/chain/policy.js';
+import { parseEnv } from '../../src/cni/env.js';
+import { logFromConfig, logFromEnv } from '../../src/log.js';
+import { identityFromKubernetes } from '../../src/policy/k8s.js';
 import { caught } from '../helpers/caught.js';
 
 describe('absolutePathProblem', () => {
@@ -67,5 +71,32 @@ describe('config paths reach the filesystem only when usable', () => {
     const e = caught(() => loadIpamConfig({ ipam: { type: 'host-local', subnet: '10.1.2.0/24', [key]: '/var/lib/a\tb' } }, 'n', '1.0.0'));
     expect(e.code).toBe(7);
     expect(e.message).toBe(`ipam.${key} "/var/lib/a\\tb" may not contain NUL or control characters`);
+  });
+});
+
+// Every path nhi-cni takes from a config or the environment goes through
+// absolutePathProblem: the same reasons, each caller's own code and key.
+describe('one rule for every configured path', () => {
+  const bad = '/var/lib/a\tb';
+  const why = 'may not contain NUL or control characters';
+  const env = { CNI_COMMAND: 'ADD', CNI_CONTAINERID: 'c1', CNI_NETNS: '/var/run/netns/n', CNI_IFNAME: 'eth0', CNI_PATH: '/opt/cni/bin' };
+  it.each([
+    ['policy.dir', () => loadPolicyConfig({ dir: bad }, '/var/lib/nhi-cni'), 7, `policy.dir ${JSON.stringify(bad)} ${why}`],
+    ['log.file', () => logFromConfig({ file: bad }), 7, `log.file ${JSON.stringify(bad)} ${why}`],
+    ['NHI_CNI_LOG_FILE', () => logFromEnv({ NHI_CNI_LOG_FILE: bad }), 4, `NHI_CNI_LOG_FILE ${JSON.stringify(bad)} ${why}`],
+    ['CNI_NETNS', () => parseEnv({ ...env, CNI_NETNS: bad }), 4, `invalid env variables: CNI_NETNS ${JSON.stringify(bad)} ${why}`],
+  ])('%s', (_key, f, code, message) => {
+    const e = caught(f);
+    expect(e.code).toBe(code);
+    expect(e.message).toBe(message);
+  });
+
+  it('policy.kubeconfig', async () => {
+    const e = await identityFromKubernetes({ policy: { kubeconfig: bad } }, { K8S_POD_NAMESPACE: 'ns', K8S_POD_NAME: 'p' }).then(
+      () => undefined,
+      (x: unknown) => x as { code: number; message: string },
+    );
+    expect(e?.code).toBe(7);
+    expect(e?.message).toBe(`policy.kubeconfig ${JSON.stringify(bad)} ${why}`);
   });
 });

@@ -2,6 +2,7 @@
 // one attachment (containerID, ifname) in one network.
 import { readFileSync, constants, openSync, closeSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
+import type { Attachment } from '../../cni/attachments.js';
 import { CniError, Code } from '../../cni/errors.js';
 import type { Result } from '../../cni/result.js';
 import { equal, formatIp, parseCidr, type Ip } from '../../net/ip.js';
@@ -10,11 +11,6 @@ import { inRange, rangeFor, rangeSetString, type IpamConfig } from './config.js'
 import { TMP_PREFIX } from '../../sys/files.js';
 import { parseResolvConf } from './resolv.js';
 import { DiskStore, ownedBy, type Reservation } from './store.js';
-
-export interface Attachment {
-  containerId: string;
-  ifname: string;
-}
 
 const key = (ip: Ip) => `${ip.family}/${ip.value}`;
 

@@ -7,9 +7,10 @@ import { join } from 'node:path';
 import { CniError, Code } from '../../cni/errors.js';
 import { parsePrevResult, type Result } from '../../cni/result.js';
 import { run } from '../../sys/exec.js';
-import type { CniRequest } from '../../plugin/request.js';
+import type { CniRequest } from '../../cni/request.js';
 import { loadIpamConfig, type IpamConfig } from './config.js';
-import { ipamAdd, ipamCheck, ipamDel, ipamGc, ipamStatus, type Attachment } from './index.js';
+import { ipamAdd, ipamCheck, ipamDel, ipamGc, ipamStatus } from './index.js';
+import type { Attachment } from '../../cni/attachments.js';
 
 export interface IpamStep {
   add(): Promise<Result>;

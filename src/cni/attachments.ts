@@ -3,9 +3,14 @@
 // sends both, and either is accepted. No key at all means "no list", which GC
 // must not read as "nothing is valid".
 import { z } from 'zod';
-import { CniError, Code } from '../cni/errors.js';
-import { formatIssues } from '../cni/result.js';
-import type { Attachment } from '../chain/ipam/index.js';
+import { CniError, Code } from './errors.js';
+import { formatIssues } from './result.js';
+
+/** One attachment of a container to a network: the key the spec gives it. */
+export interface Attachment {
+  containerId: string;
+  ifname: string;
+}
 
 const List = z.array(z.object({ containerID: z.string(), ifname: z.string() }));
 
