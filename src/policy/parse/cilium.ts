@@ -1,0 +1,221 @@
+// CiliumNetworkPolicy (cilium.io/v2) -> the policy model, L3/L4 only:
+// whatever cannot be enforced exactly (L7, FQDNs, entities, ...) is refused
+// with the field named. Pure.
+import { z } from 'zod';
+import type { Peer, Policy, PortRule, Protocol, Rule } from '../model.js';
+import { check, cidrPeer, describe, Doc, isEmpty, isMap, type KeyMap, LabelSelector, labelSelector, type LabelSelectorIn, metadata, type Path, portName, portNumber } from './common.js';
+import { quote } from '../names.js';
+
+const L7 = 'L7 rules are not enforced by nhi-cni; refusing rather than allowing the whole port';
+const NO_PROXY = 'needs an L7 proxy, which nhi-cni does not have; refusing rather than allowing the whole port';
+const ENTITIES = 'entities (world, cluster, host, …) are not supported by nhi-cni; use CIDR or endpoint selectors';
+
+/** Cilium keys beyond L3/L4 and why they are refused. Others are "unknown field". */
+const CILIUM_REFUSED: Record<string, string> = {
+  rules: L7,
+  terminatingTLS: `TLS termination ${NO_PROXY}`,
+  originatingTLS: `TLS origination ${NO_PROXY}`,
+  serverNames: `SNI matching ${NO_PROXY}`,
+  listener: `an Envoy listener ${NO_PROXY}`,
+  toFQDNs: 'DNS-name rules need a DNS proxy, which nhi-cni does not have; refusing rather than guessing addresses',
+  toServices: 'service selectors are not supported by nhi-cni; use toEndpoints or toCIDR',
+  toEntities: ENTITIES,
+  fromEntities: ENTITIES,
+  toRequires: 'requirement rules are not supported by nhi-cni; refusing rather than ignoring them',
+  fromRequires: 'requirement rules are not supported by nhi-cni; refusing rather than ignoring them',
+  toGroups: 'cloud-provider groups are not supported by nhi-cni; list the CIDRs',
+  fromGroups: 'cloud-provider groups are not supported by nhi-cni; list the CIDRs',
+  toNodes: 'node selectors are not supported by nhi-cni',
+  fromNodes: 'node selectors are not supported by nhi-cni',
+  icmps: 'ICMP rules are not supported by nhi-cni (TCP, UDP and SCTP ports only)',
+  authentication: 'mutual authentication is not enforced by nhi-cni; refusing rather than allowing unauthenticated peers',
+  nodeSelector: 'host (node) policies are not supported by nhi-cni',
+  cidrGroupRef: 'CIDR groups are not supported by nhi-cni; list the CIDRs',
+  cidrGroupSelector: 'CIDR groups are not supported by nhi-cni; list the CIDRs',
+};
+
+// ---- CiliumNetworkPolicy (cilium.io/v2), L3/L4 only ----
+
+export const CnpPort = z.strictObject({ port: z.unknown().optional(), endPort: z.unknown().optional(), protocol: z.unknown().optional() });
+export const CnpPortRule = z.strictObject({ ports: z.array(CnpPort).nullish() });
+export const CnpCidrSet = z.strictObject({ cidr: z.string(), except: z.array(z.string()).nullish() });
+export const CnpIngress = z.strictObject({
+  fromEndpoints: z.array(LabelSelector).nullish(),
+  fromCIDR: z.array(z.string()).nullish(),
+  fromCIDRSet: z.array(CnpCidrSet).nullish(),
+  toPorts: z.array(CnpPortRule).nullish(),
+});
+export const CnpEgress = z.strictObject({
+  toEndpoints: z.array(LabelSelector).nullish(),
+  toCIDR: z.array(z.string()).nullish(),
+  toCIDRSet: z.array(CnpCidrSet).nullish(),
+  toPorts: z.array(CnpPortRule).nullish(),
+});
+export const CnpSpec = z.strictObject({
+  endpointSelector: LabelSelector,
+  ingress: z.array(CnpIngress).nullish(),
+  ingressDeny: z.array(CnpIngress).nullish(),
+  egress: z.array(CnpEgress).nullish(),
+  egressDeny: z.array(CnpEgress).nullish(),
+  enableDefaultDeny: z.strictObject({ ingress: z.boolean().nullish(), egress: z.boolean().nullish() }).nullish(),
+  labels: z.unknown().optional(),
+  description: z.unknown().optional(),
+});
+
+export const NS_LABELS = 'io.cilium.k8s.namespace.labels.';
+
+/** Cilium selector keys: strip the k8s:/any: source; the pod's namespace label selects namespaces. */
+export const ciliumKey = (doc: Doc): KeyMap => (raw, path) => {
+  let key = raw;
+  const colon = raw.indexOf(':');
+  if (colon >= 0) {
+    const source = raw.slice(0, colon);
+    if (source === 'reserved') {
+      doc.fail(path, 'reserved: labels select Cilium entities (host, world, health, …), which nhi-cni does not support');
+    }
+    if (source !== 'k8s' && source !== 'any') {
+      doc.fail(path, `label source ${quote(source)} is not supported by nhi-cni (only k8s: and any:)`);
+    }
+    key = raw.slice(colon + 1);
+  }
+  if (key === 'io.kubernetes.pod.namespace') return { ns: true, key: 'kubernetes.io/metadata.name' };
+  if (key.startsWith(NS_LABELS)) return { ns: true, key: key.slice(NS_LABELS.length) };
+  if (key.startsWith('io.cilium.')) {
+    doc.fail(path, `Cilium label ${quote(key)} (service account, cluster, …) is not supported by nhi-cni`);
+  }
+  return { ns: false, key };
+};
+
+export function cnpEndpoints(sel: LabelSelectorIn, doc: Doc, path: Path): Peer {
+  const { pods, namespaces } = labelSelector(sel, doc, path, ciliumKey(doc));
+  // Without a namespace label the selector means endpoints of the policy's namespace.
+  if (!namespaces) return { kind: 'pods', pods };
+  return isEmpty(pods) ? { kind: 'pods', namespaces } : { kind: 'pods', pods, namespaces };
+}
+
+export function cnpPort(p: z.infer<typeof CnpPort>, doc: Doc, path: Path): PortRule[] {
+  const proto = p.protocol ?? 'ANY';
+  if (proto !== 'TCP' && proto !== 'UDP' && proto !== 'SCTP' && proto !== 'ANY') {
+    doc.fail([...path, 'protocol'], `must be one of TCP, UDP, SCTP, ANY, not ${describe(proto)}`);
+  }
+  let port: number | string | undefined;
+  const at = [...path, 'port'];
+  if (typeof p.port === 'string' && /^\d+$/.test(p.port)) port = portNumber(Number(p.port), doc, at, 0);
+  else if (typeof p.port === 'string') port = portName(p.port, doc, at);
+  else if (p.port !== undefined && p.port !== null) port = portNumber(p.port, doc, at, 0);
+  if (port === 0) port = undefined; // "0": every port
+  let endPort: number | undefined;
+  if (p.endPort !== undefined && p.endPort !== null && p.endPort !== 0) {
+    if (typeof port !== 'number') {
+      doc.fail([...path, 'endPort'], port === undefined ? 'endPort needs a port other than 0' : 'endPort needs a numeric port, not a named one');
+    }
+    endPort = portNumber(p.endPort, doc, [...path, 'endPort'], 1);
+    if (endPort < port) doc.fail([...path, 'endPort'], `must be greater than or equal to port ${port}`);
+  }
+  const protocols: Protocol[] = proto === 'ANY' ? ['TCP', 'UDP'] : [proto];
+  return protocols.map((protocol) => {
+    const r: PortRule = { protocol };
+    if (port !== undefined) r.port = port;
+    if (endPort !== undefined) r.endPort = endPort;
+    return r;
+  });
+}
+
+export const AMBIGUOUS_PEERS = 'an empty list is ambiguous (Cilium reads it as absent); remove the key, or list at least one entry';
+
+export function cnpRule(
+  raw: unknown, r: Record<string, unknown>, keys: { endpoints: string; cidr: string; cidrSet: string },
+  doc: Doc, path: Path,
+): Rule | undefined {
+  for (const k of [keys.endpoints, keys.cidr, keys.cidrSet, 'toPorts']) {
+    if (isMap(raw) && Object.hasOwn(raw, k) && (raw[k] === null || (Array.isArray(raw[k]) && raw[k].length === 0))) {
+      doc.fail([...path, k], AMBIGUOUS_PEERS);
+    }
+  }
+  const peers: Peer[] = [];
+  ((r[keys.endpoints] ?? []) as LabelSelectorIn[]).forEach((s, i) => peers.push(cnpEndpoints(s, doc, [...path, keys.endpoints, i])));
+  ((r[keys.cidr] ?? []) as string[]).forEach((c, i) => {
+    peers.push(cidrPeer(c, [], doc, [...path, keys.cidr, i], [], true));
+  });
+  ((r[keys.cidrSet] ?? []) as z.infer<typeof CnpCidrSet>[]).forEach((s, i) => {
+    const at = [...path, keys.cidrSet, i];
+    peers.push(cidrPeer(s.cidr, s.except ?? [], doc, [...at, 'cidr'], [...at, 'except'], true));
+  });
+  let ports: PortRule[] | undefined;
+  const toPorts = r.toPorts as z.infer<typeof CnpPortRule>[] | undefined | null;
+  if (toPorts) {
+    ports = toPorts.flatMap((pr, i) => {
+      const at = [...path, 'toPorts', i];
+      if (!pr.ports || pr.ports.length === 0) doc.fail([...at, 'ports'], 'required: list at least one port');
+      return pr.ports.flatMap((p, j) => cnpPort(p, doc, [...at, 'ports', j]));
+    });
+  }
+  // `{}`: no peer at all (Cilium's default-deny idiom); it allows nothing.
+  if (peers.length === 0 && ports === undefined) return undefined;
+  const rule: Rule = {};
+  if (peers.length > 0) rule.peers = peers; // several peer kinds: OR-ed; none: every peer
+  if (ports) rule.ports = ports;
+  return rule;
+}
+
+export const FROM = { endpoints: 'fromEndpoints', cidr: 'fromCIDR', cidrSet: 'fromCIDRSet' };
+export const TO = { endpoints: 'toEndpoints', cidr: 'toCIDR', cidrSet: 'toCIDRSet' };
+
+export function cnpSpec(raw: unknown, doc: Doc, path: Path, namespace: string, name: string): Policy {
+  const s = check(CnpSpec, raw, doc, path, CILIUM_REFUSED);
+  const spec = raw as Record<string, unknown>;
+  for (const dir of ['ingress', 'egress'] as const) {
+    if (s.enableDefaultDeny?.[dir] === false) {
+      doc.fail([...path, 'enableDefaultDeny', dir], 'false (allow rules that do not isolate) is not supported by nhi-cni');
+    }
+  }
+  const sel = labelSelector(s.endpointSelector, doc, [...path, 'endpointSelector'], ciliumKey(doc));
+  if (sel.namespaces) {
+    const own = sel.namespaces.matchExpressions.length === 0 &&
+      Object.keys(sel.namespaces.matchLabels).length === 1 &&
+      sel.namespaces.matchLabels['kubernetes.io/metadata.name'] === namespace;
+    if (!own) {
+      doc.fail([...path, 'endpointSelector'], `a CiliumNetworkPolicy selects endpoints of its own namespace (${namespace}) only`);
+    }
+  }
+  const directions = ['ingress', 'ingressDeny', 'egress', 'egressDeny'] as const;
+  for (const k of directions) {
+    if (Object.hasOwn(spec, k) && (spec[k] === null || (Array.isArray(spec[k]) && spec[k].length === 0))) {
+      doc.fail([...path, k], 'an empty list is ambiguous (Cilium ignores it, a NetworkPolicy would deny everything); write [{}] to isolate with nothing allowed, or remove the key');
+    }
+  }
+  const rules = (k: (typeof directions)[number]) => {
+    const keys = k.startsWith('ingress') ? FROM : TO;
+    const list = (s[k] ?? []) as Record<string, unknown>[];
+    return list.flatMap((r, i) => {
+      const rule = cnpRule((spec[k] as unknown[])[i], r, keys, doc, [...path, k, i]);
+      return rule ? [rule] : [];
+    });
+  };
+  return {
+    kind: 'CiliumNetworkPolicy',
+    namespace,
+    name,
+    subject: sel.pods,
+    isolates: { ingress: Boolean(s.ingress || s.ingressDeny), egress: Boolean(s.egress || s.egressDeny) },
+    ingress: rules('ingress'),
+    egress: rules('egress'),
+    ingressDeny: rules('ingressDeny'),
+    egressDeny: rules('egressDeny'),
+    source: { file: doc.file, index: doc.index },
+  };
+}
+
+export function ciliumNetworkPolicy(obj: Record<string, unknown>, doc: Doc): Policy[] {
+  const { namespace, name } = metadata(obj, doc);
+  const out: Policy[] = [];
+  if (obj.spec !== undefined && obj.spec !== null) out.push(cnpSpec(obj.spec, doc, ['spec'], namespace, name));
+  if (obj.specs !== undefined && obj.specs !== null) {
+    const specs = check(z.array(z.unknown()), obj.specs, doc, ['specs']);
+    if (specs.length === 0) doc.fail(['specs'], 'must list at least one rule');
+    specs.forEach((s, i) => out.push(cnpSpec(s, doc, ['specs', i], namespace, `${name}#${i}`)));
+  }
+  if (out.length === 0) doc.fail(['spec'], 'required (or specs)');
+  return out;
+}
+
