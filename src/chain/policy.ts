@@ -18,7 +18,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { closeSync, constants, lstatSync, readdirSync, statSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
-import { CniError, Code } from '../cni/errors.js';
+import { CniError, Code, firstOf } from '../cni/errors.js';
 import { checkedPath } from '../cni/paths.js';
 import { formatIssues } from '../cni/result.js';
 import { refuseUnknownKeys } from '../cni/suggest.js';
@@ -306,7 +306,7 @@ export async function checkPolicy(pc: PolicyConfig, key: string): Promise<void> 
     for (const [name, elem] of classElems(e, ip)) if (!elems.get(name)?.has(elem)) missing.push(`set ${name} ${elem}`);
   }
   for (const [name, elem] of state.compiled.podElems[key] ?? []) if (!elems.get(name)?.has(elem)) missing.push(`set ${name} ${elem}`);
-  if (missing.length) throw fail('the pod\'s policy is not in the kernel as the policy state says', `${key}: missing ${missing.slice(0, 5).join(', ')}${missing.length > 5 ? ` and ${missing.length - 5} more` : ''}; ${fix}`);
+  if (missing.length) throw fail('the pod\'s policy is not in the kernel as the policy state says', `${key}: missing ${firstOf(missing)}; ${fix}`);
 }
 
 /** The pods as the compiler takes them (all, or those whose key `only` keeps); an address that does not parse is left out. */

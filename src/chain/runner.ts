@@ -15,7 +15,7 @@ import { trace } from '../sys/trace.js';
 import { batchFailure, IpBatch, runHostBatch, runNetnsBatch } from '../sys/ip.js';
 import { applyNft, NftTransaction, type NftCommand } from '../sys/nft.js';
 import { isBridge, linkExists, linkMaster, netnsId, ownNetnsId } from '../sys/sysfs.js';
-import type { CniRequest } from '../cni/request.js';
+import { prevResultOf, type CniRequest } from '../cni/request.js';
 import type { Identity, Policy } from '../policy/model.js';
 import { crashPoint } from '../sys/testhooks.js';
 import type { RemovableLock } from '../sys/lock.js';
@@ -30,7 +30,7 @@ import { masqAdd, masqInstalled, subnetsOf } from './masq.js';
 import { Plan } from './plan.js';
 import { AttachmentStore, RunCache, type AttachmentRecord } from './state.js';
 import { hostVethInterface, hostVethName, macFor, vethAdd } from './veth.js';
-import { guardAdd, guardDel, guardMissing, type GuardedPort } from './spoofcheck.js';
+import { checkGuard, guardAdd, guardDel, type GuardedPort } from './spoofcheck.js';
 
 export interface Chain {
   cfg: CniConfig;
@@ -232,8 +232,7 @@ export async function chainAdd(c: Chain): Promise<Result> {
     const touched = nftDone !== undefined && (nftApplied || !(nftError instanceof CniError && nftError.code === Code.TryAgainLater));
     if (touched) {
       const unguard = [...guardDel(guard(guarded)), ...(guarded !== hostVeth ? guardDel(guard(hostVeth)) : [])];
-      if (c.policy) await applyPolicy(c.policy, (pods) => delete pods[podKey(req.config.name, containerId, ifname)], undefined, unguard).catch(() => undefined);
-      else await applyGuard(unguard).catch(() => undefined);
+      await unguardWith(c, unguard, (pc) => applyPolicy(pc, (pods) => delete pods[podKey(req.config.name, containerId, ifname)], undefined, unguard)).catch(() => undefined);
     }
     await c.ipam.del().catch(() => undefined);
     store.remove(containerId, ifname);
@@ -282,6 +281,15 @@ async function applyNftWork(c: Chain, plan: Plan, ips: IpConfig[]): Promise<void
   await applyPolicy(c.policy, (pods) => placePod(pods, key, pod), c.policies, plan.nft.commands);
 }
 
+/**
+ * Takes port guards away: inside the policy change `withPolicy` makes (given
+ * the same commands, so one transaction does both), or alone without a policy.
+ */
+async function unguardWith(c: Chain, unguard: NftCommand[], withPolicy: (pc: PolicyConfig) => Promise<unknown>): Promise<void> {
+  if (c.policy) await withPolicy(c.policy);
+  else if (unguard.length) await applyGuard(unguard);
+}
+
 async function applyGuard(cmds: NftCommand[]): Promise<void> {
   const r = await applyNft(new NftTransaction().push(...cmds));
   if (r.exitCode !== 0) throw new CniError(Code.SystemFailure, 'updating the port guard (table bridge nhi_cni) failed', r.stderr.trim());
@@ -302,25 +310,15 @@ function started<T>(p: Promise<T>): Started<T> {
   };
 }
 
-/** prevResult when present and readable; DEL must work without it. */
-function prevResultOf(req: CniRequest): Result | undefined {
-  if (req.config.prevResult === undefined) return undefined;
-  try {
-    return parsePrevResult(req.config.prevResult, req.version);
-  } catch {
-    return undefined;
-  }
-}
-
 /**
  * What DEL needs to take a port's guard away: the record's MAC and addresses,
  * else prevResult's (a record lost with the state dir), else the MAC the
  * addresses imply. The delete is exact only for what the ADD added.
  */
 function portOf(hostVeth: string, rec: AttachmentRecord | undefined, prev: Result | undefined): GuardedPort {
-  const ips = (rec?.ips ?? prev?.ips?.map((i) => i.address) ?? []).map((a) => a.split('/')[0]!);
-  const mac = rec?.mac ?? prev?.interfaces?.find((i) => i.sandbox)?.mac ?? macFor(ips.map((address) => ({ address: `${address}/32` })));
-  return { hostVeth, mac, ips, level: 'addresses' };
+  const cidrs = rec?.ips ?? prev?.ips?.map((i) => i.address) ?? [];
+  const mac = rec?.mac ?? prev?.interfaces?.find((i) => i.sandbox)?.mac ?? macFor(cidrs.map((address) => ({ address })));
+  return { hostVeth, mac, ips: cidrs.map((a) => a.split('/')[0]!), level: 'addresses' };
 }
 
 function prevHostVeth(prev: Result | undefined): string | undefined {
@@ -339,8 +337,7 @@ async function teardown(c: Chain, a: { hostVeth?: string | undefined; netns: str
   await removeLinks(a.hostVeth, a.netns, ifname);
   // The port guard goes in the same transaction as the policy change.
   const unguard = a.port ? guardDel(a.port) : [];
-  if (c.policy) await removePolicyPod(c.policy, podKey(req.config.name, containerId, ifname), a.ips.map((i) => i.split('/')[0]!), unguard);
-  else if (unguard.length) await applyGuard(unguard);
+  await unguardWith(c, unguard, (pc) => removePolicyPod(pc, podKey(req.config.name, containerId, ifname), a.ips.map((i) => i.split('/')[0]!), unguard));
   await c.ipam.del();
   new AttachmentStore(c.cfg.stateDir, req.config.name).remove(containerId, ifname);
 }
@@ -390,12 +387,7 @@ export async function chainCheck(c: Chain): Promise<void> {
   }
   await c.ipam.check(prev);
   const mac = prev.interfaces?.find((i) => i.sandbox)?.mac;
-  if (mac) {
-    const missing = await guardMissing({ hostVeth, mac, ips: (prev.ips ?? []).map((i) => i.address.split('/')[0]!), level: cfg.guard });
-    if (missing.length) {
-      throw fail('the pod\'s port guard is not in the kernel', `missing in table bridge nhi_cni: ${missing.slice(0, 5).join(', ')}${missing.length > 5 ? ` and ${missing.length - 5} more` : ''}; the pod must be re-created (DEL and ADD)`);
-    }
-  }
+  if (mac) await checkGuard({ hostVeth, mac, ips: (prev.ips ?? []).map((i) => i.address.split('/')[0]!), level: cfg.guard });
   if (c.policy) await checkPolicy(c.policy, podKey(req.config.name, req.env.containerId, ifname));
   if (cfg.ipMasq) {
     for (const s of subnetsOf(prev.ips ?? [])) {
@@ -460,8 +452,7 @@ export async function chainGc(c: Chain): Promise<void> {
       });
       const unguard = gone.flatMap(({ rec }) => guardDel(portOf(rec.hostVeth, rec, undefined)));
       try {
-        if (c.policy) await applyPolicy(c.policy, (pods) => keepValid(pods, req.config.name, valid), undefined, unguard);
-        else if (unguard.length) await applyGuard(unguard);
+        await unguardWith(c, unguard, (pc) => applyPolicy(pc, (pods) => keepValid(pods, req.config.name, valid), undefined, unguard));
         for (const { rec, lock } of gone) {
           store.remove(rec.containerId, rec.ifname);
           lock.releaseAndRemove();

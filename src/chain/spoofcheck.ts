@@ -34,6 +34,7 @@
 // detection and MLD reports (:: as source). Anything else from a checked port
 // that is not the pod's - other ethertypes included - is dropped and counted.
 import { createHash } from 'node:crypto';
+import { CniError, Code, firstOf } from '../cni/errors.js';
 import { formatIp, parseIp } from '../net/ip.js';
 import { listNft, type NftCommand } from '../sys/nft.js';
 
@@ -223,11 +224,16 @@ async function readGuardTable(family: GuardFamily): Promise<GuardTable | undefin
   return out;
 }
 
-/** CHECK: the port's elements the kernel lacks, named ("set element"); empty when all are there. */
-export async function guardMissing(p: GuardedPort): Promise<string[]> {
+/** CHECK: the port's elements are all in the kernel; code 103 naming what is missing otherwise. */
+export async function checkGuard(p: GuardedPort): Promise<void> {
   const t = await readGuardTable(familyOf(p));
-  if (!t) return [`table ${familyOf(p)} ${GUARD_TABLE}`];
-  return guardElements(p).filter(([name, elem]) => !t.elems.get(name)?.has(JSON.stringify(elem))).map(([name, elem]) => `${name} ${JSON.stringify(elem)}`);
+  const missing = t
+    ? guardElements(p).filter(([name, elem]) => !t.elems.get(name)?.has(JSON.stringify(elem))).map(([name, elem]) => `${name} ${JSON.stringify(elem)}`)
+    : ['the whole table'];
+  if (missing.length) {
+    throw new CniError(Code.CheckFailed, 'the pod\'s port guard is not in the kernel',
+      `missing in table ${familyOf(p)} ${GUARD_TABLE}: ${firstOf(missing)}; the pod must be re-created (DEL and ADD)`);
+  }
 }
 
 /** Frames dropped per guarded port since its ADD (`policy stats`). */

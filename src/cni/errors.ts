@@ -67,3 +67,8 @@ export function errorJson(err: unknown, cniVersion: string): ErrorJson {
   if (e.details) out.details = redact(e.details);
   return out;
 }
+
+/** The first `n` items and how many more, for a message that lists what is missing. */
+export function firstOf(items: string[], n = 5): string {
+  return `${items.slice(0, n).join(', ')}${items.length > n ? ` and ${items.length - n} more` : ''}`;
+}

@@ -4,6 +4,7 @@
 import type { CniEnv } from './env.js';
 import type { RawConfig } from './config.js';
 import type { CniVersion } from './version.js';
+import { parsePrevResult, type Result } from './result.js';
 
 export interface CniRequest {
   env: CniEnv;
@@ -11,4 +12,14 @@ export interface CniRequest {
   version: CniVersion;
   /** The exact stdin bytes, for delegating to another plugin. */
   stdin: Buffer;
+}
+
+/** prevResult when present and readable, else undefined: DEL and GC must work without it. */
+export function prevResultOf(req: CniRequest): Result | undefined {
+  if (req.config.prevResult === undefined) return undefined;
+  try {
+    return parsePrevResult(req.config.prevResult, req.version);
+  } catch {
+    return undefined;
+  }
 }

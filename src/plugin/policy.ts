@@ -6,13 +6,13 @@ import { CniError, Code } from '../cni/errors.js';
 import { checkedPath } from '../cni/paths.js';
 import { parsePrevResult, type Result } from '../cni/result.js';
 import { applyPolicy, checkPolicy, keepValid, loadPoliciesCached, loadPolicyConfig, placePod, podKey, readPolicyState, removePolicyPod, type PolicyConfig } from '../chain/policy.js';
-import { guardAdd, guardDel, guardMissing, type GuardedPort } from '../chain/spoofcheck.js';
+import { checkGuard, guardAdd, guardDel, type GuardedPort } from '../chain/spoofcheck.js';
 import { isBridge, linkExists, linkMaster } from '../sys/sysfs.js';
 import { onPath } from '../sys/exec.js';
 import { DEFAULT_STATE_DIR } from '../chain/config.js';
 import { validAttachments } from '../cni/attachments.js';
 import { workloadIdentity } from '../policy/identity-source.js';
-import type { CniRequest } from '../cni/request.js';
+import { prevResultOf, type CniRequest } from '../cni/request.js';
 import type { PluginType } from './request.js';
 
 function policyConfig(req: CniRequest): PolicyConfig {
@@ -59,14 +59,6 @@ function recordedPort(pc: PolicyConfig, k: string, result: Result | undefined, i
   }
 }
 
-function prevOrUndefined(req: CniRequest): Result | undefined {
-  try {
-    return req.config.prevResult === undefined ? undefined : parsePrevResult(req.config.prevResult, req.version);
-  } catch {
-    return undefined;
-  }
-}
-
 export const policyPlugin: PluginType = {
   keys: ['stateDir', 'policy'],
   async add(req) {
@@ -84,7 +76,7 @@ export const policyPlugin: PluginType = {
   async del(req) {
     const pc = policyConfig(req);
     // prevResult read leniently: DEL must work without it.
-    const result = prevOrUndefined(req);
+    const result = prevResultOf(req);
     const port = recordedPort(pc, key(req), result, req.env.ifname);
     const ips = (result?.ips ?? []).map((i) => i.address.split('/')[0]!);
     await removePolicyPod(pc, key(req), ips, port ? guardDel(port) : []);
@@ -93,8 +85,7 @@ export const policyPlugin: PluginType = {
     const result = prev(req);
     const pc = policyConfig(req);
     await checkPolicy(pc, key(req));
-    const missing = await guardMissing(portOf(result, req.env.ifname));
-    if (missing.length) throw new CniError(Code.CheckFailed, 'the pod\'s port guard is not in the kernel', `missing: ${missing.slice(0, 5).join(', ')}`);
+    await checkGuard(portOf(result, req.env.ifname));
   },
   async gc(req) {
     const valid = validAttachments(req.config);
