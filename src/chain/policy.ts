@@ -28,8 +28,7 @@ import { removeStaleTemporaries, writeFileAtomic } from '../sys/files.js';
 import { existsNoFollow, openNoFollow, readNoFollow, safeRoot } from '../sys/safe-path.js';
 import { withLockAsync } from '../sys/lock.js';
 import { ownerCommands, ownerConflict, ownerConflictInTable } from './policy-owner.js';
-import { run } from '../sys/exec.js';
-import { applyNft, NftTransaction, type NftCommand } from '../sys/nft.js';
+import { applyNft, listTable, NftTransaction, type NftCommand, type NftObject } from '../sys/nft.js';
 import { ensureSysctl } from '../sys/sysfs.js';
 import { crashPoint } from '../sys/testhooks.js';
 import { trace as traceAt } from '../sys/trace.js';
@@ -286,7 +285,7 @@ export async function checkPolicy(pc: PolicyConfig, key: string): Promise<void> 
   if (!pod.identity) return;
   const e = state.compiled?.classIndex[classKey(pod.identity, state.compiled.labelKeys)];
   if (!state.compiled || !e) throw fail('the pod\'s workload is not in the policy state\'s last compile', `${key}: the next ADD or \`nhi-cni policy sync\` compiles it`);
-  const table = await listTable();
+  const table = await listPolicyTable();
   const fix = 'the next ADD or DEL, or `nhi-cni policy sync`, re-applies it';
   if (typeof table === 'string') throw fail(`table inet ${POLICY_TABLE} is missing`, `${table}; ${fix}`);
   // Set and map elements as JSON, the form the compiler (src/policy/compile/) gives them.
@@ -316,14 +315,10 @@ export function localPods(pods: Record<string, PolicyPod>, only: (key: string) =
     .map(([id, p]) => ({ id, ips: p.ips.filter((a) => parseIp(a) !== undefined), ...(p.identity ? { identity: p.identity } : {}) }));
 }
 
-export type TableObject = Record<string, { name?: string; elem?: unknown[] } | undefined>;
+export type TableObject = NftObject;
 
-/** The objects of the kernel's policy table (nft JSON), or why it cannot be listed. Never on the way of an ADD. */
-async function listTable(): Promise<TableObject[] | string> {
-  const r = await run('nft', ['-j', 'list', 'table', 'inet', POLICY_TABLE]);
-  if (r.exitCode !== 0) return r.stderr.trim() || `nft exit status ${r.exitCode}`;
-  return (JSON.parse(r.stdout) as { nftables?: TableObject[] }).nftables ?? [];
-}
+/** The objects of the kernel's policy table, or why it cannot be listed. Never on the way of an ADD. */
+const listPolicyTable = () => listTable('inet', POLICY_TABLE);
 
 /**
  * The profile chains and sets in the kernel's table, by name: after a crash
@@ -331,7 +326,7 @@ async function listTable(): Promise<TableObject[] | string> {
  * must delete too. Read only then, never on the way of a normal change.
  */
 async function kernelNames(): Promise<CompiledNames> {
-  const table = await listTable();
+  const table = await listPolicyTable();
   const out: CompiledNames = { chains: [], sets: [] };
   if (typeof table === 'string') return out;
   for (const o of table) {
@@ -378,7 +373,7 @@ export async function applyPolicy(
     // A marker without a state: the first change crashed, and the kernel
     // holds only what it applied; the normal path re-applies everything.
     if (state.absent && !crashed) {
-      const table = await listTable();
+      const table = await listPolicyTable();
       // A table another state dir owns is that one's, not a state we lost:
       // nothing of ours is in it, so a DEL has only its own commands to apply.
       const conflict = typeof table === 'string' ? undefined : ownerConflictInTable(pc.stateDir, table);

@@ -36,7 +36,7 @@
 import { createHash } from 'node:crypto';
 import { CniError, Code, firstOf } from '../cni/errors.js';
 import { formatIp, parseIp } from '../net/ip.js';
-import { listNft, type NftCommand } from '../sys/nft.js';
+import { listTable, type NftCommand } from '../sys/nft.js';
 
 export type GuardFamily = 'bridge' | 'inet';
 export const GUARD_TABLE = 'nhi_cni';
@@ -213,10 +213,10 @@ interface GuardTable {
 
 /** The kernel's guard table: set and map elements (as JSON, the form guardElements gives) and counters; undefined when it is missing. */
 async function readGuardTable(family: GuardFamily): Promise<GuardTable | undefined> {
-  const r = await listNft(['table', family, GUARD_TABLE]);
-  if (r.exitCode !== 0) return undefined;
+  const objects = await listTable(family, GUARD_TABLE);
+  if (typeof objects === 'string') return undefined;
   const out: GuardTable = { elems: new Map(), counters: new Map() };
-  for (const o of (JSON.parse(r.stdout) as { nftables?: Record<string, { name?: string; elem?: unknown[]; packets?: number } | undefined>[] }).nftables ?? []) {
+  for (const o of objects) {
     const s = o.set ?? o.map;
     if (s?.name) out.elems.set(s.name, new Set((s.elem ?? []).map((e) => JSON.stringify(e))));
     if (o.counter?.name) out.counters.set(o.counter.name, o.counter.packets ?? 0);

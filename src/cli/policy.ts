@@ -14,8 +14,7 @@ import { allowCounter, compile, policyKey, POLICY_TABLE, ruleDenyCounter } from 
 import { evaluate, explain, type Endpoint } from '../policy/evaluate.js';
 import { policyId, type Policy, type Protocol } from '../policy/model.js';
 import { loadPolicyDir, parseManifestText, PolicyError } from '../policy/parse.js';
-import { run } from '../sys/exec.js';
-import { NftTransaction, type NftCommand } from '../sys/nft.js';
+import { listTable, NftTransaction, type NftCommand } from '../sys/nft.js';
 
 type State = ReturnType<typeof readPolicyState>;
 
@@ -341,12 +340,6 @@ Exit status: 0 allowed, 1 denied, 2 bad input (unknown pod, bad manifest, …).`
 
 // ---- policy stats ----
 
-interface NftCounter {
-  name: string;
-  packets: number;
-  bytes: number;
-}
-
 function statsCommand(): Command {
   return new Command('stats')
     .description('per-policy counts of connections allowed and denied on this node (the named counters of inet nhi_policy), and frames dropped by the source check per pod')
@@ -369,17 +362,13 @@ prints one {"guard":true,"pod","port","dropped"} line per pod.`)
     .action(guarded(async (opts: { stateDir: string; json?: boolean }) => {
       const stateDir = resolve(opts.stateDir);
       const state = readPolicyState(stateDir);
-      const [r, drops] = await Promise.all([run('nft', ['-j', 'list', 'table', 'inet', POLICY_TABLE]), guardDrops()]);
-      if (r.exitCode !== 0 && drops.length === 0) {
-        throw new Error(`cannot list table inet ${POLICY_TABLE} (no policy applied in this network namespace?): ${r.stderr.trim() || `nft exit status ${r.exitCode}`}`);
+      const [table, drops] = await Promise.all([listTable('inet', POLICY_TABLE), guardDrops()]);
+      if (typeof table === 'string' && drops.length === 0) {
+        throw new Error(`cannot list table inet ${POLICY_TABLE} (no policy applied in this network namespace?): ${table}`);
       }
-      const counters = new Map<string, NftCounter>();
-      const objs = r.exitCode === 0 ? (JSON.parse(r.stdout) as { nftables?: Record<string, unknown>[] }).nftables ?? [] : [];
-      for (const o of objs) {
-        const c = o.counter as NftCounter | undefined;
-        if (c?.name) counters.set(c.name, c);
-      }
-      const packets = (name: string) => counters.get(name)?.packets ?? 0;
+      const counters = new Map<string, number>();
+      for (const o of typeof table === 'string' ? [] : table) if (o.counter?.name) counters.set(o.counter.name, o.counter.packets ?? 0);
+      const packets = (name: string) => counters.get(name) ?? 0;
       const rows = state.policies.map((p) => {
         const key = policyKey(p);
         // Its own deny rules (ruleDenyCounter), plus the default deny of every

@@ -3,7 +3,7 @@
 import { parseCniArgs } from '../cni/args.js';
 import { CniError, Code } from '../cni/errors.js';
 import { ipSafe } from '../sys/ip.js';
-import { CniConfigInput, loadCniConfig, runDir } from '../chain/config.js';
+import { CniConfigInput, loadCniConfig, runDir, type CniConfig } from '../chain/config.js';
 import { builtinIpam, delegatedIpam } from '../chain/ipam/module.js';
 import { chainAdd, chainCheck, chainDel, chainGc, chainStatus, isBuiltinIpam, type Chain } from '../chain/runner.js';
 import { workloadIdentity } from '../policy/identity-source.js';
@@ -15,8 +15,10 @@ import { trace } from '../sys/trace.js';
 import type { CniRequest } from '../cni/request.js';
 import type { PluginType } from './request.js';
 
-async function chain(req: CniRequest, cfg = loadCniConfig(req.config, parseCniArgs(req.env.args, ['IP', 'MAC']).MAC)): Promise<Chain> {
+/** The chain of one request, validated; `loaded` is its config when the caller already loaded it. */
+async function chain(req: CniRequest, loaded?: CniConfig): Promise<Chain> {
   const args = parseCniArgs(req.env.args, ['IP', 'MAC']);
+  const cfg = loaded ?? loadCniConfig(req.config, args.MAC);
   // The kernel takes any name without "/", ":" or whitespace, but the chain
   // hands the pod's interface and the bridge to `ip -batch`, which takes
   // fewer characters: refused here, before IPAM reserves anything (a fuzz

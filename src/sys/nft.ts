@@ -48,3 +48,13 @@ export async function applyNft(t: NftTransaction, tmpDir = process.env.NHI_CNI_R
 export async function listNft(args: string[]): Promise<ExecResult> {
   return run('nft', ['-j', 'list', ...args]);
 }
+
+/** One object of a listing (`{set: {...}}`, `{chain: {...}}`, ...), keyed by its kind. */
+export type NftObject = Record<string, { name?: string; elem?: unknown[]; packets?: number } | undefined>;
+
+/** The objects of one table (nft JSON), or why it cannot be listed (a missing table, for one). */
+export async function listTable(family: string, table: string): Promise<NftObject[] | string> {
+  const r = await listNft(['table', family, table]);
+  if (r.exitCode !== 0) return r.stderr.trim() || `nft exit status ${r.exitCode}`;
+  return (JSON.parse(r.stdout) as { nftables?: NftObject[] }).nftables ?? [];
+}
