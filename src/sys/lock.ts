@@ -77,6 +77,29 @@ function tryLock(c: Libc, fd: number, path: string): boolean {
   return false;
 }
 
+/** The lock on `fd`, released once (later calls do nothing), optionally removing its file first. */
+function held(c: Libc, fd: number, path: string): RemovableLock {
+  let locked = true;
+  const release = () => {
+    if (!locked) return;
+    locked = false;
+    c.flock(fd, LOCK_UN);
+    closeSync(fd);
+  };
+  return {
+    release,
+    releaseAndRemove() {
+      if (!locked) return;
+      try {
+        unlinkSync(path);
+      } catch {
+        // gone already
+      }
+      release();
+    },
+  };
+}
+
 /** Is the locked fd still the file at `path`? A holder may have removed it (releaseAndRemove) while we waited. */
 function stillLinked(fd: number, path: string): boolean {
   try {
@@ -117,25 +140,7 @@ export async function lockFileAsync(path: string, timeoutMs = 10_000): Promise<R
       closeSync(fd);
       continue;
     }
-    let held = true;
-    const release = () => {
-      if (!held) return;
-      held = false;
-      c.flock(fd, LOCK_UN);
-      closeSync(fd);
-    };
-    return {
-      release,
-      releaseAndRemove() {
-        if (!held) return;
-        try {
-          unlinkSync(path);
-        } catch {
-          // gone already
-        }
-        release();
-      },
-    };
+    return held(c, fd, path);
   }
 }
 
@@ -149,12 +154,7 @@ export async function lockFileAsync(path: string, timeoutMs = 10_000): Promise<R
  */
 export function lockFile(path: string, timeoutMs = 10_000): HeldLock {
   const c = loadLibc();
-  let fd: number;
-  try {
-    fd = openSync(path, constants.O_RDONLY | constants.O_CREAT | constants.O_NOFOLLOW, 0o600);
-  } catch (e) {
-    throw new CniError(Code.SystemFailure, `cannot open lock file ${path}`, (e as Error).message);
-  }
+  const fd = openLock(path);
   const deadline = Date.now() + timeoutMs;
   let pause = 1;
   for (;;) {
@@ -167,15 +167,7 @@ export function lockFile(path: string, timeoutMs = 10_000): HeldLock {
     sleepMs(pause + Math.random() * pause);
     pause = Math.min(pause * 2, 20);
   }
-  let held = true;
-  return {
-    release() {
-      if (!held) return;
-      held = false;
-      c.flock(fd, LOCK_UN);
-      closeSync(fd);
-    },
-  };
+  return held(c, fd, path);
 }
 
 export function withLock<T>(path: string, fn: () => T, timeoutMs?: number): T {
