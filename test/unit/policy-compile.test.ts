@@ -1249,3 +1249,71 @@ describe('compile: audit mode', () => {
     expect(show(r.mismatches), `${r.mismatches.length} of ${r.checked} differ`).toStrictEqual([]);
   });
 });
+
+// =====================================================================
+// Cluster mode: pods of other nodes are peers only
+// =====================================================================
+
+describe('remote peers (cluster mode): every node enforces its own pods, the cluster enforces the policies', () => {
+  // Two nodes, the world's pods alternately on each: each node compiles its
+  // own pods, with the other node's as remote peers.
+  const nodes: PodSpec[][] = [WORLD.filter((_, i) => i % 2 === 0), WORLD.filter((_, i) => i % 2 === 1)];
+  const nodeOf = (e: End) => (e.pod === undefined ? undefined : nodes.findIndex((n) => n.some((s) => podId(s) === e.pod)));
+  const compileNode = (policies: Policy[], n: number) => compile(policies, localPods(nodes[n]!), NO_AUDIT, undefined, localPods(nodes[1 - n]!));
+
+  for (const [name, policies] of Object.entries(SCENARIOS)) {
+    it(`${name}: a connection passes both nodes exactly when evaluate() over the whole cluster allows it`, () => {
+      const tables = [load(compileNode(policies, 0)), load(compileNode(policies, 1))];
+      const ends = endpoints(WORLD);
+      const mismatches: string[] = [];
+      let checked = 0;
+      for (const from of ends) {
+        for (const to of ends) {
+          if (famOf(from.ip) !== famOf(to.ip)) continue;
+          // The nodes a connection passes through: the source pod's, then the destination pod's.
+          const path = [...new Set([nodeOf(from), nodeOf(to)].filter((n) => n !== undefined))];
+          if (!path.length) continue;
+          for (const proto of PROTOS) {
+            for (const port of PORTS[proto]) {
+              const want = evaluate(policies, from, to, port, proto).allowed;
+              const got = path.every((n) => simulate(tables[n]!, 'forward', from.ip, to.ip, proto, port).verdict === 'accept');
+              checked++;
+              if (want !== got) mismatches.push(`${from.label} -> ${to.label} ${proto}/${port} via node ${path.join('+')}: evaluate ${want ? 'allows' : 'denies'}`);
+            }
+          }
+        }
+      }
+      expect(checked).toBeGreaterThan(1000);
+      expect(mismatches.slice(0, 15), `${mismatches.length} of ${checked} differ`).toStrictEqual([]);
+    });
+  }
+
+  it('a remote pod joins peer sets but gets no profile and no verdict-map entry', () => {
+    const c = compileNode(payments, 0);
+    const remoteIps = nodes[1]!.flatMap((s) => s.ips);
+    for (const m of ['in4', 'in6', 'eg4', 'eg6']) for (const [ip] of mapElems(c, m)) expect(remoteIps).not.toContain(ip);
+    for (const s of nodes[1]!) expect(c.pods[podId(s)]).toBeUndefined();
+    // payments-db (node 0, index 2) lets payment-service in; payment-service-2 (index 1) is on node 1.
+    const peers = Object.entries(c.desired.sets).filter(([n]) => n.startsWith('p_')).flatMap(([, s]) => s.elems);
+    expect(peers).toContain(JSON.stringify('10.0.1.4'));
+  });
+
+  it('a local pod alike a remote one still gets its profile (separate groups), also on the fast path', () => {
+    const remote = localPods([WORLD[0]!]).map((p) => ({ ...p, id: 'remote/a', ips: ['10.0.1.8'] }));
+    const c = compile(payments, [], NO_AUDIT, undefined, remote);
+    // The same identity as a local pod: the remote group's entry has no profile, so the index must not serve it.
+    expect(fastDelta(c, [], localPods([WORLD[0]!]))).toBeUndefined();
+    // payment-service and payments-db here, a payment-service replica on another node.
+    const local = localPods([WORLD[0]!, WORLD[2]!]);
+    const both = compile(payments, local, NO_AUDIT, undefined, remote);
+    expect(both.pods[podId(WORLD[0]!)]?.egress).toMatch(PROFILE);
+    // A second remote replica: it joins the database's peer set, and nothing else.
+    const more = fastDelta(both, [], [{ id: 'remote/b', ips: ['10.0.1.9'], identity: identityOf(WORLD[0]!), remote: true }])!;
+    expect(more).toHaveLength(1);
+    expect(more[0]).toMatchObject({ add: { element: { name: expect.stringMatching(/^p_/), elem: ['10.0.1.9'] } } });
+    const derived = deriveDesired([...local, ...remote.map((p) => ({ ...p, remote: true }))], both);
+    expect(derived).toStrictEqual(both.desired);
+    // A remote replica that goes away leaves the peer set.
+    expect(fastDelta(both, remote.map((p) => ({ ...p, remote: true })), [])).toStrictEqual([{ delete: { element: { family: 'inet', table: POLICY_TABLE, name: (more[0] as J).add.element.name, elem: ['10.0.1.8'] } } }]);
+  });
+});

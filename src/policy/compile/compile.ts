@@ -8,10 +8,11 @@ import type { AuditOptions, Compiled, CompiledNames, LocalPod } from './types.js
 
 /**
  * The whole desired state as one transaction (see fullTransaction()), with
- * what the delta paths need to change it later without a rewrite.
+ * what the delta paths need to change it later without a rewrite. `remote`:
+ * pods of other nodes (cluster mode), peers only (see LocalPod.remote).
  */
-export function compile(policies: Policy[], pods: LocalPod[], audit: AuditOptions, previous: CompiledNames = { chains: [], sets: [] }): Compiled {
-  const ctx = newContext(policies, pods, audit);
+export function compile(policies: Policy[], pods: LocalPod[], audit: AuditOptions, previous: CompiledNames = { chains: [], sets: [] }, remote: LocalPod[] = []): Compiled {
+  const ctx = newContext(policies, remote.length ? [...pods, ...remote.map((p) => ({ ...p, remote: true }))] : pods, audit);
   const placed = placeProfiles(ctx, buildProfiles(ctx));
   const commands = fullTransaction(ctx, placed, previous);
   const desired = desiredState(ctx, placed);

@@ -3,7 +3,7 @@
 // and what the kernel holds, worked out from the pods (deriveDesired).
 import type { NftCommand } from '../../sys/nft.js';
 import { jump } from './expr.js';
-import { classKey } from './groups.js';
+import { groupKey } from './groups.js';
 import { memoHash } from './names.js';
 import { setType, TABLE, VERDICT_MAPS, type VerdictMap } from './table.js';
 import { famOf, type ClassEntry, type Compiled, type CompiledIndex, type Desired, type LocalPod } from './types.js';
@@ -87,7 +87,7 @@ export function deriveDesired(pods: LocalPod[], k: CompiledIndex): Desired | und
   const vmaps: Desired['vmaps'] = Object.fromEntries(VERDICT_MAPS.map((m) => [m, {}]));
   for (const p of pods) {
     if (!p.identity) continue;
-    const e = k.classIndex[classKey(p.identity, k.labelKeys, hash)];
+    const e = k.classIndex[groupKey({ ...p, identity: p.identity }, k.labelKeys, hash)];
     if (!e) return undefined;
     for (const ip of p.ips) {
       for (const [name, elem] of classElems(e, ip)) {
@@ -122,7 +122,7 @@ export function fastDelta(k: Pick<CompiledIndex, 'classIndex' | 'names' | 'label
   const walk = (pods: LocalPod[], sign: 1 | -1): boolean => {
     for (const p of pods) {
       if (!p.identity) continue;
-      const e = k.classIndex[classKey(p.identity, k.labelKeys, hash)];
+      const e = k.classIndex[groupKey({ ...p, identity: p.identity }, k.labelKeys, hash)];
       if (!e || e.ipDependent) return false;
       for (const ip of p.ips) {
         for (const [name, elem] of classElems(e, ip)) {

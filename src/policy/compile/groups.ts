@@ -8,9 +8,11 @@ import { selects } from '../selector.js';
 import { byText, contentHash, contentKey, workloadOf, type Hasher } from './names.js';
 import { famOf, type Direction, type Fam, type LocalPod } from './types.js';
 
-/** Pods alike for every policy: one classKey. */
+/** Pods alike for every policy: one classKey (and all local, or all remote). */
 export interface PodGroup {
   key: string;
+  /** Pods of other nodes: peers only, no profile. */
+  remote: boolean;
   identity: Identity;
   pods: LocalPod[];
   ips: Record<Fam, string[]>;
@@ -52,14 +54,25 @@ export function classKey(i: Identity, labelKeys?: string[], hash: Hasher = conte
   return hash(contentKey(i.namespace, labels, sorted(i.namespaceLabels), i.ports, workloadOf(i)), 16);
 }
 
-/** The pods with an identity, grouped by classKey; in pod id order, so a compile does not depend on the order it is given. */
+/**
+ * A pod's group key: its classKey, marked for a remote pod. Local and remote
+ * pods alike stay in separate groups, so a local pod never takes the index
+ * entry of a remote group, which has no profile (it would be classified as
+ * no policy's pod: unprotected).
+ */
+export function groupKey(p: LocalPod & { identity: Identity }, labelKeys: string[], hash: Hasher = contentHash): string {
+  const k = classKey(p.identity, labelKeys, hash);
+  return p.remote ? `r${k}` : k;
+}
+
+/** The pods with an identity, grouped by groupKey; in pod id order, so a compile does not depend on the order it is given. */
 export function groupPods(pods: LocalPod[], labelKeys: string[], hash: Hasher): PodGroup[] {
   const byKey = new Map<string, PodGroup>();
   for (const p of [...pods].sort((x, y) => byText(x.id, y.id))) {
     if (!p.identity) continue;
-    const key = classKey(p.identity, labelKeys, hash);
+    const key = groupKey({ ...p, identity: p.identity }, labelKeys, hash);
     let g = byKey.get(key);
-    if (!g) byKey.set(key, (g = { key, identity: p.identity, pods: [], ips: { 4: [], 6: [] } }));
+    if (!g) byKey.set(key, (g = { key, remote: p.remote === true, identity: p.identity, pods: [], ips: { 4: [], 6: [] } }));
     g.pods.push(p);
     for (const ip of p.ips) g.ips[famOf(ip)].push(ip);
   }

@@ -32,7 +32,7 @@
 //   context.ts   the per-compile state and memo; names.ts, expr.ts, table.ts, types.ts: vocabulary
 export { compile } from './compile.js';
 export { classElems, delta, deriveDesired, fastDelta, mapEntries } from './diff.js';
-export { classKey } from './groups.js';
+export { classKey, groupKey } from './groups.js';
 export { allowCounter, logPrefix, policyKey, ruleDenyCounter, workloadOf } from './names.js';
 export { POLICY_LAYOUT, POLICY_TABLE } from './table.js';
 export type { AuditOptions, ClassEntry, Compiled, CompiledIndex, CompiledNames, Desired, LocalPod } from './types.js';

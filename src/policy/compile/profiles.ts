@@ -83,7 +83,8 @@ function policyRules(ctx: CompileContext, act: readonly Policy[], isolated: bool
 export function buildProfiles(ctx: CompileContext): Map<string, Profile> {
   const profiles = new Map<string, Profile>();
   const byInputs = new Map<string, string>();
-  for (const g of ctx.groups) {
+  // Remote pods are peers only: their own node enforces their policies.
+  for (const g of ctx.groups.filter((x) => !x.remote)) {
     const id = g.identity;
     for (const dir of ['ingress', 'egress'] as Direction[]) {
       const { act, isolated } = acting(ctx.policies, id, dir);

@@ -2,13 +2,19 @@
 import type { Identity } from '../model.js';
 import type { NftCommand } from '../../sys/nft.js';
 
-/** A pod of this node as the compiler sees it. */
+/** A pod as the compiler sees it: one of this node's, or (remote) a peer on another node. */
 export interface LocalPod {
-  /** "<network>/<containerID>/<ifname>". */
+  /** "<network>/<containerID>/<ifname>" for a pod of this node; unique among remote pods too. */
   id: string;
   /** Bare addresses. */
   ips: string[];
   identity?: Identity;
+  /**
+   * A pod of another node (cluster mode): its addresses join the peer sets
+   * that select it, but it has no profile here, and no verdict-map entry:
+   * its own node enforces its policies.
+   */
+  remote?: boolean;
 }
 
 export interface AuditOptions {
