@@ -10,8 +10,9 @@ import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseAllDocuments } from 'yaml';
 import { z } from 'zod';
-import type { Policy } from './model.js';
-import { check, describe, Doc, isMap, PolicyError, shown } from './parse/common.js';
+import type { Policy, Selector } from './model.js';
+import { validateNamespace, validatePodName } from './names.js';
+import { check, describe, Doc, isMap, labelSelector, PolicyError, shown } from './parse/common.js';
 import { networkPolicy } from './parse/network-policy.js';
 import { ciliumNetworkPolicy } from './parse/cilium.js';
 
@@ -86,6 +87,13 @@ export function parseManifestText(text: string, file: string): Policy[] {
   return unique(out);
 }
 
+/** The policies of one decoded object (one NetworkPolicy gives one; a CiliumNetworkPolicy with `specs`, several). */
+export function parsePolicyObject(obj: unknown, file: string): Policy[] {
+  const out: Policy[] = [];
+  parseObject(obj, new Doc(file, 0), out);
+  return out;
+}
+
 /** Every policy among already-decoded objects (a plugin config's `policy.manifests`, file "inline"). */
 export function parseManifestObjects(objs: unknown[], file: string): Policy[] {
   if (!Array.isArray(objs)) throw new PolicyError(`${file}: manifests must be a list of objects, not ${describe(objs)}`);
@@ -118,4 +126,69 @@ export function loadPolicyDir(dir: string): Policy[] {
   return unique(out);
 }
 
+// ---- one API object, fail closed ----
 
+// For the cluster agent, one API object at a time: a policy that cannot be
+// enforced exactly harms only what it names. It is refused, and a stand-in
+// takes its place that is never more open than what its author asked for:
+//   - its pods (its selector when that parses, else every pod of its
+//     namespace) are isolated in both directions, with nothing allowed by it
+//     (an allow rule we cannot enforce allows nothing; other policies' allows
+//     still apply, as they would beside it);
+//   - when the refused part is a deny rule (CiliumNetworkPolicy ingressDeny /
+//     egressDeny), everything in that direction is denied for its pods: a deny
+//     we cannot enforce must not let through what it named.
+// Other namespaces are untouched. A refused object whose namespace itself is
+// invalid cannot be placed and yields no stand-in (the API server never
+// serves one).
+export interface Refusal {
+  /** "Kind namespace/name". */
+  id: string;
+  reason: string;
+}
+
+const EVERY_POD: Selector = { matchLabels: {}, matchExpressions: [] };
+
+/** The pods a refused policy selects: its selector when that alone parses, else its whole namespace. */
+function subjectOf(obj: Record<string, unknown>, kind: string, doc: Doc): Selector {
+  const spec = isMap(obj.spec) ? obj.spec : undefined;
+  const raw = kind === 'NetworkPolicy' ? spec?.podSelector : spec?.endpointSelector;
+  if (!isMap(raw) || Array.isArray(obj.specs)) return EVERY_POD;
+  try {
+    const sel = labelSelector(raw, doc, ['spec', kind === 'NetworkPolicy' ? 'podSelector' : 'endpointSelector']);
+    return sel.namespaces ? EVERY_POD : sel.pods;
+  } catch {
+    return EVERY_POD;
+  }
+}
+
+/**
+ * The policies of one API object (NetworkPolicy or CiliumNetworkPolicy), or,
+ * when it cannot be enforced exactly, its fail-closed stand-in and why.
+ */
+export function parsePolicyFailClosed(obj: unknown, file: string): { policies: Policy[]; refused?: Refusal } {
+  try {
+    return { policies: parsePolicyObject(obj, file) };
+  } catch (e) {
+    if (!(e instanceof PolicyError)) throw e;
+    const o = isMap(obj) ? obj : {};
+    const meta = isMap(o.metadata) ? o.metadata : {};
+    const kind = o.kind === 'CiliumNetworkPolicy' ? 'CiliumNetworkPolicy' : 'NetworkPolicy';
+    const namespace = typeof meta.namespace === 'string' ? meta.namespace : '';
+    const name = typeof meta.name === 'string' && !validatePodName(meta.name) ? meta.name : 'invalid-name';
+    const refused: Refusal = { id: `${kind} ${namespace}/${name}`, reason: e.message };
+    if (!namespace || validateNamespace(namespace)) return { policies: [], refused };
+    const denyIn = e.path?.includes('ingressDeny') === true;
+    const denyOut = e.path?.includes('egressDeny') === true;
+    const standIn: Policy = {
+      kind, namespace, name,
+      subject: subjectOf(o, kind, new Doc(file, 0)),
+      isolates: { ingress: true, egress: true },
+      ingress: [], egress: [],
+      ingressDeny: denyIn ? [{}] : [],
+      egressDeny: denyOut ? [{}] : [],
+      source: { file, index: 0 },
+    };
+    return { policies: [standIn], refused };
+  }
+}

@@ -12,7 +12,12 @@ import {
 
 /** A manifest that cannot be turned into policy: code 7 (invalid configuration). */
 export class PolicyError extends CniError {
-  constructor(msg: string, details = '') {
+  constructor(
+    msg: string,
+    details = '',
+    /** Where in the object it failed, when known: what a fail-closed stand-in looks at (see parsePolicyFailClosed in parse.ts). */
+    readonly path?: Path,
+  ) {
     super(Code.InvalidConfig, msg, details);
     this.name = 'PolicyError';
   }
@@ -67,7 +72,7 @@ export class Doc {
 
   fail(path: Path, msg: string): never {
     const where = formatPath([...this.prefix, ...path]);
-    throw new PolicyError(`${this.head()}: ${where ? `${where}: ` : ''}${msg}`);
+    throw new PolicyError(`${this.head()}: ${where ? `${where}: ` : ''}${msg}`, '', [...this.prefix, ...path]);
   }
 }
 
