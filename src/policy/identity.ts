@@ -11,6 +11,20 @@ import { validateLabelKey, validateLabelValue, validateNamespace, validatePodNam
 export const WORKLOAD_CAPABILITY = 'io.nhi-cni/workload';
 /** Kubernetes sets this label on every namespace (since 1.21); policies select namespaces by it. */
 export const NAMESPACE_NAME_LABEL = 'kubernetes.io/metadata.name';
+/**
+ * Cilium's label for a pod's service account, which CiliumNetworkPolicy
+ * selectors (endpointSelector, from/toEndpoints) name to select workloads by
+ * their non-human identity. Derived from the service account only: a label
+ * under this prefix that a pod (or a runtime) sets itself is dropped, or a pod
+ * could claim another workload's service account by labelling itself.
+ */
+export const SERVICE_ACCOUNT_LABEL = 'io.cilium.k8s.policy.serviceaccount';
+const RESERVED_LABEL_PREFIX = 'io.cilium.k8s.policy.';
+
+/** The SPIFFE-style id of a workload's service account: spiffe://<trust domain>/ns/<namespace>/sa/<service account>. */
+export function spiffeId(i: Pick<Identity, 'namespace' | 'serviceAccount'>, trustDomain = 'cluster.local'): string | undefined {
+  return i.serviceAccount === undefined ? undefined : `spiffe://${trustDomain}/ns/${i.namespace}/sa/${i.serviceAccount}`;
+}
 
 const CAP_PATH = `runtimeConfig[${JSON.stringify(WORKLOAD_CAPABILITY)}]`;
 
@@ -111,12 +125,14 @@ export function buildIdentity(
   // any other value), so the identity implies it whatever the runtime said.
   namespaceLabels[NAMESPACE_NAME_LABEL] = namespace;
 
+  for (const k of Object.keys(labels)) if (k.startsWith(RESERVED_LABEL_PREFIX)) delete labels[k];
   const out: Identity = { namespace, name, labels, namespaceLabels, ports: [] };
   if (workload?.serviceAccount !== undefined) {
     // ServiceAccount names are DNS-1123 subdomains, the same rule as pod names.
     const why = validatePodName(workload.serviceAccount);
     if (why) throw invalid(`${CAP_PATH}.serviceAccount: ${why}`);
     out.serviceAccount = workload.serviceAccount;
+    labels[SERVICE_ACCOUNT_LABEL] = workload.serviceAccount;
   }
   const seen = new Map<string, number>();
   (workload?.ports ?? []).forEach((p, i) => {

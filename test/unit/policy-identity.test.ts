@@ -1,6 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { Code } from '../../src/cni/errors.js';
-import { identityFromConfig, identityKey, WORKLOAD_CAPABILITY } from '../../src/policy/identity.js';
+import { identityFromConfig, identityKey, spiffeId, WORKLOAD_CAPABILITY } from '../../src/policy/identity.js';
+import { evaluate } from '../../src/policy/evaluate.js';
+import { parseManifestText } from '../../src/policy/parse.js';
 import { caught } from '../helpers/caught.js';
 
 const cap = (w: Record<string, unknown>, extra: Record<string, unknown> = {}) => ({ name: 'net1', type: 'nhi-cni', runtimeConfig: { [WORKLOAD_CAPABILITY]: w }, ...extra });
@@ -41,7 +43,7 @@ describe('identityFromConfig', () => {
     expect(id).toStrictEqual({
       namespace: 'payments',
       name: 'api-7d9f',
-      labels: { app: 'api', 'app.kubernetes.io/part-of': 'checkout' },
+      labels: { app: 'api', 'app.kubernetes.io/part-of': 'checkout', 'io.cilium.k8s.policy.serviceaccount': 'payments-api' },
       namespaceLabels: { team: 'pay', 'kubernetes.io/metadata.name': 'payments' },
       serviceAccount: 'payments-api',
       ports: [
@@ -129,6 +131,41 @@ describe('identityFromConfig', () => {
     const e = caught(() => identityFromConfig(cfg));
     expect(e.code).toBe(Code.InvalidConfig);
     expect(`${e.message} ${e.details}`).toMatch(re);
+  });
+});
+
+describe('the service account as the workload identity', () => {
+  const reader = parseManifestText(`
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: db-readers, namespace: payments}
+spec:
+  endpointSelector: {matchLabels: {app: db}}
+  ingress: [{fromEndpoints: [{matchLabels: {"k8s:io.cilium.k8s.policy.serviceaccount": reader}}]}]
+`, 'sa.yaml');
+  const db = { ip: '10.0.0.1', identity: identityFromConfig(cap({ ...base, name: 'db-0', labels: { app: 'db' } }))! };
+  const as = (sa: string | undefined, labels: Record<string, string> = {}, ip = '10.0.0.2') =>
+    ({ ip, identity: identityFromConfig(cap({ ...base, name: 'client', labels, ...(sa ? { serviceAccount: sa } : {}) }))! });
+
+  it('a CiliumNetworkPolicy selects pods by service account', () => {
+    expect(evaluate(reader, as('reader'), db, 5432, 'TCP').allowed).toBe(true);
+    expect(evaluate(reader, as('writer'), db, 5432, 'TCP').allowed).toBe(false);
+    expect(evaluate(reader, as(undefined), db, 5432, 'TCP').allowed).toBe(false);
+  });
+
+  it('a pod cannot claim a service account by labelling itself', () => {
+    const forged = as('writer', { 'io.cilium.k8s.policy.serviceaccount': 'reader', 'io.cilium.k8s.policy.cluster': 'x' });
+    expect(forged.identity.labels).toStrictEqual({ 'io.cilium.k8s.policy.serviceaccount': 'writer' });
+    expect(evaluate(reader, forged, db, 5432, 'TCP').allowed).toBe(false);
+    const noSa = as(undefined, { 'io.cilium.k8s.policy.serviceaccount': 'reader' });
+    expect(noSa.identity.labels).toStrictEqual({});
+    expect(evaluate(reader, noSa, db, 5432, 'TCP').allowed).toBe(false);
+  });
+
+  it('names a workload by its SPIFFE-style id', () => {
+    expect(spiffeId(as('reader').identity)).toBe('spiffe://cluster.local/ns/payments/sa/reader');
+    expect(spiffeId(as('reader').identity, 'prod.example')).toBe('spiffe://prod.example/ns/payments/sa/reader');
+    expect(spiffeId(as(undefined).identity)).toBeUndefined();
   });
 });
 

@@ -193,7 +193,7 @@ describe('fetchIdentity', () => {
     expect(id).toStrictEqual({
       namespace: 'payments',
       name: 'api-7d9f',
-      labels: { app: 'api', 'app.kubernetes.io/part-of': 'checkout' },
+      labels: { app: 'api', 'app.kubernetes.io/part-of': 'checkout', 'io.cilium.k8s.policy.serviceaccount': 'payments-api' },
       namespaceLabels: { team: 'pay', 'kubernetes.io/metadata.name': 'payments' },
       serviceAccount: 'payments-api',
       ports: [
@@ -305,7 +305,7 @@ describe('identityFromKubernetes', () => {
 
   it('reads the pod named by CNI_ARGS', async () => {
     const id = await identityFromKubernetes({ policy: { kubeconfig: kubeconfig('kc.yaml', local(port)) } }, args);
-    expect(id?.labels).toStrictEqual({ app: 'api', 'app.kubernetes.io/part-of': 'checkout' });
+    expect(id?.labels).toStrictEqual({ app: 'api', 'app.kubernetes.io/part-of': 'checkout', 'io.cilium.k8s.policy.serviceaccount': 'payments-api' });
   });
 
   it('refuses a relative kubeconfig path and a non-string one', async () => {

@@ -5,6 +5,7 @@ import { z } from 'zod';
 import type { Peer, Policy, PortRule, Protocol, Rule } from '../model.js';
 import { check, cidrPeer, describe, Doc, isEmpty, isMap, type KeyMap, LabelSelector, labelSelector, type LabelSelectorIn, metadata, type Path, portName, portNumber } from './common.js';
 import { quote } from '../names.js';
+import { SERVICE_ACCOUNT_LABEL } from '../identity.js';
 
 const L7 = 'L7 rules are not enforced by nhi-cni; refusing rather than allowing the whole port';
 const NO_PROXY = 'needs an L7 proxy, which nhi-cni does not have; refusing rather than allowing the whole port';
@@ -80,8 +81,10 @@ export const ciliumKey = (doc: Doc): KeyMap => (raw, path) => {
   }
   if (key === 'io.kubernetes.pod.namespace') return { ns: true, key: 'kubernetes.io/metadata.name' };
   if (key.startsWith(NS_LABELS)) return { ns: true, key: key.slice(NS_LABELS.length) };
+  // The pod's service account: a label the identity derives from it (identity.ts).
+  if (key === SERVICE_ACCOUNT_LABEL) return { ns: false, key };
   if (key.startsWith('io.cilium.')) {
-    doc.fail(path, `Cilium label ${quote(key)} (service account, cluster, …) is not supported by nhi-cni`);
+    doc.fail(path, `Cilium label ${quote(key)} (cluster, …) is not supported by nhi-cni`);
   }
   return { ns: false, key };
 };
