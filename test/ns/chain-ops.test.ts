@@ -210,7 +210,7 @@ describe('masquerade, delegated IPAM, GC and STATUS', () => {
     expect(add.status, add.stdout).toBe(0);
     const ip = add.json.ips[0].address.split('/')[0];
     const who = spawnSync(BINARY, ['who', ip, '--state-dir', `${scratch.dir}/state`, '--json'], { encoding: 'utf8' });
-    expect(JSON.parse(who.stdout).identity).toEqual({ namespace: 'ml', name: 'trainer-0', labels: { app: 'trainer', tier: 'gpu' }, serviceAccount: 'trainer' });
+    expect(JSON.parse(who.stdout).identity).toEqual({ namespace: 'ml', name: 'trainer-0', labels: { app: 'trainer', tier: 'gpu', 'io.cilium.k8s.policy.serviceaccount': 'trainer' }, serviceAccount: 'trainer' });
     for (const value of ['x"}', 'a;b', 'line\nbreak', 'accept drop']) {
       const bad = direct({ node, verb: 'ADD', config: pluginConfig(l, 0, undefined, { 'io.nhi-cni/workload': { ...workload, labels: { app: value } } }), containerId: 'id2', netns: createNetns('nhip').path, env });
       expect(bad.json.code, value).toBe(7);
