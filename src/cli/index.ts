@@ -6,6 +6,7 @@ import { installCommand } from './install.js';
 import { ipamCommand } from './ipam.js';
 import { policyCommand } from './policy.js';
 import { whoCommand } from './who.js';
+import { observeCommand } from './observe.js';
 
 declare const NHI_CNI_VERSION: string;
 export const VERSION = typeof NHI_CNI_VERSION === 'string' ? NHI_CNI_VERSION : '0.0.0-dev';
@@ -26,6 +27,7 @@ export async function runCli(argv: string[]): Promise<number> {
   program.addCommand(whoCommand());
   program.addCommand(policyCommand());
   program.addCommand(installCommand());
+  program.addCommand(observeCommand());
   try {
     await program.parseAsync(argv);
     // A command may set a non-zero status without throwing (e.g. `who` finding nobody).

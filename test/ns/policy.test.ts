@@ -2,7 +2,7 @@
 // given workload identities through the io.nhi-cni/workload capability, TCP
 // and UDP between namespaces the test creates.
 import { copyFileSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { chainConflist, direct, directAsync, pluginConfig, testEnv } from '../helpers/chain.js';
 import { createNetns, createOutside, deleteAllNetns, ping, tryInNetns, type Netns } from '../helpers/netns.js';
@@ -142,6 +142,33 @@ describe('NetworkPolicy on real traffic (payments scenario)', () => {
     const counters = (JSON.parse(out).nftables as { counter?: { name: string; packets: number } }[]).flatMap((x) => (x.counter ? [x.counter] : []));
     expect(counters.filter((c) => c.name.startsWith('a_')).some((c) => c.packets > 0)).toBe(true);
     expect(counters.filter((c) => c.name.startsWith('d_')).some((c) => c.packets > 0)).toBe(true);
+  });
+
+  it('observe shows a denied connection as it happens, naming both workloads and the policy; allowed ones not', async () => {
+    const watcher = spawn('ip', ['netns', 'exec', node.name, BINARY, 'observe', '--state-dir', `${scratch.dir}/state`, '--count', '1', '--timeout', '30', '-o', 'json'],
+      { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    watcher.stdout!.on('data', (d) => (stdout += d));
+    watcher.stderr!.on('data', (d) => (stderr += d));
+    const exited = new Promise<number | null>((res) => watcher.on('exit', (code) => res(code)));
+    // The monitor subscribes shortly after it starts: allowed traffic first (never shown), then denied attempts until one is seen.
+    for (let i = 0; i < 20 && watcher.exitCode === null; i++) {
+      expect(reaches(pods.api!, ip.db!, 5432)).toBe(true);
+      expect(reaches(pods.rep!, ip.db!, 5432)).toBe(false);
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    expect(await exited, stderr).toBe(0);
+    const flows = stdout.trim().split('\n').map((l) => JSON.parse(l));
+    expect(flows).toHaveLength(1);
+    expect(flows[0]).toMatchObject({
+      verdict: 'denied', proto: 'tcp',
+      src: { ip: ip.rep, workload: 'payments/rep' },
+      dst: { ip: ip.db, port: 5432, workload: 'payments/db' },
+    });
+    // Whose policy denied it: the database's ingress profile (default-deny isolates it) or reporting's egress one.
+    expect(flows[0].policies).toContain('payments/default-deny');
+    expect(['ingress', 'egress']).toContain(flows[0].direction);
   });
 
   it('a manifest edit applies with the next ADD', () => {

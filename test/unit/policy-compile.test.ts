@@ -226,6 +226,8 @@ interface Packet {
 interface Trace {
   logs: string[];
   counters: string[];
+  /** `meta nftrace set 1` ran: the packet is shown by `nhi-cni observe`. */
+  traced?: boolean;
 }
 const NOMATCH = Symbol('nomatch');
 
@@ -321,6 +323,10 @@ function runRule(nft: Nft, rule: J[], p: Packet, t: Trace, depth: number): Outco
         break;
       case 'limit':
         break; // treated as a no-op: the limit never runs out here
+      case 'mangle':
+        if (JSON.stringify(e.mangle) !== JSON.stringify({ key: { meta: { key: 'nftrace' } }, value: 1 })) throw new Error(`unsupported mangle ${JSON.stringify(e)}`);
+        t.traced = true;
+        break;
       case 'vmap': {
         const k = value(e.vmap.key, p);
         if (k === NOMATCH) return 'next';
@@ -474,6 +480,11 @@ function equivalence(policies: Policy[], world: PodSpec[] = WORLD, audit: AuditO
         if (want.allowed !== (got.verdict === 'accept')) {
           mismatches.push({ hook, from: from.label, to: to.label, port, proto, evaluate: want.allowed, nft: got.verdict });
           continue;
+        }
+        // `nhi-cni observe` sees exactly the denied connections (and, audited, the would-be-denied ones).
+        const wouldDeny = audit === NO_AUDIT ? !want.allowed : !evaluate(policies, from, to, port, proto).allowed;
+        if (Boolean(got.traced) !== wouldDeny) {
+          counterIssues.push(`${hook} ${from.label} -> ${to.label} ${proto}/${port}: ${got.traced ? 'traced but allowed' : 'denied but not traced'}`);
         }
         if (audit !== NO_AUDIT || !want.allowed) continue;
         for (const d of [want.egress, want.ingress]) {
@@ -1240,13 +1251,18 @@ describe('compile: audit mode', () => {
     const r = simulate(nft, 'forward', '10.0.1.2', '10.0.1.1', 'TCP', 80); // db -> payment-service: denied both ways
     expect(r.verdict).toBe('accept');
     expect(r.logs).toStrictEqual(['nhi-audit eg wl=payments/payments-db pol=payments/default-deny: ', 'nhi-audit in wl=payments/payment-service pol=payments/default-deny+1: ']);
-    expect(simulate(nft, 'forward', '10.0.1.1', '10.0.1.2', 'TCP', 5432).logs).toStrictEqual([]);
+    expect(r.traced).toBe(true);
+    const ok = simulate(nft, 'forward', '10.0.1.1', '10.0.1.2', 'TCP', 5432);
+    expect(ok.logs).toStrictEqual([]);
+    expect(ok.traced).toBeUndefined();
   });
 
   it('audit of one namespace: its pods pass, every other namespace is enforced exactly', () => {
     const everything = SCENARIOS['everything at once']!;
     const r = equivalence(everything, WORLD, { all: false, namespaces: ['payments'], policies: [] }, everything.filter((p) => p.namespace !== 'payments'));
     expect(show(r.mismatches), `${r.mismatches.length} of ${r.checked} differ`).toStrictEqual([]);
+    // Traced (for `nhi-cni observe`) exactly when the policies would deny: enforced or audited.
+    expect(r.counterIssues.slice(0, 5)).toStrictEqual([]);
   });
 });
 

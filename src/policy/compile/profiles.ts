@@ -2,7 +2,7 @@
 // it, as one chain. Groups with the same rules share the chain.
 import { policyId, type Identity, type Policy } from '../model.js';
 import { memberOf, type CompileContext } from './context.js';
-import { addrField, LOG_RATE, match } from './expr.js';
+import { addrField, LOG_RATE, match, TRACE } from './expr.js';
 import { acting, namedIngressPorts, type PodGroup } from './groups.js';
 import { allowCounter, contentKey, logPrefix, policyKey, ruleDenyCounter, workloadOf } from './names.js';
 import { ruleAlternatives } from './rules.js';
@@ -53,9 +53,9 @@ function policyRules(ctx: CompileContext, act: readonly Policy[], isolated: bool
         // Count and log (rate-limited) in one rule, drop in the next: a
         // limit that is exhausted ends its rule, and must not end the drop.
         if (audited) {
-          rules.push([...alt, LOG_RATE, { log: { prefix: logPrefix('audit', dir, [pid]) } }]);
+          rules.push([...alt, TRACE, LOG_RATE, { log: { prefix: logPrefix('audit', dir, [pid]) } }]);
         } else {
-          rules.push([...alt, { counter }, LOG_RATE, { log: { prefix: logPrefix('deny', dir, [pid]) } }]);
+          rules.push([...alt, { counter }, TRACE, LOG_RATE, { log: { prefix: logPrefix('deny', dir, [pid]) } }]);
           rules.push([...alt, { drop: null }]);
         }
       }
@@ -125,10 +125,8 @@ export function placeProfiles(ctx: CompileContext, profiles: Map<string, Profile
     const field = pr.dir === 'ingress' ? 'daddr' : 'saddr';
     const counter = `d_${ctx.hash(key)}`;
     if (pr.isolated) {
-      if (!pr.audited) {
-        ctx.counters.add(counter);
-        rules.push([{ counter }]);
-      }
+      if (!pr.audited) ctx.counters.add(counter);
+      rules.push(pr.audited ? [TRACE] : [{ counter }, TRACE]);
       for (const g of pr.groups) {
         const prefix = logPrefix(pr.audited ? 'audit' : 'deny', pr.dir, pr.isolating, workloadOf(g.identity));
         for (const fam of [4, 6] as Fam[]) rules.push([match(addrField(fam, field), `@${workloadSet(ctx, g, fam)}`), LOG_RATE, { log: { prefix } }]);

@@ -7,7 +7,7 @@ export const POLICY_TABLE = 'nhi_policy';
  * compiled under another one is applied whole, never as a difference: an
  * upgraded plugin rewrites the table at its first change.
  */
-export const POLICY_LAYOUT = 3;
+export const POLICY_LAYOUT = 4;
 /** The table every object of the compiler lives in, as nft JSON spells it: spread into each command. */
 export const TABLE = { family: 'inet', table: POLICY_TABLE } as const;
 
