@@ -49,7 +49,8 @@ import { reconcile, type EngineContext, type ReconcileOptions, type ReconcileRes
 import { checkPod } from './check.js';
 import { loadPolicies, manifestFingerprint, NO_AUDIT, type PolicyConfig } from './config.js';
 import { explainConnection, type ExplainQuery, type Explanation } from './explain.js';
-import { realKernel, type PolicyKernel } from './kernel.js';
+import type { NftRunner } from '../../sys/nft.js';
+import { policyKernel } from './kernel.js';
 import { compilerPods } from './pods.js';
 import { policyStats, type PolicyStats } from './stats.js';
 import { PolicyStore, type StoredState } from './store.js';
@@ -57,7 +58,7 @@ import { syncAll, type SyncReport } from './sync.js';
 
 export { loadPolicies, loadPolicyConfig, manifestFingerprint, NO_AUDIT, PolicyConfigInput, type PolicyConfig } from './config.js';
 export { keepValid, placePod, podKey, type PodRecord, type Pods, type RemotePeer } from './pods.js';
-export { realKernel, type NftOutcome, type PolicyKernel } from './kernel.js';
+export { enableBridgeNetfilter } from './kernel.js';
 export { STATE_FILE, type CompilePolicies, type CompileRecord, type StateFile, type StoredState } from './store.js';
 export type { ReconcileOptions, ReconcilePath, ReconcileResult } from './apply.js';
 export { ExplainInputError, type ExplainQuery, type Explanation } from './explain.js';
@@ -66,22 +67,24 @@ export type { SyncReport } from './sync.js';
 
 export interface EngineOptions {
   config: PolicyConfig;
-  /** The kernel to apply to; the real one (nft) by default. */
-  kernel?: PolicyKernel;
+  /** nft: the host's (hostNft) by default; FakeNft in unit tests. */
+  nft?: NftRunner;
+  /** Makes the node ready before every change: enableBridgeNetfilter (writes /proc/sys) by default. */
+  prepareNode?: () => void;
 }
 
 export class PolicyEngine {
   readonly config: PolicyConfig;
   private readonly ctx: EngineContext;
 
-  constructor({ config, kernel = realKernel }: EngineOptions) {
+  constructor({ config, nft, prepareNode }: EngineOptions) {
     this.config = config;
-    this.ctx = { config, store: new PolicyStore(config.stateDir), kernel };
+    this.ctx = { config, store: new PolicyStore(config.stateDir), kernel: policyKernel(nft, prepareNode) };
   }
 
   /** An engine on a state directory without a policy section (reading: stats, CHECK; no manifests, no audit). */
-  static forStateDir(stateDir: string, kernel?: PolicyKernel): PolicyEngine {
-    return new PolicyEngine({ config: { stateDir, audit: NO_AUDIT }, ...(kernel ? { kernel } : {}) });
+  static forStateDir(stateDir: string, nft?: NftRunner): PolicyEngine {
+    return new PolicyEngine({ config: { stateDir, audit: NO_AUDIT }, ...(nft ? { nft } : {}) });
   }
 
   get stateDir(): string {
