@@ -261,11 +261,14 @@ describe('reconcile: the paths', () => {
     expect(content(nft)).toEqual(await reference());
   });
 
-  it('a table changed behind the engine (generation not held) is re-applied whole after the partial change is refused', async () => {
+  it('a table emptied behind the engine (its generation not held) is re-applied whole after the partial change is refused', async () => {
     await add(engine, pod('api1', '10.1.0.2', 'api'), POLICIES);
     await add(engine, pod('web1', '10.1.0.3', 'web'));
-    // A firewall reload: the table flushed and gone.
-    await nft.run(new NftTransaction().push({ delete: { table: { family: 'inet', name: POLICY_TABLE } } }));
+    // Behind the engine's back, every set and map emptied (as a restore of an older ruleset could leave
+    // it): the table and its sets are there, so only the generation tells that the kernel is not what the files say.
+    const T = { family: 'inet', table: POLICY_TABLE };
+    await nft.run(new NftTransaction().push(...[...nft.table('inet', POLICY_TABLE)!.sets.values()].filter((st) => st.name !== 'owner').map((st) => ({ flush: { [st.kind]: { ...T, name: st.name } } }))));
+    expect(vmapOf(nft, '10.1.0.2')).toEqual({});
     const r = await add(engine, pod('web2', '10.1.0.4', 'web'));
     expect(r.path).toBe('full');
     const [fast, full] = nft.history.slice(-2);
