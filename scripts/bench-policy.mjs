@@ -15,7 +15,7 @@
 //      1,000 synthetic pods' elements loaded                target: within 5 %
 //
 // Existing pods are synthetic: entries written into the node's policy state
-// file (<stateDir>/policy-state.json, format in src/chain/policy.ts; with no
+// file (<stateDir>/policy-state.json, format in src/policy/engine/store.ts; with no
 // compile named, so the next ADD compiles and applies everything) with
 // addresses in the pod subnet but outside the IPAM range the real ADDs use,
 // identities over 20 apps x 10 namespaces. One real ADD (+ DEL) then compiles

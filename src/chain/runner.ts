@@ -19,7 +19,7 @@ import { prevResultOf, type CniRequest } from '../cni/request.js';
 import type { Identity, Policy } from '../policy/model.js';
 import { crashPoint } from '../sys/testhooks.js';
 import type { RemovableLock } from '../sys/lock.js';
-import { applyPolicy, checkPolicy, keepValid, placePod, podKey, removePolicyPod, type PolicyConfig } from './policy.js';
+import { keepValid, placePod, podKey, type PolicyEngine } from '../policy/engine/index.js';
 import { validAttachments } from '../cni/attachments.js';
 import { log } from '../log.js';
 import { bridgeAdd, bridgeInterface, gatewayOf, settledBridge } from './bridge.js';
@@ -40,8 +40,8 @@ export interface Chain {
   pod?: string;
   /** The workload identity (capability io.nhi-cni/workload, args.cni.labels), on ADD. */
   identity?: Identity;
-  /** The `policy` section: enforcement is on when present. */
-  policy?: PolicyConfig;
+  /** The policy engine of the `policy` section: enforcement is on when present. */
+  policy?: PolicyEngine;
   /** The manifests as read for this ADD (undefined: the ones last applied). */
   policies?: Policy[];
 }
@@ -232,7 +232,7 @@ export async function chainAdd(c: Chain): Promise<Result> {
     const touched = nftDone !== undefined && (nftApplied || !(nftError instanceof CniError && nftError.code === Code.TryAgainLater));
     if (touched) {
       const unguard = [...guardDel(guard(guarded)), ...(guarded !== hostVeth ? guardDel(guard(hostVeth)) : [])];
-      await unguardWith(c, unguard, (pc) => applyPolicy(pc, (pods) => delete pods[podKey(req.config.name, containerId, ifname)], undefined, unguard)).catch(() => undefined);
+      await unguardWith(c, unguard, (engine) => engine.reconcile({ change: (pods) => delete pods[podKey(req.config.name, containerId, ifname)], extra: unguard })).catch(() => undefined);
     }
     await c.ipam.del().catch(() => undefined);
     store.remove(containerId, ifname);
@@ -278,14 +278,14 @@ async function applyNftWork(c: Chain, plan: Plan, ips: IpConfig[]): Promise<void
     ips: ips.map((i) => i.address.split('/')[0]!),
     ...(c.identity ? { identity: c.identity } : {}),
   };
-  await applyPolicy(c.policy, (pods) => placePod(pods, key, pod), c.policies, plan.nft.commands);
+  await c.policy.reconcile({ change: (pods) => placePod(pods, key, pod), policies: c.policies, extra: plan.nft.commands });
 }
 
 /**
  * Takes port guards away: inside the policy change `withPolicy` makes (given
  * the same commands, so one transaction does both), or alone without a policy.
  */
-async function unguardWith(c: Chain, unguard: NftCommand[], withPolicy: (pc: PolicyConfig) => Promise<unknown>): Promise<void> {
+async function unguardWith(c: Chain, unguard: NftCommand[], withPolicy: (engine: PolicyEngine) => Promise<unknown>): Promise<void> {
   if (c.policy) await withPolicy(c.policy);
   else if (unguard.length) await applyGuard(unguard);
 }
@@ -337,7 +337,7 @@ async function teardown(c: Chain, a: { hostVeth?: string | undefined; netns: str
   await removeLinks(a.hostVeth, a.netns, ifname);
   // The port guard goes in the same transaction as the policy change.
   const unguard = a.port ? guardDel(a.port) : [];
-  await unguardWith(c, unguard, (pc) => removePolicyPod(pc, podKey(req.config.name, containerId, ifname), a.ips.map((i) => i.split('/')[0]!), unguard));
+  await unguardWith(c, unguard, (engine) => engine.remove({ key: podKey(req.config.name, containerId, ifname), ips: a.ips.map((i) => i.split('/')[0]!), extra: unguard }));
   await c.ipam.del();
   new AttachmentStore(c.cfg.stateDir, req.config.name).remove(containerId, ifname);
 }
@@ -388,7 +388,7 @@ export async function chainCheck(c: Chain): Promise<void> {
   await c.ipam.check(prev);
   const mac = prev.interfaces?.find((i) => i.sandbox)?.mac;
   if (mac) await checkGuard({ hostVeth, mac, ips: (prev.ips ?? []).map((i) => i.address.split('/')[0]!), level: cfg.guard });
-  if (c.policy) await checkPolicy(c.policy, podKey(req.config.name, req.env.containerId, ifname));
+  if (c.policy) await c.policy.check(podKey(req.config.name, req.env.containerId, ifname));
   if (cfg.ipMasq) {
     for (const s of subnetsOf(prev.ips ?? [])) {
       if (!(await masqInstalled(req.config.name, s))) throw fail(`masquerade for ${s} is not installed (table inet nhi_cni)`);
@@ -452,7 +452,7 @@ export async function chainGc(c: Chain): Promise<void> {
       });
       const unguard = gone.flatMap(({ rec }) => guardDel(portOf(rec.hostVeth, rec, undefined)));
       try {
-        await unguardWith(c, unguard, (pc) => applyPolicy(pc, (pods) => keepValid(pods, req.config.name, valid), undefined, unguard));
+        await unguardWith(c, unguard, (engine) => engine.reconcile({ change: (pods) => keepValid(pods, req.config.name, valid), extra: unguard }));
         for (const { rec, lock } of gone) {
           store.remove(rec.containerId, rec.ifname);
           lock.releaseAndRemove();

@@ -4,19 +4,15 @@ import { Command, CommanderError } from 'commander';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { DEFAULT_STATE_DIR } from '../chain/config.js';
-import { applyPolicy, loadPolicies, loadPolicyConfig, localPods, podKey, readPolicyState, type PolicyConfig, type PolicyPod } from '../chain/policy.js';
 import { guardDrops } from '../chain/spoofcheck.js';
 import { AttachmentStore } from '../chain/state.js';
 import { CniError } from '../cni/errors.js';
 import { absolutePathProblem } from '../cni/paths.js';
-import { formatIp, parseIp } from '../net/ip.js';
-import { allowCounter, compile, policyKey, POLICY_TABLE, ruleDenyCounter } from '../policy/compile/index.js';
-import { evaluate, explain, type Endpoint } from '../policy/evaluate.js';
+import { POLICY_TABLE, type Compiled } from '../policy/compile/index.js';
+import { ExplainInputError, loadPolicyConfig, podKey, PolicyEngine, STATE_FILE, type PolicyConfig, type StoredState } from '../policy/engine/index.js';
 import { policyId, type Policy, type Protocol } from '../policy/model.js';
 import { loadPolicyDir, parseManifestText, PolicyError } from '../policy/parse.js';
-import { listTable, NftTransaction, type NftCommand } from '../sys/nft.js';
-
-type State = ReturnType<typeof readPolicyState>;
+import { NftTransaction } from '../sys/nft.js';
 
 /** Bad input to `policy explain` (exit 2, not "denied"). */
 class UsageError extends Error {}
@@ -36,7 +32,7 @@ function guarded<A extends unknown[]>(fn: (...a: A) => void | Promise<void>, cod
       await fn(...a);
     } catch (e) {
       report(e);
-      process.exitCode = e instanceof UsageError ? 2 : code;
+      process.exitCode = e instanceof UsageError || e instanceof ExplainInputError ? 2 : code;
     }
   };
 }
@@ -139,7 +135,7 @@ unknown fields, …) is an error naming the file, document, policy and field.`)
 
 // ---- policy compile ----
 
-function compileSummary(commands: NftCommand[], state: State, profiles: ReturnType<typeof compile>['profiles'], podProfiles: ReturnType<typeof compile>['pods']): string {
+function compileSummary({ commands, profiles, pods: podProfiles }: Compiled, state: StoredState): string {
   const lines: string[] = [];
   const ruleCount = new Map<string, number>();
   const elemCount = new Map<string, number>();
@@ -187,21 +183,16 @@ function compileCommand(): Command {
 The pods are those of the node's policy state (policy-state.json), the policies
 those of the manifests now: the same transaction \`policy sync\` would apply.`)
     .action(guarded((opts: { config: string; stateDir?: string; text?: boolean }) => {
-      const pc = policyConfigFromConflist(opts.config, opts.stateDir);
-      const policies = loadPolicies(pc);
-      const state = readPolicyState(pc.stateDir);
-      const c = compile(policies, localPods(state.pods), pc.audit, state.names);
+      const { compiled, state } = new PolicyEngine({ config: policyConfigFromConflist(opts.config, opts.stateDir) }).preview();
       if (opts.text) {
-        out(compileSummary(c.commands, state, c.profiles, c.pods));
+        out(compileSummary(compiled, state));
         return;
       }
-      out(`${JSON.stringify(JSON.parse(new NftTransaction().push(...c.commands).json()), null, 2)}\n`);
+      out(`${JSON.stringify(JSON.parse(new NftTransaction().push(...compiled.commands).json()), null, 2)}\n`);
     }));
 }
 
 // ---- policy sync ----
-
-const strip = (p: Policy) => JSON.stringify({ ...p, source: undefined });
 
 function syncCommand(): Command {
   return new Command('sync')
@@ -213,68 +204,16 @@ Run it in the node's network namespace (where the plugin runs): it writes the
 table inet ${POLICY_TABLE} of the namespace it runs in. A bad manifest changes
 nothing. Without sync, a manifest edit takes effect with the next pod added.`)
     .action(guarded(async (opts: { config: string; stateDir?: string }) => {
-      const pc = policyConfigFromConflist(opts.config, opts.stateDir);
-      const policies = loadPolicies(pc);
-      const before = readPolicyState(pc.stateDir);
-      // Read now: the apply replaces the files they come from.
-      const [oldPolicies, oldProfileChains] = [before.policies, Object.keys(before.profiles)];
-      // full = true: always compiled, never the fast path, so a Compiled comes back.
-      const c = (await applyPolicy(pc, () => {}, policies, [], true))!;
-      const after = readPolicyState(pc.stateDir);
-      const old = new Map(oldPolicies.map((p) => [`${p.kind} ${policyId(p)}`, p]));
-      const now = new Map(after.policies.map((p) => [`${p.kind} ${policyId(p)}`, p]));
-      const added = [...now.keys()].filter((k) => !old.has(k));
-      const removed = [...old.keys()].filter((k) => !now.has(k));
-      const changed = [...now.keys()].filter((k) => old.has(k) && strip(old.get(k)!) !== strip(now.get(k)!));
-      const pods = Object.values(after.pods);
-      const oldProfiles = new Set(oldProfileChains);
-      const newProfiles = Object.keys(c.profiles);
+      const r = await new PolicyEngine({ config: policyConfigFromConflist(opts.config, opts.stateDir) }).sync();
       const listed = (word: string, l: string[]) => (l.length ? `; ${word}: ${l.join(', ')}` : '');
-      out(`policies: ${now.size} (was ${old.size}${listed('added', added)}${listed('removed', removed)}${listed('changed', changed)})\n`);
-      out(`pods: ${pods.length} (${pods.filter((p) => p.identity).length} with a workload identity, ${Object.keys(c.pods).length} under a profile)\n`);
-      out(`profiles: ${newProfiles.length} (was ${oldProfiles.size}; ${newProfiles.filter((p) => !oldProfiles.has(p)).length} new, ${[...oldProfiles].filter((p) => !(p in c.profiles)).length} removed)\n`);
+      const { policies: p, pods, profiles } = r;
+      out(`policies: ${p.now} (was ${p.was}${listed('added', p.added)}${listed('removed', p.removed)}${listed('changed', p.changed)})\n`);
+      out(`pods: ${pods.total} (${pods.withIdentity} with a workload identity, ${pods.underProfile} under a profile)\n`);
+      out(`profiles: ${profiles.now} (was ${profiles.was}; ${profiles.added} new, ${profiles.removed} removed)\n`);
     }));
 }
 
 // ---- policy explain ----
-
-interface Resolved {
-  label: string;
-  /** A fixed address (the argument was one), or the pod's addresses. */
-  ips: string[];
-  fixed: boolean;
-  identity?: PolicyPod['identity'];
-}
-
-function resolveEndpoint(arg: string, state: State, which: string, stateDir: string): Resolved {
-  const ip = parseIp(arg);
-  if (ip) {
-    const text = formatIp(ip);
-    const holder = Object.values(state.pods).find((p) => p.ips.some((a) => {
-      const x = parseIp(a);
-      return x !== undefined && formatIp(x) === text;
-    }));
-    if (holder?.identity) {
-      return { label: `${holder.identity.namespace}/${holder.identity.name} (${text})`, ips: [text], fixed: true, identity: holder.identity };
-    }
-    const what = holder ? `pod ${holder.containerId} without a workload identity` : 'not a pod of this node';
-    return { label: `${text} (${what})`, ips: [text], fixed: true };
-  }
-  const m = /^([^/\s]+)\/([^/\s]+)$/.exec(arg);
-  if (!m) throw new UsageError(`--${which} ${JSON.stringify(arg)}: expected <namespace>/<pod> or an IP address`);
-  const found = Object.keys(state.pods).sort().map((k) => state.pods[k]!)
-    .filter((p) => p.identity?.namespace === m[1] && p.identity?.name === m[2]);
-  if (found.length === 0) {
-    throw new UsageError(`--${which} ${arg}: no such pod in the policy state (${stateDir}/policy-state.json)`);
-  }
-  const ips = [...new Set(found.flatMap((p) => p.ips.flatMap((a) => {
-    const x = parseIp(a);
-    return x ? [formatIp(x)] : [];
-  })))];
-  return { label: arg, ips, fixed: false, identity: found[0]!.identity! };
-}
-
-const famOf = (a: string) => parseIp(a)!.family;
 
 function explainCommand(): Command {
   const cmd = new Command('explain')
@@ -293,42 +232,20 @@ Exit status: 0 allowed, 1 denied, 2 bad input (unknown pod, bad manifest, …).`
       const port = pm ? Number(pm[1]) : 0;
       if (!pm || port < 1 || port > 65535) throw new UsageError(`--port ${JSON.stringify(opts.port)}: expected <1-65535>/<tcp|udp|sctp>`);
       const protocol = (pm[2] ?? 'tcp').toUpperCase() as Protocol;
-      let pc: PolicyConfig;
+      let engine: PolicyEngine;
       let policies: Policy[];
-      let state: State;
       try {
-        pc = policyConfigFromConflist(opts.config, opts.stateDir);
-        policies = loadPolicies(pc);
-        state = readPolicyState(pc.stateDir);
+        engine = new PolicyEngine({ config: policyConfigFromConflist(opts.config, opts.stateDir) });
+        policies = engine.loadPolicies();
+        engine.state();
       } catch (e) {
         throw new UsageError(e instanceof CniError && e.details ? `${e.message}: ${e.details}` : (e as Error).message);
       }
-      const from = resolveEndpoint(opts.from, state, 'from', pc.stateDir);
-      const to = resolveEndpoint(opts.to, state, 'to', pc.stateDir);
-      // One address family for both ends: a fixed address decides it, else IPv4 when both have one.
-      const fams = [4, 6].filter((f) => [from, to].every((e) => e.ips.some((a) => famOf(a) === f)));
-      const fam = from.fixed ? famOf(from.ips[0]!) : to.fixed ? famOf(to.ips[0]!) : fams[0];
-      const pick = (e: Resolved, name: string) => {
-        const a = e.ips.find((x) => famOf(x) === fam);
-        if (!a) throw new UsageError(`${name} ${e.label} has no IPv${fam ?? '4 or IPv6'} address in the policy state`);
-        return a;
-      };
-      const fromEp: Endpoint = { ip: pick(from, '--from'), ...(from.identity ? { identity: from.identity } : {}) };
-      const toEp: Endpoint = { ip: pick(to, '--to'), ...(to.identity ? { identity: to.identity } : {}) };
-      const d = evaluate(policies, fromEp, toEp, port, protocol);
-      const show = (e: Resolved, ep: Endpoint) => (e.fixed ? e.label : `${e.label} (${ep.ip})`);
-      out(`${show(from, fromEp)} -> ${show(to, toEp)} port ${port}/${protocol.toLowerCase()}\n`);
-      out(`${explain(d)}\n`);
-      const deciding = new Set<string>();
-      for (const dd of [d.egress, d.ingress]) {
-        if (dd.denied !== undefined) deciding.add(dd.denied);
-        else if (dd.isolated && dd.allowed) dd.by.forEach((x) => deciding.add(x));
-        else if (dd.isolated) dd.selecting.forEach((x) => deciding.add(x));
-      }
-      for (const p of policies.filter((x) => deciding.has(policyId(x)))) {
-        out(`  ${p.kind} ${policyId(p)}: ${p.source.file} document ${p.source.index}\n`);
-      }
-      process.exitCode = d.allowed ? 0 : 1;
+      const x = engine.explain({ from: opts.from, to: opts.to, port, protocol, policies });
+      out(`${x.from.shown} -> ${x.to.shown} port ${port}/${protocol.toLowerCase()}\n`);
+      out(`${x.text}\n`);
+      for (const p of x.deciding) out(`  ${p.kind} ${policyId(p)}: ${p.source.file} document ${p.source.index}\n`);
+      process.exitCode = x.decision.allowed ? 0 : 1;
     }, 2));
   // Usage errors (a missing option, …) are bad input too: exit 2.
   cmd.exitOverride((err) => {
@@ -361,31 +278,19 @@ another's address, a router advertisement. Shown when any was dropped; --json
 prints one {"guard":true,"pod","port","dropped"} line per pod.`)
     .action(guarded(async (opts: { stateDir: string; json?: boolean }) => {
       const stateDir = resolve(opts.stateDir);
-      const state = readPolicyState(stateDir);
-      const [table, drops] = await Promise.all([listTable('inet', POLICY_TABLE), guardDrops()]);
-      if (typeof table === 'string' && drops.length === 0) {
-        throw new Error(`cannot list table inet ${POLICY_TABLE} (no policy applied in this network namespace?): ${table}`);
+      const engine = PolicyEngine.forStateDir(stateDir);
+      const [stats, drops] = await Promise.all([engine.stats(), guardDrops()]);
+      if (stats.unavailable !== undefined && drops.length === 0) {
+        throw new Error(`cannot list table inet ${POLICY_TABLE} (no policy applied in this network namespace?): ${stats.unavailable}`);
       }
-      const counters = new Map<string, number>();
-      for (const o of typeof table === 'string' ? [] : table) if (o.counter?.name) counters.set(o.counter.name, o.counter.packets ?? 0);
-      const packets = (name: string) => counters.get(name) ?? 0;
-      const rows = state.policies.map((p) => {
-        const key = policyKey(p);
-        // Its own deny rules (ruleDenyCounter), plus the default deny of every
-        // profile in which it isolates that direction.
-        let denied = packets(ruleDenyCounter(p));
-        for (const prof of Object.values(state.profiles)) {
-          if (prof.denyCounter && prof.policies.includes(key) && p.isolates[prof.direction]) denied += packets(prof.denyCounter);
-        }
-        return { policy: policyId(p), kind: p.kind, allowed: packets(allowCounter(key)), denied };
-      }).sort((a, b) => a.policy.localeCompare(b.policy));
-      const guards = guardRows(stateDir, state, drops);
+      const { rows } = stats;
+      const guards = guardRows(stateDir, engine.state(), drops);
       if (opts.json) {
         for (const row of rows) out(`${JSON.stringify(row)}\n`);
         for (const row of guards) out(`${JSON.stringify(row)}\n`);
         return;
       }
-      if (rows.length === 0) out(`no policies in ${stateDir}/policy-state.json\n`);
+      if (rows.length === 0) out(`no policies in ${stateDir}/${STATE_FILE}\n`);
       else {
         const w = Math.max('POLICY'.length, ...rows.map((x) => x.policy.length));
         const wa = Math.max('ALLOWED'.length, ...rows.map((x) => String(x.allowed).length));
@@ -405,7 +310,7 @@ prints one {"guard":true,"pod","port","dropped"} line per pod.`)
  * Each guarded port's drops, named by its pod: the attachment record that
  * holds the port, and the identity the policy state has for it.
  */
-function guardRows(stateDir: string, state: State, drops: { port: string; dropped: number }[]): { guard: true; pod: string; port: string; dropped: number }[] {
+function guardRows(stateDir: string, state: StoredState, drops: { port: string; dropped: number }[]): { guard: true; pod: string; port: string; dropped: number }[] {
   const byPort = new Map<string, string>();
   let networks: string[] = [];
   try {

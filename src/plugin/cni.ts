@@ -7,7 +7,7 @@ import { CniConfigInput, loadCniConfig, runDir, type CniConfig } from '../chain/
 import { builtinIpam, delegatedIpam } from '../chain/ipam/module.js';
 import { chainAdd, chainCheck, chainDel, chainGc, chainStatus, isBuiltinIpam, type Chain } from '../chain/runner.js';
 import { workloadIdentity } from '../policy/identity-source.js';
-import { loadPoliciesCached, loadPolicyConfig } from '../chain/policy.js';
+import { loadPolicyConfig, PolicyEngine } from '../policy/engine/index.js';
 import { checkLedger } from '../chain/ledger.js';
 import { AttachmentStore } from '../chain/state.js';
 import { safeRoot } from '../sys/safe-path.js';
@@ -38,7 +38,7 @@ async function chain(req: CniRequest, loaded?: CniConfig): Promise<Chain> {
       throw new CniError(Code.InvalidConfig, '"spoofcheck": false cannot be combined with a "policy" section',
         'the policy identifies pods by their source addresses, which only the spoof check makes trustworthy; remove "spoofcheck": false');
     }
-    c.policy = policy;
+    c.policy = new PolicyEngine({ config: policy });
   }
   // The workload identity and the manifests are read (and validated, before
   // anything is touched) on ADD only: a DEL must never fail on a label.
@@ -46,8 +46,8 @@ async function chain(req: CniRequest, loaded?: CniConfig): Promise<Chain> {
     const identity = await workloadIdentity(req.config, args);
     if (identity) c.identity = identity;
     trace('identity read');
-    if (policy) {
-      c.policies = loadPoliciesCached(policy);
+    if (c.policy) {
+      c.policies = c.policy.changedPolicies();
       trace('policies loaded');
     }
     // Our directories are checked before IPAM or the kernel is touched: a

@@ -5,7 +5,7 @@ import { parseCniArgs } from '../cni/args.js';
 import { CniError, Code } from '../cni/errors.js';
 import { checkedPath } from '../cni/paths.js';
 import { parsePrevResult, type Result } from '../cni/result.js';
-import { applyPolicy, checkPolicy, keepValid, loadPoliciesCached, loadPolicyConfig, placePod, podKey, readPolicyState, removePolicyPod, type PolicyConfig } from '../chain/policy.js';
+import { keepValid, loadPolicyConfig, placePod, podKey, PolicyEngine } from '../policy/engine/index.js';
 import { checkGuard, guardAdd, guardDel, type GuardedPort } from '../chain/spoofcheck.js';
 import { isBridge, linkExists, linkMaster } from '../sys/sysfs.js';
 import { onPath } from '../sys/exec.js';
@@ -15,10 +15,10 @@ import { workloadIdentity } from '../policy/identity-source.js';
 import { prevResultOf, type CniRequest } from '../cni/request.js';
 import type { PluginType } from './request.js';
 
-function policyConfig(req: CniRequest): PolicyConfig {
+function policyEngine(req: CniRequest): PolicyEngine {
   const stateDir = checkedPath(typeof req.config.stateDir === 'string' ? req.config.stateDir : DEFAULT_STATE_DIR, 'stateDir');
-  const pc = loadPolicyConfig(req.config.policy ?? {}, stateDir);
-  return pc!;
+  // nhi-policy without a policy section enforces an empty set of policies (never undefined for `{}`).
+  return new PolicyEngine({ config: loadPolicyConfig(req.config.policy ?? {}, stateDir)! });
 }
 
 function prev(req: CniRequest): Result {
@@ -49,8 +49,9 @@ function portOf(result: Result, ifname: string): GuardedPort {
 }
 
 /** The guard a DEL or GC removes: as the state recorded it, else as prevResult says. */
-function recordedPort(pc: PolicyConfig, k: string, result: Result | undefined, ifname: string): GuardedPort | undefined {
-  const p = readPolicyState(pc.stateDir).pods[k]?.port;
+function recordedPort(engine: PolicyEngine, k: string, result: Result | undefined, ifname: string): GuardedPort | undefined {
+  // The record is what this plugin stored at ADD (portOf's result).
+  const p = engine.state().pods[k]?.port as GuardedPort | undefined;
   if (p) return p;
   try {
     return result ? portOf(result, ifname) : undefined;
@@ -62,41 +63,40 @@ function recordedPort(pc: PolicyConfig, k: string, result: Result | undefined, i
 export const policyPlugin: PluginType = {
   keys: ['stateDir', 'policy'],
   async add(req) {
-    const pc = policyConfig(req);
+    const engine = policyEngine(req);
     const args = parseCniArgs(req.env.args, []);
     const identity = await workloadIdentity(req.config, args);
-    const policies = loadPoliciesCached(pc);
+    const policies = engine.changedPolicies();
     const result = prev(req);
     const port = portOf(result, req.env.ifname);
     const ips = (result.ips ?? []).map((i) => i.address.split('/')[0]!);
     const pod = { network: req.config.name, containerId: req.env.containerId, ifname: req.env.ifname, ips, ...(identity ? { identity } : {}), port };
-    await applyPolicy(pc, (pods) => placePod(pods, key(req), pod), policies, guardAdd(port));
+    await engine.reconcile({ change: (pods) => placePod(pods, key(req), pod), policies, extra: guardAdd(port) });
     return result;
   },
   async del(req) {
-    const pc = policyConfig(req);
+    const engine = policyEngine(req);
     // prevResult read leniently: DEL must work without it.
     const result = prevResultOf(req);
-    const port = recordedPort(pc, key(req), result, req.env.ifname);
+    const port = recordedPort(engine, key(req), result, req.env.ifname);
     const ips = (result?.ips ?? []).map((i) => i.address.split('/')[0]!);
-    await removePolicyPod(pc, key(req), ips, port ? guardDel(port) : []);
+    await engine.remove({ key: key(req), ips, extra: port ? guardDel(port) : [] });
   },
   async check(req) {
     const result = prev(req);
-    const pc = policyConfig(req);
-    await checkPolicy(pc, key(req));
+    await policyEngine(req).check(key(req));
     await checkGuard(portOf(result, req.env.ifname));
   },
   async gc(req) {
     const valid = validAttachments(req.config);
     if (valid === undefined) return;
-    const pc = policyConfig(req);
+    const engine = policyEngine(req);
     // The guards of the pods GC drops: read before the change (adding then deleting is valid whatever happens meanwhile).
-    const before = readPolicyState(pc.stateDir).pods;
+    const before = engine.state().pods;
     const kept = { ...before };
     keepValid(kept, req.config.name, valid);
-    const unguard = Object.entries(before).filter(([k]) => !(k in kept)).flatMap(([, p]) => (p.port ? guardDel(p.port) : []));
-    await applyPolicy(pc, (pods) => keepValid(pods, req.config.name, valid), undefined, unguard);
+    const unguard = Object.entries(before).filter(([k]) => !(k in kept)).flatMap(([, p]) => (p.port ? guardDel(p.port as GuardedPort) : []));
+    await engine.reconcile({ change: (pods) => keepValid(pods, req.config.name, valid), extra: unguard });
   },
   async status() {
     // Ready when nft can be run; the policy state needs nothing else.

@@ -431,7 +431,7 @@ describe('pods added and deleted in parallel under policies', () => {
     const after = table();
     for (const m of ['in4', 'eg4', 'in6', 'eg6']) expect(mapped(after, m)).toEqual([]);
     const final = state();
-    // Left: the generation, and the owner (the state dir, src/chain/policy-owner.ts).
+    // Left: the generation, and the owner (the state dir, src/policy/engine/owner.ts).
     for (const s of after.filter((o) => o.set && o.set.name !== 'owner')) expect(s.set.elem ?? [], s.set.name).toEqual(s.set.name === 'gen' ? [final.gen] : []);
     expect(after.find((o) => o.set?.name === 'owner')?.set.elem).toEqual([{ elem: { val: expect.any(Number), comment: world.scratch.path('state') } }]);
     expect(final.pods).toEqual({});

@@ -1,10 +1,11 @@
 // Import direction between the source folders (issue 8). The layers, lowest
 // first: cni, net, sys (the protocol, addresses, the kernel's tools) — then
-// chain and policy (the modules and the engine) — then plugin and cli (the
-// entry points). A folder may import its own layer and the ones below, never
-// one above: an upward import is how a cycle starts, and the agent will reuse
-// chain and policy without the CNI entry points. Type-only imports count too:
-// they still tie a lower folder's meaning to a higher one's.
+// policy (the model, the compiler and the engine) — then chain (the modules,
+// which call the engine) — then plugin and cli (the entry points). A folder
+// may import its own layer and the ones below, never one above: an upward
+// import is how a cycle starts, and the agent will reuse chain and policy
+// without the CNI entry points. Type-only imports count too: they still tie a
+// lower folder's meaning to a higher one's.
 import { readdirSync, readFileSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -18,7 +19,8 @@ const FORBIDDEN: Record<string, readonly string[]> = {
   net: ['chain', 'policy', 'plugin', 'cli'],
   sys: ['chain', 'policy', 'plugin', 'cli'],
   chain: ['plugin', 'cli'],
-  policy: ['plugin', 'cli'],
+  // The chain calls the policy engine (src/policy/engine), never the reverse: a cycle otherwise.
+  policy: ['chain', 'plugin', 'cli'],
 };
 
 function sourceFiles(dir: string): string[] {

@@ -5,7 +5,7 @@ import { decodeConfig } from '../../src/cni/config.js';
 import { absolutePathProblem, checkedPath, nulPath } from '../../src/cni/paths.js';
 import { loadCniConfig } from '../../src/chain/config.js';
 import { loadIpamConfig } from '../../src/chain/ipam/config.js';
-import { loadPolicyConfig } from '../../src/chain/policy.js';
+import { loadPolicyConfig } from '../../src/policy/engine/index.js';
 import { parseEnv } from '../../src/cni/env.js';
 import { logFromConfig, logFromEnv } from '../../src/log.js';
 import { identityFromKubernetes } from '../../src/policy/k8s.js';

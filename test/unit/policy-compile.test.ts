@@ -11,7 +11,7 @@ import { allowCounter, compile, deriveDesired, fastDelta, logPrefix, policyKey, 
 import { evaluate, type Endpoint } from '../../src/policy/evaluate.js';
 import type { Identity, Policy, Protocol } from '../../src/policy/model.js';
 import { parseManifestText, PolicyError } from '../../src/policy/parse.js';
-import type { NftCommand } from '../../src/sys/nft.js';
+import { elementKey, FakeNft, refsOf, type FakeTable } from '../../src/sys/nft-fake.js';
 
 const EXAMPLES = join(import.meta.dirname, '../../examples/policies');
 const example = (f: string) => parseManifestText(readFileSync(join(EXAMPLES, f), 'utf8'), f);
@@ -30,191 +30,14 @@ const BASE = new Set(['forward', 'input']);
 type J = any;
 
 // =====================================================================
-// A small nftables interpreter for the subset of JSON compile() emits
+// A packet walk over the fake nftables (src/sys/nft-fake.ts) that holds
+// what compile() emitted: the fake applies the transaction as nft would
+// (throwing where the kernel would refuse), this walks its chains
 // =====================================================================
 
-interface SetObj {
-  type: J;
-  /** 'verdict' for a verdict map. */
-  map?: string;
-  /** Normalised key -> verdict (maps) or true (sets). */
-  elems: Map<string, J>;
-}
-interface ChainObj {
-  hook?: string;
-  policy?: string;
-  rules: J[][];
-}
-
-const atoms = new Map<string, string>();
-const ipOf = (s: string) => {
-  const a = normAtom(s);
-  return a.startsWith('ip') ? { family: Number(a[2]) as 4 | 6, value: BigInt(a.slice(4)) } : undefined;
-};
-function normAtom(v: J): string {
-  if (typeof v === 'number') return `n${v}`;
-  if (typeof v === 'string') {
-    let a = atoms.get(v);
-    if (a === undefined) {
-      const ip = parseIp(v);
-      a = ip ? `ip${ip.family}:${ip.value}` : `s${v}`;
-      atoms.set(v, a);
-    }
-    return a;
-  }
-  throw new Error(`unsupported atom ${JSON.stringify(v)}`);
-}
-function normKey(v: J): string {
-  if (Array.isArray(v)) return v.map(normAtom).join('|');
-  if (v && typeof v === 'object' && Array.isArray(v.concat)) return v.concat.map(normAtom).join('|');
-  return normAtom(v);
-}
-
-function checkElemType(type: J, key: J): void {
-  const addr = (t: string, a: J) => {
-    const ip = typeof a === 'string' ? parseIp(a) : undefined;
-    if (!ip || (t === 'ipv4_addr') !== (ip.family === 4)) throw new Error(`element ${JSON.stringify(a)} is not of type ${t}`);
-  };
-  if (typeof type === 'string') return addr(type, key);
-  if (!Array.isArray(type) || type.length !== 3 || type[1] !== 'inet_proto' || type[2] !== 'inet_service') throw new Error(`unsupported set type ${JSON.stringify(type)}`);
-  if (!Array.isArray(key?.concat) || key.concat.length !== 3) throw new Error(`element ${JSON.stringify(key)} is not a 3-part concatenation`);
-  addr(type[0], key.concat[0]);
-  if (!['tcp', 'udp', 'sctp'].includes(key.concat[1])) throw new Error(`bad inet_proto ${key.concat[1]}`);
-  if (!Number.isInteger(key.concat[2]) || key.concat[2] < 1 || key.concat[2] > 65535) throw new Error(`bad inet_service ${key.concat[2]}`);
-}
-
-/** Every "@set", jump target and named counter a list of expressions references. */
-function refs(exprs: J[]): { sets: string[]; chains: string[]; counters: string[] } {
-  const out = { sets: [] as string[], chains: [] as string[], counters: [] as string[] };
-  const walk = (v: J): void => {
-    if (typeof v === 'string' && v.startsWith('@')) out.sets.push(v.slice(1));
-    else if (Array.isArray(v)) v.forEach(walk);
-    else if (v && typeof v === 'object') {
-      if (v.jump) out.chains.push(v.jump.target);
-      if (typeof v.counter === 'string') out.counters.push(v.counter);
-      Object.values(v).forEach(walk);
-    }
-  };
-  walk(exprs);
-  return out;
-}
-
-/** The table's state; apply() behaves as `nft -j -f` would, throwing where the kernel would refuse. */
-class Nft {
-  table = false;
-  chains = new Map<string, ChainObj>();
-  sets = new Map<string, SetObj>();
-  counters = new Set<string>();
-
-  apply(cmds: NftCommand[]): this {
-    for (const c of cmds) this.one(c as J);
-    return this;
-  }
-
-  private obj(o: J, what: string): void {
-    if (o.family !== 'inet' || (what === 'table' ? o.name : o.table) !== POLICY_TABLE) throw new Error(`${what} outside inet ${POLICY_TABLE}: ${JSON.stringify(o)}`);
-    if (what !== 'table' && !this.table) throw new Error(`${what} ${o.name ?? o.chain} before the table`);
-  }
-
-  private set(name: string): SetObj {
-    const s = this.sets.get(name);
-    if (!s) throw new Error(`no set/map ${name}`);
-    return s;
-  }
-
-  private referenced(name: string, kind: 'set' | 'chain'): boolean {
-    for (const ch of this.chains.values()) {
-      const r = refs(ch.rules);
-      if ((kind === 'set' ? r.sets : r.chains).includes(name)) return true;
-    }
-    if (kind === 'chain') {
-      for (const s of this.sets.values()) for (const v of s.elems.values()) if (v?.jump?.target === name) return true;
-    }
-    return false;
-  }
-
-  private one(c: J): void {
-    const [verb] = Object.keys(c);
-    if (Object.keys(c).length !== 1) throw new Error(`command with several verbs: ${JSON.stringify(c)}`);
-    const body = c[verb!];
-    const [kind] = Object.keys(body);
-    const o = body[kind!];
-    this.obj(o, kind!);
-    switch (`${verb} ${kind}`) {
-      case 'add table':
-        this.table = true;
-        return;
-      case 'add map':
-      case 'add set': {
-        const ex = this.sets.get(o.name);
-        if (ex) {
-          if (JSON.stringify(ex.type) !== JSON.stringify(o.type) || ex.map !== o.map) throw new Error(`${kind} ${o.name} re-added with another type`);
-          return;
-        }
-        this.sets.set(o.name, { type: o.type, ...(o.map ? { map: o.map } : {}), elems: new Map() });
-        return;
-      }
-      case 'flush map':
-      case 'flush set':
-        this.set(o.name).elems.clear();
-        return;
-      case 'add element': {
-        const s = this.set(o.name);
-        for (const e of o.elem) {
-          if (s.map === 'verdict') {
-            if (!Array.isArray(e) || e.length !== 2) throw new Error(`map element ${JSON.stringify(e)}`);
-            checkElemType(s.type, e[0]);
-            const t = e[1]?.jump?.target;
-            if (t === undefined || !this.chains.has(t)) throw new Error(`map ${o.name} element jumps to missing chain ${t}`);
-            s.elems.set(normKey(e[0]), e[1]);
-          } else {
-            checkElemType(s.type, e);
-            s.elems.set(normKey(e), true);
-          }
-        }
-        return;
-      }
-      case 'add counter':
-        this.counters.add(o.name);
-        return;
-      case 'add chain': {
-        const ex = this.chains.get(o.name);
-        if (ex) {
-          if (o.hook !== undefined && o.hook !== ex.hook) throw new Error(`chain ${o.name} re-added with another hook`);
-          return;
-        }
-        this.chains.set(o.name, { ...(o.hook ? { hook: o.hook, policy: o.policy } : {}), rules: [] });
-        return;
-      }
-      case 'flush chain':
-        if (!this.chains.has(o.name)) throw new Error(`flush of missing chain ${o.name}`);
-        this.chains.get(o.name)!.rules = [];
-        return;
-      case 'add rule': {
-        const ch = this.chains.get(o.chain);
-        if (!ch) throw new Error(`rule for missing chain ${o.chain}`);
-        const r = refs(o.expr);
-        for (const s of r.sets) this.set(s);
-        for (const t of r.chains) if (!this.chains.has(t)) throw new Error(`jump to missing chain ${t}`);
-        for (const n of r.counters) if (!this.counters.has(n)) throw new Error(`rule uses undeclared counter ${n}`);
-        ch.rules.push(o.expr);
-        return;
-      }
-      case 'delete chain':
-        if (!this.chains.has(o.name)) throw new Error(`delete of missing chain ${o.name}`);
-        if (this.referenced(o.name, 'chain')) throw new Error(`delete of chain ${o.name} still jumped to (EBUSY)`);
-        this.chains.delete(o.name);
-        return;
-      case 'delete set':
-        this.set(o.name);
-        if (this.referenced(o.name, 'set')) throw new Error(`delete of set ${o.name} still in use (EBUSY)`);
-        this.sets.delete(o.name);
-        return;
-      default:
-        throw new Error(`unsupported command ${verb} ${kind}`);
-    }
-  }
-}
+type Nft = FakeTable;
+const ipOf = (s: string) => parseIp(s);
+const refs = refsOf;
 
 interface Packet {
   src: string;
@@ -257,7 +80,8 @@ function lookup(nft: Nft, ref: string, key: J, wantMap: boolean): J {
   const s = nft.sets.get(ref.slice(1));
   if (!s) throw new Error(`lookup in missing ${ref}`);
   if ((s.map === 'verdict') !== wantMap) throw new Error(`${ref} used as a ${wantMap ? 'map' : 'set'}`);
-  return s.elems.get(normKey(key));
+  const e = s.elems.get(elementKey(key));
+  return wantMap ? e?.value : e && true;
 }
 
 const cidrs = new Map<string, Cidr | undefined>();
@@ -280,7 +104,7 @@ function matches(nft: Nft, m: J, p: Packet): boolean {
   } else if (r?.range) hit = typeof left === 'number' && left >= r.range[0] && left <= r.range[1];
   else if (Array.isArray(r)) hit = r.includes(left);
   else if (Array.isArray(r?.set)) hit = r.set.includes(left);
-  else if (typeof r === 'string' || typeof r === 'number') hit = normAtom(left) === normAtom(r);
+  else if (typeof r === 'string' || typeof r === 'number') hit = elementKey(left) === elementKey(r);
   else throw new Error(`unsupported right side ${JSON.stringify(r)}`);
   switch (m.op) {
     case '==':
@@ -352,7 +176,7 @@ function runChain(nft: Nft, name: string, p: Packet, t: Trace, depth = 0): 'acce
   const ch = nft.chains.get(name);
   if (!ch) throw new Error(`no chain ${name}`);
   for (const rule of ch.rules) {
-    const o = runRule(nft, rule, p, t, depth);
+    const o = runRule(nft, rule.expr, p, t, depth);
     if (o === 'accept' || o === 'drop') return o;
     if (o === 'return') return undefined;
   }
@@ -371,7 +195,14 @@ function simulate(nft: Nft, hook: 'forward' | 'input', src: string, dst: string,
   return { verdict: v, ...t };
 }
 
-const load = (c: Compiled) => new Nft().apply(c.commands);
+/** The policy table after applying compiled transactions to an empty ruleset; compile() may touch no other table. */
+function load(...cs: Compiled[]): Nft {
+  const fake = new FakeNft();
+  for (const c of cs) fake.apply(c.commands);
+  const tables = [...fake.tables.keys()];
+  if (tables.join() !== `inet ${POLICY_TABLE}`) throw new Error(`compile() touched tables ${tables.join(', ')}`);
+  return fake.table('inet', POLICY_TABLE)!;
+}
 
 // =====================================================================
 // The world: pods of several namespaces, non-pods, the node
@@ -981,7 +812,7 @@ spec:
     expect(deleted.sort()).toStrictEqual([...staleChains, ...staleSets].sort());
     // Applied on top of the old state: exactly the new objects remain, and
     // the result decides as a fresh load does.
-    const nft = load(before).apply(after.commands);
+    const nft = load(before, after);
     const fresh = load(after);
     expect([...nft.chains.keys()].sort()).toStrictEqual([...fresh.chains.keys()].sort());
     expect([...nft.sets.keys()].sort()).toStrictEqual([...fresh.sets.keys()].sort());

@@ -1,7 +1,7 @@
 // Sections where a typo would turn security or logging off are strict: an
 // unknown key or value is code 7 naming it and the key probably meant.
 import { describe, expect, it } from 'vitest';
-import { loadPolicyConfig } from '../../src/chain/policy.js';
+import { loadPolicyConfig } from '../../src/policy/engine/index.js';
 import { closest, editDistance } from '../../src/cni/suggest.js';
 import { logFromConfig, logFromEnv } from '../../src/log.js';
 import { caught } from '../helpers/caught.js';

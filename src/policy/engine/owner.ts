@@ -11,9 +11,10 @@
 // way of an ADD; the owner is only listed once a transaction was refused.
 import { createHash } from 'node:crypto';
 import { resolve } from 'node:path';
-import { CniError, Code } from '../cni/errors.js';
-import { listNft, type NftCommand } from '../sys/nft.js';
-import { POLICY_TABLE } from '../policy/compile/index.js';
+import { CniError, Code } from '../../cni/errors.js';
+import type { NftCommand, NftObject } from '../../sys/nft.js';
+import type { PolicyKernel } from './kernel.js';
+import { POLICY_TABLE } from '../compile/index.js';
 
 const OWNER_SET = 'owner';
 const S = { family: 'inet', table: POLICY_TABLE, name: OWNER_SET };
@@ -46,19 +47,13 @@ export function ownerCommands(stateDir: string, whole: boolean): NftCommand[] {
  * table belongs to one; undefined when it is ours or has no owner (the
  * refusal had another cause).
  */
-export async function ownerConflict(stateDir: string): Promise<CniError | undefined> {
-  const r = await listNft(['set', 'inet', POLICY_TABLE, OWNER_SET]);
-  if (r.exitCode !== 0) return undefined;
-  try {
-    const out = JSON.parse(r.stdout) as { nftables?: { set?: { elem?: unknown[] } }[] };
-    return conflictIn(stateDir, out.nftables?.find((o) => o.set)?.set?.elem ?? []);
-  } catch {
-    return undefined;
-  }
+export async function ownerConflict(stateDir: string, kernel: PolicyKernel): Promise<CniError | undefined> {
+  const table = await kernel.listPolicyTable();
+  return typeof table === 'string' ? undefined : ownerConflictInTable(stateDir, table);
 }
 
 /** The same, from a listing of the table already in hand (the lost-state path lists it anyway). */
-export function ownerConflictInTable(stateDir: string, table: Record<string, { name?: string; elem?: unknown[] } | undefined>[]): CniError | undefined {
+export function ownerConflictInTable(stateDir: string, table: NftObject[]): CniError | undefined {
   return conflictIn(stateDir, table.find((o) => o.set?.name === OWNER_SET)?.set?.elem ?? []);
 }
 

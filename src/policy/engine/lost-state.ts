@@ -1,12 +1,12 @@
 // A node's policy state file gone (a state directory removed or lost) while
 // the kernel's table still enforces pods: what a change may still do without
 // lifting everyone's isolation (see withoutState). Kept apart from policy.ts,
-// the normal path, which calls it only when the state file is missing.
-import { CniError, Code } from '../cni/errors.js';
-import { formatIp, parseIp } from '../net/ip.js';
-import { applyNft, NftTransaction, type NftCommand } from '../sys/nft.js';
-import { POLICY_TABLE } from '../policy/compile/index.js';
-import type { TableObject } from './policy.js';
+// the normal path (apply.ts), which calls it only when the state file is missing.
+import { CniError, Code } from '../../cni/errors.js';
+import { formatIp, parseIp } from '../../net/ip.js';
+import type { NftCommand, NftObject } from '../../sys/nft.js';
+import { POLICY_TABLE } from '../compile/index.js';
+import type { PolicyKernel } from './kernel.js';
 
 const canonical = (a: string) => {
   const ip = parseIp(a);
@@ -35,7 +35,7 @@ function keyHolds(key: unknown, ips: Set<string>): boolean {
  *     table and nothing else changes; true;
  *   - anything else (ADD, GC, sync): refused, failing closed.
  */
-export async function withoutState(stateFile: string, table: TableObject[] | string, forget: string[] | undefined, extra: NftCommand[] = []): Promise<boolean> {
+export async function withoutState(kernel: PolicyKernel, stateFile: string, table: NftObject[] | string, forget: string[] | undefined, extra: NftCommand[] = []): Promise<boolean> {
   if (typeof table === 'string') return false;
   const elements: { name: string; key: unknown; map: boolean }[] = [];
   for (const o of table) {
@@ -54,8 +54,7 @@ export async function withoutState(stateFile: string, table: TableObject[] | str
   const mine = elements.filter((e) => keyHolds(e.key, ips));
   if (!mine.length && !extra.length) return true;
   // The caller's own commands (a port guard to remove) go in the same transaction.
-  const t = new NftTransaction().push(...extra, ...mine.map((e) => ({ delete: { element: { family: 'inet', table: POLICY_TABLE, name: e.name, elem: [e.key] } } })));
-  const r = await applyNft(t);
-  if (r.exitCode !== 0) throw new CniError(Code.SystemFailure, 'removing the pod\'s addresses from the policy table failed', r.stderr.trim());
+  const r = await kernel.apply([...extra, ...mine.map((e) => ({ delete: { element: { family: 'inet', table: POLICY_TABLE, name: e.name, elem: [e.key] } } }))]);
+  if (!r.ok) throw new CniError(Code.SystemFailure, 'removing the pod\'s addresses from the policy table failed', r.error);
   return true;
 }

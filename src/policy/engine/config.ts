@@ -1,0 +1,86 @@
+// The `policy` section of a plugin config, the manifests it names, and their
+// fingerprint (what tells an ADD whether the manifests changed since the
+// policies last applied, without parsing them).
+import { createHash } from 'node:crypto';
+import { readdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { z } from 'zod';
+import { CniError, Code } from '../../cni/errors.js';
+import { checkedPath } from '../../cni/paths.js';
+import { formatIssues } from '../../cni/result.js';
+import { refuseUnknownKeys } from '../../cni/suggest.js';
+import type { AuditOptions } from '../compile/index.js';
+import type { Policy } from '../model.js';
+import { loadPolicyDir, parseManifestObjects } from '../parse.js';
+
+export const PolicyConfigInput = z.strictObject({
+  dir: z.string().optional(),
+  manifests: z.array(z.unknown()).optional(),
+  audit: z.boolean().optional(),
+  auditNamespaces: z.array(z.string()).optional(),
+  auditPolicies: z.array(z.string()).optional(),
+  /** A kubeconfig to fetch identities from the Kubernetes API (src/policy/k8s.ts reads it). */
+  kubeconfig: z.string().optional(),
+});
+
+export interface PolicyConfig {
+  dir?: string;
+  manifests?: unknown[];
+  audit: AuditOptions;
+  stateDir: string;
+}
+
+export const NO_AUDIT: AuditOptions = { all: false, namespaces: [], policies: [] };
+
+/** The `policy` section of a plugin config; undefined when there is none (no enforcement). */
+export function loadPolicyConfig(raw: unknown, stateDir: string): PolicyConfig | undefined {
+  if (raw === undefined) return undefined;
+  // A typo must not leave a pod without enforcement: unknown keys are refused.
+  if (raw !== null && typeof raw === 'object' && !Array.isArray(raw)) refuseUnknownKeys(raw, Object.keys(PolicyConfigInput.shape), 'policy');
+  const p = PolicyConfigInput.safeParse(raw);
+  if (!p.success) throw new CniError(Code.InvalidConfig, 'invalid policy configuration', formatIssues(p.error, 'policy'));
+  const c = p.data;
+  if (c.dir !== undefined) checkedPath(c.dir, 'policy.dir');
+  const out: PolicyConfig = {
+    audit: { all: c.audit === true, namespaces: c.auditNamespaces ?? [], policies: c.auditPolicies ?? [] },
+    stateDir,
+  };
+  if (c.dir !== undefined) out.dir = c.dir;
+  if (c.manifests !== undefined) out.manifests = c.manifests;
+  return out;
+}
+
+/** The policies of the configured manifests, parsed now (a policy edit takes effect with the next pod, or with `policy sync`). */
+export function loadPolicies(pc: PolicyConfig): Policy[] {
+  const out: Policy[] = [];
+  if (pc.dir) out.push(...loadPolicyDir(pc.dir));
+  if (pc.manifests) out.push(...parseManifestObjects(pc.manifests, 'inline'));
+  return out;
+}
+
+/**
+ * What the manifests look like without reading them: each file's name, size,
+ * inode and modification time, and the inline manifests. Checked at every ADD;
+ * an edit changes it.
+ */
+export function manifestFingerprint(pc: PolicyConfig): string {
+  const h = createHash('sha256');
+  if (pc.dir) {
+    let names: string[] = [];
+    try {
+      names = readdirSync(pc.dir).sort();
+    } catch (e) {
+      h.update(`error:${(e as NodeJS.ErrnoException).code}`);
+    }
+    for (const n of names) {
+      try {
+        const st = statSync(join(pc.dir, n), { bigint: true });
+        h.update(`${n}\0${st.size}\0${st.ino}\0${st.mtimeNs}\0${st.ctimeNs}\n`);
+      } catch {
+        h.update(`${n}\0gone\n`);
+      }
+    }
+  }
+  h.update(JSON.stringify(pc.manifests ?? null));
+  return h.digest('hex');
+}
