@@ -8,8 +8,8 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { resolve } from 'node:path';
 import { execa } from 'execa';
 import { DEFAULT_STATE_DIR } from '../chain/config.js';
-import { readPolicyState } from '../chain/policy.js';
 import { POLICY_TABLE } from '../policy/compile/index.js';
+import { PolicyEngine, type StoredState } from '../policy/engine/index.js';
 import { FlowTracer, type FlowEvent } from '../policy/flows.js';
 import { spiffeId } from '../policy/identity.js';
 import type { Identity } from '../policy/model.js';
@@ -22,7 +22,7 @@ interface Named {
 /** What the node's policy state says about addresses and profile chains; re-read when something is not in it. */
 class Names {
   private byIp = new Map<string, Identity>();
-  private profiles: ReturnType<typeof readPolicyState>['profiles'] = {};
+  private profiles: StoredState['profiles'] = {};
   private readAt = 0;
 
   constructor(
@@ -35,8 +35,9 @@ class Names {
   private read(): void {
     this.readAt = Date.now();
     try {
-      const state = readPolicyState(this.stateDir);
-      this.byIp = new Map(Object.values(state.pods).flatMap((p) => (p.identity ? p.ips.map((ip) => [ip, p.identity!] as const) : [])));
+      const state = PolicyEngine.forStateDir(this.stateDir).state();
+      // This node's pods, and (with the cluster agent) the other nodes' pods it knows as peers.
+      this.byIp = new Map([...Object.values(state.pods), ...state.remote].flatMap((p) => (p.identity ? p.ips.map((ip) => [ip, p.identity!] as const) : [])));
       this.profiles = state.profiles;
     } catch {
       // No state (yet): addresses are shown as they are.
@@ -59,7 +60,7 @@ class Names {
     this.fresh(chain in this.profiles);
     const p = this.profiles[chain];
     // policyKey is "Kind/ns/name": shown as ns/name.
-    return p ? { direction: p.direction, policies: p.policies.map((k) => k.split('/').slice(1).join('/')) } : { policies: [] };
+    return p ? { direction: p.direction, policies: p.policies.map((k: string) => k.split('/').slice(1).join('/')) } : { policies: [] };
   }
 }
 
