@@ -86,6 +86,11 @@ function safeJson(s: string): unknown {
   }
 }
 
+/** A typed model of the library (V1Pod…) in the form the API sends: `from` for `_from`, timestamps as text. */
+export function toWire(type: string, o: unknown): KubernetesObject {
+  return ObjectSerializer.serialize(o, type) as KubernetesObject;
+}
+
 const stripManaged = (o: KubernetesObject): KubernetesObject => {
   if (o?.metadata && 'managedFields' in o.metadata) delete (o.metadata as { managedFields?: unknown }).managedFields;
   return o;
@@ -315,10 +320,7 @@ export class InformerSet {
     // listed raw (CustomObjectsApi serves any group): a field the library's
     // models do not know would be dropped by them, and the policy parser must
     // see it to refuse it rather than enforce a narrower policy.
-    const wire = (type: string) => (l: { metadata?: ListResult['metadata']; items: unknown[] }): ListResult => ({
-      ...l,
-      items: l.items.map((o) => ObjectSerializer.serialize(o, type) as KubernetesObject),
-    });
+    const wire = (type: string) => (l: { metadata?: ListResult['metadata']; items: unknown[] }): ListResult => ({ ...l, items: l.items.map((o) => toWire(type, o)) });
     const raw = (group: string, version: string, plural: string) => () => custom.listClusterCustomObject({ group, version, plural }) as Promise<ListResult>;
     const lists: Record<Kind, () => Promise<ListResult>> = {
       pods: async () => wire('V1Pod')(await core.listPodForAllNamespaces()),
