@@ -13,6 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { KubeApi, type Obj } from '../helpers/kube-api.js';
 import { createNetns, deleteNetns, type Netns } from '../helpers/netns.js';
 import { BINARY, ROOT } from '../helpers/paths.js';
+import { invoke } from '../helpers/plugin.js';
 
 const RELAY = join(ROOT, 'test/helpers/tcp-relay.mjs');
 const API_PORT = 6443;
@@ -186,6 +187,24 @@ describe('nhi-cni agent against the API stand-in', () => {
     expect(st.pods).toEqual({ local: 1, remote: 2 });
     const t = spawnSync(BINARY, ['status', '--state-dir', a.stateDir], { encoding: 'utf8' });
     expect(t.stdout).toMatch(/pods: +1 local, 2 remote/);
+  });
+
+  it('the conflist it writes is one the plugin takes: ADD and DEL of a pod with its nhi-cni config', () => {
+    const conf = JSON.parse(readFileSync(join(a.confDir, '10-nhi-cni.conflist'), 'utf8'));
+    // The plugin's own section, as a runtime hands it over; IPAM kept in the test's directory.
+    const config = { cniVersion: conf.cniVersion, name: conf.name, ...conf.plugins[0], ipam: { ...conf.plugins[0].ipam, dataDir: join(a.stateDir, 'ipam') } };
+    const podNs = createNetns('nhiagp');
+    try {
+      const env = { CNI_CONTAINERID: 'c0ffee', CNI_NETNS: podNs.path, CNI_IFNAME: 'eth0', CNI_PATH: '/usr/lib/cni', CNI_ARGS: 'K8S_POD_NAMESPACE=payments;K8S_POD_NAME=api-1' };
+      const add = invoke({ node: ns, env: { ...env, CNI_COMMAND: 'ADD' }, stdin: JSON.stringify(config) });
+      expect(add.stderr).toBe('');
+      expect(add.status).toBe(0);
+      expect(add.json.ips.map((i: Obj) => i.address)).toEqual(['10.244.1.2/24', 'fd00:10:244:1::2/64']);
+      const del = invoke({ node: ns, env: { ...env, CNI_COMMAND: 'DEL' }, stdin: JSON.stringify(config) });
+      expect(del.status).toBe(0);
+    } finally {
+      deleteNetns(podNs);
+    }
   });
 
   it('a burst of label edits is one new view; a namespace label edit, a policy added and deleted each reach the sink', async () => {
