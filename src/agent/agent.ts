@@ -11,7 +11,7 @@ import { buildConflist, CONFLIST_NAME, writeConflist } from './conflist.js';
 import type { InformerSet, KindStats } from './informers.js';
 import { Exposition, Histogram } from './metrics.js';
 import type { AgentOptions } from './options.js';
-import { buildView, KINDS, type ClusterSink, type ClusterView, type Kind, type Refused } from './view.js';
+import { buildView, KINDS, ViewCache, type ClusterSink, type ClusterView, type Kind, type Refused } from './view.js';
 
 export interface AgentLog {
   info(o: object, m: string): void;
@@ -54,6 +54,7 @@ export class Agent {
   private readonly started = performance.now();
   private servers: Server[] = [];
   private stopped = false;
+  private readonly viewCache = new ViewCache();
 
   constructor(
     private readonly o: AgentOptions,
@@ -88,7 +89,7 @@ export class Agent {
       trustDomain: this.o.trustDomain,
       objects: Object.fromEntries(KINDS.map((k) => [k, this.informers.objects(k)])) as Record<Kind, Iterable<unknown>>,
       ciliumPoliciesServed: !this.informers.kinds.ciliumnetworkpolicies.stats.absent,
-    });
+    }, this.viewCache);
     if (this.lastApplied?.fingerprint === view.fingerprint) {
       this.afterApply(view);
       return;

@@ -106,3 +106,24 @@ describe('cluster view from the library types', () => {
     expect(errorText(Object.assign(new Error('fetch failed'), { cause: { code: 'ECONNREFUSED' } })).text).toBe('fetch failed: ECONNREFUSED');
   });
 });
+
+describe('view cache', () => {
+  it('reuses what an unchanged object made, redoes a changed one and a pod whose namespace labels changed', async () => {
+    const { ViewCache } = await import('../../src/agent/view.js');
+    const cache = new ViewCache();
+    const withRv = <T extends { metadata?: { resourceVersion?: string } }>(o: T, rv: string): T => ({ ...o, metadata: { ...o.metadata, resourceVersion: rv } });
+    const input = (podRv: string, nsLabels: Record<string, string>) => ({
+      nodeName: 'n1', trustDomain: 'td', ciliumPoliciesServed: true,
+      objects: { namespaces: [toWire('V1Namespace', withRv(ns('shop', nsLabels), '1'))], pods: [toWire('V1Pod', withRv(pod('shop', 'a', 'n1', ['10.0.0.1']), podRv))], nodes: [], networkpolicies: [], ciliumnetworkpolicies: [] } as Record<Kind, unknown[]>,
+    });
+    const v1 = buildView(input('5', { x: '1' }), cache);
+    const v2 = buildView(input('5', { x: '1' }), cache);
+    expect(v2.pods[0]).toBe(v1.pods[0]);
+    const v3 = buildView(input('6', { x: '1' }), cache);
+    expect(v3.pods[0]).not.toBe(v1.pods[0]);
+    const v4 = buildView({ ...input('6', { x: '2' }), objects: { ...input('6', { x: '2' }).objects, namespaces: [toWire('V1Namespace', withRv(ns('shop', { x: '2' }), '2'))] } }, cache);
+    expect(v4.pods[0]!.identity.namespaceLabels.x).toBe('2');
+    buildView({ ...input('6', {}), objects: { ...input('6', {}).objects, pods: [] } }, cache);
+    expect([...cache.entries.keys()]).toEqual(['namespaces//shop']);
+  });
+});
