@@ -1,9 +1,9 @@
 // `nhi-cni agent`: flags and their environment variables are parsed and
 // checked here (src/agent/options.ts, no Kubernetes library); only then is the
-// agent bundle loaded (src/bundle.ts), so the CNI path never carries it.
+// agent bundle loaded (src/lazy.ts), so the CNI path never carries it.
 import { Command, Option } from 'commander';
 import { AGENT_FLAGS, agentOptions, OptionError, type RawAgentOptions } from '../agent/options.js';
-import { loadBundle } from '../bundle.js';
+import { loadBundle } from '../lazy.js';
 
 export function agentCommand(version: string): Command {
   const cmd = new Command('agent')
@@ -22,7 +22,8 @@ export function agentCommand(version: string): Command {
       process.exitCode = 2;
       return;
     }
-    process.exitCode = await loadBundle('agent').runAgent(opts, version);
+    const { runAgent } = await loadBundle('agent');
+    process.exitCode = await runAgent(opts, version);
   });
   return cmd;
 }

@@ -1,6 +1,6 @@
 // The agent's Kubernetes library stays off the CNI path: it is in the agent
-// bundle (a SEA asset evaluated by `nhi-cni agent` only), not in the main
-// bundle whose modules the start-up snapshot holds.
+// bundle (the SEA asset lazy/agent.cjs, evaluated by `nhi-cni agent` only),
+// not in the core whose modules the start-up snapshot holds, nor in the CLI's.
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -12,10 +12,13 @@ const LIBRARY_MARK = '/api/v1/namespaces/{namespace}/pods/{name}/binding';
 
 describe('the agent bundle', () => {
   it('holds the Kubernetes library, which the main bundle does not', () => {
-    expect(readFileSync(join(DIST, 'agent.cjs'), 'utf8')).toContain(LIBRARY_MARK);
-    const main = readFileSync(join(DIST, 'main.cjs'), 'utf8');
-    expect(main).not.toContain(LIBRARY_MARK);
-    expect(main).not.toContain('undici');
+    expect(readFileSync(join(DIST, 'lazy/agent.cjs'), 'utf8')).toContain(LIBRARY_MARK);
+    // Neither the core (the start-up snapshot) nor the command line's bundle holds it.
+    for (const f of ['main.cjs', 'lazy/cli.cjs']) {
+      const text = readFileSync(join(DIST, f), 'utf8');
+      expect(text).not.toContain(LIBRARY_MARK);
+      expect(text).not.toContain('undici');
+    }
   });
 
   it('is in the executable and loaded by `nhi-cni agent` (no file next to it needed)', () => {

@@ -15,7 +15,7 @@ const SRC = resolve(dirname(fileURLToPath(import.meta.url)), '../../src');
 /** For each folder, the folders it must not import from. */
 // The agent (src/agent) sits beside plugin and cli: it uses chain and policy,
 // and only the CLI names it (options.ts and types; the code itself is loaded
-// as a separate bundle, src/bundle.ts, see test/plugin/agent-bundle.test.ts).
+// as a separate bundle, src/lazy.ts, see test/plugin/agent-bundle.test.ts).
 const FORBIDDEN: Record<string, readonly string[]> = {
   cni: ['chain', 'policy', 'plugin', 'cli', 'agent'],
   net: ['chain', 'policy', 'plugin', 'cli', 'agent'],
