@@ -8,8 +8,10 @@
 #   containernetworking-plugins   the reference Go plugins (/usr/lib/cni), the yardstick
 #   golang-go, golang-github-appc-cni-dev   build tools/cni-client on libcni
 #   time                          GNU time, peak RSS in npm run bench
+#   openssl                       the CA and server certificates of the Kubernetes API stand-in (test/helpers/kube-api.ts)
+#   curl                          the agent's /healthz /readyz inside a test namespace (test/plugin/agent.test.ts)
 set -euo pipefail
-pkgs=(iproute2 nftables iptables iputils-ping python3 containernetworking-plugins golang-go golang-github-appc-cni-dev time)
+pkgs=(iproute2 nftables iptables iputils-ping python3 containernetworking-plugins golang-go golang-github-appc-cni-dev time openssl curl)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

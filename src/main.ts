@@ -1,5 +1,6 @@
 // nhi-cni: a CNI plugin when CNI_COMMAND is set (kubelet, containerd, cnitool),
 // a command line for people when it is not.
+import { loadBundle } from './lazy.js';
 import { runCni } from './plugin/skel.js';
 
 export async function main(): Promise<void> {
@@ -17,7 +18,7 @@ async function run(): Promise<void> {
     process.exitCode = await runCni(process.env, invokedAs);
     return;
   }
-  const { runCli } = await import('./cli/index.js');
+  // The command line for people is a lazy bundle (src/lazy.ts): not in the snapshot an ADD deserializes.
+  const { runCli } = await loadBundle('cli');
   process.exitCode = await runCli(process.argv);
 }
-

@@ -8,7 +8,6 @@ import { main } from './main.js';
 import './plugin/ipam.js';
 import './plugin/cni.js';
 import './plugin/policy.js';
-import './cli/index.js';
 import 'pino';
 
 // Warm execa's lazily loaded internals (and Node's child_process ones) at build time.

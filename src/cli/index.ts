@@ -2,9 +2,11 @@
 import { Command } from 'commander';
 import { SUPPORTED_VERSIONS } from '../cni/version.js';
 import { PLUGIN_TYPES } from '../plugin/skel.js';
+import { agentCommand } from './agent.js';
 import { installCommand } from './install.js';
 import { ipamCommand } from './ipam.js';
 import { policyCommand } from './policy.js';
+import { statusCommand } from './status.js';
 import { whoCommand } from './who.js';
 import { observeCommand } from './observe.js';
 
@@ -28,6 +30,8 @@ export async function runCli(argv: string[]): Promise<number> {
   program.addCommand(policyCommand());
   program.addCommand(installCommand());
   program.addCommand(observeCommand());
+  program.addCommand(agentCommand(VERSION));
+  program.addCommand(statusCommand());
   try {
     await program.parseAsync(argv);
     // A command may set a non-zero status without throwing (e.g. `who` finding nobody).

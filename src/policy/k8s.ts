@@ -260,10 +260,25 @@ export async function fetchIdentity(kc: Kubeconfig, namespace: string, name: str
     throw new CniError(Code.InvalidConfig, `the Kubernetes API at ${kc.server} answered for ${podWhat} with another object`, `got pod ${pod.metadata.namespace}/${pod.metadata.name}, namespace ${nsObj.metadata.name}`);
   }
 
+  return identityOf(pod, nsObj.metadata.labels ?? {}, podWhat);
+}
+
+/**
+ * A Pod object of the API (and its namespace's labels) as an Identity: the
+ * same checks whether the pod came from one GET (fetchIdentity) or from the
+ * agent's informers. Throws CniError 7 naming the object and field.
+ */
+export function identityFromApiPod(podObj: unknown, namespaceLabels: Record<string, string>): Identity {
+  const p = PodSchema.safeParse(podObj);
+  if (!p.success) throw new CniError(Code.InvalidConfig, 'Kubernetes API pod: not a valid Pod', rootless(formatIssues(p.error, '')));
+  return identityOf(p.data, namespaceLabels, `pod ${p.data.metadata.namespace}/${p.data.metadata.name}`);
+}
+
+function identityOf(pod: z.output<typeof PodSchema>, namespaceLabels: Record<string, string>, podWhat: string): Identity {
+  const { namespace, name } = pod.metadata;
   // Validated here with the API's field names, so a message points at the
   // object to fix; buildIdentity checks it all again.
   const labels = pod.metadata.labels ?? {};
-  const namespaceLabels = nsObj.metadata.labels ?? {};
   checkLabels(labels, `Kubernetes API ${podWhat}: metadata.labels`);
   checkLabels(namespaceLabels, `Kubernetes API namespace ${namespace}: metadata.labels`);
   const workload: z.output<typeof WorkloadSchema> = { namespace, name, labels, namespaceLabels, ports: [] };

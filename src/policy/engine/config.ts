@@ -21,6 +21,8 @@ export const PolicyConfigInput = z.strictObject({
   auditPolicies: z.array(z.string()).optional(),
   /** A kubeconfig to fetch identities from the Kubernetes API (src/policy/k8s.ts reads it). */
   kubeconfig: z.string().optional(),
+  /** The node agent's socket (`nhi-cni agent` writes it into the conflist); not used by ADD yet. */
+  agentSocket: z.string().optional(),
 });
 
 export interface PolicyConfig {
@@ -41,6 +43,7 @@ export function loadPolicyConfig(raw: unknown, stateDir: string): PolicyConfig |
   if (!p.success) throw new CniError(Code.InvalidConfig, 'invalid policy configuration', formatIssues(p.error, 'policy'));
   const c = p.data;
   if (c.dir !== undefined) checkedPath(c.dir, 'policy.dir');
+  if (c.agentSocket !== undefined) checkedPath(c.agentSocket, 'policy.agentSocket');
   const out: PolicyConfig = {
     audit: { all: c.audit === true, namespaces: c.auditNamespaces ?? [], policies: c.auditPolicies ?? [] },
     stateDir,

@@ -1,0 +1,97 @@
+// npm run bench:agent (not a test): what the agent and its Kubernetes library
+// cost. Starts the API stand-in (test/helpers/kube-api.ts, loaded through
+// Node's type stripping) on 127.0.0.1 with PODS pods on 3 nodes, NAMESPACES
+// namespaces and POLICIES NetworkPolicies, runs dist/nhi-cni agent against it
+// and prints: time to ready, RSS when ready and after an idle period, and the
+// latency from an API change (a pod relabelled) to the view applied (debounce
+// included). Also the bundle sizes.
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { request } from 'node:http';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const { KubeApi } = await import(join(root, 'test/helpers/kube-api.ts'));
+const PODS = Number(process.env.PODS ?? 1000);
+const POLICIES = Number(process.env.POLICIES ?? 200);
+const NAMESPACES = Number(process.env.NAMESPACES ?? 20);
+const EDITS = Number(process.env.EDITS ?? 30);
+const DEBOUNCE = process.env.DEBOUNCE ?? '100';
+
+const api = await KubeApi.start();
+for (let n = 0; n < NAMESPACES; n++) api.create('namespaces', { metadata: { name: `ns-${n}`, labels: { team: `t${n % 5}` } } });
+for (let n = 1; n <= 3; n++) api.create('nodes', { metadata: { name: `n${n}` }, spec: { podCIDRs: [`10.244.${n}.0/24`] }, status: { addresses: [{ type: 'InternalIP', address: `192.168.0.${n}` }] } });
+for (let i = 0; i < PODS; i++) {
+  const node = (i % 3) + 1;
+  api.create('pods', {
+    metadata: { namespace: `ns-${i % NAMESPACES}`, name: `pod-${i}`, labels: { app: `app-${i % 50}`, tier: i % 2 ? 'web' : 'db' } },
+    spec: { nodeName: `n${node}`, serviceAccountName: 'default', containers: [{ name: 'c', image: 'x', ports: [{ name: 'http', containerPort: 8080 }] }] },
+    status: { phase: 'Running', podIPs: [{ ip: `10.${244 + Math.floor(i / 65000)}.${node}.${(i % 250) + 2}` }] },
+  });
+}
+for (let i = 0; i < POLICIES; i++) {
+  api.create('networkpolicies', {
+    metadata: { namespace: `ns-${i % NAMESPACES}`, name: `pol-${i}` },
+    spec: { podSelector: { matchLabels: { app: `app-${i % 50}` } }, policyTypes: ['Ingress'], ingress: [{ from: [{ namespaceSelector: { matchLabels: { team: `t${i % 5}` } }, podSelector: { matchLabels: { tier: 'web' } } }], ports: [{ port: 8080, protocol: 'TCP' }] }] },
+  });
+}
+
+const dir = mkdtempSync(join(tmpdir(), 'nhi-bench-agent-'));
+const port = 20000 + Math.floor(Math.random() * 20000);
+const sock = join(dir, 'state', 'agent.sock');
+const t0 = performance.now();
+const agent = spawn(join(root, 'dist/nhi-cni'), ['agent', '--kubeconfig', api.kubeconfig(), '--node-name', 'n1', '--state-dir', join(dir, 'state'), '--conf-dir', join(dir, 'net.d'), '--listen', `127.0.0.1:${port}`, '--debounce', DEBOUNCE], { stdio: ['ignore', 'ignore', process.env.AGENT_LOG ? 'inherit' : 'ignore'], env: { PATH: process.env.PATH, NHI_CNI_LOG_LEVEL: process.env.AGENT_LOG ?? 'warn' } });
+
+const get = (path) => new Promise((resolve, reject) => {
+  const req = request({ socketPath: sock, path }, (res) => {
+    let body = '';
+    res.on('data', (c) => (body += c));
+    res.on('end', () => resolve({ status: res.statusCode, body }));
+  });
+  req.on('error', reject);
+  req.end();
+});
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const rss = () => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${agent.pid}/status`, 'utf8'))[1]) / 1024;
+const cpu = () => {
+  const f = readFileSync(`/proc/${agent.pid}/stat`, 'utf8').split(') ')[1].split(' ');
+  return (Number(f[11]) + Number(f[12])) / 100; // utime + stime, clock ticks of 10 ms
+};
+
+for (;;) {
+  try {
+    if ((await get('/readyz')).status === 200) break;
+  } catch {}
+  await sleep(10);
+}
+const readyMs = performance.now() - t0;
+const rssReady = rss();
+const cpu0 = cpu();
+await sleep(10_000);
+const idleCpu = (cpu() - cpu0) / 10;
+const rssIdle = rss();
+
+const applies = async () => JSON.parse((await get('/status')).body).sync.applies;
+const lat = [];
+for (let e = 0; e < EDITS; e++) {
+  const before = await applies();
+  const t = performance.now();
+  api.patch('pods', `pod-${e}`, `ns-${e % NAMESPACES}`, { metadata: { labels: { edit: String(e) } } });
+  while ((await applies()) === before) await sleep(2);
+  lat.push(performance.now() - t);
+  await sleep(50);
+}
+lat.sort((a, b) => a - b);
+const pct = (p) => lat[Math.min(lat.length - 1, Math.ceil((p / 100) * lat.length) - 1)];
+const size = (f) => (statSync(join(root, 'dist', f)).size / 1e6).toFixed(2);
+console.log(`agent bench: ${PODS} pods on 3 nodes, ${NAMESPACES} namespaces, ${POLICIES} NetworkPolicies, debounce ${DEBOUNCE} ms`);
+console.log(`  bundles: main.cjs ${size('main.cjs')} MB, agent.cjs ${size('agent.cjs')} MB (SEA asset), binary ${size('nhi-cni')} MB`);
+console.log(`  start to ready (lists, first view, conflist): ${readyMs.toFixed(0)} ms`);
+console.log(`  RSS: ${rssReady.toFixed(0)} MB when ready, ${rssIdle.toFixed(0)} MB after 10 s idle; idle CPU ${(idleCpu * 100).toFixed(1)} %`);
+console.log(`  API change -> view applied (${EDITS} pod relabels, no engine): p50 ${pct(50).toFixed(0)} ms, p99 ${pct(99).toFixed(0)} ms`);
+agent.kill('SIGTERM');
+await new Promise((r) => agent.once('exit', r));
+await api.stop();
+rmSync(dir, { recursive: true, force: true });

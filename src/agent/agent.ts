@@ -1,0 +1,275 @@
+// The agent's loop: informers mark the world dirty; after a quiet `debounceMs`
+// (at most 10 × that after the first event of a burst) one view is built and
+// handed to the sink — one call per burst, never two at once, never a view
+// equal to the last applied one. Nothing is applied before every kind has
+// been listed once (a half-known world would look like deletions), and an API
+// outage applies nothing: the last applied state stays. After the first
+// successful apply the conflist is written, and /readyz answers 200.
+import { chmodSync, lstatSync, mkdirSync, unlinkSync } from 'node:fs';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { buildConflist, CONFLIST_NAME, writeConflist } from './conflist.js';
+import type { InformerSet, KindStats } from './informers.js';
+import { Exposition, Histogram } from './metrics.js';
+import type { AgentOptions } from './options.js';
+import { buildView, KINDS, ViewCache, type ClusterSink, type ClusterView, type Kind, type Refused } from './view.js';
+
+export interface AgentLog {
+  info(o: object, m: string): void;
+  warn(o: object, m: string): void;
+  error(o: object, m: string): void;
+}
+
+/** What `nhi-cni status` shows (GET /status on the agent socket). */
+export interface AgentStatus {
+  agent: { pid: number; version: string; uptimeSeconds: number; ready: boolean; nodeName: string };
+  api: {
+    server: string;
+    /** Every kind listed at least once. */
+    synced: boolean;
+    /** Kinds with no sign of life for longer than --stale-after. */
+    stale: Kind[];
+    kinds: Record<Kind, { synced: boolean; absent: boolean; stale: boolean; lastContactAgeSeconds: number | null; objects: number; restarts: number; lastError?: string }>;
+  };
+  sync: { applies: number; lastApplyAgeSeconds: number | null; lastError?: string; pending: boolean };
+  node: { podCIDRs: string[]; conflist: string | null };
+  pods: { local: number; remote: number };
+  policies: { NetworkPolicy: number; CiliumNetworkPolicy: number; ciliumPoliciesServed: boolean };
+  refused: Refused[];
+}
+
+export class Agent {
+  ready = false;
+  private dirty = false;
+  private applying = false;
+  private firstDirtyAt = 0;
+  private timer: NodeJS.Timeout | undefined;
+  private lastApplied: ClusterView | undefined;
+  private lastApplyAt = 0;
+  private lastApplyError: string | undefined;
+  private sinkRefused: Refused[] = [];
+  private applies = { ok: 0, error: 0 };
+  private readonly applyHist = new Histogram();
+  private conflistWritten: string | null = null;
+  private failures = 0;
+  private readonly started = performance.now();
+  private servers: Server[] = [];
+  private stopped = false;
+  private readonly viewCache = new ViewCache();
+
+  constructor(
+    private readonly o: AgentOptions,
+    private readonly informers: InformerSet,
+    private readonly sink: ClusterSink,
+    private readonly log: AgentLog,
+    private readonly meta: { version: string; server: string },
+  ) {}
+
+  /** Called by the informers on every change of a kind. */
+  changed(_kind: Kind): void {
+    if (this.stopped) return;
+    if (!this.dirty) this.firstDirtyAt = performance.now();
+    this.dirty = true;
+    this.schedule(this.o.debounceMs);
+  }
+
+  private schedule(ms: number): void {
+    if (this.applying) return; // the apply in flight reschedules when it ends
+    const cap = this.firstDirtyAt + Math.max(10 * this.o.debounceMs, 50) - performance.now();
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = setTimeout(() => void this.flush(), Math.max(0, Math.min(ms, cap)));
+  }
+
+  private async flush(): Promise<void> {
+    this.timer = undefined;
+    if (!this.dirty || this.applying || this.stopped) return;
+    if (!this.informers.synced()) return; // the last kind's list will mark it dirty again
+    this.dirty = false;
+    const view = buildView({
+      nodeName: this.o.nodeName,
+      trustDomain: this.o.trustDomain,
+      objects: Object.fromEntries(KINDS.map((k) => [k, this.informers.objects(k)])) as Record<Kind, Iterable<unknown>>,
+      ciliumPoliciesServed: !this.informers.kinds.ciliumnetworkpolicies.stats.absent,
+    }, this.viewCache);
+    if (this.lastApplied?.fingerprint === view.fingerprint) {
+      this.afterApply(view);
+      return;
+    }
+    this.applying = true;
+    const t0 = performance.now();
+    let ok = false;
+    try {
+      const out = await this.sink.apply(view);
+      ok = out.ok;
+      if (out.ok) {
+        this.lastApplied = view;
+        this.lastApplyAt = performance.now();
+        this.lastApplyError = undefined;
+        this.sinkRefused = out.refused ?? [];
+        this.failures = 0;
+        this.applies.ok++;
+      } else {
+        this.lastApplyError = out.message ?? 'the sink refused the view';
+      }
+    } catch (e) {
+      this.lastApplyError = e instanceof Error ? e.message : String(e);
+    } finally {
+      this.applyHist.observe((performance.now() - t0) / 1000);
+      this.applying = false;
+    }
+    if (!ok) {
+      this.applies.error++;
+      this.log.error({ error: this.lastApplyError }, 'applying the cluster view failed; trying again');
+      this.dirty = true;
+      this.firstDirtyAt = performance.now();
+      const delay = Math.min(30_000, 250 * 2 ** Math.min(this.failures++, 8));
+      if (this.timer) clearTimeout(this.timer);
+      this.timer = setTimeout(() => void this.flush(), delay);
+      return;
+    }
+    this.log.info({ pods: view.pods.length, policies: view.policies.length, refused: view.refused.length, ms: Math.round(performance.now() - t0) }, 'cluster view applied');
+    this.afterApply(view);
+    if (this.dirty) this.schedule(this.o.debounceMs);
+  }
+
+  /** Ready once a view is applied and the conflist written (it needs this node's podCIDRs). */
+  private afterApply(view: ClusterView): void {
+    const cidrs = view.node?.podCIDRs ?? [];
+    if (cidrs.length === 0) {
+      if (!this.ready) this.log.warn({ node: this.o.nodeName }, view.node ? 'this node has no spec.podCIDRs yet: no conflist, not ready' : 'this node is not in the API (check --node-name): no conflist, not ready');
+      return;
+    }
+    try {
+      const wrote = writeConflist(this.o.confDir, buildConflist(cidrs, this.o));
+      this.conflistWritten = `${this.o.confDir}/${CONFLIST_NAME}`;
+      if (wrote) this.log.info({ path: this.conflistWritten, podCIDRs: cidrs }, 'conflist written');
+      if (!this.ready) this.log.info({}, 'ready');
+      this.ready = true;
+    } catch (e) {
+      this.log.error({ error: e instanceof Error ? e.message : String(e) }, 'cannot write the conflist');
+    }
+  }
+
+  private kindStats(): Record<Kind, KindStats> {
+    return Object.fromEntries(KINDS.map((k) => [k, this.informers.kinds[k].stats])) as Record<Kind, KindStats>;
+  }
+
+  status(): AgentStatus {
+    const now = performance.now();
+    const age = (t: number) => (t > 0 ? Math.round((now - t) / 100) / 10 : null);
+    const stats = this.kindStats();
+    const v = this.lastApplied;
+    return {
+      agent: { pid: process.pid, version: this.meta.version, uptimeSeconds: Math.round((now - this.started) / 1000), ready: this.ready, nodeName: this.o.nodeName },
+      api: {
+        server: this.meta.server,
+        synced: this.informers.synced(),
+        stale: KINDS.filter((k) => stats[k].stale),
+        kinds: Object.fromEntries(
+          KINDS.map((k) => {
+            const s = stats[k];
+            const out: AgentStatus['api']['kinds'][Kind] = { synced: s.synced, absent: s.absent, stale: s.stale, lastContactAgeSeconds: age(s.lastContact), objects: s.objects, restarts: s.restarts.error + s.restarts.stale };
+            if (s.lastError !== undefined) out.lastError = s.lastError;
+            return [k, out];
+          }),
+        ) as AgentStatus['api']['kinds'],
+      },
+      sync: { applies: this.applies.ok, lastApplyAgeSeconds: age(this.lastApplyAt), pending: this.dirty || this.applying, ...(this.lastApplyError ? { lastError: this.lastApplyError } : {}) },
+      node: { podCIDRs: v?.node?.podCIDRs ?? [], conflist: this.conflistWritten },
+      pods: { local: v?.pods.filter((p) => p.local).length ?? 0, remote: v?.pods.filter((p) => !p.local).length ?? 0 },
+      policies: {
+        NetworkPolicy: v?.policies.filter((p) => p.kind === 'NetworkPolicy').length ?? 0,
+        CiliumNetworkPolicy: v?.policies.filter((p) => p.kind === 'CiliumNetworkPolicy').length ?? 0,
+        ciliumPoliciesServed: v?.ciliumPoliciesServed ?? true,
+      },
+      refused: [...(v?.refused ?? []), ...this.sinkRefused],
+    };
+  }
+
+  metrics(): string {
+    const now = performance.now();
+    const stats = this.kindStats();
+    const perKind = (f: (s: KindStats) => number): [Record<string, string>, number][] => KINDS.map((k) => [{ kind: k }, f(stats[k])]);
+    const v = this.lastApplied;
+    const refused = [...(v?.refused ?? []), ...this.sinkRefused];
+    const e = new Exposition()
+      .family('nhi_agent_ready', 'gauge', '1 once the first full sync is applied and the conflist written', [[undefined, this.ready ? 1 : 0]])
+      .family('nhi_agent_watch_events_total', 'counter', 'watch events received, per kind and type', KINDS.flatMap((k) => (['ADDED', 'MODIFIED', 'DELETED', 'BOOKMARK'] as const).map((t): [Record<string, string>, number] => [{ kind: k, type: t }, stats[k].events[t]])))
+      .family('nhi_agent_watch_restarts_total', 'counter', 'informer restarts, after an error or for staleness', KINDS.flatMap((k) => (['error', 'stale'] as const).map((r): [Record<string, string>, number] => [{ kind: k, reason: r }, stats[k].restarts[r]])))
+      .family('nhi_agent_relists_total', 'counter', 'successful full lists, per kind', perKind((s) => s.relists))
+      .family('nhi_agent_watch_stale', 'gauge', '1 while a kind has had no event, bookmark or successful list for longer than --stale-after', perKind((s) => (s.stale ? 1 : 0)))
+      .family('nhi_agent_watch_last_contact_age_seconds', 'gauge', 'seconds since the last sign of life of the API, per kind (+Inf: never)', perKind((s) => (s.lastContact > 0 ? (now - s.lastContact) / 1000 : Infinity)))
+      .family('nhi_agent_crd_served', 'gauge', '1 when cilium.io/v2 CiliumNetworkPolicy is served by the API', [[{ crd: 'ciliumnetworkpolicies.cilium.io' }, stats.ciliumnetworkpolicies.absent ? 0 : 1]])
+      .family('nhi_agent_last_sync_age_seconds', 'gauge', 'seconds since the last successful apply of a cluster view (+Inf: never)', [[undefined, this.lastApplyAt > 0 ? (now - this.lastApplyAt) / 1000 : Infinity]])
+      .family('nhi_agent_applies_total', 'counter', 'cluster views handed to the engine, by result', [[{ result: 'ok' }, this.applies.ok], [{ result: 'error' }, this.applies.error]])
+      .histogram('nhi_agent_apply_duration_seconds', 'time the engine took to apply one cluster view', this.applyHist)
+      .family('nhi_agent_pods', 'gauge', 'pods known, on this node (local) or others (remote)', [[{ scope: 'local' }, v?.pods.filter((p) => p.local).length ?? 0], [{ scope: 'remote' }, v?.pods.filter((p) => !p.local).length ?? 0]])
+      .family('nhi_agent_policies', 'gauge', 'policies known, per kind', [[{ kind: 'NetworkPolicy' }, v?.policies.filter((p) => p.kind === 'NetworkPolicy').length ?? 0], [{ kind: 'CiliumNetworkPolicy' }, v?.policies.filter((p) => p.kind === 'CiliumNetworkPolicy').length ?? 0]])
+      .family('nhi_agent_refused_objects', 'gauge', 'objects refused (invalid or not enforceable), per kind', KINDS.map((k) => [{ kind: k }, refused.filter((r) => r.kind === k).length]));
+    return e.text();
+  }
+
+  // ------------------------------------------------------------------ HTTP
+
+  private handle(req: IncomingMessage, res: ServerResponse, socket: boolean): void {
+    const send = (code: number, body: string, type = 'text/plain; charset=utf-8') => {
+      res.writeHead(code, { 'content-type': type, 'cache-control': 'no-store' });
+      res.end(body);
+    };
+    if (req.method !== 'GET') return send(405, 'GET only\n');
+    const path = (req.url ?? '/').split('?')[0];
+    switch (path) {
+      case '/healthz':
+        return send(200, 'ok\n');
+      case '/readyz':
+        return this.ready ? send(200, 'ok\n') : send(503, this.informers.synced() ? 'first sync not applied yet\n' : 'waiting for the first list of every kind\n');
+      case '/metrics':
+        return send(200, this.metrics(), 'text/plain; version=0.0.4; charset=utf-8');
+      case '/status':
+        return send(200, `${JSON.stringify(this.status(), null, 2)}\n`, 'application/json');
+      case '/view':
+        // The whole last applied view: root only (the socket is 0600), for debugging and tests.
+        if (!socket) return send(404, 'not found\n');
+        return send(200, `${JSON.stringify(this.lastApplied ?? null)}\n`, 'application/json');
+      default:
+        return send(404, 'not found\n');
+    }
+  }
+
+  /** /healthz, /readyz, /metrics, /status on --listen; the same plus /view on <state-dir>/agent.sock (0600). */
+  async listen(): Promise<void> {
+    const tcp = createServer((req, res) => this.handle(req, res, false));
+    await new Promise<void>((resolve, reject) => {
+      tcp.once('error', reject);
+      tcp.listen(this.o.listen.port, this.o.listen.host, () => resolve());
+    });
+    this.servers.push(tcp);
+    mkdirSync(this.o.stateDir, { recursive: true, mode: 0o755 });
+    try {
+      const st = lstatSync(this.o.socketPath);
+      // A socket left by a killed agent is replaced; anything else there is not ours to remove.
+      if (!st.isSocket()) throw new Error(`${this.o.socketPath} exists and is not a socket`);
+      unlinkSync(this.o.socketPath);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+    }
+    const unix = createServer((req, res) => this.handle(req, res, true));
+    const old = process.umask(0o177); // created 0600: no window where others could connect
+    try {
+      await new Promise<void>((resolve, reject) => {
+        unix.once('error', reject);
+        unix.listen(this.o.socketPath, () => resolve());
+      });
+    } finally {
+      process.umask(old);
+    }
+    chmodSync(this.o.socketPath, 0o600);
+    this.servers.push(unix);
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.informers.stop();
+    await Promise.all(this.servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
+  }
+}

@@ -1,0 +1,73 @@
+// `nhi-cni status`: asks the running agent over its unix socket
+// (<state-dir>/agent.sock, mode 0600: root only, nothing on the network, and
+// no port to guess when --listen was changed) and prints what it knows.
+import { Command, Option } from 'commander';
+import type { AgentStatus } from '../agent/agent.js';
+import { DEFAULT_STATE_DIR } from '../agent/options.js';
+import { absolutePathProblem } from '../cni/paths.js';
+
+function ask(socketPath: string, timeoutMs: number): Promise<AgentStatus> {
+  // node:http is loaded when used: the start-up snapshot cannot hold its handles.
+  const { request } = process.getBuiltinModule('node:http') as typeof import('node:http');
+  return new Promise((resolve, reject) => {
+    const req = request({ socketPath, path: '/status', method: 'GET', timeout: timeoutMs }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => {
+        try {
+          if (res.statusCode !== 200) throw new Error(`HTTP ${res.statusCode}`);
+          resolve(JSON.parse(Buffer.concat(chunks).toString('utf8')) as AgentStatus);
+        } catch (e) {
+          reject(e);
+        }
+      });
+    });
+    req.on('timeout', () => req.destroy(new Error(`no answer within ${timeoutMs} ms`)));
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+const age = (s: number | null) => (s === null ? 'never' : `${s}s ago`);
+
+function table(s: AgentStatus): string {
+  const lines = [
+    `agent:      up (pid ${s.agent.pid}, ${s.agent.uptimeSeconds}s), node ${s.agent.nodeName}, ${s.agent.ready ? 'ready' : 'NOT READY'}`,
+    `api:        ${s.api.server} — ${s.api.synced ? 'synced' : 'not synced yet'}${s.api.stale.length ? `, STALE: ${s.api.stale.join(', ')}` : ''}`,
+  ];
+  for (const [k, v] of Object.entries(s.api.kinds)) {
+    lines.push(`  ${k.padEnd(22)} ${v.absent ? 'not served (CRD missing)' : `${v.objects} objects`}, last contact ${age(v.lastContactAgeSeconds)}, ${v.restarts} restarts${v.lastError ? `, last error: ${v.lastError}` : ''}`);
+  }
+  lines.push(
+    `last sync:  ${age(s.sync.lastApplyAgeSeconds)} (${s.sync.applies} applied${s.sync.pending ? ', changes pending' : ''})${s.sync.lastError ? `, last error: ${s.sync.lastError}` : ''}`,
+    `pod CIDRs:  ${s.node.podCIDRs.join(', ') || '(none yet)'}${s.node.conflist ? ` — ${s.node.conflist}` : ''}`,
+    `pods:       ${s.pods.local} local, ${s.pods.remote} remote`,
+    `policies:   ${s.policies.NetworkPolicy} NetworkPolicy, ${s.policies.CiliumNetworkPolicy} CiliumNetworkPolicy${s.policies.ciliumPoliciesServed ? '' : ' (CRD not installed)'}`,
+    `refused:    ${s.refused.length}`,
+  );
+  for (const r of s.refused) lines.push(`  ${r.kind} ${r.namespace ? `${r.namespace}/` : ''}${r.name}: ${r.reason}`);
+  return `${lines.join('\n')}\n`;
+}
+
+export function statusCommand(): Command {
+  return new Command('status')
+    .description('what the running agent knows: API connection, last sync, node pod CIDRs, pods and policies, refused objects')
+    .option('--state-dir <dir>', 'the agent\'s state directory (its socket is <dir>/agent.sock)', process.env.NHI_CNI_STATE_DIR || DEFAULT_STATE_DIR)
+    .addOption(new Option('-o, --output <format>', 'table or json').choices(['table', 'json']).default('table'))
+    .action(async (o: { stateDir: string; output: 'table' | 'json' }) => {
+      const why = absolutePathProblem(o.stateDir);
+      if (why) throw new Error(`--state-dir ${JSON.stringify(o.stateDir)} ${why}`);
+      const sock = `${o.stateDir.replace(/\/+$/, '')}/agent.sock`;
+      let s: AgentStatus;
+      try {
+        s = await ask(sock, 3000);
+      } catch (e) {
+        const code = (e as NodeJS.ErrnoException).code;
+        const hint = code === 'ENOENT' || code === 'ECONNREFUSED' ? ' (is `nhi-cni agent` running with this --state-dir?)' : code === 'EACCES' ? ' (the socket is root only)' : '';
+        process.stderr.write(`nhi-cni status: agent down: no answer on ${sock}: ${code ?? (e instanceof Error ? e.message : String(e))}${hint}\n`);
+        process.exitCode = 1;
+        return;
+      }
+      process.stdout.write(o.output === 'json' ? `${JSON.stringify(s, null, 2)}\n` : table(s));
+    });
+}

@@ -1,0 +1,77 @@
+// Lazy bundles: code a CNI call does not need (the command line for people,
+// the agent) stays out of the start-up snapshot, which every ADD deserializes.
+// scripts/build.mjs builds each as a CommonJS bundle stored in the executable
+// as an asset (`lazy/<name>.cjs`); `loadBundle` compiles and evaluates it on
+// first use (no code cache: see scripts/build.mjs).
+// A module both the core and a bundle import is not copied into the bundle:
+// it gets the core's instance (one CniError class, one log configuration).
+// Outside the executable (vitest, tsc), the entry is imported as TypeScript.
+//
+// To add a bundle: its name in LAZY_BUNDLES (scripts/build.mjs) and its
+// module's type here; its entry is src/<name>/index.ts.
+import { CniError, Code } from './cni/errors.js';
+import { trace } from './sys/trace.js';
+
+export interface LazyBundles {
+  cli: typeof import('./cli/index.js');
+  /** `nhi-cni agent`: the node agent and @kubernetes/client-node (src/agent/index.ts). */
+  agent: typeof import('./agent/index.js');
+}
+export type BundleName = keyof LazyBundles;
+
+/** Defined (true) by scripts/build.mjs; undefined when the TypeScript runs as is. */
+declare const NHI_CNI_SEA_BUNDLES: boolean | undefined;
+
+/** The core's modules the lazy bundles import, by path from the repository root. */
+let core: Readonly<Record<string, object>> = {};
+const loaded = new Map<string, Promise<unknown>>();
+
+/** Called once by the build's core entry (at snapshot build time): the modules the bundles share. */
+export function registerCore(modules: Record<string, object>): void {
+  core = Object.freeze({ ...modules });
+}
+
+/** The module of lazy bundle `name`, evaluated once per process. */
+export function loadBundle<N extends BundleName>(name: N): Promise<LazyBundles[N]> {
+  let p = loaded.get(name);
+  if (!p) {
+    p = typeof NHI_CNI_SEA_BUNDLES !== 'undefined' && NHI_CNI_SEA_BUNDLES ? Promise.resolve().then(() => fromAsset(name)) : fromSource(name);
+    loaded.set(name, p);
+  }
+  return p as Promise<LazyBundles[N]>;
+}
+
+/** Development and tests: the TypeScript entry itself (a path esbuild does not follow). */
+function fromSource(name: string): Promise<unknown> {
+  const entry = `./${name}/index.js`;
+  return import(entry);
+}
+
+/** What `require` means inside a bundle: the core's shared modules and Node's builtins, nothing from disk. */
+function bundleRequire(id: string): unknown {
+  if (id.startsWith('nhi-core:')) {
+    const m = core[id.slice('nhi-core:'.length)];
+    if (m) return m;
+  } else {
+    const m = process.getBuiltinModule(id);
+    if (m) return m;
+  }
+  throw new CniError(Code.Internal, `lazy bundle: module ${id} is not available`, 'the build shares it with the core; rebuild (npm run build)');
+}
+
+function fromAsset(name: string): unknown {
+  const sea = process.getBuiltinModule('node:sea');
+  const vm = process.getBuiltinModule('node:vm');
+  let source: string;
+  try {
+    source = sea.getAsset(`lazy/${name}.cjs`, 'utf8');
+  } catch {
+    throw new CniError(Code.Internal, `lazy bundle ${name} is not in this build`);
+  }
+  const script = new vm.Script(source, { filename: `nhi-cni:${name}` });
+  const fn = script.runInThisContext() as (exports: object, require: (id: string) => unknown, module: { exports: object }) => void;
+  const module = { exports: {} };
+  fn(module.exports, bundleRequire, module);
+  trace(`lazy bundle ${name} loaded`);
+  return module.exports;
+}
