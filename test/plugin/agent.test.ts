@@ -152,7 +152,7 @@ describe('nhi-cni agent against the API stand-in', () => {
     const v = await view(a);
     expect(v.pods.map((p: Obj) => `${p.namespace}/${p.name}:${p.local}:${p.ips.join(',')}`)).toEqual(['payments/api-1:true:10.244.1.10', 'payments/client-1:false:10.244.2.11', 'payments/db-1:false:10.244.2.10']);
     const apiPod = v.pods.find((p: Obj) => p.name === 'api-1');
-    expect(apiPod.identity).toEqual({ namespace: 'payments', name: 'api-1', labels: { app: 'api' }, namespaceLabels: { team: 'payments', 'kubernetes.io/metadata.name': 'payments' }, serviceAccount: 'default', ports: [{ name: 'http', containerPort: 8080, protocol: 'TCP' }] });
+    expect(apiPod.identity).toEqual({ namespace: 'payments', name: 'api-1', labels: { app: 'api', 'io.cilium.k8s.policy.serviceaccount': 'default' }, namespaceLabels: { team: 'payments', 'kubernetes.io/metadata.name': 'payments' }, serviceAccount: 'default', ports: [{ name: 'http', containerPort: 8080, protocol: 'TCP' }] });
     expect(apiPod.spiffeId).toBe('spiffe://cluster.local/ns/payments/sa/default');
     expect(v.node).toEqual({ name: 'n1', podCIDRs: ['10.244.1.0/24', 'fd00:10:244:1::/64'], addresses: [{ type: 'InternalIP', address: '192.168.50.1' }], annotations: { 'nhi-cni.io/vtep-mac': '02:00:00:00:00:01' } });
     expect(v.policies.map((p: Obj) => `${p.kind} ${p.namespace}/${p.name} ${p.policies.length}`)).toEqual(['CiliumNetworkPolicy payments/db-from-api 1', 'NetworkPolicy payments/api-ingress 1']);

@@ -57,7 +57,7 @@ describe('cluster view from the library types', () => {
     expect(byName['web-1']).toEqual({
       uid: 'uid-web-1', namespace: 'shop', name: 'web-1', nodeName: 'n1', local: true, phase: 'Running', deleting: false, hostNetwork: false,
       ips: ['10.244.1.5', 'fd00:0:0:1::5'],
-      identity: { namespace: 'shop', name: 'web-1', labels: { app: 'web' }, namespaceLabels: { 'kubernetes.io/metadata.name': 'shop', tier: 'prod' }, serviceAccount: 'web-sa', ports: [{ name: 'web', containerPort: 80, protocol: 'TCP' }] },
+      identity: { namespace: 'shop', name: 'web-1', labels: { app: 'web', 'io.cilium.k8s.policy.serviceaccount': 'web-sa' }, namespaceLabels: { 'kubernetes.io/metadata.name': 'shop', tier: 'prod' }, serviceAccount: 'web-sa', ports: [{ name: 'web', containerPort: 80, protocol: 'TCP' }] },
       spiffeId: 'spiffe://example.org/ns/shop/sa/web-sa',
     });
     expect(byName['lb-1']!.local).toBe(false);
