@@ -9,7 +9,7 @@ import { formatCidr, formatIp, networkOf, parseCidr, parseIp } from '../net/ip.j
 import { identityFromApiPod } from '../policy/k8s.js';
 import type { Identity, Policy, PolicyKind } from '../policy/model.js';
 import { quote, validateLabelKey, validateLabelValue, validateNamespace, validatePodName } from '../policy/names.js';
-import { parseManifestObjects } from '../policy/parse.js';
+import { parsePolicyFailClosed } from '../policy/parse.js';
 
 /** The five kinds the agent watches (their API resource names). */
 export const KINDS = ['pods', 'namespaces', 'nodes', 'networkpolicies', 'ciliumnetworkpolicies'] as const;
@@ -64,8 +64,14 @@ export interface ClusterPolicy {
   uid: string;
   /** The object as JSON (apiVersion, kind, metadata, spec…), managedFields and status left out. */
   manifest: Record<string, unknown>;
-  /** parseManifestObjects([manifest]): one Policy, or several for a CNP with `specs`. */
+  /**
+   * What parse.ts made of it: one Policy, or several for a CNP with `specs`;
+   * for a policy that cannot be enforced exactly, its fail-closed stand-in
+   * (parsePolicyFailClosed: its own pods isolated, nothing else touched).
+   */
   policies: Policy[];
+  /** Why it cannot be enforced exactly, when its policies are a stand-in (also listed in ClusterView.refused). */
+  refusal?: string;
 }
 
 /** An object the view leaves out, and why (shown by `nhi-cni status`, counted in /metrics). */
@@ -282,8 +288,10 @@ function policyOf(kind: Kind, raw: Obj): ClusterPolicy {
   const { managedFields: _mf, ...metadata } = isObj(raw.metadata) ? raw.metadata : {};
   const { status: _st, ...rest } = raw;
   const manifest: Obj = { ...rest, apiVersion: info.apiVersion, kind: info.kind, metadata };
-  const policies = parseManifestObjects([manifest], 'Kubernetes API');
-  return { kind: info.kind, namespace: m.namespace ?? '', name: m.name, uid: m.uid, manifest, policies };
+  const { policies, refused } = parsePolicyFailClosed(manifest, 'Kubernetes API');
+  const out: ClusterPolicy = { kind: info.kind, namespace: m.namespace ?? '', name: m.name, uid: m.uid, manifest, policies };
+  if (refused) out.refusal = refused.reason;
+  return out;
 }
 
 const byKey = (a: { namespace?: string; name: string }, b: { namespace?: string; name: string }) =>
@@ -324,6 +332,11 @@ export function buildView(input: ViewInput, cache: ViewCache = new ViewCache()):
   const policies: ClusterPolicy[] = [];
   for (const kind of ['networkpolicies', 'ciliumnetworkpolicies'] as const) {
     for (const raw of each(kind)) convert(kind, raw, '', (p) => policyOf(kind, p), policies);
+  }
+  // A policy that cannot be enforced exactly is refused (status, metrics) and
+  // enforced through its fail-closed stand-in: dropping it would open its pods.
+  for (const p of policies) {
+    if (p.refusal !== undefined) refused.push({ kind: p.kind === 'NetworkPolicy' ? 'networkpolicies' : 'ciliumnetworkpolicies', namespace: p.namespace, name: p.name, reason: p.refusal });
   }
   cache.sweep();
 
