@@ -14,11 +14,13 @@ const SRC = resolve(dirname(fileURLToPath(import.meta.url)), '../../src');
 
 /** For each folder, the folders it must not import from. */
 const FORBIDDEN: Record<string, readonly string[]> = {
-  cni: ['chain', 'policy', 'plugin', 'cli'],
-  net: ['chain', 'policy', 'plugin', 'cli'],
-  sys: ['chain', 'policy', 'plugin', 'cli'],
-  chain: ['plugin', 'cli'],
-  policy: ['plugin', 'cli'],
+  cni: ['chain', 'policy', 'agent', 'plugin', 'cli'],
+  net: ['chain', 'policy', 'agent', 'plugin', 'cli'],
+  sys: ['chain', 'policy', 'agent', 'plugin', 'cli'],
+  chain: ['agent', 'plugin', 'cli'],
+  policy: ['agent', 'plugin', 'cli'],
+  // The node agent sits above chain and policy (it drives them) and below the entry points.
+  agent: ['plugin', 'cli'],
 };
 
 function sourceFiles(dir: string): string[] {
