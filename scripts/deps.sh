@@ -8,8 +8,10 @@
 #   containernetworking-plugins   the reference Go plugins (/usr/lib/cni), the yardstick
 #   golang-go, golang-github-appc-cni-dev   build tools/cni-client on libcni
 #   time                          GNU time, peak RSS in npm run bench
+#   wireguard-tools, wireguard-go `wg` configures nhi-wg (encryption wireguard); wireguard-go gives the
+#                                 device where the kernel has no WireGuard (as on the test machines)
 set -euo pipefail
-pkgs=(iproute2 nftables iptables iputils-ping python3 containernetworking-plugins golang-go golang-github-appc-cni-dev time)
+pkgs=(iproute2 nftables iptables iputils-ping python3 containernetworking-plugins golang-go golang-github-appc-cni-dev time wireguard-tools wireguard-go)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
