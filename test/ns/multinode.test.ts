@@ -279,6 +279,17 @@ describe('multi-node pod networking: three nodes on one underlay', () => {
     expect((await n1.nn.reconcile(infos())).changes).toBe(0);
     const pub = spawnSync('nsenter', ['-t', String(n1.holder.pid), '-m', '-n', '--', 'wg', 'show', 'nhi-wg', 'public-key'], { encoding: 'utf8' }).stdout.trim();
     expect(pub).toBe(key);
+    expect(askAll(n1.pod, [{ proto: 'tcp', host: nodes[1]!.v4, port: PORT }, { proto: 'udp', host: nodes[2]!.v6, port: PORT }])).toEqual([n1.v4, n1.v6]);
+  });
+
+  it('vxlan over an IPv6 underlay: the device takes the node\'s IPv6 address, the pod MTU leaves 70 bytes, and the matrix holds', async () => {
+    for (const n of nodes) n.nn = programmer(n, { nodeIP: `fd77::1${n.i}` });
+    const reports = await reconcileAll();
+    expect(reports[0]!.podMtu).toBe(1430);
+    expect(tryInNetns(nodes[0]!.ns, 'ip', ['link', 'show', 'nhi-wg']).status).not.toBe(0);
+    const link = JSON.parse(inNetns(nodes[0]!.ns, 'ip', ['-j', '-d', 'link', 'show', 'nhi-vxlan']))[0];
+    expect(link.linkinfo.info_data).toMatchObject({ id: 1, port: 4789, local6: 'fd77::11', learning: false });
+    expect(inNetns(nodes[0]!.ns, 'bridge', ['fdb', 'show', 'dev', 'nhi-vxlan'])).toContain(`${vtepMac(nodes[2]!.info.name)} dst fd77::13 self permanent`);
     expect(matrix()).toEqual([]);
   });
 });
