@@ -147,19 +147,24 @@ describe('multi-node pod networking: three nodes on one underlay', () => {
     }
   });
 
+  /** The wireguard-go daemons the programming started in a node (found by its namespace). */
+  function wireguardGo(n: Node): number[] {
+    const pids = spawnSync('ip', ['netns', 'pids', n.ns.name], { encoding: 'utf8' }).stdout.split('\n').filter(Boolean).map(Number);
+    return pids.filter((pid) => {
+      try {
+        return readFileSync(`/proc/${pid}/comm`, 'utf8').trim() === 'wireguard-go';
+      } catch {
+        return false;
+      }
+    });
+  }
+
   afterAll(async () => {
     for (const n of nodes) await n.nn?.teardown().catch(() => undefined);
     for (const s of servers) s.kill();
     for (const n of nodes) {
-      // wireguard-go daemons this test started in the node (found by the namespace, ended by pid).
-      const pids = spawnSync('ip', ['netns', 'pids', n.ns.name], { encoding: 'utf8' }).stdout.split('\n').filter(Boolean);
-      for (const pid of pids) {
-        try {
-          if (readFileSync(`/proc/${pid}/comm`, 'utf8').trim() === 'wireguard-go') process.kill(Number(pid));
-        } catch {
-          // gone already
-        }
-      }
+      // Teardown deleted nhi-wg, which ends wireguard-go; any left (a failed test) is ended by pid.
+      for (const pid of wireguardGo(n)) process.kill(pid);
       n.holder.kill();
       deleteNetns(n.pod);
       deleteNetns(n.ns);
@@ -280,6 +285,19 @@ describe('multi-node pod networking: three nodes on one underlay', () => {
     const pub = spawnSync('nsenter', ['-t', String(n1.holder.pid), '-m', '-n', '--', 'wg', 'show', 'nhi-wg', 'public-key'], { encoding: 'utf8' }).stdout.trim();
     expect(pub).toBe(key);
     expect(askAll(n1.pod, [{ proto: 'tcp', host: nodes[1]!.v4, port: PORT }, { proto: 'udp', host: nodes[2]!.v6, port: PORT }])).toEqual([n1.v4, n1.v6]);
+  });
+
+  it('wireguard: a killed wireguard-go takes nhi-wg and its routes with it; the next reconcile brings both back', async () => {
+    const n2 = nodes[1]!;
+    const daemons = wireguardGo(n2);
+    expect(daemons).toHaveLength(1);
+    process.kill(daemons[0]!, 'SIGKILL');
+    for (let t = 0; t < 100 && tryInNetns(n2.ns, 'ip', ['link', 'show', 'nhi-wg']).status === 0; t++) spawnSync('sleep', ['0.05']);
+    expect(askAll(nodes[0]!.pod, [{ proto: 'tcp', host: n2.v4, port: PORT }], 'who', 800)).toEqual([undefined]);
+    const r = await n2.nn!.reconcile(infos());
+    expect(r.errors).toEqual([]);
+    expect(r.changes).toBeGreaterThan(0);
+    expect(askAll(nodes[0]!.pod, [{ proto: 'tcp', host: n2.v4, port: PORT }, { proto: 'udp', host: n2.v6, port: PORT }])).toEqual([nodes[0]!.v4, nodes[0]!.v6]);
   });
 
   it('vxlan over an IPv6 underlay: the device takes the node\'s IPv6 address, the pod MTU leaves 70 bytes, and the matrix holds', async () => {

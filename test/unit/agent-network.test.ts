@@ -123,7 +123,7 @@ describe('the WireGuard key file', () => {
     const st = parseWgDump(`${priv}\t${OWN}\t51871\toff\n${KEY2}\t(none)\t192.168.1.2:51871\t10.244.2.0/24,fd00:10:244:2::/64\t0\t0\t0\toff\n`);
     expect(JSON.stringify({ ...st, peers: [...st.peers] })).not.toContain(priv);
     expect(st.publicKey).toBe(OWN);
-    expect(st.peers.get(KEY2)).toEqual({ endpoint: '192.168.1.2:51871', allowedIps: ['10.244.2.0/24', 'fd00:10:244:2::/64'] });
+    expect(st.peers.get(KEY2)).toEqual({ endpoint: '192.168.1.2:51871', allowedIps: ['10.244.2.0/24', 'fd00:10:244:2::/64'], keepalive: 0 });
   });
 });
 
@@ -237,16 +237,19 @@ describe('the difference to the kernel', () => {
     expect(moved.bridge.text()).toContain(`fdb append ${vtepMac('node-2')} dev nhi-vxlan dst 192.168.1.22 self permanent\n`);
     const renum = diff(computeDesired({ ...CFG, vni: 7 }, [node(1), node(2)], FACTS), kernelOf(), 'eth0', undefined, undefined);
     const lines = renum.ip.text().split('\n');
-    expect(lines[0]).toBe('link del nhi-vxlan');
-    expect(lines[1]).toContain('type vxlan id 7');
+    expect(renum.deleteFirst).toEqual(['nhi-vxlan']);
+    expect(lines[0]).toContain('link add nhi-vxlan');
+    expect(lines[0]).toContain('type vxlan id 7');
     expect(lines.filter((l) => l.startsWith('route del'))).toEqual([]);
     expect(lines).toContain('route replace 10.244.2.0/24 via 10.244.2.0 dev nhi-vxlan onlink proto 93');
   });
 
   it('switching to routes removes the tunnel device and replaces its routes', () => {
     const d = computeDesired({ ...CFG, overlay: 'routes' }, [node(1), node(2)], FACTS);
-    const lines = diff(d, kernelOf(), 'eth0', undefined, undefined).ip.text().split('\n');
-    expect(lines[0]).toBe('link del nhi-vxlan');
+    const c = diff(d, kernelOf(), 'eth0', undefined, undefined);
+    const lines = c.ip.text().split('\n');
+    expect(c.deleteFirst).toEqual(['nhi-vxlan']);
+    expect(lines.filter((l) => l.startsWith('route del'))).toEqual([]);
     expect(lines).toContain('route replace 10.244.2.0/24 via 192.168.1.2 proto 93');
     expect(lines).toContain('route replace fd00:10:244:2::/64 via fd77::2 proto 93');
   });
@@ -256,13 +259,18 @@ describe('the difference to the kernel', () => {
     const fresh = diff(d, EMPTY, 'eth0', '/var/lib/nhi-cni/wireguard.key', OWN);
     expect(fresh.createWireguard).toBe(true);
     expect(fresh.ip.text()).toContain('link set nhi-wg mtu 1420 up');
-    expect(fresh.wg).toEqual(['private-key', '/var/lib/nhi-cni/wireguard.key', 'listen-port', '51871', 'peer', KEY2, 'endpoint', '192.168.1.2:51871', 'allowed-ips', '10.244.2.0/24,fd00:10:244:2::/64']);
+    expect(fresh.wg).toEqual(['private-key', '/var/lib/nhi-cni/wireguard.key', 'listen-port', '51871', 'peer', KEY2, 'endpoint', '192.168.1.2:51871', 'persistent-keepalive', '25', 'allowed-ips', '10.244.2.0/24,fd00:10:244:2::/64']);
     const k: KernelState = {
       ...EMPTY,
       links: new Map([['nhi-wg', { name: 'nhi-wg', kind: 'tun', mtu: 1420, up: true }]]),
-      wireguard: parseWgDump(`x\t${OWN}\t51871\toff\n${KEY3}\t(none)\t192.168.1.3:51871\t10.244.3.0/24\t0\t0\t0\toff\n${KEY2}\t(none)\t192.168.1.2:51871\t10.244.2.0/24,fd00:10:244:2::/64\t0\t0\t0\toff\n`),
+      wireguard: parseWgDump(`x\t${OWN}\t51871\toff\n${KEY3}\t(none)\t192.168.1.3:51871\t10.244.3.0/24\t0\t0\t0\toff\n${KEY2}\t(none)\t192.168.1.2:51871\t10.244.2.0/24,fd00:10:244:2::/64\t0\t0\t0\t25\n`),
     };
     expect(diff(d, k, 'eth0', '/k', OWN).wg).toEqual(['peer', KEY3, 'remove']);
+    // An nhi-wg that wg cannot talk to (its daemon died, or someone else's tun) is deleted first, then made anew.
+    const stale = diff(d, { ...k, wireguard: undefined }, 'eth0', '/k', OWN);
+    expect(stale.deleteFirst).toEqual(['nhi-wg']);
+    expect(stale.createWireguard).toBe(true);
+    expect(stale.wg).toContain('private-key');
   });
 });
 

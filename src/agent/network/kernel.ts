@@ -20,8 +20,18 @@ export interface LinkState {
 export interface WgState {
   publicKey?: string;
   port: number;
-  peers: Map<string, { endpoint?: string; allowedIps: string[] }>;
+  peers: Map<string, { endpoint?: string; allowedIps: string[]; keepalive: number }>;
 }
+
+/**
+ * Seconds between keepalives to each peer. Besides keeping NAT and conntrack
+ * state warm, setting it makes WireGuard send one at once: a node whose
+ * device was just (re)made handshakes with every peer right away, so the
+ * peers drop the session it lost (without it, a peer that only sends would
+ * wait ~15 s for WireGuard's own rekey before reaching it again: seen in
+ * test/ns/multinode.test.ts with a killed wireguard-go).
+ */
+export const KEEPALIVE = 25;
 
 export interface KernelState {
   links: Map<string, LinkState>;
@@ -73,9 +83,12 @@ export function parseWgDump(text: string): WgState {
   const st: WgState = { port: Number(head[2] ?? 0), peers: new Map() };
   if (head[1] && head[1] !== '(none)') st.publicKey = head[1];
   for (const l of lines) {
-    const [key, , endpoint, allowed] = l.split('\t');
+    const [key, , endpoint, allowed, , , , keepalive] = l.split('\t');
     if (!key) continue;
-    const p: { endpoint?: string; allowedIps: string[] } = { allowedIps: !allowed || allowed === '(none)' ? [] : allowed.split(',').sort() };
+    const p: { endpoint?: string; allowedIps: string[]; keepalive: number } = {
+      allowedIps: !allowed || allowed === '(none)' ? [] : allowed.split(',').sort(),
+      keepalive: Number(keepalive) || 0,
+    };
     if (endpoint && endpoint !== '(none)') p.endpoint = endpoint;
     st.peers.set(key, p);
   }
@@ -123,6 +136,8 @@ export async function readKernel(exec: Exec): Promise<KernelState> {
 
 /** What one reconcile changes: the lines of each tool, and whether the WireGuard device must be made first. */
 export interface Changes {
+  /** Devices of ours to delete before anything else (a VXLAN device of another identity, an nhi-wg wg cannot configure). */
+  deleteFirst: string[];
   createWireguard: boolean;
   ip: IpBatch;
   bridge: IpBatch;
@@ -149,13 +164,11 @@ export function diff(d: Desired, k: KernelState, underlayDevice: string, keyPath
   // Links. A VXLAN device whose identity (VNI, port, local address, learning) differs is made anew: those cannot change in place.
   const vx = k.links.get(VXLAN_DEV);
   if (vx && (!d.vxlan || vx.kind !== 'vxlan' || !vx.vxlan || vx.vxlan.id !== d.vxlan.vni || vx.vxlan.port !== d.vxlan.port || vx.vxlan.local !== d.vxlan.local || vx.vxlan.learning)) {
-    ip.add('link', 'del', VXLAN_DEV);
     gone.add(VXLAN_DEV);
   }
   const wgl = k.links.get(WG_DEV);
   // A nhi-wg that wg cannot configure (not WireGuard, or a tun whose daemon died) is replaced too.
   if (wgl && (!d.wireguard || !k.wireguard)) {
-    ip.add('link', 'del', WG_DEV);
     gone.add(WG_DEV);
   }
   if (d.vxlan) {
@@ -219,11 +232,11 @@ export function diff(d: Desired, k: KernelState, underlayDevice: string, keyPath
     for (const p of d.peers) {
       const h = have.peers.get(p.publicKey);
       const allowed = [...p.allowedIps].sort();
-      if (h && h.endpoint === p.endpoint && h.allowedIps.join(',') === allowed.join(',')) continue;
-      wg.push('peer', p.publicKey, 'endpoint', p.endpoint, 'allowed-ips', allowed.join(','));
+      if (h && h.endpoint === p.endpoint && h.allowedIps.join(',') === allowed.join(',') && h.keepalive === KEEPALIVE) continue;
+      wg.push('peer', p.publicKey, 'endpoint', p.endpoint, 'persistent-keepalive', String(KEEPALIVE), 'allowed-ips', allowed.join(','));
     }
   }
-  return { createWireguard, ip, bridge, wg };
+  return { deleteFirst: [...gone], createWireguard, ip, bridge, wg };
 }
 
 /** The device holding `nodeIP`, from `ip -j addr` data. */

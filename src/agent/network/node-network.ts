@@ -121,6 +121,12 @@ export class NodeNetwork {
     this.mtu = d.podMtu;
     const ch = diff(d, k, underlayDevice, key?.path, key?.publicKey);
     const errors: string[] = [];
+    // Devices that must go come first: a replacement nhi-wg is created outside the batch.
+    if (ch.deleteFirst.length > 0) {
+      const del = new IpBatch();
+      for (const dev of ch.deleteFirst) del.add('link', 'del', dev);
+      await this.batch('ip', del, errors);
+    }
     if (ch.createWireguard) {
       const why = await this.createWireguard();
       if (why) errors.push(why);
@@ -141,7 +147,7 @@ export class NodeNetwork {
       podMtu: d.podMtu,
       programmed: d.programmed,
       refused: d.refused,
-      changes: ch.ip.lines.length + ch.bridge.lines.length + (ch.createWireguard ? 1 : 0) + countWg(ch.wg),
+      changes: ch.deleteFirst.length + ch.ip.lines.length + ch.bridge.lines.length + (ch.createWireguard ? 1 : 0) + countWg(ch.wg),
       errors,
     };
     if (key) report.publicKey = key.publicKey;
