@@ -38,7 +38,7 @@ const KEY3 = publicKeyOf(generatePrivateKey());
 const OWN = publicKeyOf(generatePrivateKey());
 const CFG: DesiredConfig = { self: 'node-1', overlay: 'vxlan', encryption: 'none', vxlanPort: 4789, vni: 1, wireguardPort: 51871 };
 const connected = parseRoutes(JSON.stringify([{ dst: '192.168.1.0/24', dev: 'eth0', protocol: 'kernel', scope: 'link' }, { dst: 'default', gateway: '192.168.1.254', dev: 'eth0', protocol: 'static' }]), 4)
-  .concat(parseRoutes(JSON.stringify([{ dst: 'fd77::/64', dev: 'eth0', protocol: 'kernel' }]), 6));
+  .concat(parseRoutes(JSON.stringify([{ dst: 'fd77::/64', dev: 'eth0', protocol: 'kernel' }, { dst: 'fe80::/64', dev: 'eth0', protocol: 'kernel' }]), 6));
 const FACTS: LocalFacts = { nodeIP: parseIp('192.168.1.1')!, underlayDevice: 'eth0', underlayMtu: 1500, routes: connected };
 
 describe('validation of what a Node brings', () => {
@@ -151,11 +151,17 @@ describe('the desired state', () => {
       node(8, { addresses: [{ type: 'InternalIP', address: '192.168.1.1' }] }),
       node(2, { podCIDRs: ['10.244.22.0/24'] }),
       node(9, { podCIDRs: ['10.244.9.0/24', '10.244.10.0/24'] }),
+      node(10, { podCIDRs: ['192.168.1.0/25'] }),
+      node(11, { podCIDRs: ['10.244.11.0/24', 'fe80::/64'] }),
+      node(12, { podCIDRs: ['10.244.12.0/24'], addresses: [{ type: 'InternalIP', address: '10.244.12.1' }] }),
     ];
     const d = computeDesired(CFG, nodes, FACTS);
     expect(d.programmed.map((p) => p.node)).toEqual(['node-2']);
     const why = Object.fromEntries(d.refused.map((r) => [r.node, r.reason]));
-    expect(Object.keys(why).sort()).toEqual(['(invalid name) "Bad;name"', 'node-2', 'node-4', 'node-5', 'node-6', 'node-7', 'node-8', 'node-9'].sort());
+    expect(Object.keys(why).sort()).toEqual(['(invalid name) "Bad;name"', 'node-2', 'node-4', 'node-5', 'node-6', 'node-7', 'node-8', 'node-9', 'node-10', 'node-11', 'node-12'].sort());
+    expect(why['node-10']).toBe("pod CIDR 192.168.1.0/25 overlaps this node's route 192.168.1.0/24 on eth0");
+    expect(why['node-11']).toContain('fe80::/64');
+    expect(why['node-12']).toBe('pod CIDR 10.244.12.0/24 holds a node address');
     expect(why['node-4']).toContain('overlaps');
     expect(why['node-5']).toContain('host bits');
     expect(why['node-6']).toContain('no IPv4 InternalIP');

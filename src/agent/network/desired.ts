@@ -98,6 +98,17 @@ export function notDirect(routes: KernelRoute[], ip: Ip): string | undefined {
   return undefined;
 }
 
+/** Why one of `cidrs` would replace or shadow a route of the node that is not ours (the default route aside), or undefined. */
+function shadowed(cidrs: Cidr[], routes: KernelRoute[]): string | undefined {
+  for (const c of cidrs) {
+    for (const r of routes) {
+      if (r.protocol === ROUTE_PROTO || r.dst === 'default' || r.family !== c.ip.family) continue;
+      if (overlaps(r.dst, c)) return `pod CIDR ${cidrText(c)} overlaps this node's route ${cidrText(r.dst)}${r.dev ? ` on ${r.dev}` : ''}`;
+    }
+  }
+  return undefined;
+}
+
 interface Candidate {
   node: NodeInfo;
   cidrs: Cidr[];
@@ -169,6 +180,7 @@ export function computeDesired(cfg: DesiredConfig, nodes: NodeInfo[], facts: Loc
   }
   if (!tunnel) return d;
 
+  const nodeIps = [facts.nodeIP, ...nodes.flatMap((n) => (n && Array.isArray(n.addresses) ? n.addresses.map((a) => parseNodeAddress(a?.address)).filter((x): x is Ip => !!x) : []))];
   // Deterministic order: the same list in any order gives the same kernel state.
   const seen = new Set<string>([cfg.self]);
   const taken: Cidr[] = [...own];
@@ -202,6 +214,20 @@ export function computeDesired(cfg: DesiredConfig, nodes: NodeInfo[], facts: Loc
     const clash = cidrs.find((c) => taken.some((t) => overlaps(t, c)));
     if (clash) {
       refuse(`pod CIDR ${cidrText(clash)} overlaps this node's or another node's`);
+      continue;
+    }
+    // A Node object must not be able to take over the node's own routing: a
+    // pod CIDR over the underlay's network (or any route not ours) would
+    // replace or shadow it, and one holding a node address would loop the
+    // tunnel into itself.
+    const shadow = shadowed(cidrs, facts.routes);
+    if (shadow) {
+      refuse(shadow);
+      continue;
+    }
+    const held = cidrs.find((c) => nodeIps.some((ip) => contains(c, ip)));
+    if (held) {
+      refuse(`pod CIDR ${cidrText(held)} holds a node address`);
       continue;
     }
     const cand: Candidate = { node, cidrs };
