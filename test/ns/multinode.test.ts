@@ -310,4 +310,14 @@ describe('multi-node pod networking: three nodes on one underlay', () => {
     expect(inNetns(nodes[0]!.ns, 'bridge', ['fdb', 'show', 'dev', 'nhi-vxlan'])).toContain(`${vtepMac(nodes[2]!.info.name)} dst fd77::13 self permanent`);
     expect(matrix()).toEqual([]);
   });
+
+  it('teardown removes the devices and every route of ours, and keeps the key', async () => {
+    const n1 = nodes[0]!;
+    await n1.nn!.teardown();
+    expect(tryInNetns(n1.ns, 'ip', ['link', 'show', 'nhi-vxlan']).status).not.toBe(0);
+    expect(inNetns(n1.ns, 'ip', ['route', 'show', 'proto', '93']) + inNetns(n1.ns, 'ip', ['-6', 'route', 'show', 'proto', '93'])).toBe('');
+    expect(statSync(n1.scratch.path('agent', 'wireguard.key')).isFile()).toBe(true);
+    // Its pods are cut off from the other nodes, which still route to it.
+    expect(askAll(n1.pod, [{ proto: 'tcp', host: nodes[1]!.v4, port: PORT }], 'who', 800)).toEqual([undefined]);
+  });
 });

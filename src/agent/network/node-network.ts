@@ -9,7 +9,7 @@ import { absolutePathProblem } from '../../cni/paths.js';
 import { formatIp, parseIp } from '../../net/ip.js';
 import { run } from '../../sys/exec.js';
 import { batchFailure, IpBatch } from '../../sys/ip.js';
-import { computeDesired, selfNodeIp, VXLAN_DEV, WG_DEV, type DesiredConfig } from './desired.js';
+import { computeDesired, ROUTE_PROTO, selfNodeIp, VXLAN_DEV, WG_DEV, type DesiredConfig } from './desired.js';
 import { deviceOf, diff, readKernel } from './kernel.js';
 import type { Exec, NodeInfo, NodeNetworkOptions, Report } from './types.js';
 import { nodeNameProblem } from './validate.js';
@@ -89,8 +89,8 @@ export class NodeNetwork {
       const lines: string[][] = [];
       for (const dev of [VXLAN_DEV, WG_DEV]) if (k.links.has(dev)) lines.push(['link', 'del', dev]);
       for (const r of k.routes) {
-        if (r.protocol !== '93' || r.dev === VXLAN_DEV || r.dev === WG_DEV || r.dst === 'default') continue;
-        lines.push(['route', 'del', ...(r.type !== 'unicast' ? [r.type] : []), `${formatIp(r.dst.ip)}/${r.dst.prefix}`, 'proto', '93']);
+        if (r.protocol !== ROUTE_PROTO || r.dev === VXLAN_DEV || r.dev === WG_DEV || r.dst === 'default') continue;
+        lines.push(['route', 'del', ...(r.type !== 'unicast' ? [r.type] : []), `${formatIp(r.dst.ip)}/${r.dst.prefix}`, 'proto', ROUTE_PROTO]);
       }
       if (lines.length === 0) return;
       const b = new IpBatch();
