@@ -2,7 +2,7 @@
 // answers every TCP connection and UDP datagram with the source address it
 // saw (so a test proves there was no NAT on the way), and a client that asks
 // many targets in one process and returns what each answered.
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import type { Netns } from './netns.js';
 
 const SERVER = `
@@ -57,4 +57,15 @@ export function askAll(from: Netns, targets: Target[], payload = 'who', waitMs =
   const out = JSON.parse(r.stdout.trim() || 'null') as (string | null)[] | null;
   if (!out) throw new Error(`client in ${from.name} failed: ${r.stderr}`);
   return out.map((v) => v ?? undefined);
+}
+
+/** askAll without blocking: several pods can ask at once. */
+export function askAllAsync(from: Netns, targets: Target[], payload = 'who', waitMs = 2000): Promise<(string | undefined)[]> {
+  return new Promise((resolve, reject) => {
+    execFile('ip', ['netns', 'exec', from.name, process.execPath, '-e', CLIENT, JSON.stringify(targets), payload, String(waitMs)], { encoding: 'utf8' }, (_err, stdout, stderr) => {
+      const out = JSON.parse(stdout.trim() || 'null') as (string | null)[] | null;
+      if (!out) reject(new Error(`client in ${from.name} failed: ${stderr}`));
+      else resolve(out.map((v) => v ?? undefined));
+    });
+  });
 }

@@ -21,7 +21,7 @@ import { libcniDriver } from '../helpers/driver.js';
 import { createNetns, deleteNetns, inNetns, tryInNetns, type Netns } from '../helpers/netns.js';
 import { ROOT } from '../helpers/paths.js';
 import { Scratch } from '../helpers/plugin.js';
-import { askAll, startWhoami, type Target } from '../helpers/whoami.js';
+import { askAll, askAllAsync, startWhoami, type Target } from '../helpers/whoami.js';
 
 const PORT = 7070;
 const CLUSTER = ['10.244.0.0/16', 'fd00:10:244::/56'];
@@ -68,10 +68,10 @@ describe('multi-node pod networking: three nodes on one underlay', () => {
     return reports;
   }
 
-  /** Every pod asks every other pod (TCP and UDP, IPv4 and IPv6); each answer must be the asker's pod address. */
-  function matrix(): string[] {
+  /** Every pod asks every other pod (TCP and UDP, IPv4 and IPv6), all pods at once; each answer must be the asker's pod address. */
+  async function matrix(): Promise<string[]> {
     const wrong: string[] = [];
-    for (const src of nodes) {
+    await Promise.all(nodes.map(async (src) => {
       const targets: Target[] = [];
       const expected: string[] = [];
       for (const dst of nodes) {
@@ -83,11 +83,11 @@ describe('multi-node pod networking: three nodes on one underlay', () => {
           }
         }
       }
-      askAll(src.pod, targets).forEach((got, k) => {
+      (await askAllAsync(src.pod, targets)).forEach((got, k) => {
         if (got !== expected[k]) wrong.push(`pod on node ${src.i} -> ${targets[k]!.proto} ${targets[k]!.host}: server saw ${got ?? 'nothing'}, expected ${expected[k]}`);
       });
-    }
-    return wrong;
+    }));
+    return wrong.sort();
   }
 
   /** Sends `marker` pod -> pod across nodes while sniffing every port of the underlay; how many frames carried it. */
@@ -115,7 +115,6 @@ describe('multi-node pod networking: three nodes on one underlay', () => {
     };
     ext = createNetns('nhix');
     attach(ext, 'uext', EXT4, 'fd77::100');
-    servers.push(await startWhoami(ext, PORT));
     for (let i = 1; i <= 3; i++) {
       const ns = createNetns('nhin');
       attach(ns, `u${i}`, `192.168.77.1${i}`, `fd77::1${i}`);
@@ -143,8 +142,8 @@ describe('multi-node pod networking: three nodes on one underlay', () => {
       const addrs = (r.json.ips as { address: string }[]).map((a) => a.address.split('/')[0]!);
       n.v4 = addrs.find((a) => !a.includes(':'))!;
       n.v6 = addrs.find((a) => a.includes(':'))!;
-      servers.push(await startWhoami(n.pod, PORT));
     }
+    servers.push(...(await Promise.all([ext, ...nodes.map((n) => n.pod)].map((ns) => startWhoami(ns, PORT)))));
   });
 
   /** The wireguard-go daemons the programming started in a node (found by its namespace). */
@@ -200,8 +199,8 @@ describe('multi-node pod networking: three nodes on one underlay', () => {
     expect(n1.processes - before).toBe(6);
   });
 
-  it('vxlan: every pod reaches every pod on the other nodes over TCP and UDP, IPv4 and IPv6, and the server sees the pod address', () => {
-    expect(matrix()).toEqual([]);
+  it('vxlan: every pod reaches every pod on the other nodes over TCP and UDP, IPv4 and IPv6, and the server sees the pod address', async () => {
+    expect(await matrix()).toEqual([]);
   });
 
   it('vxlan: a 1,400-byte ping with DF passes between nodes, and so does one of the pod MTU; one byte more does not leave the pod', () => {
@@ -253,7 +252,7 @@ describe('multi-node pod networking: three nodes on one underlay', () => {
     expect(routes).toContain('10.244.2.0/24 via 192.168.77.12 dev eth0');
     expect(routes).toContain('fd00:10:244:3::/64 via fd77::13 dev eth0');
     expect(routes).not.toContain('10.244.9.');
-    expect(matrix()).toEqual([]);
+    expect(await matrix()).toEqual([]);
   });
 
   it('wireguard: pod traffic between nodes goes through nhi-wg, encrypted: the marker is absent from the underlay', async () => {
@@ -268,7 +267,7 @@ describe('multi-node pod networking: three nodes on one underlay', () => {
     const n1 = nodes[0]!;
     const wg = spawnSync('nsenter', ['-t', String(n1.holder.pid), '-m', '-n', '--', 'wg', 'show', 'nhi-wg', 'allowed-ips'], { encoding: 'utf8' }).stdout;
     expect(wg).toContain(`${nodes[1]!.info.wireguardPublicKey}\t10.244.2.0/24 fd00:10:244:2::/64`);
-    expect(matrix()).toEqual([]);
+    expect(await matrix()).toEqual([]);
     const seen = await markerOnUnderlay(`nhi-marker-secret-${process.pid}`);
     expect(seen.frames).toBeGreaterThan(0);
     expect(seen.hits).toBe(0);
@@ -308,7 +307,7 @@ describe('multi-node pod networking: three nodes on one underlay', () => {
     const link = JSON.parse(inNetns(nodes[0]!.ns, 'ip', ['-j', '-d', 'link', 'show', 'nhi-vxlan']))[0];
     expect(link.linkinfo.info_data).toMatchObject({ id: 1, port: 4789, local6: 'fd77::11', learning: false });
     expect(inNetns(nodes[0]!.ns, 'bridge', ['fdb', 'show', 'dev', 'nhi-vxlan'])).toContain(`${vtepMac(nodes[2]!.info.name)} dst fd77::13 self permanent`);
-    expect(matrix()).toEqual([]);
+    expect(await matrix()).toEqual([]);
   });
 
   it('teardown removes the devices and every route of ours, and keeps the key', async () => {
