@@ -301,6 +301,25 @@ describe('NodeNetwork', () => {
     expect(() => new NodeNetwork(base).podMtu()).toThrow(/after the first reconcile/);
   });
 
+  it('reports each failed line of a batch (the rest applied) and goes on to the next tool', async () => {
+    const seen: string[] = [];
+    const nn = new NodeNetwork({
+      self: 'node-1', overlay: 'vxlan', vxlanPort: 4789, vni: 1, encryption: 'none', stateDir: '/var/lib/nhi-cni',
+      exec: async (f, a) => {
+        const cmd = `${f} ${a.join(' ')}`;
+        seen.push(cmd);
+        if (cmd === 'ip -j addr show') return { stdout: JSON.stringify([{ ifname: 'eth0', addr_info: [{ local: '192.168.1.1', prefixlen: 24, scope: 'global' }] }]), stderr: '', exitCode: 0 };
+        if (cmd === 'ip -j -d link show') return { stdout: JSON.stringify([{ ifname: 'eth0', mtu: 1500, flags: ['UP'] }]), stderr: '', exitCode: 0 };
+        if (cmd === 'ip -force -batch -') return { stdout: '', stderr: 'Error: Nexthop has invalid gateway.\nCommand failed -:4\n', exitCode: 1 };
+        return { stdout: '[]', stderr: '', exitCode: 0 };
+      },
+    });
+    const r = await nn.reconcile([node(1), node(2)]);
+    expect(r.errors).toHaveLength(1);
+    expect(r.errors[0]).toMatch(/^ip \S.*: Error: Nexthop has invalid gateway\.$/);
+    expect(seen).toContain('bridge -force -batch -');
+  });
+
   it('hostile node fields never reach a command, and a hostile list still programs the good nodes', async () => {
     const commands: string[] = [];
     const kernel: Record<string, string> = {

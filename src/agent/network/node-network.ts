@@ -127,13 +127,15 @@ export class NodeNetwork {
       for (const dev of ch.deleteFirst) del.add('link', 'del', dev);
       await this.batch('ip', del, errors);
     }
+    let noDevice = false;
     if (ch.createWireguard) {
       const why = await this.createWireguard();
       if (why) errors.push(why);
+      noDevice = why !== undefined;
     }
     await this.batch('ip', ch.ip, errors);
     await this.batch('bridge', ch.bridge, errors);
-    if (ch.wg.length > 0 && errors.length === 0) {
+    if (ch.wg.length > 0 && !noDevice) {
       // Public keys, a port and addresses only: the private key is named by its file, never passed.
       const r = await this.exec('wg', ['set', WG_DEV, ...ch.wg]);
       if (r.exitCode !== 0) errors.push(`wg set ${WG_DEV}: ${r.stderr.trim() || `exit status ${r.exitCode}`}`);
@@ -160,8 +162,9 @@ export class NodeNetwork {
     const r = await this.exec(tool, ['-force', '-batch', '-'], b.text());
     if (r.exitCode === 0) return;
     const lines = b.text().split('\n');
+    const before = errors.length;
     for (const m of r.stderr.matchAll(/([^\n]*)\n?Command failed -:(\d+)/g)) errors.push(`${tool} ${lines[Number(m[2]) - 1] ?? '?'}: ${m[1]!.trim()}`);
-    if (errors.length === 0) errors.push(`${tool} -batch: ${batchFailure(r).message}`);
+    if (errors.length === before) errors.push(`${tool} -batch: ${batchFailure(r).message}`);
   }
 
   /** The kernel's WireGuard when it has one, else wireguard-go (a userspace daemon giving the same device and the same `wg` interface). */
