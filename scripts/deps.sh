@@ -10,8 +10,10 @@
 #   time                          GNU time, peak RSS in npm run bench
 #   openssl                       the CA and server certificates of the Kubernetes API stand-in (test/helpers/kube-api.ts)
 #   curl                          the agent's /healthz /readyz inside a test namespace (test/plugin/agent.test.ts)
+#   wireguard-tools, wireguard-go `wg` configures nhi-wg (encryption wireguard); wireguard-go gives the
+#                                 device where the kernel has no WireGuard (as on the test machines)
 set -euo pipefail
-pkgs=(iproute2 nftables iptables iputils-ping python3 containernetworking-plugins golang-go golang-github-appc-cni-dev time openssl curl)
+pkgs=(iproute2 nftables iptables iputils-ping python3 containernetworking-plugins golang-go golang-github-appc-cni-dev time openssl curl wireguard-tools wireguard-go)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -4,6 +4,7 @@ import { z } from 'zod';
 import { CniError, Code } from '../cni/errors.js';
 import { validateIfname } from '../cni/env.js';
 import { checkedPath } from '../cni/paths.js';
+import { formatIp, networkOf, parseCidr } from '../net/ip.js';
 import { DnsSchema, formatIssues, type Dns } from '../cni/result.js';
 import type { GuardLevel } from './spoofcheck.js';
 
@@ -23,6 +24,7 @@ export const CniConfigInput = z.object({
   isDefaultGateway: z.boolean().optional(),
   forceAddress: z.boolean().optional(),
   ipMasq: z.boolean().optional(),
+  clusterCIDR: z.union([z.string(), z.array(z.string()).min(1).max(16)]).optional(),
   mtu: z.number().int().min(68).max(65535).optional(),
   hairpinMode: z.boolean().optional(),
   promiscMode: z.boolean().optional(),
@@ -41,6 +43,8 @@ export interface CniConfig {
   isDefaultGateway: boolean;
   forceAddress: boolean;
   ipMasq: boolean;
+  /** The cluster's pod networks (normalised CIDRs): never masqueraded to (`clusterCIDR`). */
+  clusterCIDRs: string[];
   mtu?: number;
   hairpinMode: boolean;
   promiscMode: boolean;
@@ -51,6 +55,21 @@ export interface CniConfig {
   ipamType: string;
   stateDir: string;
   mac?: string;
+}
+
+/** `clusterCIDR` (one CIDR or a list, IPv4 and IPv6) as network/prefix texts, or a code-7 error naming the bad entry. */
+export function parseClusterCidrs(v: string | string[] | undefined): string[] {
+  if (v === undefined) return [];
+  const out: string[] = [];
+  for (const [i, t] of (Array.isArray(v) ? v : [v]).entries()) {
+    const at = Array.isArray(v) ? `clusterCIDR[${i}]` : 'clusterCIDR';
+    const c = parseCidr(t);
+    if (!c) throw invalid(`${at} ${JSON.stringify(t.slice(0, 60))} is not a CIDR`, 'expected e.g. "10.244.0.0/16" or "fd00:10:244::/56"');
+    const net = `${formatIp(networkOf(c))}/${c.prefix}`;
+    if (networkOf(c).value !== c.ip.value) throw invalid(`${at} ${t} has host bits set`, `did you mean ${net}?`);
+    if (!out.includes(net)) out.push(net);
+  }
+  return out;
 }
 
 function invalid(msg: string, details = ''): CniError {
@@ -80,6 +99,7 @@ export function loadCniConfig(raw: Record<string, unknown>, envMac?: string): Cn
     isDefaultGateway: c.isDefaultGateway === true,
     forceAddress: c.forceAddress === true,
     ipMasq: c.ipMasq === true,
+    clusterCIDRs: parseClusterCidrs(c.clusterCIDR),
     hairpinMode: c.hairpinMode === true,
     promiscMode: c.promiscMode === true,
     macspoofchk: c.macspoofchk === true,

@@ -6,6 +6,10 @@
 // nft transaction (add table, add chain, flush chain, add rule): idempotent,
 // never touching another subnet's chain, and self-healing after someone
 // flushed the ruleset.
+// With `clusterCIDR` set, destinations inside the cluster's pod networks are
+// not masqueraded either (one more prefix match per cluster CIDR of the
+// subnet's family): a pod on another node sees the sender's pod address,
+// which is Kubernetes' network model and what a policy on that node judges.
 import { createHash } from 'node:crypto';
 import { formatIp, networkOf, parseCidr } from '../net/ip.js';
 import type { NftCommand } from '../sys/nft.js';
@@ -57,10 +61,11 @@ function prefixMatch(proto: 'ip' | 'ip6', field: 'saddr' | 'daddr', op: '==' | '
   return { match: { op, left: { payload: { protocol: proto, field } }, right: { prefix: { addr, len: Number(len) } } } };
 }
 
-export function masqCommands(network: string, subnet: string): NftCommand[] {
+export function masqCommands(network: string, subnet: string, clusterCIDRs: readonly string[] = []): NftCommand[] {
   const chain = masqChain(network, subnet);
   const v6 = subnet.includes(':');
   const proto = v6 ? 'ip6' : 'ip';
+  const inCluster = clusterCIDRs.filter((c) => c.includes(':') === v6).map((c) => prefixMatch(proto, 'daddr', '!=', c));
   return [
     { add: { table: { family: FAMILY, name: TABLE } } },
     { add: { chain: { family: FAMILY, table: TABLE, name: chain, type: 'nat', hook: 'postrouting', prio: 100, policy: 'accept' } } },
@@ -74,6 +79,7 @@ export function masqCommands(network: string, subnet: string): NftCommand[] {
             prefixMatch(proto, 'saddr', '==', subnet),
             prefixMatch(proto, 'daddr', '!=', subnet),
             prefixMatch(proto, 'daddr', '!=', v6 ? 'ff00::/8' : '224.0.0.0/4'),
+            ...inCluster,
             { masquerade: null },
           ],
         },
@@ -82,8 +88,8 @@ export function masqCommands(network: string, subnet: string): NftCommand[] {
   ];
 }
 
-export function masqAdd(network: string, ips: IpConfig[], plan: Plan): void {
-  for (const s of subnetsOf(ips)) plan.nft.push(...masqCommands(network, s));
+export function masqAdd(network: string, ips: IpConfig[], plan: Plan, clusterCIDRs: readonly string[] = []): void {
+  for (const s of subnetsOf(ips)) plan.nft.push(...masqCommands(network, s, clusterCIDRs));
 }
 
 /** Whether the masquerade chain of (network, subnet) is in the kernel. */

@@ -160,7 +160,7 @@ export async function chainAdd(c: Chain): Promise<Result> {
       plan = new Plan();
       const br = await bridgeAdd(cfg, ips, plan, cache, bridgeSeen);
       veth = vethAdd(cfg, { hostVeth, ifname, netns, ips, routes: ipamResult.routes ?? [] }, plan);
-      if (cfg.ipMasq) masqAdd(req.config.name, ips, plan);
+      if (cfg.ipMasq) masqAdd(req.config.name, ips, plan, cfg.clusterCIDRs);
       if (!nftDone) {
         plan.nft.push(...guardAdd(guard(hostVeth)));
         nftDone = started(applyNftWork(c, plan, ips).then(() => { nftApplied = true; }));

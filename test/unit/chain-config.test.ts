@@ -14,6 +14,7 @@ describe('loadCniConfig defaults', () => {
       isDefaultGateway: false,
       forceAddress: false,
       ipMasq: false,
+      clusterCIDRs: [],
       hairpinMode: false,
       promiscMode: false,
       macspoofchk: false,
@@ -215,5 +216,33 @@ describe('loadCniConfig dns', () => {
 
   it.each([[{}], [{ nameservers: [], search: [], options: [] }], [{ domain: '' }]])('drops empty %j', (dns) => {
     expect('dns' in load({ dns })).toBe(false);
+  });
+});
+
+describe('loadCniConfig clusterCIDR (no masquerade inside the cluster)', () => {
+  it('takes one CIDR or a list, IPv4 and IPv6, normalised and deduplicated', () => {
+    expect(load({ clusterCIDR: '10.244.0.0/16' }).clusterCIDRs).toStrictEqual(['10.244.0.0/16']);
+    expect(load({ clusterCIDR: ['10.244.0.0/16', 'FD00:10:244:0::/56', '10.244.0.0/16'] }).clusterCIDRs).toStrictEqual(['10.244.0.0/16', 'fd00:10:244::/56']);
+  });
+
+  it.each([
+    ['10.244.0.1/16', 'has host bits set', 'did you mean 10.244.0.0/16?'],
+    ['10.244.0.0', 'is not a CIDR', ''],
+    ['10.244.0.0/33', 'is not a CIDR', ''],
+    ['fd00::/129', 'is not a CIDR', ''],
+    ['10.0.0.0/8 masquerade', 'is not a CIDR', ''],
+  ])('refuses %j with code 7 (%s)', (cidr, msg, details) => {
+    const e = caught(() => load({ clusterCIDR: cidr }));
+    expect(e.code).toBe(7);
+    expect(e.message).toContain(msg);
+    expect(e.details).toContain(details);
+    const l = caught(() => load({ clusterCIDR: ['10.1.0.0/16', cidr] }));
+    expect(l.message).toContain('clusterCIDR[1]');
+  });
+
+  it.each([[[]], [5], [[5]], [Array.from({ length: 17 }, (_, i) => `10.${i}.0.0/16`)]])('refuses the shape %j with code 7', (v) => {
+    const e = caught(() => load({ clusterCIDR: v }));
+    expect(e.code).toBe(7);
+    expect(e.details).toContain('config.clusterCIDR');
   });
 });

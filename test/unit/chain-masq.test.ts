@@ -169,3 +169,22 @@ describe('masquerade names of long networks (fuzz finding: a 212+ character name
     expect(Buffer.byteLength(masqComment('é'.repeat(200), '10.1.2.0/24'))).toBeLessThanOrEqual(MAX_COMMENT);
   });
 });
+
+describe('masquerade skips the cluster CIDRs (clusterCIDR)', () => {
+  const exprOf = (cmds: ReturnType<typeof masqCommands>) => (cmds[3] as { add: { rule: { expr: unknown[] } } }).add.rule.expr;
+  const daddrNot = (proto: string, addr: string, len: number) => ({ match: { op: '!=', left: { payload: { protocol: proto, field: 'daddr' } }, right: { prefix: { addr, len } } } });
+
+  it('adds one "daddr not in" match per cluster CIDR of the subnet\'s family, before the masquerade', () => {
+    const e4 = exprOf(masqCommands('net1', '10.244.1.0/24', ['10.244.0.0/16', 'fd00:10:244::/56', '10.96.0.0/12']));
+    expect(e4.slice(3)).toStrictEqual([daddrNot('ip', '10.244.0.0', 16), daddrNot('ip', '10.96.0.0', 12), { masquerade: null }]);
+    const e6 = exprOf(masqCommands('net1', 'fd00:10:244:1::/64', ['10.244.0.0/16', 'fd00:10:244::/56']));
+    expect(e6.slice(3)).toStrictEqual([daddrNot('ip6', 'fd00:10:244::', 56), { masquerade: null }]);
+  });
+
+  it('without cluster CIDRs, the rule is the one it always was (and masqAdd passes them through)', () => {
+    expect(exprOf(masqCommands('net1', '10.1.2.0/24', []))).toStrictEqual(exprOf(masqCommands('net1', '10.1.2.0/24')));
+    const p = new Plan();
+    masqAdd('net1', [{ address: '10.244.1.5/24' }], p, ['10.244.0.0/16']);
+    expect(exprOf(p.nft.commands as ReturnType<typeof masqCommands>)).toContainEqual(daddrNot('ip', '10.244.0.0', 16));
+  });
+});
