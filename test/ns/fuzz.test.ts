@@ -12,7 +12,9 @@ import { Scratch } from '../helpers/plugin.js';
 import { ROOT } from '../helpers/paths.js';
 
 const SEED = 11;
-const COUNT = 300;
+// 120 cases take ~35 s alone and up to twice that beside the other test
+// files; the time budget is a guard, not the measure.
+const COUNT = 120;
 
 describe('npm run fuzz, short', () => {
   const scratch = new Scratch();
@@ -20,8 +22,8 @@ describe('npm run fuzz, short', () => {
 
   it(`${COUNT} cases of seed ${SEED}: no crash, no code 100, nothing left by a rejection, none over 1 s`, () => {
     const out = scratch.path('cases');
-    const r = spawnSync(process.execPath, [join(ROOT, 'scripts', 'fuzz.mjs'), '--seed', String(SEED), '--count', String(COUNT), '--seconds', '50', '--out', out], {
-      encoding: 'utf8', cwd: scratch.dir, timeout: 80_000,
+    const r = spawnSync(process.execPath, [join(ROOT, 'scripts', 'fuzz.mjs'), '--seed', String(SEED), '--count', String(COUNT), '--seconds', '100', '--out', out], {
+      encoding: 'utf8', cwd: scratch.dir, timeout: 115_000,
     });
     const report = `${r.stdout}${r.stderr}`;
     expect(readdirSync(out), report).toEqual([]);
@@ -29,7 +31,7 @@ describe('npm run fuzz, short', () => {
     const ran = /fuzz: (\d+) cases .*ADDs that succeeded \(then CHECKed and DELeted\): (\d+)/.exec(r.stdout);
     expect(ran, report).not.toBeNull();
     // The run must have exercised the plugin, not just refused early.
-    expect(Number(ran![1])).toBeGreaterThanOrEqual(150);
-    expect(Number(ran![2])).toBeGreaterThanOrEqual(20);
-  }, 90_000);
+    expect(Number(ran![1])).toBeGreaterThanOrEqual(100);
+    expect(Number(ran![2])).toBeGreaterThanOrEqual(12);
+  }, 130_000);
 });

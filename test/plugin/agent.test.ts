@@ -285,7 +285,14 @@ describe('nhi-cni agent against the API stand-in', () => {
     const names = v.refused.map((r: Obj) => `${r.kind} ${r.namespace ?? ''}/${r.name}`);
     expect(names).toEqual(expect.arrayContaining(['pods ci/evil-1', 'pods ci/evil-2', 'pods ci/evil-3', 'namespaces /shady', 'pods shady/inside', 'networkpolicies ci/odd']));
     for (const n of ['evil-1', 'evil-2', 'evil-3', 'inside']) expect(v.pods.some((p: Obj) => p.name === n)).toBe(false);
-    expect(v.policies.some((p: Obj) => p.name === 'odd')).toBe(false);
+    // A policy that cannot be enforced exactly is never dropped (that would
+    // open its pods): it is kept as its fail-closed stand-in, isolating both ways.
+    const odd = v.policies.find((p: Obj) => p.name === 'odd');
+    expect(odd.refusal).toMatch(/a b/);
+    expect(odd.policies).toHaveLength(1);
+    expect(odd.policies[0].isolates).toEqual({ ingress: true, egress: true });
+    expect(odd.policies[0].ingress).toEqual([]);
+    expect(odd.policies[0].egress).toEqual([]);
     expect(v.refused.find((r: Obj) => r.name === 'evil-1').reason).toMatch(/label value/);
     const st = spawnSync(BINARY, ['status', '--state-dir', a.stateDir], { encoding: 'utf8' }).stdout;
     expect(st).toMatch(/refused: +6/);

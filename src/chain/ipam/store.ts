@@ -11,6 +11,15 @@ import { createExclusive, removeStaleTemporaries, TMP_PREFIX, writeFileAtomic } 
 import { withLock } from '../../sys/lock.js';
 import { readNoFollow, safeRoot, safeSubdir } from '../../sys/safe-path.js';
 
+/**
+ * How long an ADD waits for the IPAM lock before code 11. Every ADD and DEL of
+ * the network takes it, for well under a millisecond each, but the waits poll
+ * (no blocking flock without a timeout): a burst of pods starting on a loaded
+ * node (kubelet after a reboot) can queue dozens of processes. 30 s stays far
+ * inside kubelet's CRI deadline (4 min) and only gives up on a wedged holder.
+ */
+export const IPAM_LOCK_MS = 30_000;
+
 const LAST_RESERVED = 'last_reserved_ip.';
 const LOCK = 'lock';
 const CRLF = '\r\n';
@@ -62,13 +71,13 @@ export class DiskStore {
     safeSubdir(this.dataDir, [this.network], { mode: 0o755 });
   }
 
-  /** Runs fn holding the network's lock (the directory is created first). */
+  /** Runs fn holding the network's lock, waited for up to IPAM_LOCK_MS (the directory is created first). */
   locked<T>(fn: () => T): T {
     this.ensureDir();
     return withLock(join(this.dir, LOCK), () => {
       removeStaleTemporaries(this.dir);
       return fn();
-    });
+    }, IPAM_LOCK_MS);
   }
 
   /** Every reservation in the directory; a missing directory holds none. */
