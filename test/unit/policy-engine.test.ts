@@ -355,6 +355,34 @@ describe('reconcile: state kept across processes', () => {
     await engine.reconcile({ remote: [] });
     expect(stateFile().remote).toBeUndefined();
   });
+
+  it('remote peers are compiled into the peer sets that select them: a new group by compile + delta, a known one fast, each equal to a full apply', async () => {
+    await add(engine, pod('api1', '10.1.0.2', 'api'), POLICIES);
+    const web9: RemotePeer = { id: 'node2/shop/web9', ips: ['10.2.0.9'], identity: identity('web9', 'web') };
+    const r1 = await engine.reconcile({ remote: [web9] });
+    expect(r1.path).toBe('delta');
+    // api-ingress lets app=web in: the remote web pod's address is in a peer set now.
+    expect(setsHolding(nft, '10.2.0.9')).not.toEqual([]);
+    expect(content(nft)).toEqual(await reference());
+    // A second pod of the same group on another node: no compile.
+    const web8: RemotePeer = { id: 'node3/shop/web8', ips: ['10.3.0.8'], identity: identity('web8', 'web') };
+    const r2 = await engine.reconcile({ remote: [web9, web8] });
+    expect(r2.path).toBe('fast');
+    expect(setsHolding(nft, '10.3.0.8')).toEqual(setsHolding(nft, '10.2.0.9'));
+    expect(content(nft)).toEqual(await reference());
+    // A label edit on the remote pod (web -> batch): it leaves the peer set, fast or not, and matches a full apply.
+    await engine.reconcile({ remote: [{ ...web9, identity: identity('web9', 'batch') }, web8] });
+    expect(setsHolding(nft, '10.2.0.9').filter((n) => setsHolding(nft, '10.3.0.8').includes(n))).toEqual([]);
+    expect(content(nft)).toEqual(await reference());
+    // The remote pod deleted: its address is gone from every set.
+    const r4 = await engine.reconcile({ remote: [web8] });
+    expect(['fast', 'delta']).toContain(r4.path);
+    expect(setsHolding(nft, '10.2.0.9')).toEqual([]);
+    expect(content(nft)).toEqual(await reference());
+    // And a local pod's ADD after all that is still fast, with the peers kept.
+    expect((await add(engine, pod('api2', '10.1.0.3', 'api'))).path).toBe('fast');
+    expect(content(nft)).toEqual(await reference());
+  });
 });
 
 describe('reconcile: the table is not ours to rewrite', () => {

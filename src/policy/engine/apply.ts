@@ -122,7 +122,6 @@ async function locked({ config, store, kernel }: EngineContext, opts: ReconcileO
   const pods = { ...before };
   opts.change?.(pods);
   const remote = opts.remote ? cleanRemote(opts.remote) : state.remote;
-  const remoteChanged = !same(remote, state.remote);
   // A state that never reached the kernel and stays empty has nothing to
   // apply (a DEL after a refused ADD must not need the table).
   if (!full && !crashed && state.gen === undefined && !Object.keys(before).length && !Object.keys(pods).length && !remote.length) {
@@ -156,8 +155,14 @@ async function locked({ config, store, kernel }: EngineContext, opts: ReconcileO
   // change() replaces or deletes entries, never edits them in place.
   const changed = (k: string) => before[k] !== pods[k];
   let refused = false;
-  if (unchanged && !remoteChanged) {
-    const cmds = fastDelta(prev, compilerPods(before, changed), compilerPods(pods, changed));
+  // Remote peers that came, went or changed: peers only, so a known group's
+  // peer-set elements, like a local pod's, and the same fast path.
+  const oldRemote = new Map(state.remote.map((r) => [r.id, JSON.stringify(r)]));
+  const newRemote = new Map(remote.map((r) => [r.id, JSON.stringify(r)]));
+  const remoteGone = state.remote.filter((r) => newRemote.get(r.id) !== oldRemote.get(r.id));
+  const remoteCome = remote.filter((r) => newRemote.get(r.id) !== oldRemote.get(r.id));
+  if (unchanged) {
+    const cmds = fastDelta(prev, [...compilerPods(before, changed), ...asRemote(remoteGone)], [...compilerPods(pods, changed), ...asRemote(remoteCome)]);
     trace(`fast delta computed (${cmds ? `${cmds.length} commands` : 'a new group: compile'})`);
     if (cmds) {
       const r = await apply(cmds);
@@ -176,13 +181,12 @@ async function locked({ config, store, kernel }: EngineContext, opts: ReconcileO
   // After a crash, or for `policy sync`, objects no file names are looked up in the kernel.
   const names = crashed || full ? mergeNames(previous, await kernelNames(kernel)) : previous;
   const pols = policies ?? state.policies;
-  // TODO(remote): pass `remote` as compile()'s last argument once the compiler takes it.
-  const compiled = compile(pols, compilerPods(pods), config.audit, names);
+  const compiled = compile(pols, compilerPods(pods), config.audit, names, remote);
   trace(`compiled (${Object.keys(pods).length} pods)`);
   let path: ReconcilePath = 'full';
   let r;
   if (unchanged && !refused) {
-    const was = previousDesired(state, before, remoteChanged);
+    const was = previousDesired(state, before);
     if (was) {
       r = await apply(delta(was, compiled));
       path = 'delta';
@@ -217,12 +221,14 @@ async function locked({ config, store, kernel }: EngineContext, opts: ReconcileO
 }
 
 /**
- * What the kernel holds now, for a delta: derived from the pods before the
- * change and the compile they are under. Undefined (a full apply) when it
- * cannot be derived: a pod of a group the index does not know, or remote
- * peers changed, whose elements the index does not yet derive.
+ * What the kernel holds now, for a delta: derived from the pods and remote
+ * peers before the change and the compile they are under. Undefined (a full
+ * apply) when it cannot be derived: a pod of a group the index does not know.
  */
-function previousDesired(state: StoredState, before: Pods, remoteChanged: boolean) {
-  if (!state.compile || remoteChanged) return undefined;
-  return deriveDesired(compilerPods(before), state.compile);
+function previousDesired(state: StoredState, before: Pods) {
+  if (!state.compile) return undefined;
+  return deriveDesired([...compilerPods(before), ...asRemote(state.remote)], state.compile);
 }
+
+/** Remote peers as the compiler's pods: marked, so they land in their own (profile-less) groups. */
+const asRemote = (peers: RemotePeer[]) => peers.map((r) => ({ ...r, remote: true }));

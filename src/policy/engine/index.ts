@@ -147,7 +147,7 @@ export class PolicyEngine {
   /** The compile a sync would apply now, applying nothing (`policy compile`). */
   preview({ policies }: { policies?: Policy[] } = {}): { compiled: Compiled; state: StoredState } {
     const state = this.state();
-    const compiled = compile(policies ?? this.loadPolicies(), compilerPods(state.pods), this.config.audit, state.names);
+    const compiled = compile(policies ?? this.loadPolicies(), compilerPods(state.pods), this.config.audit, state.names, state.remote);
     return { compiled, state };
   }
 }
