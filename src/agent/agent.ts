@@ -11,7 +11,8 @@ import { buildConflist, CONFLIST_NAME, writeConflist } from './conflist.js';
 import type { InformerSet, KindStats } from './informers.js';
 import { Exposition, Histogram } from './metrics.js';
 import type { AgentOptions } from './options.js';
-import { buildView, KINDS, ViewCache, type ClusterSink, type ClusterView, type Kind, type Refused } from './view.js';
+import { validateNamespace, validatePodName } from '../policy/names.js';
+import { buildView, KINDS, plain, ViewCache, type ClusterSink, type ClusterView, type Kind, type Refused } from './view.js';
 
 export interface AgentLog {
   info(o: object, m: string): void;
@@ -47,6 +48,7 @@ export class Agent {
   private lastApplyAt = 0;
   private lastApplyError: string | undefined;
   private sinkRefused: Refused[] = [];
+  private podMtu: number | undefined;
   private applies = { ok: 0, error: 0 };
   private readonly applyHist = new Histogram();
   private conflistWritten: string | null = null;
@@ -105,6 +107,7 @@ export class Agent {
         this.lastApplyAt = performance.now();
         this.lastApplyError = undefined;
         this.sinkRefused = out.refused ?? [];
+        if (out.podMtu !== undefined) this.podMtu = out.podMtu;
         this.failures = 0;
         this.applies.ok++;
       } else {
@@ -139,7 +142,7 @@ export class Agent {
       return;
     }
     try {
-      const wrote = writeConflist(this.o.confDir, buildConflist(cidrs, this.o));
+      const wrote = writeConflist(this.o.confDir, buildConflist(cidrs, this.o, this.podMtu));
       this.conflistWritten = `${this.o.confDir}/${CONFLIST_NAME}`;
       if (wrote) this.log.info({ path: this.conflistWritten, podCIDRs: cidrs }, 'conflist written');
       if (!this.ready) this.log.info({}, 'ready');
@@ -226,6 +229,10 @@ export class Agent {
         return send(200, this.metrics(), 'text/plain; version=0.0.4; charset=utf-8');
       case '/status':
         return send(200, `${JSON.stringify(this.status(), null, 2)}\n`, 'application/json');
+      case '/pod-identity':
+        // The plugin's ADD asks who a pod is (src/policy/agent-identity.ts): socket only.
+        if (!socket) return send(404, 'not found\n');
+        return this.podIdentity(req.url ?? '', send);
       case '/view':
         // The whole last applied view: root only (the socket is 0600), for debugging and tests.
         if (!socket) return send(404, 'not found\n');
@@ -233,6 +240,38 @@ export class Agent {
       default:
         return send(404, 'not found\n');
     }
+  }
+
+  /**
+   * A pod's identity, from what the informers hold now (not the last applied
+   * view: kubelet calls ADD right after the pod is scheduled, and the view may
+   * be a debounce behind). The pod and its namespace's labels as the API sent
+   * them, cut to what an identity needs; the plugin validates them as any API
+   * identity (identityFromApiPod). 404 while the pod or its namespace is not
+   * known (the plugin retries), 503 before every kind is listed.
+   */
+  private podIdentity(url: string, send: (code: number, body: string, type?: string) => void): void {
+    const q = new URL(url, 'http://agent').searchParams;
+    const namespace = q.get('namespace') ?? '';
+    const name = q.get('name') ?? '';
+    const why = validateNamespace(namespace) ?? validatePodName(name);
+    if (why) return send(400, `${JSON.stringify({ error: why })}\n`, 'application/json');
+    if (!this.informers.synced()) return send(503, `${JSON.stringify({ error: 'the agent has not listed every kind yet' })}\n`, 'application/json');
+    const found = (kind: Kind, ns: string | undefined, n: string) => {
+      for (const o of this.informers.objects(kind)) {
+        const m = (o as { metadata?: { namespace?: string; name?: string } }).metadata;
+        if (m?.name === n && (ns === undefined || m.namespace === ns)) return plain(o);
+      }
+      return undefined;
+    };
+    const pod = found('pods', namespace, name);
+    const nsObj = found('namespaces', undefined, namespace);
+    if (!pod || !nsObj) return send(404, `${JSON.stringify({ error: `${pod ? 'namespace' : 'pod'} ${namespace}${pod ? '' : `/${name}`} is not known to the agent` })}\n`, 'application/json');
+    const body = {
+      pod: { metadata: { namespace, name, uid: pod.metadata?.uid, labels: pod.metadata?.labels ?? {} }, spec: { serviceAccountName: pod.spec?.serviceAccountName, containers: (pod.spec?.containers ?? []).map((c: { ports?: unknown }) => ({ ports: c.ports ?? [] })) } },
+      namespaceLabels: nsObj.metadata?.labels ?? {},
+    };
+    return send(200, `${JSON.stringify(body)}\n`, 'application/json');
   }
 
   /** /healthz, /readyz, /metrics, /status on --listen; the same plus /view on <state-dir>/agent.sock (0600). */

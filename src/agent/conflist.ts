@@ -13,7 +13,7 @@ import type { AgentOptions } from './options.js';
 
 export const CONFLIST_NAME = '10-nhi-cni.conflist';
 
-export function buildConflist(podCIDRs: string[], o: Pick<AgentOptions, 'stateDir' | 'socketPath' | 'clusterCidrs' | 'network'>): Record<string, unknown> {
+export function buildConflist(podCIDRs: string[], o: Pick<AgentOptions, 'stateDir' | 'socketPath' | 'clusterCidrs'>, podMtu?: number): Record<string, unknown> {
   const families = podCIDRs.map((c) => parseCidr(c)?.ip.family);
   const plugin: Record<string, unknown> = {
     type: 'nhi-cni',
@@ -27,12 +27,13 @@ export function buildConflist(podCIDRs: string[], o: Pick<AgentOptions, 'stateDi
       ranges: podCIDRs.map((subnet) => [{ subnet }]),
       routes: families.map((f) => ({ dst: f === 6 ? '::/0' : '0.0.0.0/0' })),
     },
-    // The plugin asks the agent for identities and policy here (src/chain/policy.ts: policy.agentSocket).
+    // The plugin asks the agent who a pod is, and keeps the policies the agent applied (src/policy/agent-identity.ts).
     policy: { agentSocket: o.socketPath },
   };
   // Traffic to the pods of other nodes is not masqueraded (their policies see the pod's address).
   if (o.clusterCidrs.length > 0) plugin.clusterCIDR = o.clusterCidrs;
-  if (o.network.mtu !== undefined) plugin.mtu = o.network.mtu;
+  // The overlay's MTU rule (docs/multinode.md): large packets with DF set pass without fragmenting.
+  if (podMtu !== undefined) plugin.mtu = podMtu;
   return {
     cniVersion: '1.0.0',
     name: 'nhi-cni',

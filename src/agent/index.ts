@@ -24,7 +24,14 @@ export async function runAgent(o: AgentOptions, version: string, sink?: ClusterS
   const server = kc.getCurrentCluster()?.server ?? '';
   let agent: Agent | undefined;
   const informers = new InformerSet(kc, { staleAfterMs: o.staleAfterMs, onChange: (k) => agent?.changed(k), log });
-  agent = new Agent(o, informers, sink ?? defaultSink(o, log), log, { version, server });
+  let chosen: ClusterSink;
+  try {
+    chosen = sink ?? defaultSink(o, log, kc);
+  } catch (e) {
+    process.stderr.write(`nhi-cni agent: ${e instanceof Error ? e.message : String(e)}\n`);
+    return 1;
+  }
+  agent = new Agent(o, informers, chosen, log, { version, server });
   try {
     await agent.listen();
   } catch (e) {

@@ -7,7 +7,7 @@ import { absolutePathProblem } from '../cni/paths.js';
 import { formatCidr, networkOf, parseCidr, parseIp } from '../net/ip.js';
 import { quote, validatePodName } from '../policy/names.js';
 
-export const OVERLAYS = ['vxlan', 'host-gw', 'none'] as const;
+export const OVERLAYS = ['vxlan', 'routes', 'none'] as const;
 export const ENCRYPTIONS = ['none', 'wireguard'] as const;
 
 /** The networking options of the multi-node issue (issue 10): parsed and checked here, used by src/agent/network/. */
@@ -17,7 +17,7 @@ export interface NetworkOptions {
   nodeIp?: string;
   vxlanPort: number;
   vni: number;
-  /** The pods' MTU; undefined: derived from the underlay. */
+  /** The underlay's MTU; undefined: the MTU of the device holding the node IP. Pods get it minus the overhead. */
   mtu?: number;
   encryption: (typeof ENCRYPTIONS)[number];
 }
@@ -68,9 +68,9 @@ export const AGENT_FLAGS: FlagSpec[] = [
   { key: 'trustDomain', flags: '--trust-domain <domain>', env: 'NHI_CNI_TRUST_DOMAIN', help: 'SPIFFE trust domain of workload ids (spiffe://<domain>/ns/<ns>/sa/<sa>)', default: 'cluster.local' },
   { key: 'overlay', flags: '--overlay <mode>', env: 'NHI_CNI_OVERLAY', help: `pod traffic between nodes: ${OVERLAYS.join(', ')}`, default: 'vxlan' },
   { key: 'nodeIp', flags: '--node-ip <ip>', env: 'NHI_CNI_NODE_IP', help: "this node's underlay address (default: its InternalIP)" },
-  { key: 'vxlanPort', flags: '--vxlan-port <port>', env: 'NHI_CNI_VXLAN_PORT', help: 'UDP port of the VXLAN overlay', default: '8472' },
+  { key: 'vxlanPort', flags: '--vxlan-port <port>', env: 'NHI_CNI_VXLAN_PORT', help: 'UDP port of the VXLAN overlay (IANA)', default: '4789' },
   { key: 'vni', flags: '--vni <n>', env: 'NHI_CNI_VNI', help: 'VXLAN network identifier', default: '1' },
-  { key: 'mtu', flags: '--mtu <bytes>', env: 'NHI_CNI_MTU', help: "pods' MTU (default: the underlay's minus the overlay's overhead)" },
+  { key: 'mtu', flags: '--mtu <bytes>', env: 'NHI_CNI_MTU', help: "the underlay's MTU (default: the device holding the node IP's); pods get it minus the overlay's overhead (VXLAN 50/70, WireGuard 60/80)" },
   { key: 'encryption', flags: '--encryption <mode>', env: 'NHI_CNI_ENCRYPTION', help: `between nodes: ${ENCRYPTIONS.join(', ')}`, default: 'none' },
   { key: 'staleAfter', flags: '--stale-after <seconds>', env: 'NHI_CNI_STALE_AFTER', help: 'a watch with no sign of life for this long is restarted', default: '120' },
   { key: 'debounce', flags: '--debounce <ms>', env: 'NHI_CNI_DEBOUNCE_MS', help: 'events this close together are applied as one', default: '100' },
@@ -153,7 +153,7 @@ export function agentOptions(raw: RawAgentOptions, env: Record<string, string | 
     encryption: oneOf(get('encryption')!, '--encryption', ENCRYPTIONS),
   };
   if (nodeIp !== undefined) network.nodeIp = nodeIp;
-  if (mtu !== undefined) network.mtu = int(mtu, '--mtu', 576, 65535);
+  if (mtu !== undefined) network.mtu = int(mtu, '--mtu', 1280, 65535);
   const out: AgentOptions = {
     nodeName,
     stateDir,

@@ -103,6 +103,8 @@ export interface ApplyOutcome {
   message?: string;
   /** Policies the sink could not enforce (L7, FQDN…), with reasons: shown by `nhi-cni status`, counted in /metrics. */
   refused?: Refused[];
+  /** The MTU pods must get (the underlay's minus the overlay's overhead): written into the conflist. */
+  podMtu?: number;
 }
 
 /**

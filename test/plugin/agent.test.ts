@@ -91,7 +91,7 @@ async function startAgent(opts: { token?: string; port?: number; args?: string[]
   const stateDir = mkdtempSync(join(dir, 'state-'));
   const confDir = join(stateDir, 'net.d');
   const kc = api.kubeconfig(opts.token ?? api.token, `https://127.0.0.1:${API_PORT}`);
-  const proc = spawn('ip', ['netns', 'exec', ns.name, BINARY, 'agent', '--kubeconfig', kc, '--node-name', 'n1', '--state-dir', stateDir, '--conf-dir', confDir, '--listen', `127.0.0.1:${opts.port ?? 9190}`, '--cluster-cidr', '10.244.0.0/16,fd00:10:244::/56', '--stale-after', '3', '--debounce', '150', ...(opts.args ?? [])], {
+  const proc = spawn('ip', ['netns', 'exec', ns.name, BINARY, 'agent', '--kubeconfig', kc, '--node-name', 'n1', '--state-dir', stateDir, '--conf-dir', confDir, '--listen', `127.0.0.1:${opts.port ?? 9190}`, '--cluster-cidr', '10.244.0.0/16,fd00:10:244::/56', '--stale-after', '3', '--debounce', '150', '--overlay', 'none', ...(opts.args ?? [])], {
     stdio: ['ignore', 'ignore', 'pipe'],
     env: { PATH: process.env.PATH, NHI_CNI_LOG_LEVEL: 'info' },
   });
@@ -200,8 +200,25 @@ describe('nhi-cni agent against the API stand-in', () => {
       expect(add.stderr).toBe('');
       expect(add.status).toBe(0);
       expect(add.json.ips.map((i: Obj) => i.address)).toEqual(['10.244.1.2/24', 'fd00:10:244:1::2/64']);
+      // The identity came from the agent (the pod's labels in the API), the
+      // policies are the agent's, and the other node's pods are peers.
+      const state = JSON.parse(readFileSync(join(a.stateDir, 'policy-state.json'), 'utf8'));
+      expect(state.pods['nhi-cni/c0ffee/eth0'].identity).toMatchObject({ namespace: 'payments', name: 'api-1', labels: { app: 'api' } });
+      expect(state.remote.map((r: Obj) => r.id)).toEqual(['n2/payments/client-1', 'n2/payments/db-1']);
+      // api-ingress (from the API) isolates it: its address is in the ingress verdict map.
+      const table = spawnSync('ip', ['netns', 'exec', ns.name, 'nft', '-j', 'list', 'map', 'inet', 'nhi_policy', 'in4'], { encoding: 'utf8' }).stdout;
+      expect(table).toContain('"10.244.1.2"');
       const del = invoke({ node: ns, env: { ...env, CNI_COMMAND: 'DEL' }, stdin: JSON.stringify(config) });
       expect(del.status).toBe(0);
+      // A pod the agent does not know: not wired (its policies are unknown), code 11 for kubelet to retry.
+      const t0 = Date.now();
+      const ghost = invoke({ node: ns, env: { ...env, CNI_CONTAINERID: 'deadbeef', CNI_ARGS: 'K8S_POD_NAMESPACE=payments;K8S_POD_NAME=ghost', CNI_COMMAND: 'ADD' }, stdin: JSON.stringify(config) });
+      expect(ghost.status).toBe(1);
+      expect(ghost.json.code).toBe(11);
+      expect(ghost.json.msg).toMatch(/could not tell who pod payments\/ghost is/);
+      expect(Date.now() - t0).toBeGreaterThan(4000);
+      expect(spawnSync('ip', ['-n', podNs.name, 'link', 'show', 'eth0']).status).not.toBe(0);
+      expect(JSON.parse(readFileSync(join(a.stateDir, 'policy-state.json'), 'utf8')).pods).toEqual({});
     } finally {
       deleteNetns(podNs);
     }
@@ -313,6 +330,10 @@ describe('nhi-cni agent against the API stand-in', () => {
 
   it('without the Cilium CRD: logged once, synced without CNPs; served later: picked up', async () => {
     api.crdInstalled = false;
+    // One policy table per node, owned by one state dir: the first agent's
+    // node is retired before another agent (another state dir) takes it.
+    await a.stop();
+    spawnSync('ip', ['netns', 'exec', ns.name, 'nft', 'delete', 'table', 'inet', 'nhi_policy']);
     const b = await startAgent({ port: 9192 });
     await until('ready', async () => (await get(join(b.stateDir, 'agent.sock'), '/readyz')).status === 200);
     expect((await view(b)).policies.filter((p: Obj) => p.kind === 'CiliumNetworkPolicy')).toEqual([]);

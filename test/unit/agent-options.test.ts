@@ -21,7 +21,7 @@ describe('agent options', () => {
       clusterCidrs: [],
       listen: { host: '127.0.0.1', port: 9190 },
       trustDomain: 'cluster.local',
-      network: { overlay: 'vxlan', vxlanPort: 8472, vni: 1, encryption: 'none' },
+      network: { overlay: 'vxlan', vxlanPort: 4789, vni: 1, encryption: 'none' },
       staleAfterMs: 120_000,
       debounceMs: 100,
       socketPath: '/var/lib/nhi-cni/agent.sock',
@@ -30,7 +30,7 @@ describe('agent options', () => {
 
   it('a flag wins over its variable; an empty variable is unset; KUBECONFIG names the file', () => {
     const o = agentOptions(
-      { nodeName: 'flag-node', clusterCidr: '10.244.7.9/16, fd00:10:244::1/56', mtu: '1400', overlay: 'host-gw' },
+      { nodeName: 'flag-node', clusterCidr: '10.244.7.9/16, fd00:10:244::1/56', mtu: '1400', overlay: 'routes' },
       { NODE_NAME: 'env-node', KUBECONFIG: '/etc/kube/config', NHI_CNI_STATE_DIR: '/run/x/', NHI_CNI_LISTEN: '[::1]:9300', NHI_CNI_TRUST_DOMAIN: '', NHI_CNI_ENCRYPTION: 'wireguard', NHI_CNI_NODE_IP: '192.168.0.4' },
     );
     expect(o.nodeName).toBe('flag-node');
@@ -40,7 +40,7 @@ describe('agent options', () => {
     expect(o.socketPath).toBe('/run/x/agent.sock');
     expect(o.listen).toEqual({ host: '::1', port: 9300 });
     expect(o.trustDomain).toBe('cluster.local');
-    expect(o.network).toEqual({ overlay: 'host-gw', vxlanPort: 8472, vni: 1, mtu: 1400, encryption: 'wireguard', nodeIp: '192.168.0.4' });
+    expect(o.network).toEqual({ overlay: 'routes', vxlanPort: 4789, vni: 1, mtu: 1400, encryption: 'wireguard', nodeIp: '192.168.0.4' });
   });
 
   it('refuses what is wrong, naming the flag', () => {
@@ -54,7 +54,7 @@ describe('agent options', () => {
     expect(err(() => agentOptions({ listen: 'example.com:80' }, env))).toMatch(/is not an IP address/);
     expect(err(() => agentOptions({ listen: '127.0.0.1:70000' }, env))).toMatch(/^--listen port "70000"/);
     expect(err(() => agentOptions({ trustDomain: 'Example.org' }, env))).toMatch(/^--trust-domain "Example.org"/);
-    expect(err(() => agentOptions({ overlay: 'geneve' }, env))).toBe('--overlay "geneve": must be one of vxlan, host-gw, none');
+    expect(err(() => agentOptions({ overlay: 'geneve' }, env))).toBe('--overlay "geneve": must be one of vxlan, routes, none');
     expect(err(() => agentOptions({ vni: '16777216' }, env))).toMatch(/^--vni "16777216"/);
     expect(err(() => agentOptions({ mtu: '1e3' }, env))).toMatch(/^--mtu "1e3"/);
     expect(err(() => agentOptions({ nodeIp: '10.0.0.300' }, env))).toBe('--node-ip "10.0.0.300": not an IP address');

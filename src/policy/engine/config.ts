@@ -21,7 +21,7 @@ export const PolicyConfigInput = z.strictObject({
   auditPolicies: z.array(z.string()).optional(),
   /** A kubeconfig to fetch identities from the Kubernetes API (src/policy/k8s.ts reads it). */
   kubeconfig: z.string().optional(),
-  /** The node agent's socket (`nhi-cni agent` writes it into the conflist); not used by ADD yet. */
+  /** The node agent's socket (`nhi-cni agent` writes it into the conflist): identities and policies come from it. */
   agentSocket: z.string().optional(),
 });
 
@@ -30,6 +30,12 @@ export interface PolicyConfig {
   manifests?: unknown[];
   audit: AuditOptions;
   stateDir: string;
+  /**
+   * Cluster mode: the agent's socket. The agent alone decides the policies
+   * (from the API); a CNI verb never reads manifests, it keeps the ones the
+   * agent last applied.
+   */
+  agentSocket?: string;
 }
 
 export const NO_AUDIT: AuditOptions = { all: false, namespaces: [], policies: [] };
@@ -50,6 +56,13 @@ export function loadPolicyConfig(raw: unknown, stateDir: string): PolicyConfig |
   };
   if (c.dir !== undefined) out.dir = c.dir;
   if (c.manifests !== undefined) out.manifests = c.manifests;
+  if (c.agentSocket !== undefined) {
+    if (c.dir !== undefined || c.manifests !== undefined || c.kubeconfig !== undefined) {
+      throw new CniError(Code.InvalidConfig, 'policy.agentSocket cannot be combined with policy.dir, policy.manifests or policy.kubeconfig',
+        'with the agent, policies and identities come from the Kubernetes API through it');
+    }
+    out.agentSocket = c.agentSocket;
+  }
   return out;
 }
 

@@ -96,8 +96,10 @@ export class PolicyEngine {
     return this.ctx.store.read();
   }
 
-  /** The configured manifests' policies, parsed now. */
+  /** The configured manifests' policies, parsed now; in cluster mode the ones the agent last applied. */
   loadPolicies(): Policy[] {
+    // Cluster mode: the agent's (`policy sync` heals the kernel with them, never empties it).
+    if (this.config.agentSocket !== undefined) return this.state().policies;
     return loadPolicies(this.config);
   }
 
@@ -108,6 +110,8 @@ export class PolicyEngine {
    * they did not change: "the ones last applied", for reconcile.
    */
   changedPolicies(): Policy[] | undefined {
+    // Cluster mode: the agent's, as it last applied them; an ADD never replaces them.
+    if (this.config.agentSocket !== undefined) return undefined;
     const s = this.state();
     if (s.compile && s.fingerprint && s.fingerprint === manifestFingerprint(this.config)) return undefined;
     return this.loadPolicies();
