@@ -23,7 +23,10 @@
 //              exist (No such file or directory)
 //   elements   keys are compared by value (IPv6 text forms are one key); keys
 //              of the types ipv4_addr, ipv6_addr, ether_addr, ifname,
-//              inet_proto, inet_service are checked against the set's type
+//              inet_proto, inet_service are checked against the set's type;
+//              an element may carry a comment ({elem: {val, comment}}), listed
+//              back so; a set with a `size` refuses an element beyond it
+//              (Argument list too long)
 //   atomicity  a transaction that fails changes nothing
 //   handles    one counter per table, in command order; an anonymous set in a
 //              rule uses one, as in the kernel
@@ -49,7 +52,7 @@ export interface FakeChain {
   policy?: string;
   rules: FakeRule[];
 }
-export interface FakeElement { key: J; value?: J }
+export interface FakeElement { key: J; value?: J; comment?: string }
 export interface FakeSet {
   name: string;
   handle: number;
@@ -58,6 +61,8 @@ export interface FakeSet {
   /** The data type of a map ('verdict', 'counter', ...). */
   map?: string;
   flags?: string[];
+  /** The set's maximum number of elements: an element beyond it fails the transaction (E2BIG), as in nft. */
+  size?: number;
   /** By normalised key, in insertion order. */
   elems: Map<string, FakeElement>;
 }
@@ -73,7 +78,7 @@ export interface FakeTable {
 
 /** An error as nft reports it, `kernel` for the ones that come back from the kernel ("Could not process rule"). */
 export class NftFakeError extends Error {
-  constructor(readonly reason: 'ENOENT' | 'EEXIST' | 'EBUSY' | 'EOPNOTSUPP' | 'EINVAL', detail: string, readonly kernel = true) {
+  constructor(readonly reason: 'ENOENT' | 'EEXIST' | 'EBUSY' | 'EOPNOTSUPP' | 'EINVAL' | 'E2BIG', detail: string, readonly kernel = true) {
     super(`${STRERROR[reason]} (${detail})`);
   }
 
@@ -84,7 +89,7 @@ export class NftFakeError extends Error {
 }
 const STRERROR = {
   ENOENT: 'No such file or directory', EEXIST: 'File exists', EBUSY: 'Device or resource busy',
-  EOPNOTSUPP: 'Operation not supported', EINVAL: 'Invalid argument',
+  EOPNOTSUPP: 'Operation not supported', EINVAL: 'Invalid argument', E2BIG: 'Argument list too long',
 } as const;
 
 const key = (family: string, name: string) => `${family} ${name}`;
@@ -358,7 +363,7 @@ export class FakeNft implements NftRunner {
         } else {
           t.sets.set(o.name, {
             name: o.name, handle: t.nextHandle++, kind, type: o.type,
-            ...(kind === 'map' ? { map: o.map } : {}), ...(o.flags ? { flags: o.flags } : {}), elems: new Map(),
+            ...(kind === 'map' ? { map: o.map } : {}), ...(o.flags ? { flags: o.flags } : {}), ...(o.size !== undefined ? { size: o.size } : {}), elems: new Map(),
           });
         }
         if (Array.isArray(o.elem)) this.onElement(t, 'add', { name: o.name, elem: o.elem });
@@ -383,7 +388,10 @@ export class FakeNft implements NftRunner {
   private onElement(t: FakeTable, verb: string, o: J): void {
     const s = this.setOf(t, o.name);
     if (!Array.isArray(o.elem)) throw new NftFakeError('EINVAL', 'element without elem', false);
-    for (const e of o.elem) {
+    for (const item of o.elem) {
+      // An element with a comment: {elem: {val, comment}} (nft's JSON form).
+      const commented = item?.elem && typeof item.elem === 'object' && 'val' in item.elem ? item.elem : undefined;
+      const e = commented ? commented.val : item;
       const isMap = s.kind === 'map';
       if (isMap && verb !== 'delete' && (!Array.isArray(e) || e.length !== 2)) throw new NftFakeError('EINVAL', `map element ${JSON.stringify(e)} is not [key, value]`, false);
       const k = isMap && Array.isArray(e) && e.length === 2 ? e[0] : e;
@@ -403,7 +411,8 @@ export class FakeNft implements NftRunner {
             if (verb === 'create' || JSON.stringify(ex.value) !== JSON.stringify(value)) throw new NftFakeError('EEXIST', `element ${JSON.stringify(k)} in ${s.kind} ${s.name}`);
             continue;
           }
-          s.elems.set(id, { key: canonical(k), ...(isMap ? { value: structuredClone(value) } : {}) });
+          if (s.size !== undefined && s.elems.size >= s.size) throw new NftFakeError('E2BIG', `${s.kind} ${s.name} is full (size ${s.size})`);
+          s.elems.set(id, { key: canonical(k), ...(isMap ? { value: structuredClone(value) } : {}), ...(typeof commented?.comment === 'string' ? { comment: commented.comment } : {}) });
           continue;
         }
         case 'delete':
@@ -444,11 +453,14 @@ function listing(t: FakeTable): J[] {
   const out: J[] = [{ table: { family, name: table, handle: t.handle } }];
   for (const [name, c] of t.counters) out.push({ counter: { family, name, table, handle: c.handle, packets: 0, bytes: 0 } });
   for (const s of t.sets.values()) {
-    const elem = [...s.elems.values()].map((e) => (s.kind === 'map' ? [e.key, e.value] : e.key));
+    const elem = [...s.elems.values()].map((e) => {
+      const k = e.comment !== undefined ? { elem: { val: e.key, comment: e.comment } } : e.key;
+      return s.kind === 'map' ? [k, e.value] : k;
+    });
     out.push({
       [s.kind]: {
         family, name: s.name, table, type: s.type, handle: s.handle,
-        ...(s.kind === 'map' ? { map: s.map } : {}), ...(s.flags ? { flags: s.flags } : {}), ...(elem.length ? { elem } : {}),
+        ...(s.kind === 'map' ? { map: s.map } : {}), ...(s.flags ? { flags: s.flags } : {}), ...(s.size !== undefined ? { size: s.size } : {}), ...(elem.length ? { elem } : {}),
       },
     });
   }

@@ -15,7 +15,7 @@ import { ExplainInputError, NO_AUDIT, placePod, podKey, PolicyEngine, type PodRe
 import type { Identity, Policy } from '../../src/policy/model.js';
 import { parseManifestText } from '../../src/policy/parse.js';
 import { FakeNft } from '../../src/sys/nft-fake.js';
-import { NftTransaction, type Family, type NftObject, type NftRunner } from '../../src/sys/nft.js';
+import { NftTransaction } from '../../src/sys/nft.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 type J = any;
@@ -59,75 +59,10 @@ const identity = (name: string, app: string): Identity => ({
 const pod = (id: string, ip: string, app: string): [string, PodRecord] =>
   [podKey('net', id, 'eth0'), { network: 'net', containerId: id, ifname: 'eth0', ips: [ip], identity: identity(id, app) }];
 
-/**
- * FakeNft (src/sys/nft-fake.ts) with the two things of nft the owner set
- * (src/policy/engine/owner.ts) uses and the fake does not model yet: a set's
- * `size` (an element beyond it refuses the transaction) and an element's
- * comment (`{elem: {val, comment}}`, listed back as given). To be dropped
- * once the fake has them.
- */
-class OwnerAwareNft implements NftRunner {
-  private readonly sizes = new Map<string, number>();
-  private readonly comments = new Map<string, unknown>();
-  constructor(readonly fake: FakeNft) {}
-
-  async run(tx: NftTransaction) {
-    const saved = structuredClone(this.fake.tables);
-    const commands = tx.commands.map((c: J) => {
-      const verb = Object.keys(c)[0]!;
-      const o = c[verb];
-      if (o.set?.size !== undefined) {
-        this.sizes.set(o.set.name, o.set.size);
-        const { size: _, ...set } = o.set;
-        return { [verb]: { set } };
-      }
-      if (!o.element) return c;
-      const elem = o.element.elem.map((e: J) => {
-        if (e?.elem && typeof e.elem === 'object' && 'val' in e.elem) {
-          if ('comment' in e.elem) this.comments.set(`${o.element.name}/${e.elem.val}`, e.elem.comment);
-          return e.elem.val;
-        }
-        return e;
-      });
-      return { [verb]: { element: { ...o.element, elem } } };
-    });
-    const r = await this.fake.run(new NftTransaction().push(...commands));
-    if (r.exitCode !== 0) return r;
-    for (const t of this.fake.tables.values()) {
-      for (const [name, st] of t.sets) {
-        const max = this.sizes.get(name);
-        if (max !== undefined && st.elems.size > max) {
-          this.fake.tables = saved;
-          this.fake.history.at(-1)!.ok = false;
-          return { stdout: '', stderr: 'internal:0:0-0: Error: Could not process rule: Argument list too long\n', exitCode: 1 };
-        }
-      }
-    }
-    return r;
-  }
-
-  async list(family: Family, table: string): Promise<NftObject[] | string> {
-    const l = await this.fake.list(family, table);
-    if (typeof l === 'string') return l;
-    return l.map((o) => {
-      const st = o.set;
-      if (!st?.name || !st.elem) return o;
-      const elem = st.elem.map((e) => {
-        const k = `${st.name}/${String(e)}`;
-        return this.comments.has(k) ? { elem: { val: e, comment: this.comments.get(k) } } : e;
-      });
-      return { ...o, set: { ...st, elem } };
-    });
-  }
-}
-
 let dir: string;
 let nft: FakeNft;
-/** One adapter per fake kernel, shared by the engines on it (they share its comments). */
-const adapters = new WeakMap<FakeNft, OwnerAwareNft>();
-const adapted = (fake: FakeNft) => adapters.get(fake) ?? adapters.set(fake, new OwnerAwareNft(fake)).get(fake)!;
 const engineOn = (stateDir: string, fake = nft) =>
-  new PolicyEngine({ config: { stateDir, audit: NO_AUDIT }, nft: adapted(fake), prepareNode: () => {} });
+  new PolicyEngine({ config: { stateDir, audit: NO_AUDIT }, nft: fake, prepareNode: () => {} });
 let engine: PolicyEngine;
 
 beforeEach(() => {
