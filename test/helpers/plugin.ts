@@ -1,6 +1,6 @@
 // Running the plugin the two ways a runtime does: directly (env + stdin, as
 // kubelet's runtime does for each plugin) and through libcni (cni-client).
-import { spawnSync } from 'node:child_process';
+import { execFile, spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -70,18 +70,30 @@ export class Runtime {
     writeFileSync(join(this.confDir, `${conflist.name}.conflist`), JSON.stringify(conflist, null, 2));
   }
 
+  private clientEnv(env: Record<string, string>): Record<string, string> {
+    return {
+      PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin',
+      NETCONFPATH: this.confDir,
+      CNI_PATH: this.cniPath,
+      CNI_CACHE_DIR: this.cacheDir,
+      ...env,
+    };
+  }
+
   run(verb: 'add' | 'check' | 'del', network: string, pod: Netns | string, env: Record<string, string> = {}): Run {
     const podPath = typeof pod === 'string' ? pod : pod.path;
-    const r = spawnSync('ip', ['netns', 'exec', this.node.name, CNI_CLIENT, verb, network, podPath], {
-      encoding: 'utf8',
-      env: {
-        PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin',
-        NETCONFPATH: this.confDir,
-        CNI_PATH: this.cniPath,
-        CNI_CACHE_DIR: this.cacheDir,
-        ...env,
-      },
-    });
+    const r = spawnSync('ip', ['netns', 'exec', this.node.name, CNI_CLIENT, verb, network, podPath], { encoding: 'utf8', env: this.clientEnv(env) });
     return { status: r.status ?? -1, stdout: r.stdout, stderr: r.stderr, json: parse(r.stdout) };
+  }
+
+  /** run() without blocking the test process (a server of the test, such as the API stand-in, keeps serving meanwhile). */
+  runAsync(verb: 'add' | 'check' | 'del', network: string, pod: Netns | string, env: Record<string, string> = {}): Promise<Run> {
+    const podPath = typeof pod === 'string' ? pod : pod.path;
+    return new Promise((resolve) => {
+      execFile('ip', ['netns', 'exec', this.node.name, CNI_CLIENT, verb, network, podPath], { encoding: 'utf8', env: this.clientEnv(env) }, (err, stdout, stderr) => {
+        const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : -1) : 0;
+        resolve({ status: code, stdout, stderr, json: parse(stdout) });
+      });
+    });
   }
 }

@@ -1,7 +1,7 @@
 // Real traffic between test namespaces: TCP servers and UDP echo servers in a
 // pod (one Node process per pod), and one-shot clients that report whether a
 // connection got an answer. Only addresses of namespaces the test created.
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import type { Netns } from './netns.js';
 
 const SERVER = `
@@ -40,4 +40,11 @@ if (proto === 'tcp') {
 export function reaches(from: Netns, host: string, port: number, proto: 'tcp' | 'udp' = 'tcp'): boolean {
   const r = spawnSync('ip', ['netns', 'exec', from.name, process.execPath, '-e', CLIENT, proto, host, String(port)], { encoding: 'utf8' });
   return r.stdout.trim() === 'ok';
+}
+
+/** reaches() without blocking the test process. */
+export function reachesAsync(from: Netns, host: string, port: number, proto: 'tcp' | 'udp' = 'tcp'): Promise<boolean> {
+  return new Promise((resolve) => {
+    execFile('ip', ['netns', 'exec', from.name, process.execPath, '-e', CLIENT, proto, host, String(port)], { encoding: 'utf8' }, (_e, stdout) => resolve(stdout.trim() === 'ok'));
+  });
 }

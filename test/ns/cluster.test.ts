@@ -1,0 +1,248 @@
+// Cluster mode end to end: two node namespaces on an underlay bridge, each
+// running the built `nhi-cni agent` against the Kubernetes API stand-in
+// (through @kubernetes/client-node, over a relay in the node to the
+// stand-in's socket), each wiring its pods with the conflist its agent wrote,
+// through libcni, as kubelet would: the pod exists in the API first, the ADD
+// names it in CNI_ARGS, then the pod's status gets the address. What an
+// operator checks:
+// - a NetworkPolicy created with the API is enforced across nodes, over VXLAN,
+//   with no NAT (the server sees the client pod's own address);
+// - a label edit on a pod of the other node, and the policy's deletion,
+//   change the verdict within seconds, without any CNI call;
+// - a pod of the other node forging the allowed pod's address gets nothing;
+// - a pod the agent cannot identify is not wired.
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { KubeApi, type Obj } from '../helpers/kube-api.js';
+import { createNetns, deleteNetns, type Netns } from '../helpers/netns.js';
+import { BINARY, ROOT } from '../helpers/paths.js';
+import { Runtime, Scratch } from '../helpers/plugin.js';
+import { reachesAsync as reaches, startServers } from '../helpers/traffic.js';
+import { askAllAsync as askAll, startWhoami } from '../helpers/whoami.js';
+
+const RELAY = join(ROOT, 'test/helpers/tcp-relay.mjs');
+const API_PORT = 6443;
+const DB_PORT = 5432;
+const WHO_PORT = 7070;
+const SINK_PORT = 5433;
+
+interface ClusterNode {
+  name: string;
+  ns: Netns;
+  ip: string;
+  cidr: string;
+  scratch: Scratch;
+  stateDir: string;
+  confDir: string;
+  agent?: ChildProcess;
+  log: string;
+  relay?: ChildProcess;
+  runtime?: Runtime;
+}
+
+interface Pod {
+  name: string;
+  node: ClusterNode;
+  ns: Netns;
+  ip: string;
+}
+
+const run = (args: string[]) => spawnSync('ip', args, { encoding: 'utf8' });
+
+async function until<T>(what: string, f: () => T | undefined | false | Promise<T | undefined | false>, ms = 20_000): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await f();
+    if (v !== undefined && v !== false) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 150));
+  }
+}
+
+describe('cluster mode: two nodes, an agent on each, policies from the API', () => {
+  let dir: string;
+  let api: KubeApi;
+  let ul: Netns;
+  const nodes: ClusterNode[] = [];
+  const pods: Pod[] = [];
+  const servers: ChildProcess[] = [];
+
+  function startAgent(n: ClusterNode): void {
+    const kc = api.kubeconfig(api.token, `https://127.0.0.1:${API_PORT}`);
+    n.log = '';
+    n.agent = spawn('ip', ['netns', 'exec', n.ns.name, BINARY, 'agent', '--kubeconfig', kc, '--node-name', n.name, '--state-dir', n.stateDir, '--conf-dir', n.confDir,
+      '--listen', '127.0.0.1:9190', '--cluster-cidr', '10.245.0.0/16', '--overlay', 'vxlan', '--node-ip', n.ip, '--debounce', '100'], {
+      stdio: ['ignore', 'ignore', 'pipe'], env: { PATH: process.env.PATH, NHI_CNI_LOG_LEVEL: 'info' },
+    });
+    n.agent.stderr!.setEncoding('utf8');
+    n.agent.stderr!.on('data', (c: string) => (n.log += c));
+  }
+
+  /** As kubelet: the pod in the API, then the ADD through libcni with the agent's conflist, then the pod's status. */
+  async function addPod(n: ClusterNode, name: string, labels: Record<string, string>): Promise<Pod> {
+    api.create('pods', { metadata: { namespace: 'shop', name, labels }, spec: { nodeName: n.name, containers: [{ name: 'c' }] }, status: { phase: 'Pending' } });
+    const ns = createNetns('nhip');
+    const r = await n.runtime!.runAsync('add', 'nhi-cni', ns, { CNI_CONTAINERID: `ctr-${name}`, CNI_ARGS: `K8S_POD_NAMESPACE=shop;K8S_POD_NAME=${name}`, NHI_CNI_RUN_DIR: n.scratch.path('run') });
+    if (r.status !== 0) throw new Error(`ADD of ${name} on ${n.name}: ${r.stdout}${r.stderr}`);
+    const ip = (r.json.ips as { address: string }[])[0]!.address.split('/')[0]!;
+    api.patch('pods', name, 'shop', { status: { phase: 'Running', podIP: ip, podIPs: [{ ip }] } });
+    const p = { name, node: n, ns, ip };
+    pods.push(p);
+    return p;
+  }
+
+  /** Both agents have applied a view that holds every pod's address (its peers known on both nodes). */
+  const converged = () => until('both agents to know every pod', () => nodes.every((n) => {
+    const f = join(n.stateDir, 'policy-state.json');
+    if (!existsSync(f)) return false;
+    const s = JSON.parse(readFileSync(f, 'utf8'));
+    const known = new Set([...Object.values(s.pods as Obj).flatMap((p: Obj) => p.ips), ...((s.remote ?? []) as Obj[]).flatMap((p) => p.ips)]);
+    return pods.every((p) => known.has(p.ip));
+  }));
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'nhi-cluster-'));
+    api = await KubeApi.start({ socketPath: join(dir, 'api.sock') });
+    api.create('namespaces', { metadata: { name: 'shop', labels: { 'kubernetes.io/metadata.name': 'shop' } } });
+    ul = createNetns('nhiu');
+    run(['-n', ul.name, 'link', 'add', 'ulbr', 'type', 'bridge']);
+    run(['-n', ul.name, 'link', 'set', 'ulbr', 'up']);
+    for (const i of [1, 2]) {
+      const ns = createNetns('nhin');
+      const n: ClusterNode = { name: `node-${i}`, ns, ip: `192.168.79.1${i}`, cidr: `10.245.${i}.0/24`, scratch: new Scratch(), stateDir: '', confDir: '', log: '' };
+      n.stateDir = n.scratch.path('state');
+      n.confDir = n.scratch.path('agent-net.d');
+      run(['-n', ns.name, 'link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', `u${i}`, 'netns', ul.name]);
+      run(['-n', ul.name, 'link', 'set', `u${i}`, 'master', 'ulbr', 'up']);
+      run(['-n', ns.name, 'addr', 'add', `${n.ip}/24`, 'dev', 'eth0']);
+      run(['-n', ns.name, 'link', 'set', 'eth0', 'up']);
+      run(['-n', ns.name, 'link', 'set', 'lo', 'up']);
+      n.relay = spawn('ip', ['netns', 'exec', ns.name, process.execPath, RELAY, '127.0.0.1', String(API_PORT), join(dir, 'api.sock')], { stdio: ['ignore', 'pipe', 'inherit'] });
+      await new Promise<void>((resolve) => n.relay!.stdout!.once('data', () => resolve()));
+      api.create('nodes', { metadata: { name: n.name }, spec: { podCIDRs: [n.cidr] }, status: { addresses: [{ type: 'InternalIP', address: n.ip }] } });
+      nodes.push(n);
+    }
+    for (const n of nodes) startAgent(n);
+    for (const n of nodes) {
+      const conf = join(n.confDir, '10-nhi-cni.conflist');
+      await until(`${n.name}'s conflist`, () => existsSync(conf), 30_000).catch((e) => { throw new Error(`${e}\n${n.log}`); });
+      // The agent's conflist as kubelet reads it; only IPAM's data kept in the test's directory.
+      const list = JSON.parse(readFileSync(conf, 'utf8'));
+      list.plugins[0].ipam.dataDir = n.scratch.path('ipam');
+      n.runtime = new Runtime(n.scratch, n.ns);
+      n.runtime.writeConflist(list);
+    }
+  }, 90_000);
+
+  afterAll(async () => {
+    for (const s of servers) s.kill();
+    for (const n of nodes) {
+      n.agent?.kill('SIGTERM');
+      n.relay?.kill();
+    }
+    for (const p of pods) deleteNetns(p.ns);
+    for (const n of nodes) {
+      deleteNetns(n.ns);
+      n.scratch.cleanup();
+    }
+    if (ul) deleteNetns(ul);
+    await api?.stop();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('the agents turn ready and write a conflist with the VXLAN MTU, the agent socket and the cluster CIDR', () => {
+    const list = JSON.parse(readFileSync(join(nodes[0]!.confDir, '10-nhi-cni.conflist'), 'utf8'));
+    expect(list.plugins[0]).toMatchObject({ mtu: 1450, clusterCIDR: ['10.245.0.0/16'], policy: { agentSocket: join(nodes[0]!.stateDir, 'agent.sock') }, ipam: { ranges: [[{ subnet: '10.245.1.0/24' }]] } });
+    expect(run(['-n', nodes[0]!.ns.name, 'route', 'show', '10.245.2.0/24']).stdout).toContain('dev nhi-vxlan');
+  });
+
+  it('a NetworkPolicy from the API is enforced across nodes; allowed traffic keeps the pod address (no NAT)', async () => {
+    const db = await addPod(nodes[0]!, 'db-1', { app: 'db' });
+    const client = await addPod(nodes[1]!, 'api-1', { app: 'api' });
+    const other = await addPod(nodes[1]!, 'web-1', { app: 'web' });
+    servers.push(await startServers(db.ns, [DB_PORT]), await startWhoami(db.ns, WHO_PORT));
+    await converged();
+    // No policy yet: everyone reaches the db, and it sees their own addresses.
+    expect(await askAll(client.ns, [{ proto: 'tcp', host: db.ip, port: WHO_PORT }])).toEqual([client.ip]);
+    expect(await reaches(other.ns, db.ip, DB_PORT)).toBe(true);
+
+    api.create('networkpolicies', {
+      metadata: { namespace: 'shop', name: 'db-from-api' },
+      spec: { podSelector: { matchLabels: { app: 'db' } }, policyTypes: ['Ingress'], ingress: [{ from: [{ podSelector: { matchLabels: { app: 'api' } } }], ports: [{ port: DB_PORT, protocol: 'TCP' }] }] },
+    });
+    await until('web-1 denied', async () => !(await reaches(other.ns, db.ip, DB_PORT)));
+    expect(await reaches(client.ns, db.ip, DB_PORT)).toBe(true);
+    // Only the port the policy names.
+    expect(await askAll(client.ns, [{ proto: 'tcp', host: db.ip, port: WHO_PORT }], 'who', 1000)).toEqual([undefined]);
+  });
+
+  it('label edits and the policy deleted in the API change the verdict live, without a CNI call', async () => {
+    const [db, client, other] = ['db-1', 'api-1', 'web-1'].map((n) => pods.find((p) => p.name === n)!);
+    api.patch('pods', 'web-1', 'shop', { metadata: { labels: { app: 'api' } } });
+    await until('web-1 allowed once labelled app=api', () => reaches(other!.ns, db!.ip, DB_PORT));
+    api.patch('pods', 'api-1', 'shop', { metadata: { labels: { app: 'batch' } } });
+    await until('api-1 denied once labelled app=batch', async () => !(await reaches(client!.ns, db!.ip, DB_PORT)));
+    api.delete('networkpolicies', 'db-from-api', 'shop');
+    await until('api-1 allowed with no policy', () => reaches(client!.ns, db!.ip, DB_PORT));
+  });
+
+  it('a pod on the other node forging an allowed pod\'s address gets nothing through (one-way UDP, which needs no reply)', async () => {
+    const [db, client, other] = ['db-1', 'api-1', 'web-1'].map((n) => pods.find((p) => p.name === n)!);
+    api.patch('pods', 'web-1', 'shop', { metadata: { labels: { app: 'web' } } });
+    api.patch('pods', 'api-1', 'shop', { metadata: { labels: { app: 'api' } } });
+    api.create('networkpolicies', {
+      metadata: { namespace: 'shop', name: 'db-from-api' },
+      spec: { podSelector: { matchLabels: { app: 'db' } }, policyTypes: ['Ingress'], ingress: [{ from: [{ podSelector: { matchLabels: { app: 'api' } } }], ports: [{ port: DB_PORT, protocol: 'TCP' }, { port: SINK_PORT, protocol: 'UDP' }] }] },
+    });
+    await until('web-1 denied again', async () => !(await reaches(other!.ns, db!.ip, DB_PORT)));
+    expect(await reaches(client!.ns, db!.ip, DB_PORT)).toBe(true);
+    // A UDP sink in the db pod prints every datagram it gets: a forged
+    // datagram needs no answer, so only the source check can stop it.
+    const sink = spawn('ip', ['netns', 'exec', db!.ns.name, process.execPath, '-e', `
+      const s = require('dgram').createSocket('udp4');
+      s.on('message', (m, r) => console.log(r.address + ' ' + m));
+      s.bind(${SINK_PORT}, () => console.log('ready'));
+    `]);
+    servers.push(sink);
+    let got = '';
+    sink.stdout!.setEncoding('utf8');
+    sink.stdout!.on('data', (c: string) => (got += c));
+    await until('the sink', () => got.includes('ready'));
+    const send = (from: Pod, source: string, text: string) => spawnSync('ip', ['netns', 'exec', from.ns.name, process.execPath, '-e', `
+      const s = require('dgram').createSocket('udp4');
+      s.bind({ address: '${source}', port: 0 }, () => s.send('${text}', ${SINK_PORT}, '${db!.ip}', () => s.close()));
+    `], { encoding: 'utf8' });
+    // The allowed pod's datagram arrives (the path and the policy work)…
+    expect(send(client!, client!.ip, 'from-api').status).toBe(0);
+    await until('the allowed datagram', () => got.includes(`${client!.ip} from-api`));
+    // …web-1 taking api-1's address as its own (root in its pod can) sends the same: dropped.
+    const dev = JSON.parse(spawnSync('ip', ['-n', other!.ns.name, '-j', 'route', 'show', 'default'], { encoding: 'utf8' }).stdout)[0].dev;
+    run(['-n', other!.ns.name, 'addr', 'add', `${client!.ip}/32`, 'dev', dev]);
+    try {
+      for (let i = 0; i < 5; i++) expect(send(other!, client!.ip, 'forged').status).toBe(0);
+      // And once more as itself (denied by the policy).
+      send(other!, other!.ip, 'as-itself');
+      await new Promise((r) => setTimeout(r, 1500));
+      expect(got).not.toContain('forged');
+      expect(got).not.toContain('as-itself');
+    } finally {
+      run(['-n', other!.ns.name, 'addr', 'del', `${client!.ip}/32`, 'dev', dev]);
+    }
+  });
+
+  it('a pod the agent does not know is not wired: code 11, nothing left', async () => {
+    const n = nodes[0]!;
+    const ns = createNetns('nhip');
+    try {
+      const r = await n.runtime!.runAsync('add', 'nhi-cni', ns, { CNI_CONTAINERID: 'ctr-ghost', CNI_ARGS: 'K8S_POD_NAMESPACE=shop;K8S_POD_NAME=ghost', NHI_CNI_RUN_DIR: n.scratch.path('run') });
+      expect(r.status).not.toBe(0);
+      expect(r.stdout + r.stderr).toMatch(/could not tell who pod shop\/ghost is/);
+      expect(spawnSync('ip', ['-n', ns.name, 'link', 'show', 'eth0']).status).not.toBe(0);
+    } finally {
+      deleteNetns(ns);
+    }
+  });
+});
