@@ -6,6 +6,9 @@
 #   2. policy: the same pods as workload identities of the payments scenario
 #      (examples/policies/payments.yaml); which TCP connections pass and which
 #      are denied, who held which address, then DEL.
+#   3. cluster (scripts/demo-cluster.mjs): two nodes, `nhi-cni agent` on each
+#      against a Kubernetes API stand-in; pods across nodes over VXLAN, a
+#      NetworkPolicy applied through the API and a label edit, enforced live.
 # At the end it shows that nothing is left. Touches nothing outside the
 # namespaces and a temp dir.
 set -euo pipefail
@@ -171,3 +174,6 @@ echo "  pods in the policy state: $("$root/node_modules/.bin/node" -e "console.l
 echo "  attachment records: $(ls "$work/state/demo/attachments" | wc -l)"
 echo "  veths on the node: $(inode ip -o link show type veth | wc -l)"
 echo "  pod interfaces: $(for p in "${pods[@]}"; do ip -n "$p" -o link show eth0 2>/dev/null; done | wc -l)"
+
+# Part 3: a small cluster: two nodes, an agent on each, policy from the (stand-in) Kubernetes API.
+"$root/node_modules/.bin/node" "$root/scripts/demo-cluster.mjs"
