@@ -12,7 +12,7 @@
 // - a pod of the other node forging the allowed pod's address gets nothing;
 // - a pod the agent cannot identify is not wired.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -70,11 +70,17 @@ describe('cluster mode: two nodes, an agent on each, policies from the API', () 
   const pods: Pod[] = [];
   const servers: ChildProcess[] = [];
 
-  function startAgent(n: ClusterNode): void {
+  /**
+   * The agent in its node: the node's network namespace and a mount namespace
+   * of its own with a private /run, because wireguard-go and wg meet at
+   * /run/wireguard/<dev>.sock and two nodes on one machine would share it.
+   */
+  function startAgent(n: ClusterNode, extra: string[] = []): void {
     const kc = api.kubeconfig(api.token, `https://127.0.0.1:${API_PORT}`);
     n.log = '';
-    n.agent = spawn('ip', ['netns', 'exec', n.ns.name, BINARY, 'agent', '--kubeconfig', kc, '--node-name', n.name, '--state-dir', n.stateDir, '--conf-dir', n.confDir,
-      '--listen', '127.0.0.1:9190', '--cluster-cidr', '10.245.0.0/16', '--overlay', 'vxlan', '--node-ip', n.ip, '--debounce', '100'], {
+    n.agent = spawn('ip', ['netns', 'exec', n.ns.name, 'unshare', '-m', '--propagation', 'private', 'sh', '-c', 'mount -t tmpfs nhi-run /run && exec "$@"', 'sh',
+      BINARY, 'agent', '--kubeconfig', kc, '--node-name', n.name, '--state-dir', n.stateDir, '--conf-dir', n.confDir,
+      '--listen', '127.0.0.1:9190', '--cluster-cidr', '10.245.0.0/16', '--overlay', 'vxlan', '--node-ip', n.ip, '--debounce', '100', ...extra], {
       stdio: ['ignore', 'ignore', 'pipe'], env: { PATH: process.env.PATH, NHI_CNI_LOG_LEVEL: 'info' },
     });
     n.agent.stderr!.setEncoding('utf8');
@@ -145,6 +151,14 @@ describe('cluster mode: two nodes, an agent on each, policies from the API', () 
     }
     for (const p of pods) deleteNetns(p.ns);
     for (const n of nodes) {
+      // What the agents started and left running by design (wireguard-go: the tunnel outlives an agent restart).
+      for (const pid of spawnSync('ip', ['netns', 'pids', n.ns.name], { encoding: 'utf8' }).stdout.split('\n').filter(Boolean)) {
+        try {
+          process.kill(Number(pid), 'SIGKILL');
+        } catch {
+          // gone already
+        }
+      }
       deleteNetns(n.ns);
       n.scratch.cleanup();
     }
@@ -231,6 +245,44 @@ describe('cluster mode: two nodes, an agent on each, policies from the API', () 
     } finally {
       run(['-n', other!.ns.name, 'addr', 'del', `${client!.ip}/32`, 'dev', dev]);
     }
+  });
+
+  it('--encryption wireguard: each agent publishes its key on its Node, configures the other as a peer, and pod traffic crosses the underlay encrypted', async () => {
+    const [db, client] = ['db-1', 'api-1'].map((n) => pods.find((p) => p.name === n)!);
+    for (const n of nodes) {
+      const exited = new Promise((r) => n.agent!.once('exit', r));
+      n.agent!.kill('SIGTERM');
+      await exited;
+      startAgent(n, ['--encryption', 'wireguard']);
+    }
+    const keys = await until('both keys on the Node objects', () => {
+      const k = nodes.map((n) => api.get('nodes', n.name)?.metadata?.annotations?.['nhi-cni.io/wireguard-public-key'] as string | undefined);
+      return k.every((x) => x !== undefined && /^[A-Za-z0-9+/]{43}=$/.test(x)) ? (k as string[]) : undefined;
+    }, 30_000).catch((e) => { throw new Error(`${e}\n${nodes.map((n) => n.log).join('\n')}`); });
+    // The private key stays in the state dir, 0600; each node has the other's public key as its peer.
+    for (const [i, n] of nodes.entries()) {
+      expect(statSync(join(n.stateDir, 'wireguard.key')).mode & 0o777).toBe(0o600);
+      const peers = await until(`${n.name}'s peer`, () => {
+        const r = spawnSync('nsenter', ['-t', String(n.agent!.pid), '-m', '-n', '--', 'wg', 'show', 'nhi-wg', 'peers'], { encoding: 'utf8' });
+        return r.status === 0 && r.stdout.trim() !== '' ? r.stdout.trim() : undefined;
+      });
+      expect(peers).toBe(keys[1 - i]);
+    }
+    // Allowed traffic still flows (the policy of the test before), and the underlay never carries its payload in clear.
+    await until('api-1 -> db over WireGuard', () => reaches(client!.ns, db!.ip, DB_PORT));
+    const sniff = spawn('ip', ['netns', 'exec', ul.name, 'python3', join(ROOT, 'test/helpers/sniff.py'), 'any', 'MARKER-7c1e', '2']);
+    let out = '';
+    sniff.stdout!.on('data', (d) => (out += d));
+    await new Promise<void>((resolve) => sniff.stdout!.once('data', () => resolve()));
+    const sent = spawnSync('ip', ['netns', 'exec', client!.ns.name, process.execPath, '-e', `
+      const s = require('dgram').createSocket('udp4');
+      s.send('MARKER-7c1e', ${SINK_PORT}, '${db!.ip}', () => s.close());
+    `], { encoding: 'utf8' });
+    expect(sent.status).toBe(0);
+    await new Promise((r) => sniff.once('exit', r));
+    const counted = JSON.parse(out.split('\n').filter((l) => l.startsWith('{')).pop()!);
+    expect(counted.frames).toBeGreaterThan(0);
+    expect(counted.hits).toBe(0);
   });
 
   it('a pod the agent does not know is not wired: code 11, nothing left', async () => {
