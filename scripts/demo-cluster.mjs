@@ -111,9 +111,10 @@ try {
     const t0 = performance.now();
     const r = await run('ip', ['netns', 'exec', n.ns, CLIENT, 'add', 'nhi-cni', `/var/run/netns/${ns}`], {
       PATH: process.env.PATH, NETCONFPATH: join(n.dir, 'net.d'), CNI_PATH: `${join(root, 'dist')}:/usr/lib/cni`, CNI_CACHE_DIR: join(n.dir, 'cache'),
-      CNI_CONTAINERID: `ctr-${name}`, CNI_ARGS: `K8S_POD_NAMESPACE=shop;K8S_POD_NAME=${name}`, NHI_CNI_RUN_DIR: join(n.dir, 'run'),
+      CNI_CONTAINERID: `ctr-${name}`, CNI_ARGS: `K8S_POD_NAMESPACE=shop;K8S_POD_NAME=${name}`, NHI_CNI_RUN_DIR: join(n.dir, 'run'), NHI_CNI_TRACE_EXEC: process.env.DEMO_TRACE ? '1' : '0',
     });
     if (r.code !== 0) throw new Error(`ADD of ${name}: ${r.stdout}${r.stderr}`);
+    if (process.env.DEMO_TRACE) console.log(r.stderr);
     const addr = JSON.parse(r.stdout).ips[0].address.split('/')[0];
     api.patch('pods', name, 'shop', { status: { phase: 'Running', podIP: addr, podIPs: [{ ip: addr }] } });
     pods[name] = { ns, ip: addr };

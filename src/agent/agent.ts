@@ -49,6 +49,8 @@ export class Agent {
   private lastApplyError: string | undefined;
   private sinkRefused: Refused[] = [];
   private podMtu: number | undefined;
+  /** /pod-identity requests waiting for a pod the informers do not hold yet: re-checked on each pod or namespace event. */
+  private readonly podWaiters = new Set<() => void>();
   private applies = { ok: 0, error: 0 };
   private readonly applyHist = new Histogram();
   private conflistWritten: string | null = null;
@@ -67,8 +69,9 @@ export class Agent {
   ) {}
 
   /** Called by the informers on every change of a kind. */
-  changed(_kind: Kind): void {
+  changed(kind: Kind): void {
     if (this.stopped) return;
+    if ((kind === 'pods' || kind === 'namespaces') && this.podWaiters.size > 0) for (const w of [...this.podWaiters]) w();
     if (!this.dirty) this.firstDirtyAt = performance.now();
     this.dirty = true;
     this.schedule(this.o.debounceMs);
@@ -264,11 +267,31 @@ export class Agent {
       }
       return undefined;
     };
-    const pod = found('pods', namespace, name);
-    const nsObj = found('namespaces', undefined, namespace);
-    if (!pod || !nsObj) return send(404, `${JSON.stringify({ error: `${pod ? 'namespace' : 'pod'} ${namespace}${pod ? '' : `/${name}`} is not known to the agent` })}\n`, 'application/json');
+    // kubelet may call ADD before this agent's watch delivered the pod: wait
+    // for it (up to `wait` ms, at most 10 s), woken by each pod or namespace event.
+    const wait = Math.min(10_000, Math.max(0, Number(q.get('wait') ?? 0) || 0));
+    const deadline = Date.now() + wait;
+    const attempt = (): void => {
+      const pod = found('pods', namespace, name);
+      const nsObj = found('namespaces', undefined, namespace);
+      if (pod && nsObj) return this.answerPodIdentity(pod, nsObj, send);
+      const left = deadline - Date.now();
+      if (left <= 0 || this.stopped) return send(404, `${JSON.stringify({ error: `${pod ? 'namespace' : 'pod'} ${namespace}${pod ? '' : `/${name}`} is not known to the agent` })}\n`, 'application/json');
+      const retry = () => {
+        clearTimeout(timer);
+        this.podWaiters.delete(retry);
+        attempt();
+      };
+      const timer = setTimeout(retry, left);
+      this.podWaiters.add(retry);
+    };
+    attempt();
+  }
+
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  private answerPodIdentity(pod: Record<string, any>, nsObj: Record<string, any>, send: (code: number, body: string, type?: string) => void): void {
     const body = {
-      pod: { metadata: { namespace, name, uid: pod.metadata?.uid, labels: pod.metadata?.labels ?? {} }, spec: { serviceAccountName: pod.spec?.serviceAccountName, containers: (pod.spec?.containers ?? []).map((c: { ports?: unknown }) => ({ ports: c.ports ?? [] })) } },
+      pod: { metadata: { namespace: pod.metadata.namespace, name: pod.metadata.name, uid: pod.metadata?.uid, labels: pod.metadata?.labels ?? {} }, spec: { serviceAccountName: pod.spec?.serviceAccountName, containers: (pod.spec?.containers ?? []).map((c: { ports?: unknown }) => ({ ports: c.ports ?? [] })) } },
       namespaceLabels: nsObj.metadata?.labels ?? {},
     };
     return send(200, `${JSON.stringify(body)}\n`, 'application/json');

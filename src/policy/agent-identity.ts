@@ -76,12 +76,14 @@ export async function identityFromAgent(config: Record<string, unknown>, args: C
   const namespace = args.K8S_POD_NAMESPACE;
   const name = args.K8S_POD_NAME;
   if (socket === undefined || !namespace || !name) return undefined;
-  const path = `/pod-identity?namespace=${encodeURIComponent(namespace)}&name=${encodeURIComponent(name)}`;
+  const base = `/pod-identity?namespace=${encodeURIComponent(namespace)}&name=${encodeURIComponent(name)}`;
   const deadline = Date.now() + waitMs;
   let last = '';
   for (let pause = 50; ; pause = Math.min(pause * 2, 400)) {
     try {
-      const a = await ask(socket, path, Math.max(500, deadline - Date.now()));
+      // The agent holds the question until its watch delivers the pod (`wait`), so the answer comes as soon as it knows.
+      const left = Math.max(0, deadline - Date.now());
+      const a = await ask(socket, `${base}&wait=${left}`, left + 1000);
       if (a.status === 200) {
         let doc: { pod?: unknown; namespaceLabels?: unknown };
         try {
