@@ -7,7 +7,9 @@
 // successful apply the conflist is written, and /readyz answers 200.
 import { chmodSync, lstatSync, mkdirSync, unlinkSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { join } from 'node:path';
 import { buildConflist, CONFLIST_NAME, writeConflist } from './conflist.js';
+import { PLUGIN_KUBECONFIG, writePluginKubeconfig } from './plugin-kubeconfig.js';
 import type { InformerSet, KindStats } from './informers.js';
 import { Exposition, Histogram } from './metrics.js';
 import type { AgentOptions } from './options.js';
@@ -65,7 +67,7 @@ export class Agent {
     private readonly informers: InformerSet,
     private readonly sink: ClusterSink,
     private readonly log: AgentLog,
-    private readonly meta: { version: string; server: string },
+    private readonly meta: { version: string; server: string; pluginKubeconfig?: () => string | undefined },
   ) {}
 
   /** Called by the informers on every change of a kind. */
@@ -145,7 +147,14 @@ export class Agent {
       return;
     }
     try {
-      const wrote = writeConflist(this.o.confDir, buildConflist(cidrs, this.o, this.podMtu));
+      // The plugin's fallback credentials first: the conflist that names them must never come before them.
+      let kubeconfig: string | undefined;
+      const text = this.meta.pluginKubeconfig?.();
+      if (text !== undefined) {
+        kubeconfig = join(this.o.stateDir, PLUGIN_KUBECONFIG);
+        if (writePluginKubeconfig(kubeconfig, text)) this.log.info({ path: kubeconfig }, 'plugin kubeconfig written');
+      }
+      const wrote = writeConflist(this.o.confDir, buildConflist(cidrs, this.o, this.podMtu, kubeconfig));
       this.conflistWritten = `${this.o.confDir}/${CONFLIST_NAME}`;
       if (wrote) this.log.info({ path: this.conflistWritten, podCIDRs: cidrs }, 'conflist written');
       if (!this.ready) this.log.info({}, 'ready');

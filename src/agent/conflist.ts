@@ -13,7 +13,7 @@ import type { AgentOptions } from './options.js';
 
 export const CONFLIST_NAME = '10-nhi-cni.conflist';
 
-export function buildConflist(podCIDRs: string[], o: Pick<AgentOptions, 'stateDir' | 'socketPath' | 'clusterCidrs'>, podMtu?: number): Record<string, unknown> {
+export function buildConflist(podCIDRs: string[], o: Pick<AgentOptions, 'stateDir' | 'socketPath' | 'clusterCidrs'>, podMtu?: number, kubeconfig?: string): Record<string, unknown> {
   const families = podCIDRs.map((c) => parseCidr(c)?.ip.family);
   const plugin: Record<string, unknown> = {
     type: 'nhi-cni',
@@ -28,7 +28,8 @@ export function buildConflist(podCIDRs: string[], o: Pick<AgentOptions, 'stateDi
       routes: families.map((f) => ({ dst: f === 6 ? '::/0' : '0.0.0.0/0' })),
     },
     // The plugin asks the agent who a pod is, and keeps the policies the agent applied (src/policy/agent-identity.ts).
-    policy: { agentSocket: o.socketPath },
+    // …and, when the agent cannot answer, reads the pod from the API itself with this kubeconfig.
+    policy: { agentSocket: o.socketPath, ...(kubeconfig ? { kubeconfig } : {}) },
   };
   // Traffic to the pods of other nodes is not masqueraded (their policies see the pod's address).
   if (o.clusterCidrs.length > 0) plugin.clusterCIDR = o.clusterCidrs;

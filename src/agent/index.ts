@@ -5,6 +5,7 @@ import { configureLog, log, logFromEnv } from '../log.js';
 import { Agent } from './agent.js';
 import { InformerSet, loadKubeConfig } from './informers.js';
 import type { AgentOptions } from './options.js';
+import { pluginKubeconfig } from './plugin-kubeconfig.js';
 import { defaultSink } from './sink.js';
 import type { ClusterSink } from './view.js';
 
@@ -31,7 +32,7 @@ export async function runAgent(o: AgentOptions, version: string, sink?: ClusterS
     process.stderr.write(`nhi-cni agent: ${e instanceof Error ? e.message : String(e)}\n`);
     return 1;
   }
-  agent = new Agent(o, informers, chosen, log, { version, server });
+  agent = new Agent(o, informers, chosen, log, { version, server, pluginKubeconfig: () => pluginKubeconfig(kc) });
   try {
     await agent.listen();
   } catch (e) {

@@ -71,7 +71,7 @@ export function agentSocketOf(config: Record<string, unknown>): string | undefin
  * socket or CNI_ARGS names no pod (a container started by hand: no policy
  * subject). Throws CniError 11 when the agent cannot tell in time.
  */
-export async function identityFromAgent(config: Record<string, unknown>, args: CniArgs, waitMs = AGENT_WAIT_MS): Promise<Identity | undefined> {
+export async function identityFromAgent(config: Record<string, unknown>, args: CniArgs, { waitMs = AGENT_WAIT_MS, giveUpWhenDown = false }: { waitMs?: number; giveUpWhenDown?: boolean } = {}): Promise<Identity | undefined> {
   const socket = agentSocketOf(config);
   const namespace = args.K8S_POD_NAMESPACE;
   const name = args.K8S_POD_NAME;
@@ -108,6 +108,9 @@ export async function identityFromAgent(config: Record<string, unknown>, args: C
     } catch (e) {
       if (e instanceof CniError) throw e;
       last = (e as Error).message;
+      // No agent listening: with a fallback, no point in waiting for one.
+      const code = (e as NodeJS.ErrnoException).code;
+      if (giveUpWhenDown && (code === 'ENOENT' || code === 'ECONNREFUSED')) break;
     }
     if (Date.now() + pause >= deadline) break;
     await new Promise((r) => setTimeout(r, pause));

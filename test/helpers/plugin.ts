@@ -40,6 +40,21 @@ export function invoke(o: InvokeOptions): Run {
   return { status: r.status ?? -1, stdout: r.stdout, stderr: r.stderr, json: parse(r.stdout) };
 }
 
+/** invoke() without blocking the test process (a server of the test, such as the API stand-in, keeps serving meanwhile). */
+export function invokeAsync(o: InvokeOptions): Promise<Run> {
+  const bin = o.binary ?? BINARY;
+  const env = { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', ...o.env };
+  const [cmd, args] = o.node ? ['ip', ['netns', 'exec', o.node.name, bin]] : [bin, []];
+  return new Promise((resolve) => {
+    const child = execFile(cmd as string, args as string[], { env, encoding: 'utf8', maxBuffer: 1 << 24 }, (err, stdout, stderr) => {
+      const status = err ? (typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : -1) : 0;
+      resolve({ status, stdout, stderr, json: parse(stdout) });
+    });
+    child.stdin!.on('error', () => {});
+    child.stdin!.end(o.stdin ?? '');
+  });
+}
+
 /** A scratch directory removed by cleanup(). */
 export class Scratch {
   readonly dir = mkdtempSync(join(tmpdir(), 'nhi-test-'));

@@ -41,6 +41,8 @@ interface ClusterNode {
   log: string;
   relay?: ChildProcess;
   runtime?: Runtime;
+  /** The agent's flags beyond the common ones (kept across restarts). */
+  extra: string[];
 }
 
 interface Pod {
@@ -75,7 +77,8 @@ describe('cluster mode: two nodes, an agent on each, policies from the API', () 
    * of its own with a private /run, because wireguard-go and wg meet at
    * /run/wireguard/<dev>.sock and two nodes on one machine would share it.
    */
-  function startAgent(n: ClusterNode, extra: string[] = []): void {
+  function startAgent(n: ClusterNode, extra: string[] = n.extra): void {
+    n.extra = extra;
     const kc = api.kubeconfig(api.token, `https://127.0.0.1:${API_PORT}`);
     n.log = '';
     n.agent = spawn('ip', ['netns', 'exec', n.ns.name, 'unshare', '-m', '--propagation', 'private', 'sh', '-c', 'mount -t tmpfs nhi-run /run && exec "$@"', 'sh',
@@ -118,7 +121,7 @@ describe('cluster mode: two nodes, an agent on each, policies from the API', () 
     run(['-n', ul.name, 'link', 'set', 'ulbr', 'up']);
     for (const i of [1, 2]) {
       const ns = createNetns('nhin');
-      const n: ClusterNode = { name: `node-${i}`, ns, ip: `192.168.79.1${i}`, cidr: `10.245.${i}.0/24`, scratch: new Scratch(), stateDir: '', confDir: '', log: '' };
+      const n: ClusterNode = { name: `node-${i}`, ns, ip: `192.168.79.1${i}`, cidr: `10.245.${i}.0/24`, scratch: new Scratch(), stateDir: '', confDir: '', log: '', extra: [] };
       n.stateDir = n.scratch.path('state');
       n.confDir = n.scratch.path('agent-net.d');
       run(['-n', ns.name, 'link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', `u${i}`, 'netns', ul.name]);
@@ -285,16 +288,64 @@ describe('cluster mode: two nodes, an agent on each, policies from the API', () 
     expect(counted.hits).toBe(0);
   });
 
-  it('a pod the agent does not know is not wired: code 11, nothing left', async () => {
+  it('a pod neither the agent nor the API knows is not wired, nothing left', async () => {
     const n = nodes[0]!;
     const ns = createNetns('nhip');
     try {
       const r = await n.runtime!.runAsync('add', 'nhi-cni', ns, { CNI_CONTAINERID: 'ctr-ghost', CNI_ARGS: 'K8S_POD_NAMESPACE=shop;K8S_POD_NAME=ghost', NHI_CNI_RUN_DIR: n.scratch.path('run') });
       expect(r.status).not.toBe(0);
-      expect(r.stdout + r.stderr).toMatch(/could not tell who pod shop\/ghost is/);
+      expect(r.stdout + r.stderr).toMatch(/pod shop\/ghost not found in the Kubernetes API/);
       expect(spawnSync('ip', ['-n', ns.name, 'link', 'show', 'eth0']).status).not.toBe(0);
     } finally {
       deleteNetns(ns);
     }
+  });
+
+  it('agent down: an ADD reads the pod from the API itself and is wired under the policies last applied; agent and API down: code 11, not wired; agent back: no gap', async () => {
+    const n = nodes[0]!;
+    const [db, client, other] = ['db-1', 'api-1', 'web-1'].map((x) => pods.find((p) => p.name === x)!);
+    const exited = new Promise((r) => n.agent!.once('exit', r));
+    n.agent!.kill('SIGKILL');
+    await exited;
+    // The kernel keeps enforcing what the agent last applied.
+    expect(await reaches(client!.ns, db!.ip, DB_PORT)).toBe(true);
+    expect(await reaches(other!.ns, db!.ip, DB_PORT)).toBe(false);
+    // A second db pod starts on the node while its agent is down: wired, and the policy selects it at once.
+    const db2 = await addPod(n, 'db-2', { app: 'db' });
+    const server = await startServers(db2.ns, [DB_PORT]);
+    servers.push(server);
+    const rec = JSON.parse(readFileSync(join(n.stateDir, 'policy-state.json'), 'utf8'));
+    expect(Object.values(rec.pods as Obj).find((p: Obj) => p.identity?.name === 'db-2')?.identity.labels).toEqual({ app: 'db' });
+    expect(await reaches(client!.ns, db2.ip, DB_PORT)).toBe(true);
+    expect(await reaches(other!.ns, db2.ip, DB_PORT)).toBe(false);
+    // The API down as well: nobody can tell who a new pod is, so it is not wired.
+    api.setAvailable(false);
+    const ns = createNetns('nhip');
+    try {
+      api.setAvailable(true);
+      api.create('pods', { metadata: { namespace: 'shop', name: 'db-3', labels: { app: 'db' } }, spec: { nodeName: n.name, containers: [{ name: 'c' }] }, status: { phase: 'Pending' } });
+      api.setAvailable(false);
+      const r = await n.runtime!.runAsync('add', 'nhi-cni', ns, { CNI_CONTAINERID: 'ctr-db-3', CNI_ARGS: 'K8S_POD_NAMESPACE=shop;K8S_POD_NAME=db-3', NHI_CNI_RUN_DIR: n.scratch.path('run') });
+      expect(r.status).not.toBe(0);
+      expect(r.stdout + r.stderr).toMatch(/cannot reach the Kubernetes API/);
+      expect(spawnSync('ip', ['-n', ns.name, 'link', 'show', 'eth0']).status).not.toBe(0);
+    } finally {
+      api.setAvailable(true);
+      deleteNetns(ns);
+    }
+    // The agent back: the allowed flow never stopped, the denied one never opened.
+    startAgent(n);
+    const watch = (async () => {
+      const seen = { allowedFailed: 0, deniedPassed: 0 };
+      const end = Date.now() + 4000;
+      while (Date.now() < end) {
+        const [ok, bad] = await Promise.all([reaches(client!.ns, db!.ip, DB_PORT), reaches(other!.ns, db!.ip, DB_PORT)]);
+        if (!ok) seen.allowedFailed++;
+        if (bad) seen.deniedPassed++;
+      }
+      return seen;
+    })();
+    expect(await watch).toEqual({ allowedFailed: 0, deniedPassed: 0 });
+    await until('the restarted agent ready', () => /"msg":"ready"/.test(n.log));
   });
 });

@@ -13,7 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { KubeApi, type Obj } from '../helpers/kube-api.js';
 import { createNetns, deleteNetns, type Netns } from '../helpers/netns.js';
 import { BINARY, ROOT } from '../helpers/paths.js';
-import { invoke } from '../helpers/plugin.js';
+import { invoke, invokeAsync } from '../helpers/plugin.js';
 
 const RELAY = join(ROOT, 'test/helpers/tcp-relay.mjs');
 const API_PORT = 6443;
@@ -164,7 +164,13 @@ describe('nhi-cni agent against the API stand-in', () => {
     expect(conf.plugins[0].ipam.ranges).toEqual([[{ subnet: '10.244.1.0/24' }], [{ subnet: 'fd00:10:244:1::/64' }]]);
     expect(conf.plugins[0].ipMasq).toBe(true);
     expect(conf.plugins[0].clusterCIDR).toEqual(['10.244.0.0/16', 'fd00:10:244::/56']);
-    expect(conf.plugins[0].policy).toEqual({ agentSocket: join(a.stateDir, 'agent.sock') });
+    expect(conf.plugins[0].policy).toEqual({ agentSocket: join(a.stateDir, 'agent.sock'), kubeconfig: join(a.stateDir, 'plugin.kubeconfig') });
+    // The plugin's fallback credentials: the agent's, copied for the host, 0600, never in the log.
+    const pkc = JSON.parse(readFileSync(join(a.stateDir, 'plugin.kubeconfig'), 'utf8'));
+    expect(statSync(join(a.stateDir, 'plugin.kubeconfig')).mode & 0o777).toBe(0o600);
+    expect(pkc.users[0].user.token).toBe(api.token);
+    expect(pkc.clusters[0].cluster['certificate-authority-data']).toMatch(/^[A-Za-z0-9+/=]+$/);
+    expect(a.log()).not.toContain(api.token);
     expect(statSync(join(a.stateDir, 'agent.sock')).mode & 0o777).toBe(0o600);
 
     // The TCP listener is inside the namespace, and serves the probes and metrics.
@@ -189,7 +195,7 @@ describe('nhi-cni agent against the API stand-in', () => {
     expect(t.stdout).toMatch(/pods: +1 local, 2 remote/);
   });
 
-  it('the conflist it writes is one the plugin takes: ADD and DEL of a pod with its nhi-cni config', () => {
+  it('the conflist it writes is one the plugin takes: ADD and DEL of a pod with its nhi-cni config', async () => {
     const conf = JSON.parse(readFileSync(join(a.confDir, '10-nhi-cni.conflist'), 'utf8'));
     // The plugin's own section, as a runtime hands it over; IPAM kept in the test's directory.
     const config = { cniVersion: conf.cniVersion, name: conf.name, ...conf.plugins[0], ipam: { ...conf.plugins[0].ipam, dataDir: join(a.stateDir, 'ipam') } };
@@ -210,13 +216,13 @@ describe('nhi-cni agent against the API stand-in', () => {
       expect(table).toContain('"10.244.1.2"');
       const del = invoke({ node: ns, env: { ...env, CNI_COMMAND: 'DEL' }, stdin: JSON.stringify(config) });
       expect(del.status).toBe(0);
-      // A pod the agent does not know: not wired (its policies are unknown), code 11 for kubelet to retry.
+      // A pod neither the agent (after waiting for its watch) nor the API knows: not wired, its policies are unknown.
       const t0 = Date.now();
-      const ghost = invoke({ node: ns, env: { ...env, CNI_CONTAINERID: 'deadbeef', CNI_ARGS: 'K8S_POD_NAMESPACE=payments;K8S_POD_NAME=ghost', CNI_COMMAND: 'ADD' }, stdin: JSON.stringify(config) });
+      const ghost = await invokeAsync({ node: ns, env: { ...env, CNI_CONTAINERID: 'deadbeef', CNI_ARGS: 'K8S_POD_NAMESPACE=payments;K8S_POD_NAME=ghost', CNI_COMMAND: 'ADD' }, stdin: JSON.stringify(config) });
       expect(ghost.status).toBe(1);
-      expect(ghost.json.code).toBe(11);
-      expect(ghost.json.msg).toMatch(/could not tell who pod payments\/ghost is/);
-      expect(Date.now() - t0).toBeGreaterThan(4000);
+      expect(ghost.json, ghost.stdout).toMatchObject({ code: 7 });
+      expect(ghost.json.msg).toMatch(/pod payments\/ghost not found in the Kubernetes API/);
+      expect(Date.now() - t0).toBeGreaterThan(1900);
       expect(spawnSync('ip', ['-n', podNs.name, 'link', 'show', 'eth0']).status).not.toBe(0);
       expect(JSON.parse(readFileSync(join(a.stateDir, 'policy-state.json'), 'utf8')).pods).toEqual({});
     } finally {

@@ -57,9 +57,9 @@ export function loadPolicyConfig(raw: unknown, stateDir: string): PolicyConfig |
   if (c.dir !== undefined) out.dir = c.dir;
   if (c.manifests !== undefined) out.manifests = c.manifests;
   if (c.agentSocket !== undefined) {
-    if (c.dir !== undefined || c.manifests !== undefined || c.kubeconfig !== undefined) {
-      throw new CniError(Code.InvalidConfig, 'policy.agentSocket cannot be combined with policy.dir, policy.manifests or policy.kubeconfig',
-        'with the agent, policies and identities come from the Kubernetes API through it');
+    if (c.dir !== undefined || c.manifests !== undefined) {
+      throw new CniError(Code.InvalidConfig, 'policy.agentSocket cannot be combined with policy.dir or policy.manifests',
+        'with the agent, the policies come from the Kubernetes API through it (policy.kubeconfig is its fallback for identities)');
     }
     out.agentSocket = c.agentSocket;
   }
