@@ -1,11 +1,14 @@
-// npm run bench:agent (not a test): what the agent and its Kubernetes library
-// cost. Starts the API stand-in (test/helpers/kube-api.ts, loaded through
-// Node's type stripping) on 127.0.0.1 with PODS pods on 3 nodes, NAMESPACES
-// namespaces and POLICIES NetworkPolicies, runs dist/nhi-cni agent against it
-// and prints: time to ready, RSS when ready and after an idle period, and the
-// latency from an API change (a pod relabelled) to the view applied (debounce
-// included). Also the bundle sizes.
-import { spawn } from 'node:child_process';
+// npm run bench:cluster (also bench:agent; not a test): what the agent costs
+// and how fast the API reaches the kernel. Starts the API stand-in
+// (test/helpers/kube-api.ts, loaded through Node's type stripping) with PODS
+// pods on 3 nodes, NAMESPACES namespaces and POLICIES NetworkPolicies, runs
+// dist/nhi-cni agent in a network namespace of its own (it programs nftables:
+// never the machine's), reaching the stand-in through a relay, and prints:
+// time to ready, RSS when ready and after an idle period, idle CPU, and the
+// latency from an API change (a pod relabelled on another node, a policy
+// created) to the nft transaction committed (debounce included). Also the
+// bundle sizes. Run as root.
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
@@ -20,7 +23,13 @@ const NAMESPACES = Number(process.env.NAMESPACES ?? 20);
 const EDITS = Number(process.env.EDITS ?? 30);
 const DEBOUNCE = process.env.DEBOUNCE ?? '100';
 
-const api = await KubeApi.start();
+const dir = mkdtempSync(join(tmpdir(), 'nhi-bench-agent-'));
+const api = await KubeApi.start({ socketPath: join(dir, 'api.sock') });
+const ns = `nhibench-${process.pid.toString(36)}`;
+spawnSync('ip', ['netns', 'add', ns]);
+spawnSync('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
+const relay = spawn('ip', ['netns', 'exec', ns, process.execPath, join(root, 'test/helpers/tcp-relay.mjs'), '127.0.0.1', '6443', join(dir, 'api.sock')], { stdio: ['ignore', 'pipe', 'inherit'] });
+await new Promise((r) => relay.stdout.once('data', r));
 for (let n = 0; n < NAMESPACES; n++) api.create('namespaces', { metadata: { name: `ns-${n}`, labels: { team: `t${n % 5}` } } });
 for (let n = 1; n <= 3; n++) api.create('nodes', { metadata: { name: `n${n}` }, spec: { podCIDRs: [`10.244.${n}.0/24`] }, status: { addresses: [{ type: 'InternalIP', address: `192.168.0.${n}` }] } });
 for (let i = 0; i < PODS; i++) {
@@ -38,11 +47,10 @@ for (let i = 0; i < POLICIES; i++) {
   });
 }
 
-const dir = mkdtempSync(join(tmpdir(), 'nhi-bench-agent-'));
 const port = 20000 + Math.floor(Math.random() * 20000);
 const sock = join(dir, 'state', 'agent.sock');
 const t0 = performance.now();
-const agent = spawn(join(root, 'dist/nhi-cni'), ['agent', '--kubeconfig', api.kubeconfig(), '--node-name', 'n1', '--state-dir', join(dir, 'state'), '--conf-dir', join(dir, 'net.d'), '--listen', `127.0.0.1:${port}`, '--debounce', DEBOUNCE], { stdio: ['ignore', 'ignore', process.env.AGENT_LOG ? 'inherit' : 'ignore'], env: { PATH: process.env.PATH, NHI_CNI_LOG_LEVEL: process.env.AGENT_LOG ?? 'warn' } });
+const agent = spawn('ip', ['netns', 'exec', ns, join(root, 'dist/nhi-cni'), 'agent', '--kubeconfig', api.kubeconfig(api.token, 'https://127.0.0.1:6443'), '--node-name', 'n1', '--overlay', 'none', '--state-dir', join(dir, 'state'), '--conf-dir', join(dir, 'net.d'), '--listen', `127.0.0.1:${port}`, '--debounce', DEBOUNCE], { stdio: ['ignore', 'ignore', process.env.AGENT_LOG ? 'inherit' : 'ignore'], env: { PATH: process.env.PATH, NHI_CNI_LOG_LEVEL: process.env.AGENT_LOG ?? 'warn' } });
 
 const get = (path) => new Promise((resolve, reject) => {
   const req = request({ socketPath: sock, path }, (res) => {
@@ -54,6 +62,7 @@ const get = (path) => new Promise((resolve, reject) => {
   req.end();
 });
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+// `ip netns exec` execs the agent: the pid is the agent's.
 const rss = () => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${agent.pid}/status`, 'utf8'))[1]) / 1024;
 const cpu = () => {
   const f = readFileSync(`/proc/${agent.pid}/stat`, 'utf8').split(') ')[1].split(' ');
@@ -83,15 +92,34 @@ for (let e = 0; e < EDITS; e++) {
   lat.push(performance.now() - t);
   await sleep(50);
 }
-lat.sort((a, b) => a - b);
-const pct = (p) => lat[Math.min(lat.length - 1, Math.ceil((p / 100) * lat.length) - 1)];
+const polLat = [];
+for (let e = 0; e < Math.min(EDITS, 20); e++) {
+  const before = await applies();
+  const t = performance.now();
+  api.create('networkpolicies', {
+    metadata: { namespace: `ns-${e % NAMESPACES}`, name: `bench-${e}` },
+    spec: { podSelector: { matchLabels: { app: `app-${e % 50}` } }, policyTypes: ['Ingress'], ingress: [{ from: [{ podSelector: { matchLabels: { tier: 'db' } } }] }] },
+  });
+  while ((await applies()) === before) await sleep(2);
+  polLat.push(performance.now() - t);
+  await sleep(50);
+}
+const sorted = (l) => [...l].sort((a, b) => a - b);
+const pctOf = (l, p) => sorted(l)[Math.min(l.length - 1, Math.ceil((p / 100) * l.length) - 1)];
+const pct = (p) => pctOf(lat, p);
+const tableSize = spawnSync('ip', ['netns', 'exec', ns, 'nft', 'list', 'table', 'inet', 'nhi_policy'], { encoding: 'utf8' }).stdout.split('\n').length;
 const size = (f) => (statSync(join(root, 'dist', f)).size / 1e6).toFixed(2);
 console.log(`agent bench: ${PODS} pods on 3 nodes, ${NAMESPACES} namespaces, ${POLICIES} NetworkPolicies, debounce ${DEBOUNCE} ms`);
 console.log(`  bundles: main.cjs ${size('main.cjs')} MB, agent.cjs ${size('agent.cjs')} MB (SEA asset), binary ${size('nhi-cni')} MB`);
 console.log(`  start to ready (lists, first view, conflist): ${readyMs.toFixed(0)} ms`);
 console.log(`  RSS: ${rssReady.toFixed(0)} MB when ready, ${rssIdle.toFixed(0)} MB after 10 s idle; idle CPU ${(idleCpu * 100).toFixed(1)} %`);
-console.log(`  API change -> view applied (${EDITS} pod relabels, no engine): p50 ${pct(50).toFixed(0)} ms, p99 ${pct(99).toFixed(0)} ms`);
+console.log(`  API change -> nft transaction committed (debounce included):`);
+console.log(`    ${EDITS} relabels of pods (on any node): p50 ${pct(50).toFixed(0)} ms, p99 ${pct(99).toFixed(0)} ms`);
+console.log(`    ${polLat.length} NetworkPolicies created: p50 ${pctOf(polLat, 50).toFixed(0)} ms, p99 ${pctOf(polLat, 99).toFixed(0)} ms`);
+console.log(`  the policy table: ${tableSize} lines (nft list table inet nhi_policy)`);
 agent.kill('SIGTERM');
 await new Promise((r) => agent.once('exit', r));
+relay.kill();
+spawnSync('ip', ['netns', 'del', ns]);
 await api.stop();
 rmSync(dir, { recursive: true, force: true });
