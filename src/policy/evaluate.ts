@@ -3,7 +3,7 @@
 // is checked against it. Deliberately the obvious loops over every policy:
 // this is the oracle, not the fast path.
 import { contains, parseCidr, parseIp, type Cidr, type Ip } from '../net/ip.js';
-import { policyId, type Identity, type Peer, type Policy, type PortRule, type Protocol, type Rule } from './model.js';
+import { policyId, type HttpRule, type Identity, type Peer, type Policy, type PortRule, type Protocol, type Rule } from './model.js';
 import { NAMESPACE_NAME_LABEL } from './identity.js';
 import { selects } from './selector.js';
 
@@ -33,6 +33,18 @@ export interface Decision {
   ingress: DirectionDecision;
 }
 
+/**
+ * How ports with HTTP rules (PortRule.http) are judged, as the compiler does
+ * (CompileOptions). l7 'refuse' (the default): such a port allows nothing.
+ * l7 'proxy': it allows the connection; with `http`, only when `http` says
+ * the request at hand matches one of the port's rules (the L7 proxy's
+ * question, src/l7/decide.ts).
+ */
+export interface EvaluateOptions {
+  l7?: 'refuse' | 'proxy';
+  http?: (rules: HttpRule[], policy: Policy, dir: Direction) => boolean;
+}
+
 interface Conn {
   from: Endpoint;
   to: Endpoint;
@@ -40,6 +52,7 @@ interface Conn {
   toIp: Ip;
   port: number;
   protocol: Protocol;
+  opts: EvaluateOptions;
 }
 
 const cidrCache = new Map<string, Cidr>();
@@ -86,8 +99,17 @@ function peerMatches(policy: Policy, peer: Peer, e: Endpoint, eIp: Ip): boolean 
  * peer for egress; both are `to`. Towards a non-pod, or a pod without that
  * name and protocol, a named port matches nothing.
  */
-function portMatches(pr: PortRule, c: Conn): boolean {
+function portMatches(pr: PortRule, c: Conn, policy: Policy, dir: Direction): boolean {
   if (pr.protocol !== c.protocol) return false;
+  if (pr.http !== undefined) {
+    if (c.opts.l7 !== 'proxy') return false; // fail closed: nothing enforces them
+    if (!numberMatches(pr, c)) return false;
+    return c.opts.http === undefined || c.opts.http(pr.http, policy, dir);
+  }
+  return numberMatches(pr, c);
+}
+
+function numberMatches(pr: PortRule, c: Conn): boolean {
   if (pr.port === undefined) return true;
   if (typeof pr.port === 'number') {
     return pr.endPort === undefined ? c.port === pr.port : c.port >= pr.port && c.port <= pr.endPort;
@@ -101,7 +123,7 @@ function ruleMatches(policy: Policy, rule: Rule, dir: Direction, c: Conn): boole
   // undefined = everyone / every port; an empty list matches nothing (the
   // parser turns the API's empty `from`/`ports` into undefined).
   if (rule.peers !== undefined && !rule.peers.some((p) => peerMatches(policy, p, peer, peerIp))) return false;
-  if (rule.ports !== undefined && !rule.ports.some((p) => portMatches(p, c))) return false;
+  if (rule.ports !== undefined && !rule.ports.some((p) => portMatches(p, c, policy, dir))) return false;
   return true;
 }
 
@@ -146,8 +168,8 @@ function decideDirection(policies: Policy[], self: Endpoint, dir: Direction, c: 
  * egress (when it is a pod) AND `to`'s ingress (when it is a pod). An egress
  * allow never skips the peer's ingress check (kube-router#916).
  */
-export function evaluate(policies: Policy[], from: Endpoint, to: Endpoint, port: number, protocol: Protocol): Decision {
-  const c: Conn = { from, to, fromIp: ip(from, 'source'), toIp: ip(to, 'destination'), port, protocol };
+export function evaluate(policies: Policy[], from: Endpoint, to: Endpoint, port: number, protocol: Protocol, opts: EvaluateOptions = {}): Decision {
+  const c: Conn = { from, to, fromIp: ip(from, 'source'), toIp: ip(to, 'destination'), port, protocol, opts };
   const egress = decideDirection(policies, from, 'egress', c);
   const ingress = decideDirection(policies, to, 'ingress', c);
   return { allowed: egress.allowed && ingress.allowed, egress, ingress };
