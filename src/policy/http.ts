@@ -60,7 +60,10 @@ export function httpPattern(source: string): { re: RegExp } | { error: string } 
   try {
     new RegExp(anchored, 'u');
   } catch (e) {
-    return { error: `not a regular expression nhi-cni can read the way Cilium does (${(e as Error).message.replace(/^Invalid regular expression: /, '')})` };
+    // V8 says "Invalid regular expression: /<our anchored form>/u: <why>": keep the why.
+    const m = (e as Error).message;
+    const why = m.includes('/u: ') ? m.slice(m.lastIndexOf('/u: ') + 4) : m;
+    return { error: `not a regular expression nhi-cni can read the way Cilium does (${why})` };
   }
   if (!linearEngine()) return { error: 'cannot be matched: this Node has no linear-time regular-expression engine' };
   try {

@@ -1164,3 +1164,52 @@ describe('remote peers (cluster mode): every node enforces its own pods, the clu
     expect(fastDelta(both, remote.map((p) => ({ ...p, remote: true })), [])).toStrictEqual([{ delete: { element: { family: 'inet', table: POLICY_TABLE, name: (more[0] as J).add.element.name, elem: ['10.0.1.8'] } } }]);
   });
 });
+
+// =====================================================================
+// HTTP rules (issue 13): parsed only for the L7 proxy; compiled as an
+// allow only when the caller says the proxy (and its redirect) is there
+// =====================================================================
+
+describe('compile: ports with HTTP rules fail closed without the L7 proxy', () => {
+  const l7Text = readFileSync(join(EXAMPLES, 'ml-cilium-l7.yaml'), 'utf8');
+  const l7 = parseManifestText(l7Text, 'ml-cilium-l7.yaml', { l7: 'proxy' });
+  // The same policy with its HTTP rules taken away: the L4 allow it would widen to.
+  const l4 = l7.map((p) => ({ ...p, ingress: p.ingress.map((r) => ({ ...r, ports: r.ports?.map(({ http: _h, ...pr }) => pr) })) }));
+  const reader = '10.0.4.1';
+  const data = '10.0.3.1';
+
+  it('default: nft equals evaluate() on the grid, and the authorised reader cannot reach :8080 (narrower, never wider)', () => {
+    const r = equivalence(l7);
+    expect(show(r.mismatches)).toStrictEqual([]);
+    expect(simulate(r.nft, 'forward', reader, data, 'TCP', 8080).verdict).toBe('drop');
+    // The L4 form would let it through: the refusal is what keeps it out.
+    expect(simulate(load(compile(l4, localPods(WORLD), NO_AUDIT)), 'forward', reader, data, 'TCP', 8080).verdict).toBe('accept');
+  });
+
+  it("l7 'proxy': the L3/L4 part is allowed exactly as evaluate(l7 'proxy') says, which is the L4 form's verdict on the whole grid", () => {
+    const nft = load(compile(l7, localPods(WORLD), NO_AUDIT, undefined, [], { l7: 'proxy' }));
+    const ends = endpoints(WORLD);
+    let checked = 0;
+    const diffs: string[] = [];
+    for (const from of ends) {
+      for (const to of ends) {
+        if (famOf(from.ip) !== famOf(to.ip)) continue;
+        for (const port of PORTS.TCP) {
+          const want = evaluate(l7, from, to, port, 'TCP', { l7: 'proxy' }).allowed;
+          checked++;
+          if (want !== evaluate(l4, from, to, port, 'TCP').allowed) diffs.push(`evaluate ${from.label} -> ${to.label}:${port}`);
+          if (want !== (simulate(nft, 'forward', from.ip, to.ip, 'TCP', port).verdict === 'accept')) diffs.push(`nft ${from.label} -> ${to.label}:${port}`);
+        }
+      }
+    }
+    expect(checked).toBeGreaterThan(4_000);
+    expect(diffs.slice(0, 10)).toStrictEqual([]);
+    expect(simulate(nft, 'forward', reader, data, 'TCP', 8080).verdict).toBe('accept');
+    expect(simulate(nft, 'forward', '10.0.5.1', data, 'TCP', 8080).verdict).toBe('drop');
+  });
+
+  it('an unknown l7 compile option is the default (refuse), not proxy', () => {
+    const nft = load(compile(l7, localPods(WORLD), NO_AUDIT, undefined, [], { l7: 'PROXY' as 'proxy' }));
+    expect(simulate(nft, 'forward', reader, data, 'TCP', 8080).verdict).toBe('drop');
+  });
+});
