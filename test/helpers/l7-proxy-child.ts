@@ -1,0 +1,24 @@
+// The L7 proxy alone in a process, so a test can read its peak memory
+// (/proc/<pid>/status VmHWM) while bodies stream through it. Bundled by the
+// test with esbuild. argv[2]: JSON { policies (YAML text), identities
+// ({ ip: Identity }), dest ({ ip, port }) }. Prints { port } once listening.
+import { L7Proxy } from '../../src/l7/proxy.js';
+import type { Identity } from '../../src/policy/model.js';
+import { parseManifestText } from '../../src/policy/parse.js';
+
+const cfg = JSON.parse(process.argv[2]!) as { policies: string; identities: Record<string, Identity>; dest: { ip: string; port: number } };
+const policies = parseManifestText(cfg.policies, 'child.yaml', { l7: 'proxy' });
+const proxy = new L7Proxy({
+  identify: (ip) => (Object.hasOwn(cfg.identities, ip) ? cfg.identities[ip] : undefined),
+  policies: () => policies,
+});
+const { port } = await proxy.listen(cfg.dest, { host: '127.0.0.1', port: 0 });
+process.stdout.write(`${JSON.stringify({ port })}\n`);
+process.stdin.resume();
+process.stdin.on('end', () => process.exit(0));
+if (process.env.L7_DEBUG_MEM) {
+  setInterval(() => {
+    const m = process.memoryUsage();
+    process.stderr.write(`MEM rss=${(m.rss / 1048576).toFixed(1)} heap=${(m.heapUsed / 1048576).toFixed(1)} ab=${(m.arrayBuffers / 1048576).toFixed(1)} ext=${(m.external / 1048576).toFixed(1)}\n`);
+  }, 50).unref();
+}
