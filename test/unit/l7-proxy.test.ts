@@ -7,7 +7,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { Agent, createServer, request, type IncomingHttpHeaders, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { connect, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -244,6 +244,40 @@ describe('the seed policy through the proxy', () => {
     expect(refused.map((d) => d.src)).toEqual(expect.arrayContaining([{ ip: STRANGER }, { ip: OTHER, workload: 'analytics/other' }]));
   });
 
+  /** Raw bytes to the proxy from READER; everything it answers until it closes or goes quiet. */
+  const raw = (bytes: string) => new Promise<string>((resolve, reject) => {
+    const sock = connect({ host: '127.0.0.1', port: proxyPort, localAddress: READER }, () => sock.write(bytes));
+    let out = '';
+    let quiet: NodeJS.Timeout | undefined;
+    const done = () => { sock.destroy(); resolve(out); };
+    sock.on('data', (d: Buffer) => {
+      out += d.toString();
+      clearTimeout(quiet);
+      quiet = setTimeout(done, 150);
+    });
+    sock.on('end', done);
+    sock.on('error', reject);
+  });
+  // Bodies need not end in a newline: a status line may follow one directly.
+  const statuses = (text: string) => [...text.matchAll(/HTTP\/1\.1 (\d{3}) [A-Z]/g)].map((m) => Number(m[1]));
+
+  it('pipelined requests on one connection are judged one by one, in order', async () => {
+    const before = reached('/admin');
+    const text = await raw('GET /data HTTP/1.1\r\nHost: a\r\n\r\nGET /admin HTTP/1.1\r\nHost: a\r\n\r\nGET /data HTTP/1.1\r\nHost: a\r\n\r\n');
+    expect(statuses(text)).toEqual([200, 403, 200]);
+    expect(reached('/admin')).toBe(before);
+  });
+
+  it('smuggling shapes are refused: two Host headers, Content-Length with Transfer-Encoding, no Host', async () => {
+    const before = seen.length;
+    expect(statuses(await raw('GET /data HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n'))).toEqual([400]);
+    const te = await raw('POST /data HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /admin HTTP/1.1\r\nHost: a\r\n\r\n');
+    expect(statuses(te)).toEqual([400]);
+    expect(statuses(await raw('GET /data HTTP/1.1\r\n\r\n'))).toEqual([400]);
+    expect(statuses(await raw('GET http://127.0.0.1/data HTTP/1.1\r\nHost: a\r\n\r\n'))).toEqual([400]);
+    expect(seen.length).toBe(before);
+  });
+
   it('the upstream down: 502, not a hang', async () => {
     const lone = new L7Proxy({ identify: (ip) => IDENTITIES[ip], policies: () => policies });
     try {
@@ -273,7 +307,7 @@ describe('observability', () => {
   it('per-rule counters: allowed per HTTP rule, denied per policy', () => {
     const stats = proxy.stats();
     const get = (rule: string, verdict: string) => stats.find((s) => s.policy === 'ml/data-readers' && s.rule === rule && s.verdict === verdict)?.count ?? 0;
-    expect(get('spec.ingress[0].toPorts[0].rules.http[0]', 'allowed')).toBe(4); // GET /data: once, twice kept alive, once before the edit
+    expect(get('spec.ingress[0].toPorts[0].rules.http[0]', 'allowed')).toBe(6); // GET /data: once, twice kept alive, once before the edit, twice pipelined
     expect(get('spec.ingress[0].toPorts[0].rules.http[1]', 'allowed')).toBe(1);
     expect(get('-', 'denied')).toBeGreaterThanOrEqual(8);
     expect(proxy.metricSamples()).toContainEqual([{ policy: 'ml/data-readers', rule: 'spec.ingress[0].toPorts[0].rules.http[1]', verdict: 'allowed' }, 1]);
