@@ -16,9 +16,3 @@ const { port } = await proxy.listen(cfg.dest, { host: '127.0.0.1', port: 0 });
 process.stdout.write(`${JSON.stringify({ port })}\n`);
 process.stdin.resume();
 process.stdin.on('end', () => process.exit(0));
-if (process.env.L7_DEBUG_MEM) {
-  setInterval(() => {
-    const m = process.memoryUsage();
-    process.stderr.write(`MEM rss=${(m.rss / 1048576).toFixed(1)} heap=${(m.heapUsed / 1048576).toFixed(1)} ab=${(m.arrayBuffers / 1048576).toFixed(1)} ext=${(m.external / 1048576).toFixed(1)}\n`);
-  }, 50).unref();
-}
