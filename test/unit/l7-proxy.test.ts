@@ -371,7 +371,7 @@ describe('50 MB bodies stream through the proxy (its own process, its peak memor
       outfile: out, logLevel: 'silent', banner: { js: "import { createRequire } from 'node:module'; const require = createRequire(import.meta.url);" },
     });
     const cfg = JSON.stringify({ policies: policyText(upstreamPort, RULES), identities: IDENTITIES, dest: { ip: '127.0.0.1', port: upstreamPort } });
-    child = spawn(process.execPath, [out, cfg], { stdio: ['pipe', 'pipe', 'inherit'] });
+    child = spawn(process.execPath, [out, cfg], { stdio: ['pipe', 'pipe', 'ignore'] });
     port = await new Promise<number>((resolve, reject) => {
       child.once('error', reject);
       child.once('exit', (c) => reject(new Error(`proxy child exited ${c}`)));
