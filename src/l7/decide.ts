@@ -49,7 +49,8 @@ export function decide(policies: Policy[], src: Endpoint, dst: Endpoint, port: n
   const matched: MatchedRule[] = [];
   const d = evaluate(policies, src, dst, port, 'TCP', {
     l7: 'proxy',
-    http: req === undefined ? undefined : (rules, policy, direction) => {
+    // No request yet (a new connection): could some request be allowed? Any HTTP clause may.
+    http: req === undefined ? () => true : (rules, policy, direction) => {
       const r = firstMatch(rules, req);
       if (r) matched.push({ policy: policyId(policy), direction, at: r.at });
       return r !== undefined;

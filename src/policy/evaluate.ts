@@ -34,11 +34,15 @@ export interface Decision {
 }
 
 /**
- * How ports with HTTP rules (PortRule.http) are judged, as the compiler does
- * (CompileOptions). l7 'refuse' (the default): such a port allows nothing.
- * l7 'proxy': it allows the connection; with `http`, only when `http` says
- * the request at hand matches one of the port's rules (the L7 proxy's
- * question, src/l7/decide.ts).
+ * How ports with HTTP rules (PortRule.http) are judged.
+ *   l7 'refuse' (the default): such a clause allows nothing.
+ *   l7 'proxy' without `http`: the kernel's view when the proxy runs, as the
+ *     compiler does it (CompileOptions): an ingress clause allows the
+ *     connection (it is redirected to the proxy), an egress clause nothing
+ *     (no egress redirect yet).
+ *   l7 'proxy' with `http`: the proxy's view (src/l7/decide.ts): a clause of
+ *     either direction allows when `http` says the request matches one of
+ *     its rules.
  */
 export interface EvaluateOptions {
   l7?: 'refuse' | 'proxy';
@@ -104,7 +108,7 @@ function portMatches(pr: PortRule, c: Conn, policy: Policy, dir: Direction): boo
   if (pr.http !== undefined) {
     if (c.opts.l7 !== 'proxy') return false; // fail closed: nothing enforces them
     if (!numberMatches(pr, c)) return false;
-    return c.opts.http === undefined || c.opts.http(pr.http, policy, dir);
+    return c.opts.http === undefined ? dir === 'ingress' : c.opts.http(pr.http, policy, dir);
   }
   return numberMatches(pr, c);
 }

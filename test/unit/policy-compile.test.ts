@@ -1208,6 +1208,27 @@ describe('compile: ports with HTTP rules fail closed without the L7 proxy', () =
     expect(simulate(nft, 'forward', '10.0.5.1', data, 'TCP', 8080).verdict).toBe('drop');
   });
 
+  it("l7 'proxy': an egress HTTP clause still allows nothing (no egress redirect yet), as evaluate() says", () => {
+    const egress = parseManifestText(`
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: reader-out, namespace: analytics}
+spec:
+  endpointSelector: {matchLabels: {app: report-builder}}
+  egress:
+    - toEndpoints: [{matchLabels: {k8s:io.kubernetes.pod.namespace: ml, app: training-data}}]
+      toPorts: [{ports: [{port: "8080", protocol: TCP}], rules: {http: [{method: GET, path: /data}]}}]
+`, 'egress.yaml', { l7: 'proxy' });
+    const nft = load(compile(egress, localPods(WORLD), NO_AUDIT, undefined, [], { l7: 'proxy' }));
+    const ends = endpoints(WORLD);
+    const from = ends.find((e) => e.ip === reader)!;
+    const to = ends.find((e) => e.ip === data)!;
+    expect(simulate(nft, 'forward', reader, data, 'TCP', 8080).verdict).toBe('drop');
+    expect(evaluate(egress, from, to, 8080, 'TCP', { l7: 'proxy' }).allowed).toBe(false);
+    // The proxy, which sees the request, may allow it.
+    expect(evaluate(egress, from, to, 8080, 'TCP', { l7: 'proxy', http: () => true }).allowed).toBe(true);
+  });
+
   it('an unknown l7 compile option is the default (refuse), not proxy', () => {
     const nft = load(compile(l7, localPods(WORLD), NO_AUDIT, undefined, [], { l7: 'PROXY' as 'proxy' }));
     expect(simulate(nft, 'forward', reader, data, 'TCP', 8080).verdict).toBe('drop');

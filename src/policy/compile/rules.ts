@@ -19,8 +19,10 @@ export function ruleAlternatives(ctx: CompileContext, policy: Policy, rule: Rule
     const fams: (Fam | undefined)[] = peer === undefined ? [undefined] : peer.kind === 'cidr' ? [parseCidr(peer.cidr)!.ip.family === 4 ? 4 : 6] : [4, 6];
     for (const fam of fams) {
       for (const pr of ports) {
-        // HTTP rules without the proxy: the port allows nothing (fail closed, CompileOptions).
-        if (pr?.http !== undefined && ctx.l7 !== 'proxy') continue;
+        // HTTP rules allow nothing here unless the proxy judges them: ingress
+        // clauses with CompileOptions.l7 'proxy' (their connections are
+        // redirected to it); egress clauses never yet (no egress redirect).
+        if (pr?.http !== undefined && (ctx.l7 !== 'proxy' || dir !== 'ingress')) continue;
         const exprs: unknown[] = [];
         const named = pr !== undefined && typeof pr.port === 'string';
         if (named && dir === 'egress') {

@@ -21,10 +21,11 @@ export interface LocalPod {
  * How the compiler treats ports that carry HTTP rules (PortRule.http, parsed
  * only with the parse option l7 'proxy'). 'refuse' (the default): such a
  * port allows nothing, so a policy parsed for the proxy but compiled without
- * it is narrower than written, never wider. 'proxy': the port is allowed at
- * L3/L4 like any other; the caller MUST redirect those (pod, port) pairs to
- * its L7 proxy in the same transaction (see docs/l7.md), or the HTTP rules
- * would not be enforced at all.
+ * it is narrower than written, never wider. 'proxy': an INGRESS clause is
+ * allowed at L3/L4 like any other; the caller MUST redirect those (pod, port)
+ * pairs to its L7 proxy in the same transaction (see docs/l7.md), or the HTTP
+ * rules would not be enforced at all. Egress clauses allow nothing in either
+ * mode: nothing redirects a pod's outgoing connections yet.
  */
 export interface CompileOptions {
   l7?: 'refuse' | 'proxy';
