@@ -233,15 +233,13 @@ export class L7Proxy {
   }
 
   private judge(l: Listener, srcIp: string, req?: HttpRequestInfo): { v: L7Verdict; src: Endpoint; dst: Endpoint } {
-    const { src, dst } = this.endpoints(l, srcIp);
-    let v: L7Verdict;
     try {
-      v = decide(this.opts.policies(), src, dst, l.dest.port, req);
+      const { src, dst } = this.endpoints(l, srcIp);
+      return { v: decide(this.opts.policies(), src, dst, l.dest.port, req), src, dst };
     } catch {
-      // An address that does not parse, a policy callback that throws: no verdict, no access.
-      v = { allowed: false, matched: [], byL4: [], deniedBy: [] };
+      // An address that does not parse, a callback that throws: no verdict, no access.
+      return { v: { allowed: false, matched: [], byL4: [], deniedBy: [] }, src: { ip: srcIp }, dst: { ip: l.dest.ip } };
     }
-    return { v, src, dst };
   }
 
   private logDeny(r: Omit<DenyRecord, 'time' | 'suppressed'>): void {

@@ -278,6 +278,22 @@ describe('the seed policy through the proxy', () => {
     expect(seen.length).toBe(before);
   });
 
+  it('an identity cache or policy source that throws: no verdict, no access (reset), and the proxy keeps serving', async () => {
+    let fail = true;
+    const p = new L7Proxy({
+      identify: (ip) => { if (fail) throw new Error('cache broken'); return IDENTITIES[ip]; },
+      policies: () => policies,
+    });
+    const { port } = await p.listen({ ip: '127.0.0.1', port: upstreamPort }, { host: '127.0.0.1', port: 0 });
+    try {
+      await expect(send({ method: 'GET', path: '/data', port })).rejects.toMatchObject({ code: 'ECONNRESET' });
+      fail = false;
+      expect((await send({ method: 'GET', path: '/data', port })).status).toBe(200);
+    } finally {
+      await p.close();
+    }
+  });
+
   it('the upstream down: 502, not a hang', async () => {
     const lone = new L7Proxy({ identify: (ip) => IDENTITIES[ip], policies: () => policies });
     try {
