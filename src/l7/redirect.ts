@@ -20,6 +20,7 @@
 // table's forward hook already requires.
 import { chain, NftTransaction, rule, table, type Expr } from '../sys/nft.js';
 
+
 export const L7_TABLE = 'nhi_l7';
 
 /** One redirect: connections to podIp:port go to listenIp:listenPort (an address of the node). */
@@ -61,3 +62,31 @@ export function redirectTransaction(redirects: Redirect[]): NftTransaction {
   }
   return t;
 }
+
+/**
+ * What the policy table's input chain needs once connections are redirected
+ * (docs/l7.md, "How the lead wires it", 4): a redirected connection reaches
+ * the input hook with the node as destination, so the source's egress
+ * profile would judge it against the node's address. These expressions,
+ * followed by `accept`, let through exactly the connections DNATed from a
+ * redirect target (their ORIGINAL destination is in `setName`, a set of
+ * (address . port) kept beside the redirect, in the same table as the rule);
+ * the proxy judges L3/L4 of both ends itself. A connection sent straight to
+ * the listener has no DNAT and still meets the profiles.
+ */
+export function redirectedExprs(fam: 4 | 6, setName: string): Expr[] {
+  return [
+    { match: { op: 'in', left: { ct: { key: 'status' } }, right: 'dnat' } },
+    { match: { op: '==', left: { meta: { key: 'l4proto' } }, right: 'tcp' } },
+    {
+      match: {
+        op: '==',
+        left: { concat: [{ ct: { key: fam === 4 ? 'ip daddr' : 'ip6 daddr', dir: 'original' } }, { ct: { key: 'proto-dst', dir: 'original' } }] },
+        right: `@${setName}`,
+      },
+    },
+  ];
+}
+
+/** The type of that set, per family. */
+export const redirectedSetType = (fam: 4 | 6): string[] => [fam === 4 ? 'ipv4_addr' : 'ipv6_addr', 'inet_service'];

@@ -12,7 +12,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { build } from 'esbuild';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { redirectTransaction, L7_TABLE } from '../../src/l7/redirect.js';
+import { redirectedExprs, redirectedSetType, redirectTransaction, L7_TABLE } from '../../src/l7/redirect.js';
+import { chain, element, NftTransaction, rule, set, table } from '../../src/sys/nft.js';
 import type { Identity } from '../../src/policy/model.js';
 import { createNetns, deleteAllNetns, inNetns, type Netns } from '../helpers/netns.js';
 
@@ -157,5 +158,28 @@ describe('the nft redirect to the L7 proxy (design check, in namespaces)', () =>
     expect(http(pods.reader!, DATA, 8080, 'GET', '/data')).toEqual({ error: 'ECONNREFUSED' });
     await startProxy();
     expect(http(pods.reader!, DATA, 8080, 'GET', '/data')).toMatchObject({ status: 200 });
+  });
+
+  it("an input hook that drops by default (as a pod's egress profile would) lets through exactly the redirected connections with redirectedExprs()", () => {
+    const apply = (t: NftTransaction) => {
+      const file = join(dir, `t${Math.random().toString(36).slice(2)}.json`);
+      writeFileSync(file, t.json());
+      inNetns(node, 'nft', ['-j', '-f', file]);
+    };
+    const input = chain('input', { type: 'filter', hook: 'input', prio: 0, policy: 'drop' });
+    const established = rule('input', { match: { op: 'in', left: { ct: { key: 'state' } }, right: ['established', 'related'] } }, { accept: null });
+    const mock = new NftTransaction('inet', 'l7mock').add(table(), set('l7t4', redirectedSetType(4)), input, established)
+      .add(element('l7t4', { concat: [DATA, 8080] }));
+    apply(mock);
+    try {
+      // Without the rule: the redirected connection dies in the input hook.
+      expect(http(pods.reader!, DATA, 8080, 'GET', '/data')).toEqual({ error: 'TIMEOUT' });
+      apply(new NftTransaction('inet', 'l7mock').add(rule('input', ...redirectedExprs(4, 'l7t4'), { accept: null })));
+      expect(http(pods.reader!, DATA, 8080, 'GET', '/data')).toMatchObject({ status: 200 });
+      // Straight to the listener, no DNAT: still dropped.
+      expect(http(pods.reader!, NODE_IP, LISTEN, 'GET', '/data')).toEqual({ error: 'TIMEOUT' });
+    } finally {
+      apply(new NftTransaction('inet', 'l7mock').delete(table()));
+    }
   });
 });
