@@ -1,0 +1,71 @@
+// The agent's side of L7 in one call per reconcile: listeners for the
+// (pod, port) pairs HTTP rules cover, and the redirect that takes their
+// connections there, kept in step, in the order that never opens a pod.
+//
+//   sync(targets):  1. open a listener for each new target;
+//                   2. apply the redirect for ALL targets (one nft transaction);
+//                   3. close the listeners of targets that are gone.
+// A failure at 1 or 2 throws and leaves the previous redirect in the kernel
+// (nft applies all or nothing); the caller then compiles with l7 'refuse'
+// (every HTTP clause closed) until a later sync succeeds. The caller must run
+// sync() BEFORE applying a compile with CompileOptions.l7 'proxy' that allows
+// a new target at L3/L4: the redirect has to be there first.
+//
+// When the agent dies the redirect stays and the listeners go: the covered
+// ports refuse connections (test/ns/l7-redirect.test.ts).
+import type { NftRunner } from '../sys/nft.js';
+import type { Destination, L7Proxy } from './proxy.js';
+import { redirectTransaction, type Redirect } from './redirect.js';
+import type { IngressTarget } from './targets.js';
+
+export interface L7ControllerOptions {
+  proxy: L7Proxy;
+  nft: NftRunner;
+  /** The node's addresses the listeners bind to, per family of the pods they serve. */
+  nodeIps: { 4?: string; 6?: string };
+}
+
+const fam = (ip: string): 4 | 6 => (ip.includes(':') ? 6 : 4);
+const key = (d: Destination) => `${d.ip}|${d.port}`;
+
+export class L7Controller {
+  /** Destination -> where its listener listens. */
+  private readonly listening = new Map<string, { dest: Destination; port: number; host: string }>();
+  private applied: Redirect[] = [];
+
+  constructor(private readonly opts: L7ControllerOptions) {}
+
+  /** The redirects in the kernel after the last successful sync. */
+  redirects(): Redirect[] {
+    return this.applied.map((r) => ({ ...r }));
+  }
+
+  async sync(targets: IngressTarget[]): Promise<Redirect[]> {
+    const want = new Map<string, Destination>();
+    for (const t of targets) want.set(key({ ip: t.ip, port: t.port }), { ip: t.ip, port: t.port });
+    // 1. listeners first: a redirect to a port nobody listens on would refuse, not open,
+    // but a target must not be redirected before it can be served either.
+    for (const [k, dest] of want) {
+      if (this.listening.has(k)) continue;
+      const host = this.opts.nodeIps[fam(dest.ip)];
+      if (!host) throw new Error(`no node address of IPv${fam(dest.ip)} to listen on for ${dest.ip}:${dest.port}`);
+      const at = await this.opts.proxy.listen(dest, { host, port: 0 });
+      this.listening.set(k, { dest, host, port: at.port });
+    }
+    // 2. the redirect for exactly the wanted targets, all or nothing.
+    const redirects = [...want.keys()].map((k) => {
+      const l = this.listening.get(k)!;
+      return { podIp: l.dest.ip, port: l.dest.port, listenIp: l.host, listenPort: l.port };
+    }).sort((a, b) => a.podIp.localeCompare(b.podIp) || a.port - b.port);
+    const r = await this.opts.nft.run(redirectTransaction(redirects));
+    if (r.exitCode !== 0) throw new Error(`L7 redirect not applied: ${r.stderr.trim() || `nft exit status ${r.exitCode}`}`);
+    this.applied = redirects;
+    // 3. only now close what the kernel no longer sends anywhere.
+    for (const [k, l] of [...this.listening]) {
+      if (want.has(k)) continue;
+      this.listening.delete(k);
+      await this.opts.proxy.close(l.dest);
+    }
+    return this.redirects();
+  }
+}
