@@ -13,6 +13,7 @@
 //
 // When the agent dies the redirect stays and the listeners go: the covered
 // ports refuse connections (test/ns/l7-redirect.test.ts).
+import { createHash } from 'node:crypto';
 import type { NftRunner } from '../sys/nft.js';
 import type { Destination, L7Proxy } from './proxy.js';
 import { redirectTransaction, type Redirect } from './redirect.js';
@@ -23,6 +24,14 @@ export interface L7ControllerOptions {
   nft: NftRunner;
   /** The node's addresses the listeners bind to, per family of the pods they serve. */
   nodeIps: { 4?: string; 6?: string };
+  /**
+   * Listener ports: a range reserved for the agent (net.ipv4.ip_local_reserved_ports,
+   * or below ip_unprivileged_port_start), each target's port chosen from its
+   * address and port so that a restarted agent takes the same one back, and
+   * no other process is handed the connections the redirect still sends
+   * there after a crash. Absent: ephemeral ports (port 0).
+   */
+  listenPorts?: { from: number; to: number };
 }
 
 const fam = (ip: string): 4 | 6 => (ip.includes(':') ? 6 : 4);
@@ -40,6 +49,28 @@ export class L7Controller {
     return this.applied.map((r) => ({ ...r }));
   }
 
+  /** A listener for dest: on its preferred port of the range, else the next free one. */
+  private async listen(dest: Destination, host: string): Promise<{ port: number }> {
+    const range = this.opts.listenPorts;
+    if (!range) return this.opts.proxy.listen(dest, { host, port: 0 });
+    const size = range.to - range.from + 1;
+    if (!Number.isInteger(range.from) || !Number.isInteger(range.to) || range.from < 1 || range.to > 65535 || size < 1) {
+      throw new Error(`listenPorts ${range.from}-${range.to} is not a port range`);
+    }
+    const used = new Set([...this.listening.values()].filter((l) => l.host === host).map((l) => l.port));
+    const start = createHash('sha256').update(key(dest)).digest().readUInt32BE(0) % size;
+    for (let i = 0; i < size; i++) {
+      const port = range.from + ((start + i) % size);
+      if (used.has(port)) continue;
+      try {
+        return await this.opts.proxy.listen(dest, { host, port });
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw e;
+      }
+    }
+    throw new Error(`no free listener port in ${range.from}-${range.to} for ${dest.ip}:${dest.port}`);
+  }
+
   async sync(targets: IngressTarget[]): Promise<Redirect[]> {
     const want = new Map<string, Destination>();
     for (const t of targets) want.set(key({ ip: t.ip, port: t.port }), { ip: t.ip, port: t.port });
@@ -49,7 +80,7 @@ export class L7Controller {
       if (this.listening.has(k)) continue;
       const host = this.opts.nodeIps[fam(dest.ip)];
       if (!host) throw new Error(`no node address of IPv${fam(dest.ip)} to listen on for ${dest.ip}:${dest.port}`);
-      const at = await this.opts.proxy.listen(dest, { host, port: 0 });
+      const at = await this.listen(dest, host);
       this.listening.set(k, { dest, host, port: at.port });
     }
     // 2. the redirect for exactly the wanted targets, all or nothing.

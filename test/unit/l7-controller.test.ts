@@ -67,3 +67,40 @@ describe('L7Controller', () => {
     expect(rules(nft)).toEqual([]);
   });
 });
+
+describe('L7Controller listener ports from a reserved range', () => {
+  const range = { from: 17000, to: 17031 }; // outside the ephemeral range: no other socket lands there by chance
+  it('the same target gets the same port after a restart; a busy port moves to the next free one', async () => {
+    proxy = new L7Proxy({ identify: () => undefined, policies: () => [] });
+    const first = await new L7Controller({ proxy, nft: new FakeNft(), nodeIps: { 4: '127.0.0.1' }, listenPorts: range }).sync([target('10.0.3.1', 8080), target('10.0.3.2', 8080)]);
+    for (const r of first) {
+      expect(r.listenPort).toBeGreaterThanOrEqual(range.from);
+      expect(r.listenPort).toBeLessThanOrEqual(range.to);
+    }
+    expect(first[0]!.listenPort).not.toBe(first[1]!.listenPort);
+    await proxy.close(); // the agent dies
+    proxy = new L7Proxy({ identify: () => undefined, policies: () => [] });
+    const again = await new L7Controller({ proxy, nft: new FakeNft(), nodeIps: { 4: '127.0.0.1' }, listenPorts: range }).sync([target('10.0.3.2', 8080), target('10.0.3.1', 8080)]);
+    expect(again.map((r) => r.listenPort)).toEqual(first.map((r) => r.listenPort));
+    await proxy.close();
+    // Someone else holds 10.0.3.1's port: it takes another one of the range.
+    const squatter = new L7Proxy({ identify: () => undefined, policies: () => [] });
+    await squatter.listen({ ip: '192.0.2.1', port: 1 }, { host: '127.0.0.1', port: first[0]!.listenPort });
+    try {
+      proxy = new L7Proxy({ identify: () => undefined, policies: () => [] });
+      const moved = await new L7Controller({ proxy, nft: new FakeNft(), nodeIps: { 4: '127.0.0.1' }, listenPorts: range }).sync([target('10.0.3.1', 8080)]);
+      expect(moved[0]!.listenPort).not.toBe(first[0]!.listenPort);
+      expect(moved[0]!.listenPort).toBeGreaterThanOrEqual(range.from);
+    } finally {
+      await squatter.close();
+    }
+  });
+
+  it('a range with no free port: an error, nothing redirected', async () => {
+    proxy = new L7Proxy({ identify: () => undefined, policies: () => [] });
+    const nft = new FakeNft();
+    const c = new L7Controller({ proxy, nft, nodeIps: { 4: '127.0.0.1' }, listenPorts: { from: 17100, to: 17100 } });
+    await expect(c.sync([target('10.0.3.1', 8080), target('10.0.3.2', 8080)])).rejects.toThrow(/no free listener port in 17100-17100/);
+    expect(rules(nft)).toEqual([]);
+  });
+});
