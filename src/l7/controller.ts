@@ -6,10 +6,9 @@
 //                   2. apply the redirect for ALL targets (one nft transaction);
 //                   3. close the listeners of targets that are gone.
 // A failure at 1 or 2 throws and leaves the previous redirect in the kernel
-// (nft applies all or nothing); the caller then compiles with l7 'refuse'
-// (every HTTP clause closed) until a later sync succeeds. The caller must run
-// sync() BEFORE applying a compile with CompileOptions.l7 'proxy' that allows
-// a new target at L3/L4: the redirect has to be there first.
+// (nft applies all or nothing): a new target is then not redirected, and
+// its port stays closed (the compiler never allows a clause with HTTP rules
+// at L4), until a later sync succeeds.
 //
 // When the agent dies the redirect stays and the listeners go: the covered
 // ports refuse connections (test/ns/l7-redirect.test.ts).

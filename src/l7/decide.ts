@@ -48,7 +48,6 @@ function deniers(d: Decision): { deniedBy: string[]; deniedIn?: Direction } {
 export function decide(policies: Policy[], src: Endpoint, dst: Endpoint, port: number, req?: HttpRequestInfo): L7Verdict {
   const matched: MatchedRule[] = [];
   const d = evaluate(policies, src, dst, port, 'TCP', {
-    l7: 'proxy',
     // No request yet (a new connection): could some request be allowed? Any HTTP clause may.
     http: req === undefined ? () => true : (rules, policy, direction) => {
       const r = firstMatch(rules, req);

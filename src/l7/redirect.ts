@@ -10,9 +10,10 @@
 // Fail closed: the rules live in the kernel, not in the agent. When the agent
 // (and so the listener) is down, a redirected connection meets a closed port
 // on the node and is refused (TCP reset): nothing reaches the pod unchecked.
-// The redirect must therefore be installed before, or in the same
-// transaction as, the L3/L4 allow compiled with CompileOptions.l7 'proxy',
-// and removed only after it.
+// And the redirect is the only way in: the compiler never turns a clause with
+// HTTP rules into an L4 allow, so a connection that escapes the redirect
+// (one a Service's DNAT took first: the first DNAT of a connection wins)
+// meets the pod's profile in the forward hook, closed for that port.
 //
 // Only prerouting is hooked: the node's own connections (the proxy's upstream
 // ones, kubelet probes) are not redirected. Bridged pod-to-pod traffic meets

@@ -34,18 +34,13 @@ export interface Decision {
 }
 
 /**
- * How ports with HTTP rules (PortRule.http) are judged.
- *   l7 'refuse' (the default): such a clause allows nothing.
- *   l7 'proxy' without `http`: the kernel's view when the proxy runs, as the
- *     compiler does it (CompileOptions): an ingress clause allows the
- *     connection (it is redirected to the proxy), an egress clause nothing
- *     (no egress redirect yet).
- *   l7 'proxy' with `http`: the proxy's view (src/l7/decide.ts): a clause of
- *     either direction allows when `http` says the request matches one of
- *     its rules.
+ * How port clauses with HTTP rules (PortRule.http) are judged. Without
+ * `http` (the kernel's view, which the compiler implements): such a clause
+ * allows nothing; connections to its port reach the pod only through the L7
+ * proxy. With `http` (the proxy's view, src/l7/decide.ts): a clause of
+ * either direction allows when `http` says so for the request at hand.
  */
 export interface EvaluateOptions {
-  l7?: 'refuse' | 'proxy';
   http?: (rules: HttpRule[], policy: Policy, dir: Direction) => boolean;
 }
 
@@ -106,9 +101,9 @@ function peerMatches(policy: Policy, peer: Peer, e: Endpoint, eIp: Ip): boolean 
 function portMatches(pr: PortRule, c: Conn, policy: Policy, dir: Direction): boolean {
   if (pr.protocol !== c.protocol) return false;
   if (pr.http !== undefined) {
-    if (c.opts.l7 !== 'proxy') return false; // fail closed: nothing enforces them
-    if (!numberMatches(pr, c)) return false;
-    return c.opts.http === undefined ? dir === 'ingress' : c.opts.http(pr.http, policy, dir);
+    // Not an L4 allow: only the proxy, which sees the request, may allow it.
+    if (c.opts.http === undefined || !numberMatches(pr, c)) return false;
+    return c.opts.http(pr.http, policy, dir);
   }
   return numberMatches(pr, c);
 }

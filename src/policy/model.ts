@@ -30,8 +30,9 @@ export interface PortRule {
    * CiliumNetworkPolicy `toPorts[].rules.http`: requests on this port are
    * allowed only when one of these matches (they are ORed). Present only
    * when the manifest was parsed with `l7: 'proxy'` (see parse.ts); never
-   * empty. A port that carries it is not an L4 allow: without the proxy
-   * (compile and evaluate option `l7` other than 'proxy') it allows nothing.
+   * empty. A clause that carries it is never an L4 allow: the compiler and
+   * evaluate() without a request make it allow nothing; only the L7 proxy,
+   * which sees each request, may allow connections to it (docs/l7.md).
    */
   http?: HttpRule[];
 }

@@ -105,6 +105,8 @@ beforeAll(async () => {
   inNetns(node, 'ip', ['link', 'set', 'br0', 'up']);
   // Same-bridge traffic meets the inet hooks only through br_netfilter (as the policy table needs too).
   inNetns(node, 'sysctl', ['-qw', 'net.bridge.bridge-nf-call-iptables=1']);
+  // Routed traffic (to a Service address) is forwarded by the node, as on a real one.
+  inNetns(node, 'sysctl', ['-qw', 'net.ipv4.ip_forward=1']);
   for (const [name, ip] of [['data', DATA], ['reader', READER], ['stranger', STRANGER]] as const) {
     const pod = createNetns(`nhil7${name[0]}`);
     const host = `l7${name}${process.pid.toString(36)}`.slice(0, 15);
@@ -180,6 +182,39 @@ describe('the nft redirect to the L7 proxy (design check, in namespaces)', () =>
       expect(http(pods.reader!, NODE_IP, LISTEN, 'GET', '/data')).toEqual({ error: 'TIMEOUT' });
     } finally {
       apply(new NftTransaction('inet', 'l7mock').delete(table()));
+    }
+  });
+
+  it('a Service DNAT that runs first escapes the redirect (the first DNAT wins): an L4 allow would open the pod; a closed clause keeps it shut', () => {
+    const apply = (t: NftTransaction) => {
+      const file = join(dir, `t${Math.random().toString(36).slice(2)}.json`);
+      writeFileSync(file, t.json());
+      inNetns(node, 'nft', ['-j', '-f', file]);
+    };
+    const SERVICE = '10.96.0.10';
+    // kube-proxy's DNAT of a ClusterIP, ordered before the redirect (priority -101 < -100).
+    const kube = new NftTransaction('ip', 'kubemock').add(table(), chain('pre', { type: 'nat', hook: 'prerouting', prio: -101, policy: 'accept' }))
+      .add(rule('pre',
+        { match: { op: '==', left: { payload: { protocol: 'ip', field: 'daddr' } }, right: SERVICE } },
+        { match: { op: '==', left: { payload: { protocol: 'tcp', field: 'dport' } }, right: 80 } },
+        { dnat: { family: 'ip', addr: DATA, port: 8080 } }));
+    apply(kube);
+    try {
+      // As if the HTTP clause were compiled as an L4 allow: the pod answers GET /admin to the reader itself, unchecked.
+      expect(http(pods.reader!, SERVICE, 80, 'GET', '/admin')).toEqual({ status: 200, body: `GET /admin on 8080 from ${READER}` });
+      // What the compiler does (the clause allows nothing; the policy isolates the pod): the forward path drops it.
+      apply(new NftTransaction('inet', 'profilemock').add(table(), chain('fwd', { type: 'filter', hook: 'forward', prio: 0, policy: 'accept' }))
+        .add(rule('fwd',
+          { match: { op: '==', left: { payload: { protocol: 'ip', field: 'daddr' } }, right: DATA } },
+          { match: { op: '==', left: { payload: { protocol: 'tcp', field: 'dport' } }, right: 8080 } },
+          { drop: null })));
+      expect(http(pods.reader!, SERVICE, 80, 'GET', '/admin')).toEqual({ error: 'TIMEOUT' });
+      // The pod's address still goes through the proxy (input path, not forward).
+      expect(http(pods.reader!, DATA, 8080, 'GET', '/data')).toMatchObject({ status: 200 });
+      expect(http(pods.reader!, DATA, 8080, 'GET', '/admin')).toMatchObject({ status: 403 });
+    } finally {
+      apply(new NftTransaction('ip', 'kubemock').delete(table()));
+      spawnSync('ip', ['netns', 'exec', node.name, 'nft', 'delete', 'table', 'inet', 'profilemock']);
     }
   });
 });

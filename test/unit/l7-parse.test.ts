@@ -158,7 +158,7 @@ describe("l7 'proxy': HTTP rules on the port entry", () => {
   });
 });
 
-describe('evaluate: a port with HTTP rules allows nothing unless told the proxy is there', () => {
+describe('evaluate: a clause with HTTP rules is not an L4 allow; only the proxy, seeing the request, may allow', () => {
   const [p] = parseManifestText(L7_TEXT, 'ml-cilium-l7.yaml', { l7: 'proxy' }) as [Policy];
   const id = (ns: string, name: string, labels: Record<string, string>): Identity =>
     ({ namespace: ns, name, labels, namespaceLabels: {}, ports: [] });
@@ -166,16 +166,15 @@ describe('evaluate: a port with HTTP rules allows nothing unless told the proxy 
   const data = { ip: '10.0.3.1', identity: id('ml', 'training-data', { app: 'training-data' }) };
   const other = { ip: '10.0.5.1', identity: id('analytics', 'other', { app: 'other' }) };
 
-  it('default: denied (fail closed), and so is everyone else', () => {
+  it("the kernel's view (no request): denied, for the selected source too", () => {
     expect(evaluate([p], reader, data, 8080, 'TCP').allowed).toBe(false);
-    expect(evaluate([p], reader, data, 8080, 'TCP', { l7: 'refuse' }).allowed).toBe(false);
     expect(evaluate([p], other, data, 8080, 'TCP').allowed).toBe(false);
   });
 
-  it("l7 'proxy': the selected source may connect (the proxy judges requests); others still may not; other ports neither", () => {
-    expect(evaluate([p], reader, data, 8080, 'TCP', { l7: 'proxy' }).allowed).toBe(true);
-    expect(evaluate([p], other, data, 8080, 'TCP', { l7: 'proxy' }).allowed).toBe(false);
-    expect(evaluate([p], reader, data, 8081, 'TCP', { l7: 'proxy' }).allowed).toBe(false);
-    expect(evaluate([p], reader, data, 8080, 'TCP', { l7: 'proxy', http: () => false }).allowed).toBe(false);
+  it("the proxy's view: the selected source when a rule matches; others, other ports, or no match: denied", () => {
+    expect(evaluate([p], reader, data, 8080, 'TCP', { http: () => true }).allowed).toBe(true);
+    expect(evaluate([p], other, data, 8080, 'TCP', { http: () => true }).allowed).toBe(false);
+    expect(evaluate([p], reader, data, 8081, 'TCP', { http: () => true }).allowed).toBe(false);
+    expect(evaluate([p], reader, data, 8080, 'TCP', { http: () => false }).allowed).toBe(false);
   });
 });

@@ -4,15 +4,15 @@ import type { Policy } from '../model.js';
 import { memberOf, newContext } from './context.js';
 import { desiredState, fullTransaction } from './emit.js';
 import { buildProfiles, placeProfiles } from './profiles.js';
-import type { AuditOptions, Compiled, CompiledNames, CompileOptions, LocalPod } from './types.js';
+import type { AuditOptions, Compiled, CompiledNames, LocalPod } from './types.js';
 
 /**
  * The whole desired state as one transaction (see fullTransaction()), with
  * what the delta paths need to change it later without a rewrite. `remote`:
  * pods of other nodes (cluster mode), peers only (see LocalPod.remote).
  */
-export function compile(policies: Policy[], pods: LocalPod[], audit: AuditOptions, previous: CompiledNames = { chains: [], sets: [] }, remote: LocalPod[] = [], opts: CompileOptions = {}): Compiled {
-  const ctx = newContext(policies, remote.length ? [...pods, ...remote.map((p) => ({ ...p, remote: true }))] : pods, audit, opts);
+export function compile(policies: Policy[], pods: LocalPod[], audit: AuditOptions, previous: CompiledNames = { chains: [], sets: [] }, remote: LocalPod[] = []): Compiled {
+  const ctx = newContext(policies, remote.length ? [...pods, ...remote.map((p) => ({ ...p, remote: true }))] : pods, audit);
   const placed = placeProfiles(ctx, buildProfiles(ctx));
   const commands = fullTransaction(ctx, placed, previous);
   const desired = desiredState(ctx, placed);

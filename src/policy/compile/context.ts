@@ -4,7 +4,7 @@
 import type { Policy } from '../model.js';
 import { groupPods, peerKey, relevantLabelKeys, type PodGroup, type PodPeer } from './groups.js';
 import { memoHash, type Hasher } from './names.js';
-import type { AuditOptions, ClassEntry, CompileOptions, LocalPod } from './types.js';
+import type { AuditOptions, ClassEntry, LocalPod } from './types.js';
 
 export interface NftSet {
   type: string | string[];
@@ -14,8 +14,6 @@ export interface NftSet {
 export interface CompileContext {
   readonly policies: Policy[];
   readonly audit: AuditOptions;
-  /** CompileOptions.l7, defaulted: 'proxy' only when asked for exactly. */
-  readonly l7: 'refuse' | 'proxy';
   /** relevantLabelKeys() of the policies. */
   readonly labelKeys: string[];
   readonly groups: PodGroup[];
@@ -34,14 +32,13 @@ export interface CompileContext {
   readonly podElems: Record<string, [string, string][]>;
 }
 
-export function newContext(policies: Policy[], pods: LocalPod[], audit: AuditOptions, opts: CompileOptions = {}): CompileContext {
+export function newContext(policies: Policy[], pods: LocalPod[], audit: AuditOptions): CompileContext {
   const hash = memoHash();
   const labelKeys = relevantLabelKeys(policies);
   const peerKeys = new WeakMap<PodPeer, string>();
   return {
     policies,
     audit,
-    l7: opts.l7 === 'proxy' ? 'proxy' : 'refuse',
     labelKeys,
     groups: groupPods(pods, labelKeys, hash),
     hash,

@@ -35,4 +35,4 @@ export { classElems, delta, deriveDesired, fastDelta, mapEntries } from './diff.
 export { classKey, groupKey } from './groups.js';
 export { allowCounter, logPrefix, policyKey, ruleDenyCounter, workloadOf } from './names.js';
 export { POLICY_LAYOUT, POLICY_TABLE } from './table.js';
-export type { AuditOptions, ClassEntry, CompileOptions, Compiled, CompiledIndex, CompiledNames, Desired, LocalPod } from './types.js';
+export type { AuditOptions, ClassEntry, Compiled, CompiledIndex, CompiledNames, Desired, LocalPod } from './types.js';

@@ -17,20 +17,6 @@ export interface LocalPod {
   remote?: boolean;
 }
 
-/**
- * How the compiler treats ports that carry HTTP rules (PortRule.http, parsed
- * only with the parse option l7 'proxy'). 'refuse' (the default): such a
- * port allows nothing, so a policy parsed for the proxy but compiled without
- * it is narrower than written, never wider. 'proxy': an INGRESS clause is
- * allowed at L3/L4 like any other; the caller MUST redirect those (pod, port)
- * pairs to its L7 proxy in the same transaction (see docs/l7.md), or the HTTP
- * rules would not be enforced at all. Egress clauses allow nothing in either
- * mode: nothing redirects a pod's outgoing connections yet.
- */
-export interface CompileOptions {
-  l7?: 'refuse' | 'proxy';
-}
-
 export interface AuditOptions {
   /** Everything is in audit mode: log what would be denied, let it pass. */
   all: boolean;
