@@ -72,6 +72,12 @@ export interface ProxyOptions {
   connectTimeoutMs?: number;
   /** Idle kept-alive client connections are closed after this (ms, default 30000). */
   keepAliveTimeoutMs?: number;
+  /**
+   * Client connections per listener (default 1024); beyond it new ones are
+   * closed at once. The proxy runs in the agent, which also keeps the
+   * kernel's policy current: one pod must not exhaust its descriptors.
+   */
+  maxConnections?: number;
 }
 
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'expect']);
@@ -156,6 +162,7 @@ export class L7Proxy {
       // Repeated headers kept apart: headersDistinct gives each value.
       joinDuplicateHeaders: false,
     });
+    server.maxConnections = this.opts.maxConnections ?? 1024;
     const l: Listener = { dest, server, upstream: new Agent({ keepAlive: true, maxSockets: 256 }), sockets: new Set() };
     server.on('connection', (s: Socket) => this.accept(l, s));
     server.on('request', (req: IncomingMessage, res: ServerResponse) => this.handle(l, req, res, false));

@@ -294,6 +294,21 @@ describe('the seed policy through the proxy', () => {
     }
   });
 
+  it('connections per listener are bounded: one pod cannot exhaust the agent', async () => {
+    const p = new L7Proxy({ identify: (ip) => IDENTITIES[ip], policies: () => policies, maxConnections: 2 });
+    const { port } = await p.listen({ ip: '127.0.0.1', port: upstreamPort }, { host: '127.0.0.1', port: 0 });
+    const agent = new Agent({ keepAlive: true, maxSockets: 3 });
+    try {
+      // Three requests at once on three connections: two are served, the third connection is dropped.
+      const results = await Promise.allSettled([0, 1, 2].map(() => send({ method: 'GET', path: '/data', port, agent })));
+      expect(results.filter((r) => r.status === 'fulfilled' && r.value.status === 200)).toHaveLength(2);
+      expect(results.filter((r) => r.status === 'rejected')).toHaveLength(1);
+    } finally {
+      agent.destroy();
+      await p.close();
+    }
+  });
+
   it('the upstream down: 502, not a hang', async () => {
     const lone = new L7Proxy({ identify: (ip) => IDENTITIES[ip], policies: () => policies });
     try {
