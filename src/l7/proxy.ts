@@ -23,7 +23,8 @@
 // dot segments or encoded '.', '/', '\' (a rule allowing /public/.* must not
 // let /public/../admin through); a request with several Host headers.
 // Upgrades (WebSocket) and CONNECT are refused (403): the proxy cannot judge
-// what follows them.
+// what follows them. Client connections per listener are bounded
+// (maxConnections): the proxy lives in the agent, which must stay up.
 import { Agent, createServer, request as httpRequest, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Endpoint } from '../policy/evaluate.js';
@@ -167,10 +168,9 @@ export class L7Proxy {
     server.on('connection', (s: Socket) => this.accept(l, s));
     server.on('request', (req: IncomingMessage, res: ServerResponse) => this.handle(l, req, res, false));
     server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => this.handle(l, req, res, true));
-    const refuseTunnel = (req: IncomingMessage, socket: Socket) => {
+    const refuseTunnel = (_req: IncomingMessage, socket: Socket) => {
       const body = 'nhi-cni L7 proxy: upgrades and CONNECT are not supported\n';
       socket.end(`HTTP/1.1 403 Forbidden\r\ncontent-type: text/plain\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
-      void req;
     };
     server.on('upgrade', refuseTunnel);
     server.on('connect', refuseTunnel);
@@ -182,6 +182,8 @@ export class L7Proxy {
       server.once('error', reject);
       server.listen(bind.port, bind.host, () => {
         server.off('error', reject);
+        // A listener error later (rare: accept failing for lack of descriptors) must not take down the agent.
+        server.on('error', () => undefined);
         resolve();
       });
     });
