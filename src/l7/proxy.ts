@@ -106,7 +106,8 @@ export function unsafeTarget(target: string): string | undefined {
   const q = target.indexOf('?');
   const path = q < 0 ? target : target.slice(0, q);
   if (/%2e|%2f|%5c|\\|#/i.test(path)) return 'the path has an encoded ".", "/" or "\\"';
-  if (/(^|\/)\.\.?(\/|$)/.test(path)) return 'the path has "." or ".." segments';
+  // Also "..;x" and ".;x": servers that strip path parameters (Tomcat) read them as ".." and ".".
+  if (/(^|\/)\.\.?(;[^/]*)?(\/|$)/.test(path)) return 'the path has "." or ".." segments';
   return undefined;
 }
 

@@ -511,6 +511,10 @@ describe('unsafeTarget', () => {
     ['http://evil/data', 'the request target must be a path (origin form)'],
     ['*', 'the request target must be a path (origin form)'],
     ['/a/..', 'the path has "." or ".." segments'],
+    ['/data/..;/admin', 'the path has "." or ".." segments'], // Tomcat strips ";..." and climbs
+    ['/data/.;x/admin', 'the path has "." or ".." segments'],
+    ['/data/..a/b', undefined], // a name that starts with dots is a name
+    ['/data;v=1', undefined],
     ['/a/%2E%2e/b', 'the path has an encoded ".", "/" or "\\"'],
     ['/a%5cb', 'the path has an encoded ".", "/" or "\\"'],
   ])('%s', (t, want) => {
