@@ -3,7 +3,7 @@
 // is checked against it. Deliberately the obvious loops over every policy:
 // this is the oracle, not the fast path.
 import { contains, parseCidr, parseIp, type Cidr, type Ip } from '../net/ip.js';
-import { policyId, type Identity, type Peer, type Policy, type PortRule, type Protocol, type Rule } from './model.js';
+import { policyId, type HttpRule, type Identity, type Peer, type Policy, type PortRule, type Protocol, type Rule } from './model.js';
 import { NAMESPACE_NAME_LABEL } from './identity.js';
 import { selects } from './selector.js';
 
@@ -33,6 +33,17 @@ export interface Decision {
   ingress: DirectionDecision;
 }
 
+/**
+ * How port clauses with HTTP rules (PortRule.http) are judged. Without
+ * `http` (the kernel's view, which the compiler implements): such a clause
+ * allows nothing; connections to its port reach the pod only through the L7
+ * proxy. With `http` (the proxy's view, src/l7/decide.ts): a clause of
+ * either direction allows when `http` says so for the request at hand.
+ */
+export interface EvaluateOptions {
+  http?: (rules: HttpRule[], policy: Policy, dir: Direction) => boolean;
+}
+
 interface Conn {
   from: Endpoint;
   to: Endpoint;
@@ -40,6 +51,7 @@ interface Conn {
   toIp: Ip;
   port: number;
   protocol: Protocol;
+  opts: EvaluateOptions;
 }
 
 const cidrCache = new Map<string, Cidr>();
@@ -86,8 +98,17 @@ function peerMatches(policy: Policy, peer: Peer, e: Endpoint, eIp: Ip): boolean 
  * peer for egress; both are `to`. Towards a non-pod, or a pod without that
  * name and protocol, a named port matches nothing.
  */
-function portMatches(pr: PortRule, c: Conn): boolean {
+function portMatches(pr: PortRule, c: Conn, policy: Policy, dir: Direction): boolean {
   if (pr.protocol !== c.protocol) return false;
+  if (pr.http !== undefined) {
+    // Not an L4 allow: only the proxy, which sees the request, may allow it.
+    if (c.opts.http === undefined || !numberMatches(pr, c)) return false;
+    return c.opts.http(pr.http, policy, dir);
+  }
+  return numberMatches(pr, c);
+}
+
+function numberMatches(pr: PortRule, c: Conn): boolean {
   if (pr.port === undefined) return true;
   if (typeof pr.port === 'number') {
     return pr.endPort === undefined ? c.port === pr.port : c.port >= pr.port && c.port <= pr.endPort;
@@ -101,7 +122,7 @@ function ruleMatches(policy: Policy, rule: Rule, dir: Direction, c: Conn): boole
   // undefined = everyone / every port; an empty list matches nothing (the
   // parser turns the API's empty `from`/`ports` into undefined).
   if (rule.peers !== undefined && !rule.peers.some((p) => peerMatches(policy, p, peer, peerIp))) return false;
-  if (rule.ports !== undefined && !rule.ports.some((p) => portMatches(p, c))) return false;
+  if (rule.ports !== undefined && !rule.ports.some((p) => portMatches(p, c, policy, dir))) return false;
   return true;
 }
 
@@ -146,8 +167,8 @@ function decideDirection(policies: Policy[], self: Endpoint, dir: Direction, c: 
  * egress (when it is a pod) AND `to`'s ingress (when it is a pod). An egress
  * allow never skips the peer's ingress check (kube-router#916).
  */
-export function evaluate(policies: Policy[], from: Endpoint, to: Endpoint, port: number, protocol: Protocol): Decision {
-  const c: Conn = { from, to, fromIp: ip(from, 'source'), toIp: ip(to, 'destination'), port, protocol };
+export function evaluate(policies: Policy[], from: Endpoint, to: Endpoint, port: number, protocol: Protocol, opts: EvaluateOptions = {}): Decision {
+  const c: Conn = { from, to, fromIp: ip(from, 'source'), toIp: ip(to, 'destination'), port, protocol, opts };
   const egress = decideDirection(policies, from, 'egress', c);
   const ingress = decideDirection(policies, to, 'ingress', c);
   return { allowed: egress.allowed && ingress.allowed, egress, ingress };

@@ -1,6 +1,7 @@
-// The policy model: Kubernetes NetworkPolicy and the L3/L4 part of
-// CiliumNetworkPolicy, normalised into one form that the evaluator, the
-// compiler and `policy explain` share. Pure data, no I/O.
+// The policy model: Kubernetes NetworkPolicy and CiliumNetworkPolicy (L3/L4,
+// and its HTTP rules when the parser is told an L7 proxy enforces them),
+// normalised into one form that the evaluator, the compiler, the L7 proxy
+// and `policy explain` share. Pure data, no I/O.
 
 /** A label selector (metav1.LabelSelector). An empty selector selects everything. */
 export interface Selector {
@@ -25,6 +26,36 @@ export interface PortRule {
   protocol: Protocol;
   port?: number | string;
   endPort?: number;
+  /**
+   * CiliumNetworkPolicy `toPorts[].rules.http`: requests on this port are
+   * allowed only when one of these matches (they are ORed). Present only
+   * when the manifest was parsed with `l7: 'proxy'` (see parse.ts); never
+   * empty. A clause that carries it is never an L4 allow: the compiler and
+   * evaluate() without a request make it allow nothing; only the L7 proxy,
+   * which sees each request, may allow connections to it (docs/l7.md).
+   */
+  http?: HttpRule[];
+}
+
+/**
+ * One `rules.http[]` entry of a CiliumNetworkPolicy. `method`, `path` and
+ * `host` are regular expressions as written (matched against the whole
+ * value, see src/l7/match.ts); absent: any. Every header rule must hold.
+ */
+export interface HttpRule {
+  method?: string;
+  path?: string;
+  host?: string;
+  headers: HttpHeaderRule[];
+  /** Where it is written in its policy ("spec.ingress[0].toPorts[0].rules.http[1]"): names it in counters and logs. */
+  at: string;
+}
+
+/** `X-Foo`: the header is present; `X-Foo: bar`: present with exactly that value. */
+export interface HttpHeaderRule {
+  /** As written; compared case-insensitively. */
+  name: string;
+  value?: string;
 }
 
 /**

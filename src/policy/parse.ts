@@ -12,11 +12,19 @@ import { parseAllDocuments } from 'yaml';
 import { z } from 'zod';
 import type { Policy, Selector } from './model.js';
 import { validateNamespace, validatePodName } from './names.js';
-import { check, describe, Doc, isMap, labelSelector, PolicyError, shown } from './parse/common.js';
+import { check, describe, Doc, isMap, labelSelector, type L7Mode, type ParseOptions, PolicyError, shown } from './parse/common.js';
 import { networkPolicy } from './parse/network-policy.js';
 import { ciliumNetworkPolicy } from './parse/cilium.js';
 
 export { formatPath, PolicyError } from './parse/common.js';
+export type { L7Mode, ParseOptions } from './parse/common.js';
+
+/** The L7 mode of parse options; anything but 'proxy' spelled exactly is a programming error, not a wider mode. */
+function l7Mode(opts: ParseOptions | undefined): L7Mode {
+  const m = opts?.l7 ?? 'refuse';
+  if (m !== 'refuse' && m !== 'proxy') throw new Error(`parse option l7 must be 'refuse' or 'proxy', not ${JSON.stringify(m)}`);
+  return m;
+}
 
 // ---- objects, documents, files ----
 
@@ -69,7 +77,8 @@ function unique(policies: Policy[]): Policy[] {
 }
 
 /** Every policy in a YAML (or JSON) text of one or more documents. */
-export function parseManifestText(text: string, file: string): Policy[] {
+export function parseManifestText(text: string, file: string, opts?: ParseOptions): Policy[] {
+  const l7 = l7Mode(opts);
   const out: Policy[] = [];
   const docs = parseAllDocuments(text);
   for (let i = 0; i < docs.length; i++) {
@@ -82,28 +91,29 @@ export function parseManifestText(text: string, file: string): Policy[] {
     } catch (e) {
       throw new PolicyError(`${file} document ${i}: YAML error: ${e instanceof Error ? e.message : String(e)}`);
     }
-    parseObject(value, new Doc(file, i), out);
+    parseObject(value, new Doc(file, i, [], l7), out);
   }
   return unique(out);
 }
 
 /** The policies of one decoded object (one NetworkPolicy gives one; a CiliumNetworkPolicy with `specs`, several). */
-export function parsePolicyObject(obj: unknown, file: string): Policy[] {
+export function parsePolicyObject(obj: unknown, file: string, opts?: ParseOptions): Policy[] {
   const out: Policy[] = [];
-  parseObject(obj, new Doc(file, 0), out);
+  parseObject(obj, new Doc(file, 0, [], l7Mode(opts)), out);
   return out;
 }
 
 /** Every policy among already-decoded objects (a plugin config's `policy.manifests`, file "inline"). */
-export function parseManifestObjects(objs: unknown[], file: string): Policy[] {
+export function parseManifestObjects(objs: unknown[], file: string, opts?: ParseOptions): Policy[] {
   if (!Array.isArray(objs)) throw new PolicyError(`${file}: manifests must be a list of objects, not ${describe(objs)}`);
+  const l7 = l7Mode(opts);
   const out: Policy[] = [];
-  objs.forEach((o, i) => parseObject(o, new Doc(file, i), out));
+  objs.forEach((o, i) => parseObject(o, new Doc(file, i, [], l7), out));
   return unique(out);
 }
 
 /** Every policy in dir/*.yaml, *.yml and *.json (sorted, not recursive); the first bad manifest fails it all. */
-export function loadPolicyDir(dir: string): Policy[] {
+export function loadPolicyDir(dir: string, opts?: ParseOptions): Policy[] {
   let names: string[];
   try {
     names = readdirSync(dir);
@@ -121,7 +131,7 @@ export function loadPolicyDir(dir: string): Policy[] {
     } catch (e) {
       throw new PolicyError(`cannot read ${file}: ${e instanceof Error ? e.message : String(e)}`);
     }
-    out.push(...parseManifestText(text, file));
+    out.push(...parseManifestText(text, file, opts));
   }
   return unique(out);
 }
@@ -166,9 +176,9 @@ function subjectOf(obj: Record<string, unknown>, kind: string, doc: Doc): Select
  * The policies of one API object (NetworkPolicy or CiliumNetworkPolicy), or,
  * when it cannot be enforced exactly, its fail-closed stand-in and why.
  */
-export function parsePolicyFailClosed(obj: unknown, file: string): { policies: Policy[]; refused?: Refusal } {
+export function parsePolicyFailClosed(obj: unknown, file: string, opts?: ParseOptions): { policies: Policy[]; refused?: Refusal } {
   try {
-    return { policies: parsePolicyObject(obj, file) };
+    return { policies: parsePolicyObject(obj, file, opts) };
   } catch (e) {
     if (!(e instanceof PolicyError)) throw e;
     const o = isMap(obj) ? obj : {};

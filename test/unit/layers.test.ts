@@ -18,14 +18,16 @@ const SRC = resolve(dirname(fileURLToPath(import.meta.url)), '../../src');
 // and only the CLI names it (options.ts and types; the code itself is loaded
 // as a separate bundle, src/lazy.ts, see test/plugin/agent-bundle.test.ts).
 const FORBIDDEN: Record<string, readonly string[]> = {
-  cni: ['chain', 'policy', 'plugin', 'cli', 'agent'],
-  net: ['chain', 'policy', 'plugin', 'cli', 'agent'],
-  sys: ['chain', 'policy', 'plugin', 'cli', 'agent'],
-  chain: ['plugin', 'cli', 'agent'],
+  cni: ['chain', 'policy', 'plugin', 'cli', 'agent', 'l7'],
+  net: ['chain', 'policy', 'plugin', 'cli', 'agent', 'l7'],
+  sys: ['chain', 'policy', 'plugin', 'cli', 'agent', 'l7'],
+  chain: ['plugin', 'cli', 'agent', 'l7'],
   // The chain calls the policy engine (src/policy/engine), never the reverse: a cycle otherwise.
-  policy: ['chain', 'plugin', 'cli', 'agent'],
-  plugin: ['cli', 'agent'],
+  policy: ['chain', 'plugin', 'cli', 'agent', 'l7'],
+  plugin: ['cli', 'agent', 'l7'],
   agent: ['plugin', 'cli'],
+  // The L7 proxy (issue 13) sits on policy, beside chain; the agent runs it.
+  l7: ['chain', 'plugin', 'cli', 'agent'],
 };
 
 function sourceFiles(dir: string): string[] {

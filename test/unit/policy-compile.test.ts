@@ -1164,3 +1164,47 @@ describe('remote peers (cluster mode): every node enforces its own pods, the clu
     expect(fastDelta(both, remote.map((p) => ({ ...p, remote: true })), [])).toStrictEqual([{ delete: { element: { family: 'inet', table: POLICY_TABLE, name: (more[0] as J).add.element.name, elem: ['10.0.1.8'] } } }]);
   });
 });
+
+// =====================================================================
+// HTTP rules (issue 13): parsed only for the L7 proxy; never an L4 allow in
+// the kernel (the redirect to the proxy is the only way to such a port)
+// =====================================================================
+
+describe('compile: a clause with HTTP rules allows nothing in the kernel', () => {
+  const l7Text = readFileSync(join(EXAMPLES, 'ml-cilium-l7.yaml'), 'utf8');
+  const l7 = parseManifestText(l7Text, 'ml-cilium-l7.yaml', { l7: 'proxy' });
+  // The same policy with its HTTP rules taken away: the L4 allow it would widen to.
+  const l4 = l7.map((p) => ({ ...p, ingress: p.ingress.map((r) => ({ ...r, ports: r.ports?.map(({ http: _h, ...pr }) => pr) })) }));
+  const reader = '10.0.4.1';
+  const data = '10.0.3.1';
+
+  it('nft equals evaluate() on the grid, and even the authorised reader cannot reach :8080 past the proxy (narrower, never wider)', () => {
+    const r = equivalence(l7);
+    expect(show(r.mismatches)).toStrictEqual([]);
+    expect(r.counterIssues.slice(0, 5)).toStrictEqual([]);
+    expect(simulate(r.nft, 'forward', reader, data, 'TCP', 8080).verdict).toBe('drop');
+    // The L4 form would let it through: the HTTP rules are what keep it out of the forward path.
+    expect(simulate(load(compile(l4, localPods(WORLD), NO_AUDIT)), 'forward', reader, data, 'TCP', 8080).verdict).toBe('accept');
+    // The policy still isolates its pod: other ports closed, as without the HTTP rules.
+    expect(simulate(r.nft, 'forward', reader, data, 'TCP', 9000).verdict).toBe('drop');
+  });
+
+  it('egress HTTP clauses too', () => {
+    const egress = parseManifestText(`
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: reader-out, namespace: analytics}
+spec:
+  endpointSelector: {matchLabels: {app: report-builder}}
+  egress:
+    - toEndpoints: [{matchLabels: {k8s:io.kubernetes.pod.namespace: ml, app: training-data}}]
+      toPorts: [{ports: [{port: "8080", protocol: TCP}], rules: {http: [{method: GET, path: /data}]}}]
+`, 'egress.yaml', { l7: 'proxy' });
+    const r = equivalence(egress);
+    expect(show(r.mismatches)).toStrictEqual([]);
+    expect(simulate(r.nft, 'forward', reader, data, 'TCP', 8080).verdict).toBe('drop');
+    const ends = endpoints(WORLD);
+    // The proxy, which sees the request, may allow it.
+    expect(evaluate(egress, ends.find((e) => e.ip === reader)!, ends.find((e) => e.ip === data)!, 8080, 'TCP', { http: () => true }).allowed).toBe(true);
+  });
+});

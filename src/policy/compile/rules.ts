@@ -19,6 +19,12 @@ export function ruleAlternatives(ctx: CompileContext, policy: Policy, rule: Rule
     const fams: (Fam | undefined)[] = peer === undefined ? [undefined] : peer.kind === 'cidr' ? [parseCidr(peer.cidr)!.ip.family === 4 ? 4 : 6] : [4, 6];
     for (const fam of fams) {
       for (const pr of ports) {
+        // A clause with HTTP rules (parsed only for the L7 proxy) is never an
+        // L4 allow: the only way to its port is the redirect to the proxy,
+        // which reaches the node through the input hook, not this profile.
+        // A connection that escapes the redirect (one a Service's DNAT took
+        // first, docs/l7.md) meets a closed port here, not an open one.
+        if (pr?.http !== undefined) continue;
         const exprs: unknown[] = [];
         const named = pr !== undefined && typeof pr.port === 'string';
         if (named && dir === 'egress') {

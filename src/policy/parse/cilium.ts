@@ -1,11 +1,13 @@
-// CiliumNetworkPolicy (cilium.io/v2) -> the policy model, L3/L4 only:
-// whatever cannot be enforced exactly (L7, FQDNs, entities, ...) is refused
-// with the field named. Pure.
+// CiliumNetworkPolicy (cilium.io/v2) -> the policy model: L3/L4, and HTTP
+// rules (toPorts[].rules.http) when the caller's L7 proxy enforces them
+// (Doc.l7 'proxy'). Whatever cannot be enforced exactly (other L7 rules,
+// FQDNs, entities, ...) is refused with the field named. Pure.
 import { z } from 'zod';
-import type { Peer, Policy, PortRule, Protocol, Rule } from '../model.js';
-import { check, cidrPeer, describe, Doc, isEmpty, isMap, type KeyMap, LabelSelector, labelSelector, type LabelSelectorIn, metadata, type Path, portName, portNumber } from './common.js';
+import type { HttpHeaderRule, HttpRule, Peer, Policy, PortRule, Protocol, Rule } from '../model.js';
+import { check, cidrPeer, describe, dig, Doc, formatPath, isEmpty, isMap, type KeyMap, LabelSelector, labelSelector, type LabelSelectorIn, metadata, type Path, portName, portNumber } from './common.js';
 import { quote } from '../names.js';
 import { SERVICE_ACCOUNT_LABEL } from '../identity.js';
+import { HEADER_NAME, httpPattern } from '../http.js';
 
 const L7 = 'L7 rules are not enforced by nhi-cni; refusing rather than allowing the whole port';
 const NO_PROXY = 'needs an L7 proxy, which nhi-cni does not have; refusing rather than allowing the whole port';
@@ -35,33 +37,67 @@ const CILIUM_REFUSED: Record<string, string> = {
   cidrGroupSelector: 'CIDR groups are not supported by nhi-cni; list the CIDRs',
 };
 
-// ---- CiliumNetworkPolicy (cilium.io/v2), L3/L4 only ----
+/**
+ * With the L7 proxy (Doc.l7 'proxy'): `rules.http` is parsed; the rest of L7
+ * stays refused, with the field named.
+ */
+const L7_PROXY_REFUSED: Record<string, string> = {
+  ...CILIUM_REFUSED,
+  // Only deny rules still meet `rules` as an unknown key.
+  rules: 'L7 rules in a deny rule are not supported (Cilium has none either); deny the port at L4 or allow only the requests wanted',
+  dns: 'DNS rules need a DNS proxy, which nhi-cni does not have; refusing rather than allowing the whole port',
+  kafka: 'Kafka rules are not enforced by nhi-cni (its L7 proxy speaks HTTP only); refusing rather than allowing the whole port',
+  l7proto: 'generic L7 parsers are not enforced by nhi-cni (its L7 proxy speaks HTTP only); refusing rather than allowing the whole port',
+  l7: 'generic L7 rules are not enforced by nhi-cni (its L7 proxy speaks HTTP only); refusing rather than allowing the whole port',
+  headerMatches: 'headerMatches (secrets, mismatch actions) are not supported by nhi-cni; use headers ("X-Name" or "X-Name: value")',
+};
+
+// ---- CiliumNetworkPolicy (cilium.io/v2) ----
 
 export const CnpPort = z.strictObject({ port: z.unknown().optional(), endPort: z.unknown().optional(), protocol: z.unknown().optional() });
-export const CnpPortRule = z.strictObject({ ports: z.array(CnpPort).nullish() });
+export const CnpHttp = z.strictObject({
+  method: z.string().nullish(),
+  path: z.string().nullish(),
+  host: z.string().nullish(),
+  headers: z.array(z.string()).nullish(),
+});
+export const CnpL7Rules = z.strictObject({ http: z.array(CnpHttp).nullish() });
 export const CnpCidrSet = z.strictObject({ cidr: z.string(), except: z.array(z.string()).nullish() });
-export const CnpIngress = z.strictObject({
-  fromEndpoints: z.array(LabelSelector).nullish(),
-  fromCIDR: z.array(z.string()).nullish(),
-  fromCIDRSet: z.array(CnpCidrSet).nullish(),
-  toPorts: z.array(CnpPortRule).nullish(),
-});
-export const CnpEgress = z.strictObject({
-  toEndpoints: z.array(LabelSelector).nullish(),
-  toCIDR: z.array(z.string()).nullish(),
-  toCIDRSet: z.array(CnpCidrSet).nullish(),
-  toPorts: z.array(CnpPortRule).nullish(),
-});
-export const CnpSpec = z.strictObject({
-  endpointSelector: LabelSelector,
-  ingress: z.array(CnpIngress).nullish(),
-  ingressDeny: z.array(CnpIngress).nullish(),
-  egress: z.array(CnpEgress).nullish(),
-  egressDeny: z.array(CnpEgress).nullish(),
-  enableDefaultDeny: z.strictObject({ ingress: z.boolean().nullish(), egress: z.boolean().nullish() }).nullish(),
-  labels: z.unknown().optional(),
-  description: z.unknown().optional(),
-});
+
+/** The spec schema: without L7 (`rules` an unknown, refused key) or with `rules.http` on allow rules. */
+function specSchema(l7: boolean) {
+  const portRule = l7
+    ? z.strictObject({ ports: z.array(CnpPort).nullish(), rules: CnpL7Rules.nullish() })
+    : z.strictObject({ ports: z.array(CnpPort).nullish() });
+  const l4PortRule = z.strictObject({ ports: z.array(CnpPort).nullish() });
+  const ingress = (pr: typeof l4PortRule) => z.strictObject({
+    fromEndpoints: z.array(LabelSelector).nullish(),
+    fromCIDR: z.array(z.string()).nullish(),
+    fromCIDRSet: z.array(CnpCidrSet).nullish(),
+    toPorts: z.array(pr).nullish(),
+  });
+  const egress = (pr: typeof l4PortRule) => z.strictObject({
+    toEndpoints: z.array(LabelSelector).nullish(),
+    toCIDR: z.array(z.string()).nullish(),
+    toCIDRSet: z.array(CnpCidrSet).nullish(),
+    toPorts: z.array(pr).nullish(),
+  });
+  return z.strictObject({
+    endpointSelector: LabelSelector,
+    ingress: z.array(ingress(portRule as typeof l4PortRule)).nullish(),
+    // Deny rules never carry L7 (nor does Cilium allow it).
+    ingressDeny: z.array(ingress(l4PortRule)).nullish(),
+    egress: z.array(egress(portRule as typeof l4PortRule)).nullish(),
+    egressDeny: z.array(egress(l4PortRule)).nullish(),
+    enableDefaultDeny: z.strictObject({ ingress: z.boolean().nullish(), egress: z.boolean().nullish() }).nullish(),
+    labels: z.unknown().optional(),
+    description: z.unknown().optional(),
+  });
+}
+
+export const CnpSpec = specSchema(false);
+const CnpSpecL7 = specSchema(true);
+type CnpPortRuleIn = { ports?: z.infer<typeof CnpPort>[] | null; rules?: z.infer<typeof CnpL7Rules> | null };
 
 export const NS_LABELS = 'io.cilium.k8s.namespace.labels.';
 
@@ -145,12 +181,18 @@ export function cnpRule(
     peers.push(cidrPeer(s.cidr, s.except ?? [], doc, [...at, 'cidr'], [...at, 'except'], true));
   });
   let ports: PortRule[] | undefined;
-  const toPorts = r.toPorts as z.infer<typeof CnpPortRule>[] | undefined | null;
+  const toPorts = r.toPorts as CnpPortRuleIn[] | undefined | null;
   if (toPorts) {
     ports = toPorts.flatMap((pr, i) => {
       const at = [...path, 'toPorts', i];
       if (!pr.ports || pr.ports.length === 0) doc.fail([...at, 'ports'], 'required: list at least one port');
-      return pr.ports.flatMap((p, j) => cnpPort(p, doc, [...at, 'ports', j]));
+      const rawPr = dig(raw, ['toPorts', i]);
+      // Only reachable with Doc.l7 'proxy': otherwise the schema refused `rules`.
+      const http = isMap(rawPr) && Object.hasOwn(rawPr, 'rules') ? httpRules(rawPr.rules, doc, [...at, 'rules']) : undefined;
+      return pr.ports.flatMap((p, j) => {
+        const rules = cnpPort(p, doc, [...at, 'ports', j]);
+        return http ? httpPorts(rules, p, http, doc, [...at, 'ports', j]) : rules;
+      });
     });
   }
   // `{}`: no peer at all (Cilium's default-deny idiom); it allows nothing.
@@ -161,11 +203,75 @@ export function cnpRule(
   return rule;
 }
 
+// ---- HTTP rules (Doc.l7 'proxy' only) ----
+
+const AMBIGUOUS_HTTP = 'an empty list is ambiguous (Cilium reads it as no L7 rule, allowing the whole port); remove rules for an L4 allow, or list the requests allowed';
+
+/** `rules` of one toPorts entry: its HTTP rules, never empty. */
+function httpRules(raw: unknown, doc: Doc, path: Path): HttpRule[] {
+  if (!isMap(raw) || !Object.hasOwn(raw, 'http')) {
+    doc.fail(path, 'must name the L7 rules (http); an empty rules is ambiguous, remove it for an L4 allow');
+  }
+  const list = raw.http;
+  if (!Array.isArray(list) || list.length === 0) doc.fail([...path, 'http'], AMBIGUOUS_HTTP);
+  return list.map((h, k) => httpRule(h as z.infer<typeof CnpHttp>, doc, [...path, 'http', k]));
+}
+
+function httpRule(h: z.infer<typeof CnpHttp>, doc: Doc, path: Path): HttpRule {
+  const rule: HttpRule = { headers: [], at: formatPath([...doc.prefix, ...path]) };
+  for (const field of ['method', 'path', 'host'] as const) {
+    const v = h[field];
+    if (v === undefined || v === null || v === '') continue; // Cilium: omitted or empty, anything
+    const p = httpPattern(v);
+    if ('error' in p) doc.fail([...path, field], `${quote(v)}: ${p.error}`);
+    rule[field] = v;
+  }
+  (h.headers ?? []).forEach((text, i) => rule.headers.push(headerRule(text, doc, [...path, 'headers', i])));
+  if (rule.method === undefined && rule.path === undefined && rule.host === undefined && rule.headers.length === 0) {
+    doc.fail(path, 'an HTTP rule with no method, path, host or header matches every request; remove rules for an L4 allow, or name what is allowed');
+  }
+  return rule;
+}
+
+/**
+ * Cilium's two header forms (pkg/envoy/server.go getHTTPRule): `Name` for
+ * presence, `Name: value` (split at the first space, trailing colons dropped
+ * from the name) for exactly that value. Anything else is refused: a name
+ * that is not an HTTP token, or a value with surrounding blanks, could never
+ * match, and silently never matching is not what its author meant either.
+ */
+function headerRule(text: string, doc: Doc, path: Path): HttpHeaderRule {
+  const sp = text.indexOf(' ');
+  const name = sp < 0 ? text : text.slice(0, sp).replace(/:+$/, '');
+  const value = sp < 0 ? undefined : text.slice(sp + 1);
+  if (!HEADER_NAME.test(name)) {
+    const hint = sp < 0 && text.includes(':') ? '; write "Name: value" (a space after the colon) or just "Name" for presence' : '';
+    doc.fail(path, `${quote(text)}: ${quote(name)} is not an HTTP header name${hint}`);
+  }
+  if (value === undefined) return { name };
+  // eslint-disable-next-line no-control-regex
+  if (value === '' || value !== value.trim() || /[\x00-\x1f\x7f]/.test(value)) {
+    doc.fail(path, `${quote(text)}: the value must be non-empty, without surrounding blanks or control characters`);
+  }
+  return { name, value };
+}
+
+/** The port clauses of a toPorts entry with HTTP rules: TCP only, one port each (one redirect per pod and port). */
+function httpPorts(rules: PortRule[], p: z.infer<typeof CnpPort>, http: HttpRule[], doc: Doc, path: Path): PortRule[] {
+  const proto = p.protocol ?? 'ANY';
+  if (proto !== 'TCP' && proto !== 'ANY') doc.fail([...path, 'protocol'], `HTTP rules need TCP, not ${describe(proto)}`);
+  const first = rules[0]!;
+  if (first.port === undefined) doc.fail([...path, 'port'], 'HTTP rules need a port (every port cannot be redirected to the L7 proxy)');
+  if (first.endPort !== undefined) doc.fail([...path, 'endPort'], 'HTTP rules on a port range are not supported by nhi-cni yet; list the ports');
+  // ANY: only its TCP half can carry HTTP; the UDP half allows nothing (narrower, never wider).
+  return rules.filter((r) => r.protocol === 'TCP').map((r) => ({ ...r, http }));
+}
+
 export const FROM = { endpoints: 'fromEndpoints', cidr: 'fromCIDR', cidrSet: 'fromCIDRSet' };
 export const TO = { endpoints: 'toEndpoints', cidr: 'toCIDR', cidrSet: 'toCIDRSet' };
 
 export function cnpSpec(raw: unknown, doc: Doc, path: Path, namespace: string, name: string): Policy {
-  const s = check(CnpSpec, raw, doc, path, CILIUM_REFUSED);
+  const s = doc.l7 === 'proxy' ? check(CnpSpecL7, raw, doc, path, L7_PROXY_REFUSED) : check(CnpSpec, raw, doc, path, CILIUM_REFUSED);
   const spec = raw as Record<string, unknown>;
   for (const dir of ['ingress', 'egress'] as const) {
     if (s.enableDefaultDeny?.[dir] === false) {

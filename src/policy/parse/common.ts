@@ -45,7 +45,20 @@ export function shown(s: string, safe = SAFE): string {
   return safe.test(s) ? s : quote(s);
 }
 
-/** Where in the input we are, for messages: file, document, List item, policy. */
+/**
+ * What to do with CiliumNetworkPolicy HTTP rules (`toPorts[].rules.http`):
+ * 'refuse' (the default) refuses the policy as before; 'proxy' parses them
+ * into PortRule.http, for a caller whose L7 proxy enforces them. Fail
+ * closed: only the agent that runs the proxy and redirects to it may ask for
+ * 'proxy'; the CNI path never does.
+ */
+export type L7Mode = 'refuse' | 'proxy';
+
+export interface ParseOptions {
+  l7?: L7Mode;
+}
+
+/** Where in the input we are, for messages: file, document, List item, policy; and how to parse it. */
 export class Doc {
   kind?: string;
   namespace?: string;
@@ -55,10 +68,11 @@ export class Doc {
     readonly file: string,
     readonly index: number,
     readonly prefix: Path = [],
+    readonly l7: L7Mode = 'refuse',
   ) {}
 
   item(path: Path): Doc {
-    return new Doc(this.file, this.index, [...this.prefix, ...path]);
+    return new Doc(this.file, this.index, [...this.prefix, ...path], this.l7);
   }
 
   head(): string {

@@ -1,0 +1,370 @@
+// The agent's HTTP/1.1 proxy for CiliumNetworkPolicy HTTP rules.
+//
+// One listener per redirected (pod, port): the nftables redirect (see
+// docs/l7.md) rewrites the destination of a connection to a port of the
+// node, so the listener it lands on IS the original destination; the source
+// address is left alone and names the source workload through `identify`
+// (the agent's identity cache). One listener per destination keeps that
+// mapping a property of the socket, with no SO_ORIGINAL_DST lookup (Node has
+// no API for it) and no per-connection table to keep in step with conntrack.
+// The cost is one listening socket per (pod, port) that an HTTP rule covers.
+//
+// Per connection: judged at accept (L3/L4: a source no rule could allow is
+// reset, as the kernel would have dropped it). Per request: judged again,
+// HTTP rules included, against the policies of the moment (`policies()`), so
+// a kept-alive connection cannot carry a request its first one did not
+// authorise, and a policy edit applies to the next request. Denied: 403 with
+// a short body naming the policies. Allowed: forwarded to the destination on
+// a kept-alive upstream connection, bodies streamed both ways with
+// backpressure (pipe), never buffered whole.
+//
+// Refused outright (400), rather than judged on a spelling the upstream may
+// read differently: a request target not in origin form, or whose path has
+// dot segments or encoded '.', '/', '\' (a rule allowing /public/.* must not
+// let /public/../admin through); a request with several Host headers.
+// Upgrades (WebSocket) and CONNECT are refused (403): the proxy cannot judge
+// what follows them. Client connections per listener are bounded
+// (maxConnections): the proxy lives in the agent, which must stay up.
+import { Agent, createServer, request as httpRequest, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
+import type { Endpoint } from '../policy/evaluate.js';
+import type { Identity, Policy } from '../policy/model.js';
+import { decide, type L7Verdict } from './decide.js';
+import type { HttpRequestInfo } from './match.js';
+
+/** Where a listener forwards to: the pod address and port the redirect took it from. */
+export interface Destination {
+  ip: string;
+  port: number;
+}
+
+/** One line of the deny log (JSON): who asked what of whom, and which policies said no. No query string, no header value. */
+export interface DenyRecord {
+  msg: 'l7 request denied' | 'l7 connection refused';
+  time: string;
+  src: { ip: string; workload?: string };
+  dst: { ip: string; port: number; workload?: string };
+  method?: string;
+  /** The path without its query (queries carry tokens). */
+  path?: string;
+  policies: string[];
+  /** Deny lines dropped by the rate limit since the previous line. */
+  suppressed?: number;
+}
+
+export interface RuleCount {
+  policy: string;
+  /** HttpRule.at, or "L4" for a request allowed by an L4 rule of the same port, or "-" for a denial. */
+  rule: string;
+  verdict: 'allowed' | 'denied';
+  count: number;
+}
+
+export interface ProxyOptions {
+  /** The workload behind an address, or undefined (not a pod, or unknown): the agent's identity cache. */
+  identify: (ip: string) => Identity | undefined;
+  /** The policies in force now (parsed with l7 'proxy'). Called per request: keep it cheap. */
+  policies: () => Policy[];
+  /** Gets each deny line not dropped by the rate limit. */
+  onDeny?: (record: DenyRecord) => void;
+  /** Deny log rate: lines per second, and burst. Default 10/s, burst 20. */
+  denyLogRate?: { perSecond: number; burst: number };
+  /** Upstream connection timeout in ms (default 5000): 504 after it. */
+  connectTimeoutMs?: number;
+  /** Idle kept-alive client connections are closed after this (ms, default 30000). */
+  keepAliveTimeoutMs?: number;
+  /**
+   * Client connections per listener (default 1024); beyond it new ones are
+   * closed at once. The proxy runs in the agent, which also keeps the
+   * kernel's policy current: one pod must not exhaust its descriptors.
+   */
+  maxConnections?: number;
+}
+
+const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'expect']);
+
+/** A raw header list (name, value, …) without hop-by-hop fields, as the object http.request takes (repeats kept as arrays). */
+function forwardHeaders(raw: string[]): Record<string, string | string[]> {
+  const drop = new Set(HOP_BY_HOP);
+  for (let i = 0; i < raw.length; i += 2) {
+    if (raw[i]!.toLowerCase() === 'connection') for (const t of raw[i + 1]!.split(',')) drop.add(t.trim().toLowerCase());
+  }
+  const out: Record<string, string | string[]> = Object.create(null);
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!;
+    const lower = name.toLowerCase();
+    if (drop.has(lower)) continue;
+    const prev = out[lower];
+    out[lower] = prev === undefined ? raw[i + 1]! : Array.isArray(prev) ? [...prev, raw[i + 1]!] : [prev, raw[i + 1]!];
+  }
+  return out;
+}
+
+/** Why a request target is refused before any rule sees it, or undefined. */
+export function unsafeTarget(target: string): string | undefined {
+  if (!target.startsWith('/')) return 'the request target must be a path (origin form)';
+  const q = target.indexOf('?');
+  const path = q < 0 ? target : target.slice(0, q);
+  if (/%2e|%2f|%5c|\\|#/i.test(path)) return 'the path has an encoded ".", "/" or "\\"';
+  // Also "..;x" and ".;x": servers that strip path parameters (Tomcat) read them as ".." and ".".
+  if (/(^|\/)\.\.?(;[^/]*)?(\/|$)/.test(path)) return 'the path has "." or ".." segments';
+  return undefined;
+}
+
+const bare = (ip: string | undefined) => (ip ?? '').replace(/^::ffff:(?=\d+\.\d+\.\d+\.\d+$)/, '');
+const workload = (i: Identity | undefined) => (i ? `${i.namespace}/${i.name}` : undefined);
+
+class TokenBucket {
+  private tokens: number;
+  private last = performance.now();
+  suppressed = 0;
+
+  constructor(private readonly rate: number, private readonly burst: number) {
+    this.tokens = burst;
+  }
+
+  take(): boolean {
+    const now = performance.now();
+    this.tokens = Math.min(this.burst, this.tokens + ((now - this.last) / 1000) * this.rate);
+    this.last = now;
+    if (this.tokens >= 1) {
+      this.tokens -= 1;
+      return true;
+    }
+    this.suppressed++;
+    return false;
+  }
+}
+
+interface Listener {
+  dest: Destination;
+  server: Server;
+  upstream: Agent;
+  sockets: Set<Socket>;
+}
+
+export class L7Proxy {
+  private readonly listeners = new Map<string, Listener>();
+  private readonly counts = new Map<string, RuleCount>();
+  private readonly denyLog: TokenBucket;
+
+  constructor(private readonly opts: ProxyOptions) {
+    const r = opts.denyLogRate ?? { perSecond: 10, burst: 20 };
+    this.denyLog = new TokenBucket(r.perSecond, r.burst);
+  }
+
+  /** Starts forwarding connections accepted on bind (host, port 0: any free port) to dest; resolves to the address bound. */
+  async listen(dest: Destination, bind: { host: string; port: number }): Promise<{ host: string; port: number }> {
+    const key = `${dest.ip}|${dest.port}`;
+    if (this.listeners.has(key)) throw new Error(`already proxying ${dest.ip}:${dest.port}`);
+    const server = createServer({
+      keepAlive: true,
+      keepAliveTimeout: this.opts.keepAliveTimeoutMs ?? 30_000,
+      requireHostHeader: true,
+      // Repeated headers kept apart: headersDistinct gives each value.
+      joinDuplicateHeaders: false,
+    });
+    server.maxConnections = this.opts.maxConnections ?? 1024;
+    const l: Listener = { dest, server, upstream: new Agent({ keepAlive: true, maxSockets: 256 }), sockets: new Set() };
+    server.on('connection', (s: Socket) => this.accept(l, s));
+    server.on('request', (req: IncomingMessage, res: ServerResponse) => this.handle(l, req, res, false));
+    server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => this.handle(l, req, res, true));
+    const refuseTunnel = (_req: IncomingMessage, socket: Socket) => {
+      const body = 'nhi-cni L7 proxy: upgrades and CONNECT are not supported\n';
+      socket.end(`HTTP/1.1 403 Forbidden\r\ncontent-type: text/plain\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
+    };
+    server.on('upgrade', refuseTunnel);
+    server.on('connect', refuseTunnel);
+    server.on('clientError', (_e, socket: Socket) => {
+      if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\nconnection: close\r\n\r\n');
+      else socket.destroy();
+    });
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(bind.port, bind.host, () => {
+        server.off('error', reject);
+        // A listener error later (rare: accept failing for lack of descriptors) must not take down the agent.
+        server.on('error', () => undefined);
+        resolve();
+      });
+    });
+    this.listeners.set(key, l);
+    const a = server.address();
+    if (a === null || typeof a === 'string') throw new Error('listener has no address');
+    return { host: a.address, port: a.port };
+  }
+
+  /** Stops one destination's listener (or every one), closing its connections. */
+  async close(dest?: Destination): Promise<void> {
+    const keys = dest ? [`${dest.ip}|${dest.port}`] : [...this.listeners.keys()];
+    await Promise.all(keys.map(async (k) => {
+      const l = this.listeners.get(k);
+      if (!l) return;
+      this.listeners.delete(k);
+      const closed = new Promise<void>((resolve) => l.server.close(() => resolve()));
+      for (const s of l.sockets) s.destroy();
+      l.upstream.destroy();
+      await closed;
+    }));
+  }
+
+  /** The destinations proxied now. */
+  destinations(): Destination[] {
+    return [...this.listeners.values()].map((l) => ({ ...l.dest }));
+  }
+
+  /** Per-rule allowed and denied counts since start, sorted (data for /metrics and `policy stats`). */
+  stats(): RuleCount[] {
+    return [...this.counts.values()].map((c) => ({ ...c })).sort((a, b) =>
+      a.policy.localeCompare(b.policy) || a.rule.localeCompare(b.rule) || a.verdict.localeCompare(b.verdict));
+  }
+
+  /** The same as Prometheus samples: ({policy, rule, verdict}, count), for a counter such as nhi_l7_requests_total. */
+  metricSamples(): [Record<string, string>, number][] {
+    return this.stats().map((c) => [{ policy: c.policy, rule: c.rule, verdict: c.verdict }, c.count]);
+  }
+
+  // ---- inside ----
+
+  private count(policy: string, rule: string, verdict: 'allowed' | 'denied'): void {
+    const k = `${policy}\0${rule}\0${verdict}`;
+    const c = this.counts.get(k);
+    if (c) c.count++;
+    else this.counts.set(k, { policy, rule, verdict, count: 1 });
+  }
+
+  private endpoints(l: Listener, srcIp: string): { src: Endpoint; dst: Endpoint } {
+    const srcId = this.opts.identify(srcIp);
+    const dstId = this.opts.identify(l.dest.ip);
+    return {
+      src: srcId ? { ip: srcIp, identity: srcId } : { ip: srcIp },
+      dst: dstId ? { ip: l.dest.ip, identity: dstId } : { ip: l.dest.ip },
+    };
+  }
+
+  private judge(l: Listener, srcIp: string, req?: HttpRequestInfo): { v: L7Verdict; src: Endpoint; dst: Endpoint } {
+    try {
+      const { src, dst } = this.endpoints(l, srcIp);
+      return { v: decide(this.opts.policies(), src, dst, l.dest.port, req), src, dst };
+    } catch {
+      // An address that does not parse, a callback that throws: no verdict, no access.
+      return { v: { allowed: false, matched: [], byL4: [], deniedBy: [] }, src: { ip: srcIp }, dst: { ip: l.dest.ip } };
+    }
+  }
+
+  private logDeny(r: Omit<DenyRecord, 'time' | 'suppressed'>): void {
+    if (!this.opts.onDeny || !this.denyLog.take()) return;
+    const rec: DenyRecord = { ...r, time: new Date().toISOString() };
+    if (this.denyLog.suppressed > 0) {
+      rec.suppressed = this.denyLog.suppressed;
+      this.denyLog.suppressed = 0;
+    }
+    try {
+      this.opts.onDeny(rec);
+    } catch {
+      // a log sink that fails must not take the proxy down
+    }
+  }
+
+  private accept(l: Listener, s: Socket): void {
+    l.sockets.add(s);
+    s.once('close', () => l.sockets.delete(s));
+    const srcIp = bare(s.remoteAddress);
+    const { v, src, dst } = this.judge(l, srcIp);
+    if (v.allowed) return;
+    for (const p of v.deniedBy.length ? v.deniedBy : ['-']) this.count(p, '-', 'denied');
+    this.logDeny({
+      msg: 'l7 connection refused',
+      src: { ip: srcIp, ...(src.identity ? { workload: workload(src.identity) } : {}) },
+      dst: { ip: dst.ip, port: l.dest.port, ...(dst.identity ? { workload: workload(dst.identity) } : {}) },
+      policies: v.deniedBy,
+    });
+    // As the kernel would have: no connection. A reset, not a 403: no HTTP was spoken.
+    s.resetAndDestroy();
+  }
+
+  private reject(res: ServerResponse, code: 400 | 403, body: string, hasBody: boolean): void {
+    const headers: Record<string, string | number> = { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(body) };
+    // An unread request body would have to be read and thrown away to keep
+    // the connection: close it instead (a denied 50 MB upload stops here).
+    if (hasBody) headers.connection = 'close';
+    res.writeHead(code, headers);
+    res.end(body);
+  }
+
+  private handle(l: Listener, req: IncomingMessage, res: ServerResponse, expectsContinue: boolean): void {
+    const srcIp = bare(req.socket.remoteAddress);
+    const method = req.method ?? '';
+    const target = req.url ?? '';
+    const hasBody = expectsContinue || req.headers['transfer-encoding'] !== undefined || (req.headers['content-length'] !== undefined && req.headers['content-length'] !== '0');
+    const bad = unsafeTarget(target) ?? ((req.headersDistinct.host?.length ?? 0) > 1 ? 'several Host headers' : undefined);
+    if (bad) {
+      this.reject(res, 400, `Bad request: ${bad} (nhi-cni L7 proxy)\n`, hasBody);
+      return;
+    }
+    const info: HttpRequestInfo = { method, path: target, headers: req.headersDistinct as Record<string, string[]> };
+    const { v, src, dst } = this.judge(l, srcIp, info);
+    const q = target.indexOf('?');
+    const path = q < 0 ? target : target.slice(0, q);
+    if (!v.allowed) {
+      for (const p of v.deniedBy.length ? v.deniedBy : ['-']) this.count(p, '-', 'denied');
+      this.logDeny({
+        msg: 'l7 request denied',
+        src: { ip: srcIp, ...(src.identity ? { workload: workload(src.identity) } : {}) },
+        dst: { ip: dst.ip, port: l.dest.port, ...(dst.identity ? { workload: workload(dst.identity) } : {}) },
+        method: method.slice(0, 32),
+        path: path.slice(0, 256),
+        policies: v.deniedBy,
+      });
+      const names = v.deniedBy.length ? v.deniedBy.join(', ') : 'no policy allows this source';
+      this.reject(res, 403, `Access denied by network policy ${names}\n`, hasBody);
+      return;
+    }
+    for (const m of v.matched) this.count(m.policy, m.at, 'allowed');
+    for (const p of v.byL4) this.count(p, 'L4', 'allowed');
+    if (expectsContinue) res.writeContinue();
+    this.forward(l, req, res);
+  }
+
+  private forward(l: Listener, req: IncomingMessage, res: ServerResponse): void {
+    const up = httpRequest({
+      host: l.dest.ip,
+      port: l.dest.port,
+      method: req.method,
+      path: req.url,
+      headers: forwardHeaders(req.rawHeaders),
+      agent: l.upstream,
+      timeout: this.opts.connectTimeoutMs ?? 5000,
+    });
+    let connected = false;
+    up.once('socket', (s: Socket) => {
+      if (!s.connecting) connected = true;
+      else s.once('connect', () => { connected = true; up.setTimeout(0); });
+    });
+    up.on('timeout', () => {
+      // Only a connect that takes too long: once connected, a slow upstream is the client's business.
+      if (!connected) up.destroy(new Error('upstream connect timeout'));
+    });
+    up.on('response', (ur: IncomingMessage) => {
+      res.writeHead(ur.statusCode ?? 502, ur.statusMessage, forwardHeaders(ur.rawHeaders));
+      ur.pipe(res);
+      ur.on('error', () => res.destroy());
+      ur.on('aborted', () => res.destroy());
+    });
+    up.on('error', (e) => {
+      if (!res.headersSent) {
+        const body = `Bad gateway: ${/timeout/.test(e.message) ? 'upstream did not answer in time' : 'upstream unavailable'} (nhi-cni L7 proxy)\n`;
+        res.writeHead(/timeout/.test(e.message) ? 504 : 502, { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(body), connection: 'close' });
+        res.end(body);
+      } else {
+        res.destroy();
+      }
+    });
+    // The client went away before the response ended: stop the upstream request too.
+    res.on('close', () => {
+      if (!res.writableFinished) up.destroy();
+    });
+    req.on('error', () => up.destroy());
+    req.pipe(up);
+  }
+}

@@ -1,0 +1,21 @@
+// The L7 proxy alone in a process, so a test can read its peak memory
+// (/proc/<pid>/status VmHWM) while bodies stream through it. Bundled by the
+// test with esbuild. argv[2]: JSON { policies (YAML text), identities
+// ({ ip: Identity }), dest ({ ip, port }), bind ({ host, port }, default
+// 127.0.0.1 and any port) }. Prints { port } once listening; deny lines go to
+// stderr as JSON.
+import { L7Proxy } from '../../src/l7/proxy.js';
+import type { Identity } from '../../src/policy/model.js';
+import { parseManifestText } from '../../src/policy/parse.js';
+
+const cfg = JSON.parse(process.argv[2]!) as { policies: string; identities: Record<string, Identity>; dest: { ip: string; port: number }; bind?: { host: string; port: number } };
+const policies = parseManifestText(cfg.policies, 'child.yaml', { l7: 'proxy' });
+const proxy = new L7Proxy({
+  identify: (ip) => (Object.hasOwn(cfg.identities, ip) ? cfg.identities[ip] : undefined),
+  policies: () => policies,
+  onDeny: (r) => process.stderr.write(`${JSON.stringify(r)}\n`),
+});
+const { port } = await proxy.listen(cfg.dest, cfg.bind ?? { host: '127.0.0.1', port: 0 });
+process.stdout.write(`${JSON.stringify({ port })}\n`);
+process.stdin.resume();
+process.stdin.on('end', () => process.exit(0));

@@ -1,0 +1,220 @@
+// The redirect design of docs/l7.md, proven in throw-away namespaces (not yet
+// the agent's wiring): a "node" namespace with a bridge and three pods; the
+// nft redirect (src/l7/redirect.ts) sends connections to data:8080 to the L7
+// proxy (src/l7/proxy.ts, in the node namespace, as the agent would run it).
+// With the proxy: the seed's GET /data 200, POST /data and GET /admin 403, a
+// stranger refused, an uncovered port on the kernel's path. Without it (the
+// agent down), the covered port refuses connections: nothing reaches the pod
+// unchecked; back up, it works again.
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { build } from 'esbuild';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { redirectedExprs, redirectedSetType, redirectTransaction, L7_TABLE } from '../../src/l7/redirect.js';
+import { chain, element, NftTransaction, rule, set, table } from '../../src/sys/nft.js';
+import type { Identity } from '../../src/policy/model.js';
+import { createNetns, deleteAllNetns, inNetns, type Netns } from '../helpers/netns.js';
+
+const NODE_IP = '10.77.0.1';
+const DATA = '10.77.0.2';
+const READER = '10.77.0.3';
+const STRANGER = '10.77.0.4';
+const LISTEN = 15001;
+
+const POLICY = `
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: data-readers, namespace: ml}
+spec:
+  endpointSelector: {matchLabels: {app: training-data}}
+  ingress:
+    - fromEndpoints: [{matchLabels: {k8s:io.kubernetes.pod.namespace: analytics, app: report-builder}}]
+      toPorts: [{ports: [{port: "8080", protocol: TCP}], rules: {http: [{method: GET, path: /data}]}}]
+`;
+const id = (namespace: string, name: string, app: string): Identity => ({ namespace, name, labels: { app }, namespaceLabels: {}, ports: [] });
+const IDENTITIES: Record<string, Identity> = {
+  [DATA]: id('ml', 'training-data', 'training-data'),
+  [READER]: id('analytics', 'report-builder', 'report-builder'),
+  // STRANGER: no identity (not a pod the agent knows).
+};
+
+const SERVER = `
+const http = require('http');
+let up = 0;
+for (const port of [8080, 8081]) http.createServer((req, res) => {
+  req.resume();
+  req.on('end', () => res.end(req.method + ' ' + req.url + ' on ' + port + ' from ' + req.socket.remoteAddress));
+}).listen(port, '0.0.0.0', () => { if (++up === 2) console.log('ready'); });
+`;
+
+const CLIENT = `
+const [host, port, method, path] = [process.argv[1], Number(process.argv[2]), process.argv[3], process.argv[4]];
+const req = require('http').request({ host, port, method, path, agent: false, timeout: 3000 }, (res) => {
+  let body = '';
+  res.on('data', (d) => { body += d; });
+  res.on('end', () => console.log(JSON.stringify({ status: res.statusCode, body })));
+});
+req.on('timeout', () => req.destroy(Object.assign(new Error('timeout'), { code: 'TIMEOUT' })));
+req.on('error', (e) => console.log(JSON.stringify({ error: e.code || e.message })));
+req.end();
+`;
+
+let node: Netns;
+const pods: Record<string, Netns> = {};
+let server: ChildProcess;
+let proxy: ChildProcess | undefined;
+let dir: string;
+let bundle: string;
+
+function http(from: Netns, host: string, port: number, method: string, path: string): { status?: number; body?: string; error?: string } {
+  const r = spawnSync('ip', ['netns', 'exec', from.name, process.execPath, '-e', CLIENT, host, String(port), method, path], { encoding: 'utf8', timeout: 10_000 });
+  return JSON.parse(r.stdout.trim() || '{"error":"no output"}') as { status?: number; body?: string; error?: string };
+}
+
+async function startProxy(): Promise<void> {
+  const cfg = JSON.stringify({ policies: POLICY, identities: IDENTITIES, dest: { ip: DATA, port: 8080 }, bind: { host: NODE_IP, port: LISTEN } });
+  const p = spawn('ip', ['netns', 'exec', node.name, process.execPath, bundle, cfg], { stdio: ['pipe', 'pipe', 'ignore'] });
+  await new Promise<void>((resolve, reject) => {
+    p.once('exit', (c) => reject(new Error(`proxy exited ${c}`)));
+    p.stdout!.once('data', () => resolve());
+  });
+  proxy = p;
+}
+
+async function stopProxy(): Promise<void> {
+  const p = proxy;
+  proxy = undefined;
+  if (!p || p.exitCode !== null) return;
+  const gone = new Promise<void>((r) => p.once('exit', () => r()));
+  p.kill('SIGKILL'); // as a crash would: no clean-up of anything
+  await gone;
+}
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'nhi-l7ns-'));
+  bundle = join(dir, 'proxy.mjs');
+  await build({
+    entryPoints: [join(import.meta.dirname, '../helpers/l7-proxy-child.ts')], bundle: true, platform: 'node', format: 'esm',
+    outfile: bundle, logLevel: 'silent', banner: { js: "import { createRequire } from 'node:module'; const require = createRequire(import.meta.url);" },
+  });
+  node = createNetns('nhil7n');
+  inNetns(node, 'ip', ['link', 'add', 'br0', 'type', 'bridge']);
+  inNetns(node, 'ip', ['addr', 'add', `${NODE_IP}/24`, 'dev', 'br0']);
+  inNetns(node, 'ip', ['link', 'set', 'br0', 'up']);
+  // Same-bridge traffic meets the inet hooks only through br_netfilter (as the policy table needs too).
+  inNetns(node, 'sysctl', ['-qw', 'net.bridge.bridge-nf-call-iptables=1']);
+  // Routed traffic (to a Service address) is forwarded by the node, as on a real one.
+  inNetns(node, 'sysctl', ['-qw', 'net.ipv4.ip_forward=1']);
+  for (const [name, ip] of [['data', DATA], ['reader', READER], ['stranger', STRANGER]] as const) {
+    const pod = createNetns(`nhil7${name[0]}`);
+    const host = `l7${name}${process.pid.toString(36)}`.slice(0, 15);
+    inNetns(node, 'ip', ['link', 'add', host, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', pod.name]);
+    inNetns(node, 'ip', ['link', 'set', host, 'master', 'br0', 'up']);
+    inNetns(pod, 'ip', ['addr', 'add', `${ip}/24`, 'dev', 'eth0']);
+    inNetns(pod, 'ip', ['link', 'set', 'eth0', 'up']);
+    inNetns(pod, 'ip', ['route', 'add', 'default', 'via', NODE_IP]);
+    pods[name] = pod;
+  }
+  server = spawn('ip', ['netns', 'exec', pods.data!.name, process.execPath, '-e', SERVER]);
+  await new Promise<void>((resolve, reject) => {
+    server.once('exit', (c) => reject(new Error(`server exited ${c}`)));
+    server.stdout!.once('data', () => resolve());
+  });
+  const file = join(dir, 'redirect.json');
+  writeFileSync(file, redirectTransaction([{ podIp: DATA, port: 8080, listenIp: NODE_IP, listenPort: LISTEN }]).json());
+  inNetns(node, 'nft', ['-j', '-f', file]);
+}, 60_000);
+
+afterAll(async () => {
+  await stopProxy();
+  server?.kill('SIGKILL');
+  deleteAllNetns();
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+describe('the nft redirect to the L7 proxy (design check, in namespaces)', () => {
+  it('the redirect is in the node namespace only; the pod serves both ports (seen from the node, which is not redirected)', () => {
+    expect(inNetns(node, 'nft', ['list', 'table', 'inet', L7_TABLE])).toContain(`dnat ip to ${NODE_IP}:${LISTEN}`);
+    expect(http(node, DATA, 8080, 'GET', '/admin')).toEqual({ status: 200, body: `GET /admin on 8080 from ${NODE_IP}` });
+  });
+
+  it('agent down: the covered port refuses connections; the uncovered port answers directly', () => {
+    expect(http(pods.reader!, DATA, 8080, 'GET', '/data')).toEqual({ error: 'ECONNREFUSED' });
+    expect(http(pods.reader!, DATA, 8081, 'GET', '/admin')).toEqual({ status: 200, body: `GET /admin on 8081 from ${READER}` });
+  });
+
+  it("proxy up: the seed's GET /data 200 (through the proxy), POST /data and GET /admin 403, a stranger reset", async () => {
+    await startProxy();
+    const ok = http(pods.reader!, DATA, 8080, 'GET', '/data');
+    // The pod sees the node's address: the proxy connects from the node (the original source is not kept yet).
+    expect(ok).toEqual({ status: 200, body: `GET /data on 8080 from ${NODE_IP}` });
+    expect(http(pods.reader!, DATA, 8080, 'POST', '/data')).toEqual({ status: 403, body: 'Access denied by network policy ml/data-readers\n' });
+    expect(http(pods.reader!, DATA, 8080, 'GET', '/admin')).toMatchObject({ status: 403 });
+    expect(http(pods.stranger!, DATA, 8080, 'GET', '/data')).toEqual({ error: 'ECONNRESET' });
+  });
+
+  it('agent killed: refused again at once; restarted: served again', async () => {
+    await stopProxy();
+    expect(http(pods.reader!, DATA, 8080, 'GET', '/data')).toEqual({ error: 'ECONNREFUSED' });
+    await startProxy();
+    expect(http(pods.reader!, DATA, 8080, 'GET', '/data')).toMatchObject({ status: 200 });
+  });
+
+  it("an input hook that drops by default (as a pod's egress profile would) lets through exactly the redirected connections with redirectedExprs()", () => {
+    const apply = (t: NftTransaction) => {
+      const file = join(dir, `t${Math.random().toString(36).slice(2)}.json`);
+      writeFileSync(file, t.json());
+      inNetns(node, 'nft', ['-j', '-f', file]);
+    };
+    const input = chain('input', { type: 'filter', hook: 'input', prio: 0, policy: 'drop' });
+    const established = rule('input', { match: { op: 'in', left: { ct: { key: 'state' } }, right: ['established', 'related'] } }, { accept: null });
+    const mock = new NftTransaction('inet', 'l7mock').add(table(), set('l7t4', redirectedSetType(4)), input, established)
+      .add(element('l7t4', { concat: [DATA, 8080] }));
+    apply(mock);
+    try {
+      // Without the rule: the redirected connection dies in the input hook.
+      expect(http(pods.reader!, DATA, 8080, 'GET', '/data')).toEqual({ error: 'TIMEOUT' });
+      apply(new NftTransaction('inet', 'l7mock').add(rule('input', ...redirectedExprs(4, 'l7t4'), { accept: null })));
+      expect(http(pods.reader!, DATA, 8080, 'GET', '/data')).toMatchObject({ status: 200 });
+      // Straight to the listener, no DNAT: still dropped.
+      expect(http(pods.reader!, NODE_IP, LISTEN, 'GET', '/data')).toEqual({ error: 'TIMEOUT' });
+    } finally {
+      apply(new NftTransaction('inet', 'l7mock').delete(table()));
+    }
+  });
+
+  it('a Service DNAT that runs first escapes the redirect (the first DNAT wins): an L4 allow would open the pod; a closed clause keeps it shut', () => {
+    const apply = (t: NftTransaction) => {
+      const file = join(dir, `t${Math.random().toString(36).slice(2)}.json`);
+      writeFileSync(file, t.json());
+      inNetns(node, 'nft', ['-j', '-f', file]);
+    };
+    const SERVICE = '10.96.0.10';
+    // kube-proxy's DNAT of a ClusterIP, ordered before the redirect (priority -101 < -100).
+    const kube = new NftTransaction('ip', 'kubemock').add(table(), chain('pre', { type: 'nat', hook: 'prerouting', prio: -101, policy: 'accept' }))
+      .add(rule('pre',
+        { match: { op: '==', left: { payload: { protocol: 'ip', field: 'daddr' } }, right: SERVICE } },
+        { match: { op: '==', left: { payload: { protocol: 'tcp', field: 'dport' } }, right: 80 } },
+        { dnat: { family: 'ip', addr: DATA, port: 8080 } }));
+    apply(kube);
+    try {
+      // As if the HTTP clause were compiled as an L4 allow: the pod answers GET /admin to the reader itself, unchecked.
+      expect(http(pods.reader!, SERVICE, 80, 'GET', '/admin')).toEqual({ status: 200, body: `GET /admin on 8080 from ${READER}` });
+      // What the compiler does (the clause allows nothing; the policy isolates the pod): the forward path drops it.
+      apply(new NftTransaction('inet', 'profilemock').add(table(), chain('fwd', { type: 'filter', hook: 'forward', prio: 0, policy: 'accept' }))
+        .add(rule('fwd',
+          { match: { op: '==', left: { payload: { protocol: 'ip', field: 'daddr' } }, right: DATA } },
+          { match: { op: '==', left: { payload: { protocol: 'tcp', field: 'dport' } }, right: 8080 } },
+          { drop: null })));
+      expect(http(pods.reader!, SERVICE, 80, 'GET', '/admin')).toEqual({ error: 'TIMEOUT' });
+      // The pod's address still goes through the proxy (input path, not forward).
+      expect(http(pods.reader!, DATA, 8080, 'GET', '/data')).toMatchObject({ status: 200 });
+      expect(http(pods.reader!, DATA, 8080, 'GET', '/admin')).toMatchObject({ status: 403 });
+    } finally {
+      apply(new NftTransaction('ip', 'kubemock').delete(table()));
+      spawnSync('ip', ['netns', 'exec', node.name, 'nft', 'delete', 'table', 'inet', 'profilemock']);
+    }
+  });
+});
