@@ -14,7 +14,7 @@ import { onPath, run, spawnCount } from '../sys/exec.js';
 import { trace } from '../sys/trace.js';
 import { batchFailure, IpBatch, runHostBatch, runNetnsBatch } from '../sys/ip.js';
 import { applyNft, NftTransaction, type NftCommand } from '../sys/nft.js';
-import { isBridge, linkExists, linkMaster, netnsId, ownNetnsId } from '../sys/sysfs.js';
+import { bootId, isBridge, linkExists, linkMaster, netnsId, ownNetnsId } from '../sys/sysfs.js';
 import { prevResultOf, type CniRequest } from '../cni/request.js';
 import type { Identity, Policy } from '../policy/model.js';
 import { crashPoint } from '../sys/testhooks.js';
@@ -29,6 +29,7 @@ import { appendLedger, type LedgerEntry } from './ledger.js';
 import { masqAdd, masqInstalled, subnetsOf } from './masq.js';
 import { Plan } from './plan.js';
 import { AttachmentStore, RunCache, type AttachmentRecord } from './state.js';
+import { RECLAIM_GRACE_MS, releaseLeaked, scan, type ReleaseOutcome } from './reclaim.js';
 import { hostVethInterface, hostVethName, macFor, vethAdd } from './veth.js';
 import { checkGuard, guardAdd, guardDel, type GuardedPort } from './spoofcheck.js';
 
@@ -122,7 +123,7 @@ export async function chainAdd(c: Chain): Promise<Result> {
   }
 
   trace('chain start');
-  const ipamResult = await c.ipam.add();
+  const { result: ipamResult, reclaimed } = await ipamAdd(c);
   trace('ipam done');
   step('ipam');
   const ips = ipamResult.ips ?? [];
@@ -131,6 +132,8 @@ export async function chainAdd(c: Chain): Promise<Result> {
     containerId, ifname, netns, bridge: cfg.bridge, hostVeth,
     ips: ips.map((i) => i.address), created: new Date().toISOString(),
   };
+  const boot = bootId();
+  if (boot) rec.boot = boot;
   rec.mac = cfg.mac ?? macFor(ips);
   const guard = (port: string): GuardedPort => ({ hostVeth: port, mac: rec.mac!, ips: rec.ips.map((a) => a.split('/')[0]!), level: cfg.guard });
   let stage = 'ipam';
@@ -162,8 +165,8 @@ export async function chainAdd(c: Chain): Promise<Result> {
       veth = vethAdd(cfg, { hostVeth, ifname, netns, ips, routes: ipamResult.routes ?? [] }, plan);
       if (cfg.ipMasq) masqAdd(req.config.name, ips, plan, cfg.clusterCIDRs);
       if (!nftDone) {
-        plan.nft.push(...guardAdd(guard(hostVeth)));
-        nftDone = started(applyNftWork(c, plan, ips).then(() => { nftApplied = true; }));
+        plan.nft.push(...(reclaimed?.unguard ?? []), ...guardAdd(guard(hostVeth)));
+        nftDone = started(applyNftWork(c, plan, ips, reclaimed?.removed).then(() => { nftApplied = true; }));
       }
       const r = await runHostBatch(plan.host);
       if (r.exitCode === 0) break;
@@ -241,6 +244,30 @@ export async function chainAdd(c: Chain): Promise<Result> {
 }
 
 /**
+ * IPAM's ADD; when the range is exhausted (code 101), the built-in IPAM's
+ * reservations proven dead (src/chain/reclaim.ts: a previous boot, or host veth
+ * and namespace gone for longer than the grace period) are released, each
+ * logged, and IPAM tries once more. The reclaimed attachments' port guards and
+ * policy membership go in this ADD's nft transaction.
+ */
+async function ipamAdd(c: Chain): Promise<{ result: Result; reclaimed?: ReleaseOutcome }> {
+  try {
+    return { result: await c.ipam.add() };
+  } catch (e) {
+    const disk = c.ipam.disk;
+    if (!(e instanceof CniError && e.code === Code.PoolExhausted) || !disk) throw e;
+    const where = { ...disk, stateDir: c.cfg.stateDir, ctx: { bootId: bootId(), now: Date.now(), graceMs: RECLAIM_GRACE_MS } };
+    const dead = (await scan(where)).filter((f) => f.state === 'leaked');
+    const reclaimed = dead.length ? await releaseLeaked(where, dead) : undefined;
+    if (!reclaimed?.released.length) throw e;
+    for (const f of reclaimed.released) {
+      log.warn({ verb: 'ADD', network: disk.network, containerId: c.req.env.containerId, reclaimed: { ip: f.ip, containerId: f.containerId, ifname: f.ifname, reason: f.reason, detail: f.detail } }, 'range exhausted: released a dead reservation');
+    }
+    return { result: await c.ipam.add(), reclaimed };
+  }
+}
+
+/**
  * Deletes the pair: from the node by the host-side name when it is known and
  * present (no namespace needed), else from inside the pod by its name. Gone
  * already is fine.
@@ -269,7 +296,7 @@ async function applyPlanNft(plan: Plan): Promise<void> {
  * masquerade), plus, with a policy section, the node's whole policy state
  * with this pod in it - so the pod's policy is in place before ADD returns.
  */
-async function applyNftWork(c: Chain, plan: Plan, ips: IpConfig[]): Promise<void> {
+async function applyNftWork(c: Chain, plan: Plan, ips: IpConfig[], reclaimed: ReleaseOutcome['removed'] = []): Promise<void> {
   if (!c.policy) return applyPlanNft(plan);
   const { req } = c;
   const key = podKey(req.config.name, req.env.containerId, req.env.ifname);
@@ -278,7 +305,13 @@ async function applyNftWork(c: Chain, plan: Plan, ips: IpConfig[]): Promise<void
     ips: ips.map((i) => i.address.split('/')[0]!),
     ...(c.identity ? { identity: c.identity } : {}),
   };
-  await c.policy.reconcile({ change: (pods) => placePod(pods, key, pod), policies: c.policies, extra: plan.nft.commands });
+  await c.policy.reconcile({
+    change: (pods) => {
+      for (const r of reclaimed) delete pods[podKey(req.config.name, r.containerId, r.ifname)];
+      placePod(pods, key, pod);
+    },
+    policies: c.policies, extra: plan.nft.commands,
+  });
 }
 
 /**

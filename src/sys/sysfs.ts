@@ -67,3 +67,23 @@ export function netnsId(path: string): string | undefined {
     return undefined;
   }
 }
+
+let bootIdCache: string | undefined;
+
+/**
+ * This boot's id (/proc/sys/kernel/random/boot_id, a UUID the kernel draws at
+ * boot): recorded with each attachment, so a record from an earlier boot is
+ * proof that its veth, namespace and kernel state are gone. Read once per
+ * process (one small read, no process); undefined when unreadable.
+ */
+export function bootId(): string | undefined {
+  if (bootIdCache === undefined) {
+    try {
+      const id = readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
+      if (/^[0-9a-f-]{36}$/.test(id)) bootIdCache = id;
+    } catch {
+      // no /proc: nothing recorded, and nothing judged by boot
+    }
+  }
+  return bootIdCache;
+}
