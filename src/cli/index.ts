@@ -9,11 +9,26 @@ import { policyCommand } from './policy.js';
 import { statusCommand } from './status.js';
 import { whoCommand } from './who.js';
 import { observeCommand } from './observe.js';
+import { EXIT, formatOf, outputOption, printDocument } from './output.js';
 
 declare const NHI_CNI_VERSION: string;
 export const VERSION = typeof NHI_CNI_VERSION === 'string' ? NHI_CNI_VERSION : '0.0.0-dev';
 
+/**
+ * A reader that went away (`nhi-cni policy sync | head -1`) ends the command
+ * quietly, as SIGPIPE ends a C program: no stack trace, no "write EPIPE".
+ */
+function quietOnClosedPipe(): void {
+  for (const s of [process.stdout, process.stderr]) {
+    s.on('error', (e: NodeJS.ErrnoException) => {
+      if (e.code === 'EPIPE') process.exit(typeof process.exitCode === 'number' ? process.exitCode : 0);
+      throw e;
+    });
+  }
+}
+
 export async function runCli(argv: string[]): Promise<number> {
+  quietOnClosedPipe();
   const program = new Command('nhi-cni')
     .description('A CNI plugin for least-privilege workload networking.\nRun by a container runtime with CNI_COMMAND set; run by people without it.')
     .version(VERSION, '-V, --version')
@@ -22,7 +37,10 @@ export async function runCli(argv: string[]): Promise<number> {
   program
     .command('version')
     .description('print the build and the CNI spec versions it speaks')
-    .action(() => {
+    .addOption(outputOption(['table', 'json', 'yaml']))
+    .action(async (o: { output: string }) => {
+      const format = formatOf(o);
+      if (format === 'json' || format === 'yaml') return printDocument({ version: VERSION, pluginTypes: PLUGIN_TYPES, cniVersions: SUPPORTED_VERSIONS }, format);
       process.stdout.write(`nhi-cni ${VERSION}\nplugin types: ${PLUGIN_TYPES.join(', ')}\nCNI protocol versions supported: ${SUPPORTED_VERSIONS.join(', ')}\n`);
     });
   program.addCommand(ipamCommand());
@@ -38,7 +56,8 @@ export async function runCli(argv: string[]): Promise<number> {
     return typeof process.exitCode === 'number' ? process.exitCode : 0;
   } catch (e) {
     const err = e as { code?: string; exitCode?: number; message?: string };
-    if (err.code?.startsWith('commander.')) return err.exitCode ?? 1;
+    // Help and --version exit 0; any other complaint of the parser is bad usage: 2 (docs/cli.md).
+    if (err.code?.startsWith('commander.')) return err.exitCode === 0 ? 0 : EXIT.usage;
     process.stderr.write(`nhi-cni: ${err.message ?? String(e)}\n`);
     return 1;
   }

@@ -13,6 +13,7 @@ import { ExplainInputError, loadPolicyConfig, podKey, PolicyEngine, STATE_FILE, 
 import { policyId, type Policy, type Protocol } from '../policy/model.js';
 import { loadPolicyDir, parseManifestText, PolicyError } from '../policy/parse.js';
 import { NftTransaction } from '../sys/nft.js';
+import { formatOf, outputOption, printDocument } from './output.js';
 
 /** Bad input to `policy explain` (exit 2, not "denied"). */
 class UsageError extends Error {}
@@ -261,7 +262,8 @@ function statsCommand(): Command {
   return new Command('stats')
     .description('per-policy counts of connections allowed and denied on this node (the named counters of inet nhi_policy), and frames dropped by the source check per pod')
     .option('--state-dir <dir>', 'state directory holding policy-state.json', DEFAULT_STATE_DIR)
-    .option('--json', 'print JSON lines instead of a table')
+    .addOption(outputOption())
+    .option('--json', 'same as -o json (JSON lines)')
     .addHelpText('after', `
 Run it in the node's network namespace: it reads the table inet ${POLICY_TABLE} of
 the namespace it runs in. Counters count packets opening new connections only
@@ -276,7 +278,8 @@ Below, per pod, the frames its port's source check dropped (table bridge
 nhi_cni): a forged MAC or address, an ARP or neighbour advertisement claiming
 another's address, a router advertisement. Shown when any was dropped; --json
 prints one {"guard":true,"pod","port","dropped"} line per pod.`)
-    .action(guarded(async (opts: { stateDir: string; json?: boolean }) => {
+    .action(guarded(async (opts: { stateDir: string; output: string; json?: boolean }) => {
+      const format = formatOf(opts);
       const stateDir = resolve(opts.stateDir);
       const engine = PolicyEngine.forStateDir(stateDir);
       const [stats, drops] = await Promise.all([engine.stats(), guardDrops()]);
@@ -285,11 +288,12 @@ prints one {"guard":true,"pod","port","dropped"} line per pod.`)
       }
       const { rows } = stats;
       const guards = guardRows(stateDir, engine.state(), drops);
-      if (opts.json) {
+      if (format === 'json') {
         for (const row of rows) out(`${JSON.stringify(row)}\n`);
         for (const row of guards) out(`${JSON.stringify(row)}\n`);
         return;
       }
+      if (format === 'yaml') return printDocument({ policies: rows, guards }, 'yaml');
       if (rows.length === 0) out(`no policies in ${stateDir}/${STATE_FILE}\n`);
       else {
         const w = Math.max('POLICY'.length, ...rows.map((x) => x.policy.length));
