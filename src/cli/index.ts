@@ -50,6 +50,13 @@ export async function runCli(argv: string[]): Promise<number> {
   program.addCommand(observeCommand());
   program.addCommand(agentCommand(VERSION));
   program.addCommand(statusCommand());
+  // Commands made with `new Command` do not inherit exitOverride: without it a
+  // subcommand's usage error would exit 1 from inside commander.
+  const overrideAll = (c: Command): void => {
+    c.exitOverride();
+    c.commands.forEach(overrideAll);
+  };
+  overrideAll(program);
   try {
     await program.parseAsync(argv);
     // A command may set a non-zero status without throwing (e.g. `who` finding nobody).

@@ -1,6 +1,6 @@
 // `nhi-cni ipam …`: the reservations of a host-local data directory, the ones
 // whose owner is gone (check), and their release from a check's report.
-import { Command, CommanderError } from 'commander';
+import { Command, InvalidArgumentError } from 'commander';
 import { closeSync, fstatSync, openSync, readdirSync, readSync, constants } from 'node:fs';
 import { resolve } from 'node:path';
 import { validateNetworkName } from '../cni/config.js';
@@ -117,7 +117,7 @@ const findingColumns: Column<Finding & { action?: string }>[] = [
 
 function seconds(v: string): number {
   const n = Number(v);
-  if (!/^[0-9]+$/.test(v) || !Number.isSafeInteger(n)) throw new CommanderError(EXIT.usage, 'nhi-cni.grace', `--grace must be a whole number of seconds, not ${JSON.stringify(v)}`);
+  if (!/^[0-9]+$/.test(v) || !Number.isSafeInteger(n)) throw new InvalidArgumentError(`--grace must be a whole number of seconds, not ${JSON.stringify(v)}`);
   return n;
 }
 
