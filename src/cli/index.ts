@@ -4,6 +4,7 @@ import { SUPPORTED_VERSIONS } from '../cni/version.js';
 import { PLUGIN_TYPES } from '../plugin/skel.js';
 import { agentCommand } from './agent.js';
 import { installCommand } from './install.js';
+import { uninstallCommand } from './uninstall.js';
 import { ipamCommand } from './ipam.js';
 import { policyCommand } from './policy.js';
 import { statusCommand } from './status.js';
@@ -47,6 +48,7 @@ export async function runCli(argv: string[]): Promise<number> {
   program.addCommand(whoCommand());
   program.addCommand(policyCommand());
   program.addCommand(installCommand());
+  program.addCommand(uninstallCommand());
   program.addCommand(observeCommand());
   program.addCommand(agentCommand(VERSION));
   program.addCommand(statusCommand());
