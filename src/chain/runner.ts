@@ -70,6 +70,19 @@ function toLedger(c: Chain, event: 'ADD' | 'DEL', ips: string[]): void {
   }
 }
 
+/**
+ * What every log line of an attachment carries: network, container, interface,
+ * namespace, and the pod (CNI_ARGS K8S_POD_*, else the workload identity).
+ */
+function subject(c: Chain): Record<string, unknown> {
+  const { containerId, ifname, netns } = c.req.env;
+  const pod = c.pod ?? (c.identity ? `${c.identity.namespace}/${c.identity.name}` : undefined);
+  return { network: c.req.config.name, containerId, ifname, netns, ...(pod ? { pod } : {}) };
+}
+
+/** Milliseconds since the process started: the whole call as the runtime waited for it. */
+const elapsedMs = () => Math.round(performance.now());
+
 /** Test hook (sys/testhooks.ts): NHI_CNI_CRASH_AFTER=<step> kills the ADD right after that step. */
 const step = crashPoint;
 
@@ -98,7 +111,7 @@ function checkNetns(netns: string): void {
 function repeatedAdd(c: Chain, prior: AttachmentRecord & { result: Result }): Result {
   const { containerId, ifname, netns } = c.req.env;
   if (prior.netns === netns && linkExists(prior.hostVeth)) {
-    log.info({ verb: 'ADD', network: c.req.config.name, containerId, ifname, hostVeth: prior.hostVeth }, 'attachment exists; returning its result');
+    log.info({ verb: 'ADD', ...subject(c), hostVeth: prior.hostVeth, durationMs: elapsedMs() }, 'attachment exists; returning its result');
     return prior.result;
   }
   throw new CniError(Code.SystemFailure,
@@ -118,7 +131,7 @@ export async function chainAdd(c: Chain): Promise<Result> {
   const prior = store.read(containerId, ifname);
   if (prior?.result) return repeatedAdd(c, prior as AttachmentRecord & { result: Result });
   if (prior) {
-    log.warn({ verb: 'ADD', containerId, ifname, hostVeth: prior.hostVeth }, 'removing what an earlier, interrupted ADD left');
+    log.warn({ verb: 'ADD', ...subject(c), hostVeth: prior.hostVeth }, 'removing what an earlier, interrupted ADD left');
     await teardown(c, { hostVeth: prior.hostVeth, netns: '', ips: prior.ips, port: portOf(prior.hostVeth, prior, undefined) });
   }
 
@@ -223,11 +236,11 @@ export async function chainAdd(c: Chain): Promise<Result> {
     // The attachment is complete: a repeated ADD now gets this result.
     store.write({ ...rec, result });
     toLedger(c, 'ADD', rec.ips);
-    log.info({ verb: 'ADD', network: req.config.name, containerId, ifname, hostVeth, ips: rec.ips, processes: spawnCount() }, 'attachment added');
+    log.info({ verb: 'ADD', ...subject(c), hostVeth, ips: rec.ips, processes: spawnCount(), durationMs: elapsedMs() }, 'attachment added');
     return result;
   } catch (e) {
     // Undo, newest first; each undo step tolerates what is already gone.
-    log.warn({ verb: 'ADD', containerId, ifname, stage, error: (e as Error).message }, 'ADD failed; rolling back');
+    log.warn({ verb: 'ADD', ...subject(c), stage, error: (e as Error).message }, 'ADD failed; rolling back');
     // A transaction still in flight is waited for, so that nothing it adds outlives the rollback.
     const nftError = await nftDone?.wait().then(() => undefined, (err: unknown) => err);
     await removeLinks(vethOurs ? hostVeth : undefined, stage === 'ipam' || stage === 'record' ? '' : netns, ifname).catch(() => undefined);
@@ -261,7 +274,7 @@ async function ipamAdd(c: Chain): Promise<{ result: Result; reclaimed?: ReleaseO
     const reclaimed = dead.length ? await releaseLeaked(where, dead) : undefined;
     if (!reclaimed?.released.length) throw e;
     for (const f of reclaimed.released) {
-      log.warn({ verb: 'ADD', network: disk.network, containerId: c.req.env.containerId, reclaimed: { ip: f.ip, containerId: f.containerId, ifname: f.ifname, reason: f.reason, detail: f.detail } }, 'range exhausted: released a dead reservation');
+      log.warn({ verb: 'ADD', ...subject(c), reclaimed: { ip: f.ip, containerId: f.containerId, ifname: f.ifname, reason: f.reason, detail: f.detail } }, 'range exhausted: released a dead reservation');
     }
     return { result: await c.ipam.add(), reclaimed };
   }
@@ -385,7 +398,7 @@ export async function chainDel(c: Chain): Promise<void> {
   const ips = rec?.ips ?? prev?.ips?.map((i) => i.address) ?? [];
   await teardown(c, { hostVeth, netns: netns || rec?.netns || '', ips, ...(hostVeth ? { port: portOf(hostVeth, rec, prev) } : {}) });
   toLedger(c, 'DEL', ips);
-  log.info({ verb: 'DEL', network: req.config.name, containerId, ifname, hostVeth }, 'attachment deleted');
+  log.info({ verb: 'DEL', ...subject(c), hostVeth, ips, durationMs: elapsedMs() }, 'attachment deleted');
 }
 
 export async function chainCheck(c: Chain): Promise<void> {
@@ -427,6 +440,7 @@ export async function chainCheck(c: Chain): Promise<void> {
       if (!(await masqInstalled(req.config.name, s))) throw fail(`masquerade for ${s} is not installed (table inet nhi_cni)`);
     }
   }
+  log.info({ verb: 'CHECK', ...subject(c), hostVeth, durationMs: elapsedMs() }, 'attachment checked');
 }
 
 /** ip -j -batch prints one JSON document per command, back to back. */
