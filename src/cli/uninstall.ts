@@ -3,12 +3,12 @@
 // the plugin links and the executable. With --purge also what nhi-cni made
 // while it ran: its nftables tables, the bridge once no pod uses it, the
 // agent's overlay links, the state and run directories and the network's
-// IPAM reservations. Refuses while pods are attached (they would lose their
-// DEL), listing them, unless --force. Sysctls are left as they are: nhi-cni
-// does not record what they were before (forwarding is what a node needs
-// anyway), and turning forwarding off under a running node would cut it off.
+// IPAM reservations, and the node-wide sysctls nhi-cni changed put back to
+// the value they had (src/sys/sysfs.ts records it at the change) when nobody
+// changed them since. Refuses while pods are attached (they would lose their
+// DEL), listing them, unless --force.
 import { Command } from 'commander';
-import { lstatSync, readdirSync, readFileSync, readlinkSync, realpathSync, rmSync, unlinkSync } from 'node:fs';
+import { lstatSync, readdirSync, readFileSync, readlinkSync, realpathSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { validateNetworkName } from '../cni/config.js';
 import { absolutePathProblem } from '../cni/paths.js';
@@ -17,7 +17,8 @@ import { DEFAULT_DATA_DIR } from '../chain/ipam/config.js';
 import { judge } from '../chain/reclaim.js';
 import { AttachmentStore } from '../chain/state.js';
 import { run } from '../sys/exec.js';
-import { isBridge, linkExists, bootId } from '../sys/sysfs.js';
+import { isBridge, linkExists, bootId, readSysctl, RECORDED_SYSCTLS, sysctlOriginDir } from '../sys/sysfs.js';
+import { readNoFollow } from '../sys/safe-path.js';
 import { EXIT } from './output.js';
 import { DEFAULT_BIN_DIR, DEFAULT_CONF_DIR, DEFAULT_CONFLIST_NAME } from './install.js';
 
@@ -169,6 +170,40 @@ async function purgeKernel(l: Layout, say: (s: string) => void, warn: (s: string
   for (const link of AGENT_LINKS) if (linkExists(link)) await delLink(link, 'agent link', say, warn);
 }
 
+/** Puts back the sysctls nhi-cni changed in this namespace, each only while it still has the value nhi-cni set. */
+function restoreSysctls(say: (s: string) => void, warn: (s: string) => void): void {
+  const dir = sysctlOriginDir();
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return; // nothing changed (or not since the last reboot)
+  }
+  for (const n of names.sort()) {
+    let rec: { path?: unknown; was?: unknown; set?: unknown };
+    try {
+      rec = JSON.parse(readNoFollow(join(dir, n))) as typeof rec;
+    } catch {
+      continue;
+    }
+    const { path, was, set } = rec;
+    if (typeof path !== 'string' || !RECORDED_SYSCTLS.includes(path) || typeof was !== 'string' || !/^[0-9]{1,3}$/.test(was) || typeof set !== 'string') continue;
+    const now = readSysctl(path);
+    const key = path.replaceAll('/', '.');
+    if (now === undefined) continue;
+    if (now !== set) {
+      say(`kept sysctl ${key} = ${now}: changed since nhi-cni set it to ${set}`);
+      continue;
+    }
+    try {
+      writeFileSync(`/proc/sys/${path}`, was);
+      say(`restored sysctl ${key} = ${was} (nhi-cni had set ${set})`);
+    } catch (e) {
+      warn(`restoring sysctl ${key} = ${was} failed: ${(e as Error).message}`);
+    }
+  }
+}
+
 async function delLink(name: string, what: string, say: (s: string) => void, warn: (s: string) => void): Promise<void> {
   const r = await run('ip', ['link', 'del', name]);
   if (r.exitCode === 0) say(`removed ${what} ${name}`);
@@ -181,7 +216,7 @@ export function uninstallCommand(): Command {
     .option('--bin-dir <dir>', 'CNI plugin directory', DEFAULT_BIN_DIR)
     .option('--conf-dir <dir>', 'CNI configuration directory', DEFAULT_CONF_DIR)
     .option('--name <file name>', 'file name of the conflist in the conf dir', DEFAULT_CONFLIST_NAME)
-    .option('--purge', 'also remove the state and run directories, the network\'s IPAM reservations, the nftables tables inet nhi_cni, bridge nhi_cni and inet nhi_policy, the bridge when no port is left on it, and the agent\'s nhi-vxlan / nhi-wg links')
+    .option('--purge', 'also remove the state and run directories, the network\'s IPAM reservations, the nftables tables inet nhi_cni, bridge nhi_cni and inet nhi_policy, the bridge when no port is left on it, and the agent\'s nhi-vxlan / nhi-wg links, and restore the sysctls nhi-cni changed')
     .option('--force', 'go on while pods are attached (they will not get a working DEL)')
     .option('--state-dir <dir>', 'nhi-cni state directory (default: the conflist\'s stateDir, else /var/lib/nhi-cni)')
     .option('--data-dir <dir>', 'IPAM data directory (default: the conflist\'s, else /var/lib/cni/networks)')
@@ -192,8 +227,10 @@ Run it as root on the node (in its network namespace), after draining it
 The conflist at <conf-dir>/<name> tells where the state, reservations and
 bridge are; it is removed only when one of its plugins is nhi-cni's.
 Links are removed only when they point to nhi-cni, the executable only when
-it is a regular file. Sysctls (ip_forward, IPv6 forwarding,
-bridge-nf-call-ip(6)tables) are left as they are.
+it is a regular file. --purge puts ip_forward, IPv6 forwarding and
+bridge-nf-call-ip(6)tables back to their value before nhi-cni changed them
+(recorded under the run dir, so only in the same boot), unless they were
+changed again since.
 Exit status: 0 done, 1 refused (pods attached; nothing changed), 2 bad input
 or something could not be removed (named on stderr).`)
     .action(async (o: Options) => {
@@ -246,8 +283,8 @@ or something could not be removed (named on stderr).`)
         await purgeKernel(l, say, warn);
         if (l.network) removeTree(join(l.dataDir, l.network), `the reservations of network ${l.network} in`, say);
         for (const d of l.stateDirs) removeTree(d, 'state directory', say);
+        restoreSysctls(say, warn);
         removeTree(process.env.NHI_CNI_RUN_DIR || DEFAULT_RUN_DIR, 'run directory', say);
-        say('sysctls left as they are (ip_forward, IPv6 forwarding, bridge-nf-call-ip(6)tables)');
       }
       if (warnings.length) process.exitCode = EXIT.usage;
     });

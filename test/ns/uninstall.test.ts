@@ -55,6 +55,7 @@ function snapshot() {
     netd: readdirSync(netd).sort(),
     ruleset: inNetns(node, 'nft', ['list', 'ruleset']),
     links: (JSON.parse(inNetns(node, 'ip', ['-j', 'link', 'show'])) as { ifname: string }[]).map((l) => l.ifname).sort(),
+    sysctls: inNetns(node, 'sysctl', ['-e', 'net.ipv4.ip_forward', 'net.ipv6.conf.all.forwarding', 'net.bridge.bridge-nf-call-iptables', 'net.bridge.bridge-nf-call-ip6tables']),
   };
 }
 
@@ -79,6 +80,8 @@ describe('nhi-cni uninstall', () => {
     expect(during.ruleset).toContain('table inet nhi_cni');
     expect(during.ruleset).toContain('table inet nhi_policy');
     expect(during.links).toContain('nhi0');
+    expect(during.sysctls).toContain('net.ipv4.ip_forward = 1');
+    expect(before.sysctls).toContain('net.ipv4.ip_forward = 0');
 
     const refused = nhi(['uninstall', '--bin-dir', bin, '--conf-dir', netd, '--purge']);
     expect(refused.status).toBe(1);
@@ -97,6 +100,7 @@ describe('nhi-cni uninstall', () => {
     expect(lines[0]).toBe(`removed ${netd}/10-nhi-cni.conflist`);
     expect(lines).toContain(`removed ${bin}/nhi-cni`);
     expect(lines).toContain('removed bridge nhi0');
+    expect(lines).toContain('restored sysctl net.ipv4.ip_forward = 0 (nhi-cni had set 1)');
     expect(snapshot()).toEqual(before);
     expect(existsSync(scratch.path('state'))).toBe(false);
     expect(existsSync(scratch.path('ipam', 'uni'))).toBe(false);
