@@ -272,11 +272,12 @@ async function ipamAdd(c: Chain): Promise<{ result: Result; reclaimed?: ReleaseO
     const where = { ...disk, stateDir: c.cfg.stateDir, ctx: { bootId: bootId(), now: Date.now(), graceMs: RECLAIM_GRACE_MS } };
     const dead = (await scan(where)).filter((f) => f.state === 'leaked');
     const reclaimed = dead.length ? await releaseLeaked(where, dead) : undefined;
-    if (!reclaimed?.released.length) throw e;
-    for (const f of reclaimed.released) {
+    for (const f of reclaimed?.released ?? []) {
       log.warn({ verb: 'ADD', ...subject(c), reclaimed: { ip: f.ip, containerId: f.containerId, ifname: f.ifname, reason: f.reason, detail: f.detail } }, 'range exhausted: released a dead reservation');
     }
-    return { result: await c.ipam.add(), reclaimed };
+    // Tried once more even when this ADD released nothing: an ADD beside it may
+    // just have released more dead reservations than it needed.
+    return { result: await c.ipam.add(), ...(reclaimed?.released.length ? { reclaimed } : {}) };
   }
 }
 

@@ -7,7 +7,7 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { chainConflist, direct, pluginConfig, testEnv } from '../helpers/chain.js';
+import { chainConflist, direct, directAsync, pluginConfig, testEnv } from '../helpers/chain.js';
 import { createNetns, deleteAllNetns, deleteNetns, linksOfType, type Netns } from '../helpers/netns.js';
 import { Scratch } from '../helpers/plugin.js';
 import { BINARY } from '../helpers/paths.js';
@@ -182,5 +182,28 @@ describe('automatic reclaim when a range is exhausted', () => {
     const lines = readFileSync(log, 'utf8').trim().split('\n').map((x) => JSON.parse(x));
     const reclaimed = lines.filter((x) => x.msg === 'range exhausted: released a dead reservation').map((x) => `${x.reclaimed.containerId}/${x.reclaimed.reason}`);
     expect(reclaimed.sort()).toEqual(['p1/previous-boot', 'p2/netns-gone']);
+  });
+
+  it('ADDs racing on a full range with dead reservations each get one, distinct', async () => {
+    const l = list('10.64.0.0/29');
+    const pods: Netns[] = [];
+    const ips: string[] = [];
+    for (let i = 0; i < 5; i++) {
+      pods.push(createNetns('nhip'));
+      const r = add(l, `q${i}`, pods[i]!);
+      expect(r.status, r.stdout).toBe(0);
+      ips.push(r.json.ips[0].address.split('/')[0]);
+    }
+    for (const i of [0, 2, 4]) {
+      deleteNetns(pods[i]!);
+      editRecord(`q${i}`, (r) => { r.boot = FAKE_BOOT; });
+    }
+    const fresh = [0, 1, 2, 3].map(() => createNetns('nhip'));
+    const runs = await Promise.all(fresh.map((p, i) => directAsync({ node, verb: 'ADD', config: pluginConfig(l, 0), containerId: `r${i}`, netns: p.path, env: testEnv(scratch.dir) })));
+    const ok = runs.filter((r) => r.status === 0);
+    expect(ok).toHaveLength(3);
+    expect(runs.filter((r) => r.status !== 0).map((r) => r.json.code)).toEqual([101]);
+    expect(ok.map((r) => r.json.ips[0].address.split('/')[0]).sort()).toEqual([ips[0], ips[2], ips[4]].sort());
+    expect(reserved()).toEqual([...ips].sort());
   });
 });
