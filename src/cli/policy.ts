@@ -224,11 +224,14 @@ function explainCommand(): Command {
     .requiredOption('--port <port>', 'destination port and protocol: <n>/<tcp|udp|sctp> (tcp when omitted)')
     .requiredOption('--config <conflist>', 'the conflist: its first nhi-cni or nhi-policy plugin gives the policy section and stateDir')
     .option('--state-dir <dir>', 'state directory holding policy-state.json (default: the plugin\'s stateDir, else /var/lib/nhi-cni)')
+    .addOption(outputOption(['table', 'json', 'yaml']))
     .addHelpText('after', `
 Pods and their identities come from the node's policy state, policies from the
 manifests now (as \`policy sync\` would apply them).
+-o json|yaml: {from, to, port, protocol, allowed, decision, text, deciding: [{kind, policy, file, document}]}.
 Exit status: 0 allowed, 1 denied, 2 bad input (unknown pod, bad manifest, …).`)
-    .action(guarded((opts: { from: string; to: string; port: string; config: string; stateDir?: string }) => {
+    .action(guarded(async (opts: { from: string; to: string; port: string; config: string; stateDir?: string; output: string }) => {
+      const format = formatOf(opts);
       const pm = /^(\d{1,5})(?:\/(tcp|udp|sctp))?$/i.exec(opts.port);
       const port = pm ? Number(pm[1]) : 0;
       if (!pm || port < 1 || port > 65535) throw new UsageError(`--port ${JSON.stringify(opts.port)}: expected <1-65535>/<tcp|udp|sctp>`);
@@ -243,10 +246,14 @@ Exit status: 0 allowed, 1 denied, 2 bad input (unknown pod, bad manifest, …).`
         throw new UsageError(e instanceof CniError && e.details ? `${e.message}: ${e.details}` : (e as Error).message);
       }
       const x = engine.explain({ from: opts.from, to: opts.to, port, protocol, policies });
+      process.exitCode = x.decision.allowed ? 0 : 1;
+      if (format === 'json' || format === 'yaml') {
+        const deciding = x.deciding.map((p) => ({ kind: p.kind, policy: policyId(p), file: p.source.file, document: p.source.index }));
+        return printDocument({ from: x.from, to: x.to, port, protocol: protocol.toLowerCase(), allowed: x.decision.allowed, decision: x.decision, text: x.text, deciding }, format);
+      }
       out(`${x.from.shown} -> ${x.to.shown} port ${port}/${protocol.toLowerCase()}\n`);
       out(`${x.text}\n`);
       for (const p of x.deciding) out(`  ${p.kind} ${policyId(p)}: ${p.source.file} document ${p.source.index}\n`);
-      process.exitCode = x.decision.allowed ? 0 : 1;
     }, 2));
   // Usage errors (a missing option, …) are bad input too: exit 2.
   cmd.exitOverride((err) => {
