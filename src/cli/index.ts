@@ -19,7 +19,10 @@ export const VERSION = typeof NHI_CNI_VERSION === 'string' ? NHI_CNI_VERSION : '
  * A reader that went away (`nhi-cni policy sync | head -1`) ends the command
  * quietly, as SIGPIPE ends a C program: no stack trace, no "write EPIPE".
  */
+let pipesWatched = false;
 function quietOnClosedPipe(): void {
+  if (pipesWatched) return;
+  pipesWatched = true;
   for (const s of [process.stdout, process.stderr]) {
     s.on('error', (e: NodeJS.ErrnoException) => {
       if (e.code === 'EPIPE') process.exit(typeof process.exitCode === 'number' ? process.exitCode : 0);
