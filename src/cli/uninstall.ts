@@ -147,6 +147,49 @@ function removeTree(path: string, what: string, say: (s: string) => void): void 
   say(`removed ${what} ${path}${st.isSymbolicLink() ? ' (a link; the directory it named is left)' : ''}`);
 }
 
+/** What nhi-cni writes at the top of a state directory (the chain, the policy engine, the ledger, the agent). */
+const STATE_FILES = [/^ledger\.jsonl$/, /^policy[-.]/, /^agent\.sock$/, /^wireguard\.key$/, /^\.nhi-tmp-/];
+const NETWORK_SUBDIRS = new Set(['attachments', 'locks']);
+
+/**
+ * The state directory, entry by entry: only what nhi-cni writes there goes,
+ * so a stateDir set to a directory shared with something else never loses
+ * that something's files; the directory itself goes once empty.
+ */
+function purgeStateDir(dir: string, say: (s: string) => void): void {
+  let st;
+  try {
+    st = lstatSync(dir);
+  } catch {
+    return;
+  }
+  if (SYSTEM_DIRS.has(dir) || (st.isSymbolicLink() && SYSTEM_DIRS.has(realpathSync(dir)))) {
+    say(`kept ${dir}: a system directory is never removed`);
+    return;
+  }
+  const foreign: string[] = [];
+  let entries: import('node:fs').Dirent[] = [];
+  try {
+    entries = readdirSync(dir, { withFileTypes: true });
+  } catch {
+    // not a directory we can read: left alone
+  }
+  for (const e of entries) {
+    const path = join(dir, e.name);
+    const ours = e.isDirectory()
+      ? !validateNetworkName(e.name) && readdirSync(path).every((n) => NETWORK_SUBDIRS.has(n))
+      : STATE_FILES.some((re) => re.test(e.name));
+    if (ours) rmSync(path, { recursive: true, force: true });
+    else foreign.push(e.name);
+  }
+  if (foreign.length) {
+    say(`kept state directory ${dir}: it holds what nhi-cni did not write (${foreign.slice(0, 5).join(', ')}${foreign.length > 5 ? ', …' : ''}); nhi-cni's files in it are removed`);
+    return;
+  }
+  rmSync(dir, { recursive: true, force: true });
+  say(`removed state directory ${dir}${st.isSymbolicLink() ? ' (a link; the directory it named is left, empty)' : ''}`);
+}
+
 async function purgeKernel(l: Layout, say: (s: string) => void, warn: (s: string) => void): Promise<void> {
   // nftables: our tables, each deleted alone (nft 1.0.6 has no "destroy"; a missing one is skipped).
   const listed = await run('nft', ['-j', 'list', 'tables']);
@@ -282,7 +325,7 @@ or something could not be removed (named on stderr).`)
       if (o.purge) {
         await purgeKernel(l, say, warn);
         if (l.network) removeTree(join(l.dataDir, l.network), `the reservations of network ${l.network} in`, say);
-        for (const d of l.stateDirs) removeTree(d, 'state directory', say);
+        for (const d of l.stateDirs) purgeStateDir(d, say);
         restoreSysctls(say, warn);
         removeTree(process.env.NHI_CNI_RUN_DIR || DEFAULT_RUN_DIR, 'run directory', say);
       }

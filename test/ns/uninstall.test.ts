@@ -138,4 +138,18 @@ describe('nhi-cni uninstall', () => {
       expect(x.stderr).toMatch(/Nothing was changed/);
     }
   });
+
+  it('--purge removes only what nhi-cni wrote in a state directory it shares', () => {
+    const { pod, add, conf } = installAndAdd('pod-three');
+    const del = direct({ node, binary: `${bin}/nhi-cni`, verb: 'DEL', config: pluginConfig(conf as never, 0, add.json), containerId: 'pod-three', netns: pod.path, env: { NHI_CNI_RUN_DIR: scratch.path('run') } });
+    expect(del.status, del.stdout).toBe(0);
+    expect(existsSync(scratch.path('state', 'ledger.jsonl'))).toBe(true);
+    writeFileSync(scratch.path('state', 'notes.txt'), 'someone else\'s');
+    mkdirSync(scratch.path('state', 'other'));
+    writeFileSync(scratch.path('state', 'other', 'data'), 'x');
+    const r = nhi(['uninstall', '--bin-dir', bin, '--conf-dir', netd, '--purge']);
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stdout).toContain(`kept state directory ${scratch.path('state')}: it holds what nhi-cni did not write (notes.txt, other)`);
+    expect(readdirSync(scratch.path('state')).sort()).toEqual(['notes.txt', 'other']);
+  });
 });
