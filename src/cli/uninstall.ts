@@ -8,7 +8,7 @@
 // changed them since. Refuses while pods are attached (they would lose their
 // DEL), listing them, unless --force.
 import { Command } from 'commander';
-import { lstatSync, readdirSync, readFileSync, readlinkSync, realpathSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
+import { lstatSync, readdirSync, readFileSync, readlinkSync, realpathSync, rmdirSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { validateNetworkName } from '../cni/config.js';
 import { absolutePathProblem } from '../cni/paths.js';
@@ -143,8 +143,25 @@ function removeTree(path: string, what: string, say: (s: string) => void): void 
     return;
   }
   // rmSync removes a link itself, never what it points to.
-  rmSync(path, { recursive: true, force: true });
-  say(`removed ${what} ${path}${st.isSymbolicLink() ? ' (a link; the directory it named is left)' : ''}`);
+  if (st.isSymbolicLink() || !st.isDirectory()) {
+    rmSync(path, { force: true });
+    say(`removed ${what} ${path}${st.isSymbolicLink() ? ' (a link; the directory it named is left)' : ''}`);
+    return;
+  }
+  for (const n of readdirSync(path)) rmSync(join(path, n), { recursive: true, force: true });
+  say(removeEmptyDir(path) ? `removed ${what} ${path}` : `emptied ${what} ${path} (a mount point stays)`);
+}
+
+/** rmdir; false when the directory is a mount point (a DaemonSet's hostPath), which stays, empty. */
+function removeEmptyDir(path: string): boolean {
+  try {
+    rmdirSync(path);
+    return true;
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'EBUSY' || code === 'EPERM' || code === 'EACCES') return false;
+    throw e;
+  }
 }
 
 /** What nhi-cni writes at the top of a state directory (the chain, the policy engine, the ledger, the agent). */
@@ -186,20 +203,33 @@ function purgeStateDir(dir: string, say: (s: string) => void): void {
     say(`kept state directory ${dir}: it holds what nhi-cni did not write (${foreign.slice(0, 5).join(', ')}${foreign.length > 5 ? ', …' : ''}); nhi-cni's files in it are removed`);
     return;
   }
-  rmSync(dir, { recursive: true, force: true });
-  say(`removed state directory ${dir}${st.isSymbolicLink() ? ' (a link; the directory it named is left, empty)' : ''}`);
+  if (st.isSymbolicLink()) {
+    rmSync(dir, { force: true });
+    say(`removed state directory ${dir} (a link; the directory it named is left, empty)`);
+  } else {
+    say(removeEmptyDir(dir) ? `removed state directory ${dir}` : `emptied state directory ${dir} (a mount point stays)`);
+  }
+}
+
+/** run, with a program that cannot be started (no nft in the image) as exit status 127 and its reason. */
+async function tryRun(file: string, args: string[]): Promise<{ exitCode: number; stdout: string; stderr: string }> {
+  try {
+    return await run(file, args);
+  } catch (e) {
+    return { exitCode: 127, stdout: '', stderr: `cannot run ${file}: ${(e as Error).message}` };
+  }
 }
 
 async function purgeKernel(l: Layout, say: (s: string) => void, warn: (s: string) => void): Promise<void> {
   // nftables: our tables, each deleted alone (nft 1.0.6 has no "destroy"; a missing one is skipped).
-  const listed = await run('nft', ['-j', 'list', 'tables']);
+  const listed = await tryRun('nft', ['-j', 'list', 'tables']);
   if (listed.exitCode !== 0) warn(`cannot list nftables tables: ${listed.stderr.trim()}`);
   else {
     const present = new Set(((JSON.parse(listed.stdout) as { nftables?: { table?: { family: string; name: string } }[] }).nftables ?? [])
       .flatMap((o) => (o.table ? [`${o.table.family} ${o.table.name}`] : [])));
     for (const [family, name] of OUR_TABLES) {
       if (!present.has(`${family} ${name}`)) continue;
-      const r = await run('nft', ['delete', 'table', family, name]);
+      const r = await tryRun('nft', ['delete', 'table', family, name]);
       if (r.exitCode === 0) say(`removed nftables table ${family} ${name}`);
       else warn(`removing nftables table ${family} ${name} failed: ${r.stderr.trim()}`);
     }
@@ -248,7 +278,7 @@ function restoreSysctls(say: (s: string) => void, warn: (s: string) => void): vo
 }
 
 async function delLink(name: string, what: string, say: (s: string) => void, warn: (s: string) => void): Promise<void> {
-  const r = await run('ip', ['link', 'del', name]);
+  const r = await tryRun('ip', ['link', 'del', name]);
   if (r.exitCode === 0) say(`removed ${what} ${name}`);
   else warn(`removing ${what} ${name} failed: ${r.stderr.trim()}`);
 }

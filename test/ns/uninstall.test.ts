@@ -152,4 +152,15 @@ describe('nhi-cni uninstall', () => {
     expect(r.stdout).toContain(`kept state directory ${scratch.path('state')}: it holds what nhi-cni did not write (notes.txt, other)`);
     expect(readdirSync(scratch.path('state')).sort()).toEqual(['notes.txt', 'other']);
   });
+
+  it('--purge empties a state directory that is a mount point (a DaemonSet hostPath) instead of failing', () => {
+    installAndAdd('pod-four');
+    const state = scratch.path('state');
+    // A private mount namespace: the bind mount never exists outside this one command.
+    const r = spawnSync('ip', ['netns', 'exec', node.name, 'unshare', '-m', '--propagation', 'private', 'sh', '-c',
+      'mount --bind "$1" "$1" && exec "$2" uninstall --bin-dir "$3" --conf-dir "$4" --purge --force', 'sh', state, BINARY, bin, netd], { encoding: 'utf8', env: env() });
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stdout).toContain(`emptied state directory ${state} (a mount point stays)`);
+    expect(readdirSync(state)).toEqual([]);
+  });
 });
