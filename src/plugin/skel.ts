@@ -4,6 +4,7 @@
 // evaluated (each of those costs milliseconds on every container event).
 import { basename } from 'node:path';
 import { decodeConfig, MAX_STDIN_BYTES } from '../cni/config.js';
+import { podOfArgs } from '../cni/args.js';
 import { parseEnv, type Verb } from '../cni/env.js';
 import { CniError, Code, errorJson } from '../cni/errors.js';
 import { configVersion, CURRENT_VERSION, requireVerbVersion, SUPPORTED_VERSIONS, type CniVersion } from '../cni/version.js';
@@ -118,14 +119,6 @@ async function dispatch(plugin: PluginType, verb: Exclude<Verb, 'VERSION'>, req:
     case 'STATUS':
       return void (await plugin.status(req));
   }
-}
-
-/** The K8S_POD_* pair of CNI_ARGS for a log line, read leniently: a failure is logged whatever the args hold. */
-export function podOfArgs(args: string): string | undefined {
-  const get = (k: string) => /^[A-Za-z0-9][A-Za-z0-9_.-]{0,252}$/.exec(args.split(';').find((p) => p.startsWith(`${k}=`))?.slice(k.length + 1) ?? '')?.[0];
-  const ns = get('K8S_POD_NAMESPACE');
-  const name = get('K8S_POD_NAME');
-  return ns && name ? `${ns}/${name}` : undefined;
 }
 
 async function logFailure(e: unknown, env: ReturnType<typeof parseEnv> | undefined): Promise<void> {
