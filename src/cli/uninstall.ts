@@ -99,7 +99,8 @@ function attachedPods(l: Layout): string[] {
     for (const net of dirNames(stateDir).filter((n) => !validateNetworkName(n))) {
       for (const rec of new AttachmentStore(stateDir, net).list()) {
         const v = judge(rec, ctx);
-        if (v.state !== 'leaked') out.push(`${net} container ${rec.containerId} ${rec.ifname} (host veth ${rec.hostVeth}, ${rec.netns}): ${v.detail}`);
+        // Record fields are printed for people: no control character reaches the terminal.
+        if (v.state !== 'leaked') out.push(`${net} container ${rec.containerId} ${rec.ifname} (host veth ${rec.hostVeth}, ${rec.netns}): ${v.detail}`.replace(/[\u0000-\u001f\u007f]/g, '?'));
       }
     }
   }
@@ -355,6 +356,7 @@ or something could not be removed (named on stderr).`)
       if (o.purge) {
         await purgeKernel(l, say, warn);
         if (l.network) removeTree(join(l.dataDir, l.network), `the reservations of network ${l.network} in`, say);
+        else say(`kept the reservations in ${l.dataDir}: no conflist of nhi-cni names the network (nhi-cni ipam ls shows them)`);
         for (const d of l.stateDirs) purgeStateDir(d, say);
         restoreSysctls(say, warn);
         removeTree(process.env.NHI_CNI_RUN_DIR || DEFAULT_RUN_DIR, 'run directory', say);
