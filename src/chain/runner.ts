@@ -14,7 +14,7 @@ import { onPath, run, spawnCount } from '../sys/exec.js';
 import { trace } from '../sys/trace.js';
 import { batchFailure, IpBatch, runHostBatch, runNetnsBatch } from '../sys/ip.js';
 import { applyNft, NftTransaction, type NftCommand } from '../sys/nft.js';
-import { isBridge, linkExists, linkMaster, netnsId, ownNetnsId } from '../sys/sysfs.js';
+import { bootId, isBridge, linkExists, linkMaster, netnsId, ownNetnsId } from '../sys/sysfs.js';
 import { prevResultOf, type CniRequest } from '../cni/request.js';
 import type { Identity, Policy } from '../policy/model.js';
 import { crashPoint } from '../sys/testhooks.js';
@@ -29,6 +29,7 @@ import { appendLedger, type LedgerEntry } from './ledger.js';
 import { masqAdd, masqInstalled, subnetsOf } from './masq.js';
 import { Plan } from './plan.js';
 import { AttachmentStore, RunCache, type AttachmentRecord } from './state.js';
+import { RECLAIM_GRACE_MS, releaseLeaked, scan, type ReleaseOutcome } from './reclaim.js';
 import { hostVethInterface, hostVethName, macFor, vethAdd } from './veth.js';
 import { checkGuard, guardAdd, guardDel, type GuardedPort } from './spoofcheck.js';
 
@@ -69,6 +70,19 @@ function toLedger(c: Chain, event: 'ADD' | 'DEL', ips: string[]): void {
   }
 }
 
+/**
+ * What every log line of an attachment carries: network, container, interface,
+ * namespace, and the pod (CNI_ARGS K8S_POD_*, else the workload identity).
+ */
+function subject(c: Chain): Record<string, unknown> {
+  const { containerId, ifname, netns } = c.req.env;
+  const pod = c.pod ?? (c.identity ? `${c.identity.namespace}/${c.identity.name}` : undefined);
+  return { network: c.req.config.name, containerId, ifname, netns, ...(pod ? { pod } : {}) };
+}
+
+/** Milliseconds since the process started: the whole call as the runtime waited for it. */
+const elapsedMs = () => Math.round(performance.now());
+
 /** Test hook (sys/testhooks.ts): NHI_CNI_CRASH_AFTER=<step> kills the ADD right after that step. */
 const step = crashPoint;
 
@@ -97,7 +111,7 @@ function checkNetns(netns: string): void {
 function repeatedAdd(c: Chain, prior: AttachmentRecord & { result: Result }): Result {
   const { containerId, ifname, netns } = c.req.env;
   if (prior.netns === netns && linkExists(prior.hostVeth)) {
-    log.info({ verb: 'ADD', network: c.req.config.name, containerId, ifname, hostVeth: prior.hostVeth }, 'attachment exists; returning its result');
+    log.info({ verb: 'ADD', ...subject(c), hostVeth: prior.hostVeth, durationMs: elapsedMs() }, 'attachment exists; returning its result');
     return prior.result;
   }
   throw new CniError(Code.SystemFailure,
@@ -117,12 +131,12 @@ export async function chainAdd(c: Chain): Promise<Result> {
   const prior = store.read(containerId, ifname);
   if (prior?.result) return repeatedAdd(c, prior as AttachmentRecord & { result: Result });
   if (prior) {
-    log.warn({ verb: 'ADD', containerId, ifname, hostVeth: prior.hostVeth }, 'removing what an earlier, interrupted ADD left');
+    log.warn({ verb: 'ADD', ...subject(c), hostVeth: prior.hostVeth }, 'removing what an earlier, interrupted ADD left');
     await teardown(c, { hostVeth: prior.hostVeth, netns: '', ips: prior.ips, port: portOf(prior.hostVeth, prior, undefined) });
   }
 
   trace('chain start');
-  const ipamResult = await c.ipam.add();
+  const { result: ipamResult, reclaimed } = await ipamAdd(c);
   trace('ipam done');
   step('ipam');
   const ips = ipamResult.ips ?? [];
@@ -131,6 +145,8 @@ export async function chainAdd(c: Chain): Promise<Result> {
     containerId, ifname, netns, bridge: cfg.bridge, hostVeth,
     ips: ips.map((i) => i.address), created: new Date().toISOString(),
   };
+  const boot = bootId();
+  if (boot) rec.boot = boot;
   rec.mac = cfg.mac ?? macFor(ips);
   const guard = (port: string): GuardedPort => ({ hostVeth: port, mac: rec.mac!, ips: rec.ips.map((a) => a.split('/')[0]!), level: cfg.guard });
   let stage = 'ipam';
@@ -162,8 +178,8 @@ export async function chainAdd(c: Chain): Promise<Result> {
       veth = vethAdd(cfg, { hostVeth, ifname, netns, ips, routes: ipamResult.routes ?? [] }, plan);
       if (cfg.ipMasq) masqAdd(req.config.name, ips, plan, cfg.clusterCIDRs);
       if (!nftDone) {
-        plan.nft.push(...guardAdd(guard(hostVeth)));
-        nftDone = started(applyNftWork(c, plan, ips).then(() => { nftApplied = true; }));
+        plan.nft.push(...(reclaimed?.unguard ?? []), ...guardAdd(guard(hostVeth)));
+        nftDone = started(applyNftWork(c, plan, ips, reclaimed?.removed).then(() => { nftApplied = true; }));
       }
       const r = await runHostBatch(plan.host);
       if (r.exitCode === 0) break;
@@ -220,11 +236,11 @@ export async function chainAdd(c: Chain): Promise<Result> {
     // The attachment is complete: a repeated ADD now gets this result.
     store.write({ ...rec, result });
     toLedger(c, 'ADD', rec.ips);
-    log.info({ verb: 'ADD', network: req.config.name, containerId, ifname, hostVeth, ips: rec.ips, processes: spawnCount() }, 'attachment added');
+    log.info({ verb: 'ADD', ...subject(c), hostVeth, ips: rec.ips, processes: spawnCount(), durationMs: elapsedMs() }, 'attachment added');
     return result;
   } catch (e) {
     // Undo, newest first; each undo step tolerates what is already gone.
-    log.warn({ verb: 'ADD', containerId, ifname, stage, error: (e as Error).message }, 'ADD failed; rolling back');
+    log.warn({ verb: 'ADD', ...subject(c), stage, error: (e as Error).message }, 'ADD failed; rolling back');
     // A transaction still in flight is waited for, so that nothing it adds outlives the rollback.
     const nftError = await nftDone?.wait().then(() => undefined, (err: unknown) => err);
     await removeLinks(vethOurs ? hostVeth : undefined, stage === 'ipam' || stage === 'record' ? '' : netns, ifname).catch(() => undefined);
@@ -237,6 +253,31 @@ export async function chainAdd(c: Chain): Promise<Result> {
     await c.ipam.del().catch(() => undefined);
     store.remove(containerId, ifname);
     throw e;
+  }
+}
+
+/**
+ * IPAM's ADD; when the range is exhausted (code 101), the built-in IPAM's
+ * reservations proven dead (src/chain/reclaim.ts: a previous boot, or host veth
+ * and namespace gone for longer than the grace period) are released, each
+ * logged, and IPAM tries once more. The reclaimed attachments' port guards and
+ * policy membership go in this ADD's nft transaction.
+ */
+async function ipamAdd(c: Chain): Promise<{ result: Result; reclaimed?: ReleaseOutcome }> {
+  try {
+    return { result: await c.ipam.add() };
+  } catch (e) {
+    const disk = c.ipam.disk;
+    if (!(e instanceof CniError && e.code === Code.PoolExhausted) || !disk) throw e;
+    const where = { ...disk, stateDir: c.cfg.stateDir, ctx: { bootId: bootId(), now: Date.now(), graceMs: RECLAIM_GRACE_MS } };
+    const dead = (await scan(where)).filter((f) => f.state === 'leaked');
+    const reclaimed = dead.length ? await releaseLeaked(where, dead) : undefined;
+    for (const f of reclaimed?.released ?? []) {
+      log.warn({ verb: 'ADD', ...subject(c), reclaimed: { ip: f.ip, containerId: f.containerId, ifname: f.ifname, reason: f.reason, detail: f.detail } }, 'range exhausted: released a dead reservation');
+    }
+    // Tried once more even when this ADD released nothing: an ADD beside it may
+    // just have released more dead reservations than it needed.
+    return { result: await c.ipam.add(), ...(reclaimed?.released.length ? { reclaimed } : {}) };
   }
 }
 
@@ -269,7 +310,7 @@ async function applyPlanNft(plan: Plan): Promise<void> {
  * masquerade), plus, with a policy section, the node's whole policy state
  * with this pod in it - so the pod's policy is in place before ADD returns.
  */
-async function applyNftWork(c: Chain, plan: Plan, ips: IpConfig[]): Promise<void> {
+async function applyNftWork(c: Chain, plan: Plan, ips: IpConfig[], reclaimed: ReleaseOutcome['removed'] = []): Promise<void> {
   if (!c.policy) return applyPlanNft(plan);
   const { req } = c;
   const key = podKey(req.config.name, req.env.containerId, req.env.ifname);
@@ -278,7 +319,13 @@ async function applyNftWork(c: Chain, plan: Plan, ips: IpConfig[]): Promise<void
     ips: ips.map((i) => i.address.split('/')[0]!),
     ...(c.identity ? { identity: c.identity } : {}),
   };
-  await c.policy.reconcile({ change: (pods) => placePod(pods, key, pod), policies: c.policies, extra: plan.nft.commands });
+  await c.policy.reconcile({
+    change: (pods) => {
+      for (const r of reclaimed) delete pods[podKey(req.config.name, r.containerId, r.ifname)];
+      placePod(pods, key, pod);
+    },
+    policies: c.policies, extra: plan.nft.commands,
+  });
 }
 
 /**
@@ -352,7 +399,7 @@ export async function chainDel(c: Chain): Promise<void> {
   const ips = rec?.ips ?? prev?.ips?.map((i) => i.address) ?? [];
   await teardown(c, { hostVeth, netns: netns || rec?.netns || '', ips, ...(hostVeth ? { port: portOf(hostVeth, rec, prev) } : {}) });
   toLedger(c, 'DEL', ips);
-  log.info({ verb: 'DEL', network: req.config.name, containerId, ifname, hostVeth }, 'attachment deleted');
+  log.info({ verb: 'DEL', ...subject(c), hostVeth, ips, durationMs: elapsedMs() }, 'attachment deleted');
 }
 
 export async function chainCheck(c: Chain): Promise<void> {
@@ -394,6 +441,7 @@ export async function chainCheck(c: Chain): Promise<void> {
       if (!(await masqInstalled(req.config.name, s))) throw fail(`masquerade for ${s} is not installed (table inet nhi_cni)`);
     }
   }
+  log.info({ verb: 'CHECK', ...subject(c), hostVeth, durationMs: elapsedMs() }, 'attachment checked');
 }
 
 /** ip -j -batch prints one JSON document per command, back to back. */

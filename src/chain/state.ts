@@ -49,6 +49,12 @@ export interface AttachmentRecord {
   mac?: string;
   created: string;
   /**
+   * The boot id (src/sys/sysfs.ts bootId) of the ADD: a record of another
+   * boot is proof that its kernel state is gone (leak reclaim, src/chain/reclaim.ts).
+   * Absent in records of earlier versions.
+   */
+  boot?: string;
+  /**
    * The ADD's result, written when the ADD completed. A record without it is
    * an ADD in progress or one that was killed; with it, a repeated ADD (a
    * runtime retry) gets this result back instead of a second attachment.

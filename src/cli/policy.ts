@@ -13,6 +13,7 @@ import { ExplainInputError, loadPolicyConfig, podKey, PolicyEngine, STATE_FILE, 
 import { policyId, type Policy, type Protocol } from '../policy/model.js';
 import { loadPolicyDir, parseManifestText, PolicyError } from '../policy/parse.js';
 import { NftTransaction } from '../sys/nft.js';
+import { formatOf, outputOption, printDocument } from './output.js';
 
 /** Bad input to `policy explain` (exit 2, not "denied"). */
 class UsageError extends Error {}
@@ -223,11 +224,14 @@ function explainCommand(): Command {
     .requiredOption('--port <port>', 'destination port and protocol: <n>/<tcp|udp|sctp> (tcp when omitted)')
     .requiredOption('--config <conflist>', 'the conflist: its first nhi-cni or nhi-policy plugin gives the policy section and stateDir')
     .option('--state-dir <dir>', 'state directory holding policy-state.json (default: the plugin\'s stateDir, else /var/lib/nhi-cni)')
+    .addOption(outputOption(['table', 'json', 'yaml']))
     .addHelpText('after', `
 Pods and their identities come from the node's policy state, policies from the
 manifests now (as \`policy sync\` would apply them).
+-o json|yaml: {from, to, port, protocol, allowed, decision, text, deciding: [{kind, policy, file, document}]}.
 Exit status: 0 allowed, 1 denied, 2 bad input (unknown pod, bad manifest, …).`)
-    .action(guarded((opts: { from: string; to: string; port: string; config: string; stateDir?: string }) => {
+    .action(guarded(async (opts: { from: string; to: string; port: string; config: string; stateDir?: string; output: string }) => {
+      const format = formatOf(opts);
       const pm = /^(\d{1,5})(?:\/(tcp|udp|sctp))?$/i.exec(opts.port);
       const port = pm ? Number(pm[1]) : 0;
       if (!pm || port < 1 || port > 65535) throw new UsageError(`--port ${JSON.stringify(opts.port)}: expected <1-65535>/<tcp|udp|sctp>`);
@@ -242,10 +246,14 @@ Exit status: 0 allowed, 1 denied, 2 bad input (unknown pod, bad manifest, …).`
         throw new UsageError(e instanceof CniError && e.details ? `${e.message}: ${e.details}` : (e as Error).message);
       }
       const x = engine.explain({ from: opts.from, to: opts.to, port, protocol, policies });
+      process.exitCode = x.decision.allowed ? 0 : 1;
+      if (format === 'json' || format === 'yaml') {
+        const deciding = x.deciding.map((p) => ({ kind: p.kind, policy: policyId(p), file: p.source.file, document: p.source.index }));
+        return printDocument({ from: x.from, to: x.to, port, protocol: protocol.toLowerCase(), allowed: x.decision.allowed, decision: x.decision, text: x.text, deciding }, format);
+      }
       out(`${x.from.shown} -> ${x.to.shown} port ${port}/${protocol.toLowerCase()}\n`);
       out(`${x.text}\n`);
       for (const p of x.deciding) out(`  ${p.kind} ${policyId(p)}: ${p.source.file} document ${p.source.index}\n`);
-      process.exitCode = x.decision.allowed ? 0 : 1;
     }, 2));
   // Usage errors (a missing option, …) are bad input too: exit 2.
   cmd.exitOverride((err) => {
@@ -261,7 +269,8 @@ function statsCommand(): Command {
   return new Command('stats')
     .description('per-policy counts of connections allowed and denied on this node (the named counters of inet nhi_policy), and frames dropped by the source check per pod')
     .option('--state-dir <dir>', 'state directory holding policy-state.json', DEFAULT_STATE_DIR)
-    .option('--json', 'print JSON lines instead of a table')
+    .addOption(outputOption())
+    .option('--json', 'same as -o json (JSON lines)')
     .addHelpText('after', `
 Run it in the node's network namespace: it reads the table inet ${POLICY_TABLE} of
 the namespace it runs in. Counters count packets opening new connections only
@@ -276,7 +285,8 @@ Below, per pod, the frames its port's source check dropped (table bridge
 nhi_cni): a forged MAC or address, an ARP or neighbour advertisement claiming
 another's address, a router advertisement. Shown when any was dropped; --json
 prints one {"guard":true,"pod","port","dropped"} line per pod.`)
-    .action(guarded(async (opts: { stateDir: string; json?: boolean }) => {
+    .action(guarded(async (opts: { stateDir: string; output: string; json?: boolean }) => {
+      const format = formatOf(opts);
       const stateDir = resolve(opts.stateDir);
       const engine = PolicyEngine.forStateDir(stateDir);
       const [stats, drops] = await Promise.all([engine.stats(), guardDrops()]);
@@ -285,11 +295,12 @@ prints one {"guard":true,"pod","port","dropped"} line per pod.`)
       }
       const { rows } = stats;
       const guards = guardRows(stateDir, engine.state(), drops);
-      if (opts.json) {
+      if (format === 'json') {
         for (const row of rows) out(`${JSON.stringify(row)}\n`);
         for (const row of guards) out(`${JSON.stringify(row)}\n`);
         return;
       }
+      if (format === 'yaml') return printDocument({ policies: rows, guards }, 'yaml');
       if (rows.length === 0) out(`no policies in ${stateDir}/${STATE_FILE}\n`);
       else {
         const w = Math.max('POLICY'.length, ...rows.map((x) => x.policy.length));

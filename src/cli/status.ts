@@ -1,7 +1,8 @@
 // `nhi-cni status`: asks the running agent over its unix socket
 // (<state-dir>/agent.sock, mode 0600: root only, nothing on the network, and
 // no port to guess when --listen was changed) and prints what it knows.
-import { Command, Option } from 'commander';
+import { Command } from 'commander';
+import { formatOf, outputOption, printDocument } from './output.js';
 import type { AgentStatus } from '../agent/agent.js';
 import { DEFAULT_STATE_DIR } from '../agent/options.js';
 import { absolutePathProblem } from '../cni/paths.js';
@@ -53,10 +54,17 @@ export function statusCommand(): Command {
   return new Command('status')
     .description('what the running agent knows: API connection, last sync, node pod CIDRs, pods and policies, refused objects')
     .option('--state-dir <dir>', 'the agent\'s state directory (its socket is <dir>/agent.sock)', process.env.NHI_CNI_STATE_DIR || DEFAULT_STATE_DIR)
-    .addOption(new Option('-o, --output <format>', 'table or json').choices(['table', 'json']).default('table'))
-    .action(async (o: { stateDir: string; output: 'table' | 'json' }) => {
+    .addOption(outputOption())
+    .option('--json', 'same as -o json')
+    .addHelpText('after', '\nExit status: 0 the agent answered, 1 it did not (down), 2 bad input.')
+    .action(async (o: { stateDir: string; output: string; json?: boolean }) => {
+      const format = formatOf(o);
       const why = absolutePathProblem(o.stateDir);
-      if (why) throw new Error(`--state-dir ${JSON.stringify(o.stateDir)} ${why}`);
+      if (why) {
+        process.stderr.write(`nhi-cni status: --state-dir ${JSON.stringify(o.stateDir)} ${why}\n`);
+        process.exitCode = 2;
+        return;
+      }
       const sock = `${o.stateDir.replace(/\/+$/, '')}/agent.sock`;
       let s: AgentStatus;
       try {
@@ -68,6 +76,7 @@ export function statusCommand(): Command {
         process.exitCode = 1;
         return;
       }
-      process.stdout.write(o.output === 'json' ? `${JSON.stringify(s, null, 2)}\n` : table(s));
+      if (format === 'json' || format === 'yaml') return printDocument(s, format);
+      process.stdout.write(table(s));
     });
 }

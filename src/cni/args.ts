@@ -36,3 +36,15 @@ export function parseCniArgs(raw: string, known: readonly string[]): CniArgs {
   }
   return out;
 }
+
+/**
+ * "namespace/name" from CNI_ARGS K8S_POD_NAMESPACE and K8S_POD_NAME, for log
+ * lines: read leniently (a failure is logged whatever the args hold), and only
+ * values shaped like Kubernetes names.
+ */
+export function podOfArgs(args: string): string | undefined {
+  const get = (k: string) => /^[A-Za-z0-9][A-Za-z0-9_.-]{0,252}$/.exec(args.split(';').find((p) => p.startsWith(`${k}=`))?.slice(k.length + 1) ?? '')?.[0];
+  const ns = get('K8S_POD_NAMESPACE');
+  const name = get('K8S_POD_NAME');
+  return ns && name ? `${ns}/${name}` : undefined;
+}

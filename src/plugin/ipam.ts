@@ -1,6 +1,6 @@
 // Plugin type `nhi-ipam`: host-local-compatible IPAM, run by a main plugin (the
 // reference bridge, or any other) as its `ipam.type`.
-import { parseCniArgs } from '../cni/args.js';
+import { parseCniArgs, podOfArgs } from '../cni/args.js';
 import { parsePrevResult } from '../cni/result.js';
 import { ipamAdd, ipamCheck, ipamDel, ipamGc, ipamStatus } from '../chain/ipam/index.js';
 import { loadIpamConfig } from '../chain/ipam/config.js';
@@ -17,16 +17,22 @@ function load(req: CniRequest) {
 
 const attachment = (req: CniRequest) => ({ containerId: req.env.containerId, ifname: req.env.ifname });
 
+/** The fields of a log line of this attachment (docs/operations.md "Logs"). */
+function subject(req: CniRequest): Record<string, unknown> {
+  const pod = podOfArgs(req.env.args);
+  return { network: req.config.name, containerId: req.env.containerId, ifname: req.env.ifname, netns: req.env.netns, ...(pod ? { pod } : {}), durationMs: Math.round(performance.now()) };
+}
+
 export const ipamPlugin: PluginType = {
   async add(req) {
     // A repeated ADD is refused, as host-local refuses it (see ipamAdd).
     const result = ipamAdd(load(req), attachment(req), false);
-    log.info({ verb: 'ADD', network: req.config.name, containerId: req.env.containerId, ifname: req.env.ifname, ips: result.ips?.map((i) => i.address) }, 'addresses reserved');
+    log.info({ verb: 'ADD', ...subject(req), ips: result.ips?.map((i) => i.address) }, 'addresses reserved');
     return result;
   },
   async del(req) {
     const released = ipamDel(load(req), attachment(req));
-    log.info({ verb: 'DEL', network: req.config.name, containerId: req.env.containerId, ifname: req.env.ifname, ips: released.map(formatIp) }, 'addresses released');
+    log.info({ verb: 'DEL', ...subject(req), ips: released.map(formatIp) }, 'addresses released');
   },
   async check(req) {
     const prev = req.config.prevResult === undefined ? undefined : parsePrevResult(req.config.prevResult, req.version);

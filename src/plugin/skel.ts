@@ -4,6 +4,7 @@
 // evaluated (each of those costs milliseconds on every container event).
 import { basename } from 'node:path';
 import { decodeConfig, MAX_STDIN_BYTES } from '../cni/config.js';
+import { podOfArgs } from '../cni/args.js';
 import { parseEnv, type Verb } from '../cni/env.js';
 import { CniError, Code, errorJson } from '../cni/errors.js';
 import { configVersion, CURRENT_VERSION, requireVerbVersion, SUPPORTED_VERSIONS, type CniVersion } from '../cni/version.js';
@@ -70,9 +71,10 @@ function guard(version: () => CniVersion, answered: () => boolean): void {
 export async function runCni(env: Record<string, string | undefined>, invokedAs: string): Promise<number> {
   let version: CniVersion = CURRENT_VERSION;
   let answered = false;
+  let cenv: ReturnType<typeof parseEnv> | undefined;
   guard(() => version, () => answered);
   try {
-    const cenv = parseEnv(env);
+    cenv = parseEnv(env);
     if (cenv.verb === 'VERSION') {
       // The reference plugins answer with their newest version and ignore stdin.
       writeStdout(`${JSON.stringify({ cniVersion: CURRENT_VERSION, supportedVersions: SUPPORTED_VERSIONS })}\n`);
@@ -95,7 +97,7 @@ export async function runCni(env: Record<string, string | undefined>, invokedAs:
     if (result) writeStdout(`${JSON.stringify(result)}\n`);
     return 0;
   } catch (e) {
-    await logFailure(e);
+    await logFailure(e, cenv);
     answered = true;
     writeStdout(`${JSON.stringify(errorJson(e, version))}\n`);
     return 1;
@@ -119,13 +121,17 @@ async function dispatch(plugin: PluginType, verb: Exclude<Verb, 'VERSION'>, req:
   }
 }
 
-async function logFailure(e: unknown): Promise<void> {
+async function logFailure(e: unknown, env: ReturnType<typeof parseEnv> | undefined): Promise<void> {
   try {
     const { log } = await import('../log.js');
     // What the log gets is what stdout gets: redacted (errorJson).
     const j = errorJson(e, CURRENT_VERSION);
-    if (e instanceof CniError && e.code !== Code.Internal) log.warn({ code: j.code, details: j.details }, j.msg);
-    else log.error({ details: j.details, stack: e instanceof Error && e.stack ? redact(e.stack) : undefined }, 'internal error');
+    // Which attachment failed: the error line must be findable by container and pod.
+    const pod = env ? podOfArgs(env.args) : undefined;
+    const who = env ? { verb: env.verb, containerId: env.containerId, ifname: env.ifname, netns: env.netns, ...(pod ? { pod } : {}) } : {};
+    const durationMs = Math.round(performance.now());
+    if (e instanceof CniError && e.code !== Code.Internal) log.warn({ ...who, code: j.code, details: j.details, durationMs }, j.msg);
+    else log.error({ ...who, code: j.code, details: j.details, stack: e instanceof Error && e.stack ? redact(e.stack) : undefined, durationMs }, 'internal error');
   } catch {
     // logging must never hide the error itself
   }

@@ -2,7 +2,9 @@
 // links of the plugin's own network namespace, /proc/sys for its sysctls.
 // (Both reflect the namespace the plugin runs in: the node's.)
 import { readFileSync, readlinkSync, statSync, writeFileSync, existsSync } from 'node:fs';
-import { basename } from 'node:path';
+import { basename, join } from 'node:path';
+import { createExclusive } from './files.js';
+import { safeRoot, safeSubdir } from './safe-path.js';
 
 const NET = '/sys/class/net';
 
@@ -51,8 +53,35 @@ export function readSysctl(path: string): string | undefined {
 export function ensureSysctl(path: string, value: string): boolean {
   const cur = readSysctl(path);
   if (cur === undefined) return false;
-  if (cur !== value) writeFileSync(`/proc/sys/${path}`, value);
+  if (cur !== value) {
+    if (RECORDED_SYSCTLS.includes(path)) recordSysctlOrigin(path, cur, value);
+    writeFileSync(`/proc/sys/${path}`, value);
+  }
   return true;
+}
+
+/**
+ * Node-wide sysctls nhi-cni may change: the value each had before the first
+ * change is kept (`uninstall --purge` puts it back). Per-interface ones go
+ * with their interface.
+ */
+export const RECORDED_SYSCTLS = ['net/ipv4/ip_forward', 'net/ipv6/conf/all/forwarding', 'net/bridge/bridge-nf-call-iptables', 'net/bridge/bridge-nf-call-ip6tables'];
+
+/** Where the originals of this network namespace are kept: under the run dir, gone at reboot like the values themselves. */
+export function sysctlOriginDir(runDir = process.env.NHI_CNI_RUN_DIR || '/run/nhi-cni'): string {
+  return join(runDir, ownNetnsId(), 'sysctl');
+}
+
+/** The first writer wins (O_EXCL): that is the value before nhi-cni. Never fails the caller. */
+function recordSysctlOrigin(path: string, was: string, set: string): void {
+  try {
+    const runDir = process.env.NHI_CNI_RUN_DIR || '/run/nhi-cni';
+    safeRoot(runDir, 'run dir');
+    const dir = safeSubdir(runDir, [ownNetnsId(), 'sysctl'])!;
+    createExclusive(join(dir, path.replaceAll('/', '.')), `${JSON.stringify({ path, was, set })}\n`);
+  } catch {
+    // Not recorded: uninstall will leave this one as it is.
+  }
 }
 
 /** Identifies the plugin's network namespace (its inode), for node-local caches. */
@@ -66,4 +95,24 @@ export function netnsId(path: string): string | undefined {
   } catch {
     return undefined;
   }
+}
+
+let bootIdCache: string | undefined;
+
+/**
+ * This boot's id (/proc/sys/kernel/random/boot_id, a UUID the kernel draws at
+ * boot): recorded with each attachment, so a record from an earlier boot is
+ * proof that its veth, namespace and kernel state are gone. Read once per
+ * process (one small read, no process); undefined when unreadable.
+ */
+export function bootId(): string | undefined {
+  if (bootIdCache === undefined) {
+    try {
+      const id = readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
+      if (/^[0-9a-f-]{36}$/.test(id)) bootIdCache = id;
+    } catch {
+      // no /proc: nothing recorded, and nothing judged by boot
+    }
+  }
+  return bootIdCache;
 }

@@ -158,6 +158,17 @@ describe('nhi-cni policy compile and explain (hand-written policy state)', () =>
     expect(r.stdout).toContain('denied: no rule of a selecting policy allows it');
   });
 
+  it('explain -o json / yaml: the verdict as a document, same exit status', () => {
+    const ok = cli([...explainArgs('payments/api', 'payments/db', '5432/tcp'), '-o', 'json']);
+    expect(ok.status).toBe(0);
+    const j = JSON.parse(ok.stdout);
+    expect(j).toMatchObject({ port: 5432, protocol: 'tcp', allowed: true });
+    expect(j.deciding.map((d: { policy: string }) => d.policy)).toContain('payments/db-allow-payment-service');
+    const denied = cli([...explainArgs('payments/api', 'payments/db', '5433/tcp'), '-o', 'yaml']);
+    expect(denied.status).toBe(1);
+    expect(denied.stdout).toMatch(/^allowed: false$/m);
+  });
+
   it('explain: reporting -> db is denied', () => {
     const r = cli(explainArgs('payments/reporting', 'payments/db', '5432/tcp'));
     expect(r.status).toBe(1);

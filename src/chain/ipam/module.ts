@@ -18,6 +18,8 @@ export interface IpamStep {
   check(prev: Result): Promise<void>;
   gc(valid: Attachment[] | undefined): Promise<void>;
   status(): Promise<void>;
+  /** The built-in IPAM's directory (leak reclaim reads and releases it); absent for a delegated plugin. */
+  disk?: { dataDir: string; network: string };
 }
 
 export function builtinIpam(req: CniRequest, envIp?: string): IpamStep {
@@ -33,6 +35,7 @@ export function builtinIpam(req: CniRequest, envIp?: string): IpamStep {
     check: async (prev) => ipamCheck(conf(), att, prev),
     gc: async (valid) => void ipamGc(conf(), valid),
     status: async () => ipamStatus(conf()),
+    disk: { dataDir: cfg.dataDir, network: cfg.network },
   };
 }
 
