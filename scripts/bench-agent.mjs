@@ -30,6 +30,14 @@ spawnSync('ip', ['netns', 'add', ns]);
 spawnSync('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
 const relay = spawn('ip', ['netns', 'exec', ns, process.execPath, join(root, 'test/helpers/tcp-relay.mjs'), '127.0.0.1', '6443', join(dir, 'api.sock')], { stdio: ['ignore', 'pipe', 'inherit'] });
 await new Promise((r) => relay.stdout.once('data', r));
+let agent;
+const cleanup = () => {
+  agent?.kill('SIGTERM');
+  relay.kill();
+  spawnSync('ip', ['netns', 'del', ns]);
+  rmSync(dir, { recursive: true, force: true });
+};
+for (const sig of ['SIGINT', 'SIGTERM']) process.once(sig, () => { cleanup(); process.exit(130); });
 for (let n = 0; n < NAMESPACES; n++) api.create('namespaces', { metadata: { name: `ns-${n}`, labels: { team: `t${n % 5}` } } });
 for (let n = 1; n <= 3; n++) api.create('nodes', { metadata: { name: `n${n}` }, spec: { podCIDRs: [`10.244.${n}.0/24`] }, status: { addresses: [{ type: 'InternalIP', address: `192.168.0.${n}` }] } });
 for (let i = 0; i < PODS; i++) {
@@ -50,7 +58,7 @@ for (let i = 0; i < POLICIES; i++) {
 const port = 20000 + Math.floor(Math.random() * 20000);
 const sock = join(dir, 'state', 'agent.sock');
 const t0 = performance.now();
-const agent = spawn('ip', ['netns', 'exec', ns, join(root, 'dist/nhi-cni'), 'agent', '--kubeconfig', api.kubeconfig(api.token, 'https://127.0.0.1:6443'), '--node-name', 'n1', '--overlay', 'none', '--state-dir', join(dir, 'state'), '--conf-dir', join(dir, 'net.d'), '--listen', `127.0.0.1:${port}`, '--debounce', DEBOUNCE], { stdio: ['ignore', 'ignore', process.env.AGENT_LOG ? 'inherit' : 'ignore'], env: { PATH: process.env.PATH, NHI_CNI_LOG_LEVEL: process.env.AGENT_LOG ?? 'warn' } });
+agent = spawn('ip', ['netns', 'exec', ns, join(root, 'dist/nhi-cni'), 'agent', '--kubeconfig', api.kubeconfig(api.token, 'https://127.0.0.1:6443'), '--node-name', 'n1', '--overlay', 'none', '--state-dir', join(dir, 'state'), '--conf-dir', join(dir, 'net.d'), '--listen', `127.0.0.1:${port}`, '--debounce', DEBOUNCE], { stdio: ['ignore', 'ignore', process.env.AGENT_LOG ? 'inherit' : 'ignore'], env: { PATH: process.env.PATH, NHI_CNI_LOG_LEVEL: process.env.AGENT_LOG ?? 'warn' } });
 
 const get = (path) => new Promise((resolve, reject) => {
   const req = request({ socketPath: sock, path }, (res) => {
@@ -110,7 +118,7 @@ const pct = (p) => pctOf(lat, p);
 const tableSize = spawnSync('ip', ['netns', 'exec', ns, 'nft', 'list', 'table', 'inet', 'nhi_policy'], { encoding: 'utf8' }).stdout.split('\n').length;
 const size = (f) => (statSync(join(root, 'dist', f)).size / 1e6).toFixed(2);
 console.log(`agent bench: ${PODS} pods on 3 nodes, ${NAMESPACES} namespaces, ${POLICIES} NetworkPolicies, debounce ${DEBOUNCE} ms`);
-console.log(`  bundles: main.cjs ${size('main.cjs')} MB, agent.cjs ${size('agent.cjs')} MB (SEA asset), binary ${size('nhi-cni')} MB`);
+console.log(`  bundles: main.cjs ${size('main.cjs')} MB, lazy/agent.cjs ${size('lazy/agent.cjs')} MB (SEA asset), binary ${size('nhi-cni')} MB`);
 console.log(`  start to ready (lists, first view, conflist): ${readyMs.toFixed(0)} ms`);
 console.log(`  RSS: ${rssReady.toFixed(0)} MB when ready, ${rssIdle.toFixed(0)} MB after 10 s idle; idle CPU ${(idleCpu * 100).toFixed(1)} %`);
 console.log(`  API change -> nft transaction committed (debounce included):`);

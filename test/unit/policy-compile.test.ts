@@ -69,6 +69,8 @@ function value(e: J, p: Packet): J {
   }
   if (e?.meta?.key === 'l4proto') return p.proto;
   if (e?.ct?.key === 'state') return 'new';
+  // The packets simulated are never DNATed: the L7 redirect's accept (ct status dnat …) never matches them.
+  if (e?.ct?.key === 'status') return NOMATCH;
   if (Array.isArray(e?.concat)) {
     const vs = e.concat.map((x: J) => value(x, p));
     return vs.includes(NOMATCH) ? NOMATCH : vs;
@@ -589,7 +591,14 @@ describe('compile: the shape of the transaction', () => {
     // IPv6 neighbour, router and multicast listener discovery only: no echo, no errors (those are "related").
     const nd = [{ match: { op: '==', left: { payload: { protocol: 'icmpv6', field: 'type' } }, right: { set: [130, 131, 132, 133, 134, 135, 136, 143] } } }, { accept: null }];
     expect(rules('forward')).toStrictEqual([ct, nd, vm('ip', 'saddr', '@eg4'), vm('ip6', 'saddr', '@eg6'), vm('ip', 'daddr', '@in4'), vm('ip6', 'daddr', '@in6')]);
-    expect(rules('input')).toStrictEqual([ct, nd, vm('ip', 'saddr', '@eg4'), vm('ip6', 'saddr', '@eg6')]);
+    // Before the egress lookup: connections the L7 redirect DNATed to the agent's proxy, by their original destination.
+    const l7 = (f: 4 | 6) => [
+      { match: { op: 'in', left: { ct: { key: 'status' } }, right: 'dnat' } },
+      { match: { op: '==', left: { meta: { key: 'l4proto' } }, right: 'tcp' } },
+      { match: { op: '==', left: { concat: [{ ct: { key: f === 4 ? 'ip daddr' : 'ip6 daddr', dir: 'original' } }, { ct: { key: 'proto-dst', dir: 'original' } }] }, right: `@l7r${f}` } },
+      { accept: null },
+    ];
+    expect(rules('input')).toStrictEqual([ct, nd, l7(4), l7(6), vm('ip', 'saddr', '@eg4'), vm('ip6', 'saddr', '@eg6')]);
     // Flushed before refilled.
     for (const b of BASE) expect(indexOf(c, 'flush', 'chain', b)).toBeLessThan(indexOf(c, 'add', 'rule', b));
   });
@@ -755,7 +764,11 @@ spec:
   });
 
   it('sets, maps and chains are flushed before they are refilled; names have the documented form', () => {
-    for (const s of cmdsOf(c, 'add', 'set')) {
+    // The L7 controller's two sets: declared with their type, never flushed (the controller owns their elements).
+    const l7 = cmdsOf(c, 'add', 'set').filter((s) => s.name === 'l7r4' || s.name === 'l7r6');
+    expect(l7.map((s) => [s.name, s.type])).toStrictEqual([['l7r4', ['ipv4_addr', 'inet_service']], ['l7r6', ['ipv6_addr', 'inet_service']]]);
+    for (const s of l7) expect(indexOf(c, 'flush', 'set', s.name)).toBe(-1);
+    for (const s of cmdsOf(c, 'add', 'set').filter((x) => !l7.includes(x))) {
       expect(s.name).toMatch(SET);
       expect(s.name).toMatch(NAME);
       expect(s.type).toStrictEqual(s.name.startsWith('n_')
@@ -780,7 +793,7 @@ spec:
       expect(firstRule).toBeGreaterThan(flush);
     }
     expect(c.names.chains).toStrictEqual(Object.keys(c.profiles).sort());
-    expect(c.names.sets).toStrictEqual(cmdsOf(c, 'add', 'set').map((s) => s.name).sort());
+    expect(c.names.sets).toStrictEqual(cmdsOf(c, 'add', 'set').map((s) => s.name).filter((n) => !n.startsWith('l7r')).sort());
     for (const n of [...c.names.chains, ...c.names.sets]) expect(n).toMatch(NAME);
   });
 

@@ -7,9 +7,18 @@ export const POLICY_TABLE = 'nhi_policy';
  * compiled under another one is applied whole, never as a difference: an
  * upgraded plugin rewrites the table at its first change.
  */
-export const POLICY_LAYOUT = 4;
+export const POLICY_LAYOUT = 5;
 /** The table every object of the compiler lives in, as nft JSON spells it: spread into each command. */
 export const TABLE = { family: 'inet', table: POLICY_TABLE } as const;
+
+/**
+ * (address . port) of the pod ports the agent's L7 proxy serves (src/l7):
+ * a connection DNATed from one of them to the proxy's listener on the node is
+ * accepted in the input hook (the proxy judges both ends itself). Declared by
+ * every full apply, never flushed by it: the agent's L7 controller owns the
+ * elements (an engine change does not drop them).
+ */
+export const L7_REDIRECTED = { 4: 'l7r4', 6: 'l7r6' } as const;
 
 /** Pod address -> its egress (eg) or ingress (in) profile chain. */
 export const VERDICT_MAPS = ['eg4', 'eg6', 'in4', 'in6'] as const;
