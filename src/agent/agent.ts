@@ -219,7 +219,8 @@ export class Agent {
       .histogram('nhi_agent_apply_duration_seconds', 'time the engine took to apply one cluster view', this.applyHist)
       .family('nhi_agent_pods', 'gauge', 'pods known, on this node (local) or others (remote)', [[{ scope: 'local' }, v?.pods.filter((p) => p.local).length ?? 0], [{ scope: 'remote' }, v?.pods.filter((p) => !p.local).length ?? 0]])
       .family('nhi_agent_policies', 'gauge', 'policies known, per kind', [[{ kind: 'NetworkPolicy' }, v?.policies.filter((p) => p.kind === 'NetworkPolicy').length ?? 0], [{ kind: 'CiliumNetworkPolicy' }, v?.policies.filter((p) => p.kind === 'CiliumNetworkPolicy').length ?? 0]])
-      .family('nhi_agent_refused_objects', 'gauge', 'objects refused (invalid or not enforceable), per kind', KINDS.map((k) => [{ kind: k }, refused.filter((r) => r.kind === k).length]));
+      .family('nhi_agent_refused_objects', 'gauge', 'objects refused (invalid or not enforceable), per kind', KINDS.map((k) => [{ kind: k }, refused.filter((r) => r.kind === k).length]))
+      .family('nhi_l7_requests_total', 'counter', 'HTTP requests judged by the L7 proxy, per policy, rule (its place in the policy) and verdict', this.sink.l7Samples?.() ?? []);
     return e.text();
   }
 

@@ -9,9 +9,15 @@
 // Policy first: a view whose network part fails still has its policies
 // enforced, and the whole view is applied again after a backoff.
 import { CoreV1Api, PatchStrategy, setHeaderOptions, type KubeConfig } from '@kubernetes/client-node';
-import { contains, parseCidr, parseIp } from '../net/ip.js';
+import { L7Controller } from '../l7/controller.js';
+import { L7Proxy, type DenyRecord } from '../l7/proxy.js';
+import { l7Targets } from '../l7/targets.js';
+import { add, contains, formatIp, parseCidr, parseIp, networkOf } from '../net/ip.js';
+import { L7_REDIRECTED, POLICY_TABLE } from '../policy/compile/index.js';
 import { NO_AUDIT, PolicyEngine, type Pods, type RemotePeer } from '../policy/engine/index.js';
-import type { NftRunner } from '../sys/nft.js';
+import { compilerPods } from '../policy/engine/pods.js';
+import type { Identity, Policy } from '../policy/model.js';
+import { hostNft, NftTransaction, type NftRunner } from '../sys/nft.js';
 import { NodeNetwork } from './network/node-network.js';
 import { WIREGUARD_KEY_ANNOTATION, type NodeInfo } from './network/types.js';
 import type { AgentOptions } from './options.js';
@@ -23,6 +29,14 @@ export interface SinkLog {
   error(o: object, m: string): void;
 }
 
+/**
+ * The ports the L7 proxy's listeners take, one per served (pod, port), chosen
+ * from the pair so a restarted agent takes the same one back (the redirect
+ * in the kernel still names it). Below the ephemeral range: no outgoing
+ * connection is ever handed one.
+ */
+export const L7_LISTEN_PORTS = { from: 16000, to: 16999 };
+
 export interface EnforcingSinkDeps {
   /** nft for the engine: the host's by default, a fake in unit tests. */
   nft?: NftRunner;
@@ -32,6 +46,8 @@ export interface EnforcingSinkDeps {
   annotateNode?: (annotations: Record<string, string>) => Promise<void>;
   /** Makes the node ready for the engine (br_netfilter sysctls); the engine's default when undefined. */
   prepareNode?: () => void;
+  /** Where the L7 proxy's deny lines go (JSON, rate-limited by the proxy). */
+  onDeny?: (record: DenyRecord) => void;
 }
 
 const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b);
@@ -83,14 +99,27 @@ export function nodeInfos(view: ClusterView): NodeInfo[] {
   });
 }
 
+/** The first address of a pod CIDR: the bridge's (host-local's default gateway), where the node serves its pods. */
+function gatewayOf(cidr: string): string | undefined {
+  const c = parseCidr(cidr);
+  return c ? formatIp(add(networkOf(c), 1n)) : undefined;
+}
+
 export class EnforcingSink implements ClusterSink {
   readonly engine: PolicyEngine;
+  /** The L7 proxy and its controller, made when a policy first has HTTP rules for a pod of this node. */
+  private l7?: { proxy: L7Proxy; controller: L7Controller };
+  /** Read by the proxy per request: the last applied view's identities by address, and its policies. */
+  private identities = new Map<string, Identity>();
+  private policies: Policy[] = [];
+  private nft: NftRunner;
 
   constructor(
     private readonly o: Pick<AgentOptions, 'stateDir'>,
     private readonly log: SinkLog,
     private readonly deps: EnforcingSinkDeps = {},
   ) {
+    this.nft = deps.nft ?? hostNft;
     this.engine = new PolicyEngine({
       // The same state dir as the plugin's conflist names, no manifests: the agent's policies are what the plugin keeps.
       config: { stateDir: o.stateDir, audit: NO_AUDIT },
@@ -105,7 +134,10 @@ export class EnforcingSink implements ClusterSink {
     let relabelled: string[] = [];
     const r = await this.engine.reconcile({ policies, remote: peers, change: (pods) => (relabelled = refreshIdentities(pods, view)) });
     this.log.info({ path: r.path, policies: policies.length, remote: peers.length, relabelled: relabelled.length }, 'policy applied');
+    this.identities = new Map(view.pods.flatMap((p) => p.ips.map((ip) => [ip, p.identity] as const)));
+    this.policies = policies;
     const out: ApplyOutcome = { ok: true, refused };
+    await this.applyL7(view, policies);
     const net = this.deps.network;
     if (!net) return out;
     const report = await net.reconcile(nodeInfos(view));
@@ -117,6 +149,46 @@ export class EnforcingSink implements ClusterSink {
     }
     if (report.errors.length > 0) return { ...out, ok: false, message: `node network: ${report.errors.join('; ')}` };
     return out;
+  }
+
+  /**
+   * L7 (docs/l7.md): the (pod, port) pairs of this node an HTTP rule covers
+   * get a listener of the proxy and the redirect to it, and their original
+   * destinations go into the policy table's l7r4/l7r6 sets (the input hook
+   * lets redirected connections reach the proxy). The compile never allows
+   * those ports at L4: until this has run, they are closed, never open.
+   */
+  private async applyL7(view: ClusterView, policies: Policy[]): Promise<void> {
+    const local = compilerPods(this.engine.state().pods);
+    const targets = l7Targets(policies, local).ingress;
+    if (targets.length === 0 && !this.l7) return;
+    if (!this.l7) {
+      const gateways = (view.node?.podCIDRs ?? []).map(gatewayOf).filter((g): g is string => g !== undefined);
+      const proxy = new L7Proxy({
+        identify: (ip) => this.identities.get(ip),
+        policies: () => this.policies,
+        onDeny: (rec) => (this.deps.onDeny ?? ((d) => this.log.warn(d, d.msg)))(rec),
+      });
+      const nodeIps = { 4: gateways.find((g) => !g.includes(':')), 6: gateways.find((g) => g.includes(':')) };
+      this.l7 = { proxy, controller: new L7Controller({ proxy, nft: this.nft, nodeIps, listenPorts: L7_LISTEN_PORTS }) };
+    }
+    await this.l7.controller.sync(targets);
+    const tx = new NftTransaction('inet', POLICY_TABLE);
+    for (const f of [4, 6] as const) {
+      const name = L7_REDIRECTED[f];
+      const set = { family: 'inet', table: POLICY_TABLE, name };
+      tx.push({ add: { set: { ...set, type: [f === 4 ? 'ipv4_addr' : 'ipv6_addr', 'inet_service'] } } }, { flush: { set } });
+      const elem = targets.filter((t) => t.ip.includes(':') === (f === 6)).map((t) => ({ concat: [t.ip, t.port] }));
+      if (elem.length) tx.push({ add: { element: { ...set, elem } } });
+    }
+    const r = await this.nft.run(tx);
+    if (r.exitCode !== 0) throw new Error(`L7: the served ports were not applied to the policy table: ${r.stderr.trim()}`);
+    if (targets.length) this.log.info({ targets: targets.map((t) => `${t.ip}:${t.port}`) }, 'L7 proxy serving');
+  }
+
+  /** The L7 proxy's per-rule counters, for /metrics (nhi_l7_requests_total). */
+  l7Samples(): [Record<string, string>, number][] {
+    return this.l7?.proxy.metricSamples() ?? [];
   }
 }
 

@@ -114,6 +114,8 @@ export interface ApplyOutcome {
  */
 export interface ClusterSink {
   apply(view: ClusterView): Promise<ApplyOutcome>;
+  /** The L7 proxy's per-rule request counts ({policy, rule, verdict}), for /metrics. */
+  l7Samples?(): [Record<string, string>, number][];
 }
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -290,7 +292,8 @@ function policyOf(kind: Kind, raw: Obj): ClusterPolicy {
   const { managedFields: _mf, ...metadata } = isObj(raw.metadata) ? raw.metadata : {};
   const { status: _st, ...rest } = raw;
   const manifest: Obj = { ...rest, apiVersion: info.apiVersion, kind: info.kind, metadata };
-  const { policies, refused } = parsePolicyFailClosed(manifest, 'Kubernetes API');
+  // HTTP rules are the agent's L7 proxy's to enforce (src/agent/enforce.ts): kept, never an L4 allow.
+  const { policies, refused } = parsePolicyFailClosed(manifest, 'Kubernetes API', { l7: 'proxy' });
   const out: ClusterPolicy = { kind: info.kind, namespace: m.namespace ?? '', name: m.name, uid: m.uid, manifest, policies };
   if (refused) out.refusal = refused.reason;
   return out;

@@ -11,7 +11,7 @@
 //   change the verdict within seconds, without any CNI call;
 // - a pod of the other node forging the allowed pod's address gets nothing;
 // - a pod the agent cannot identify is not wired.
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -28,6 +28,7 @@ const API_PORT = 6443;
 const DB_PORT = 5432;
 const WHO_PORT = 7070;
 const SINK_PORT = 5433;
+const HTTP_PORT = 8080;
 
 interface ClusterNode {
   name: string;
@@ -62,6 +63,36 @@ async function until<T>(what: string, f: () => T | undefined | false | Promise<T
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 150));
   }
+}
+
+/** HTTP requests from a pod, in order, on one kept-alive connection (a new one after a close): [status or 'error', body or error code, local port]. */
+function httpAsk(from: Pod, host: string, reqs: [string, string][]): Promise<[number | 'error', string, number | undefined][]> {
+  const script = `
+    const http = require('http');
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    (async () => {
+      const out = [];
+      for (const [method, path] of ${JSON.stringify(reqs)}) {
+        out.push(await new Promise((done) => {
+          const r = http.request({ host: '${host}', port: ${HTTP_PORT}, method, path, agent, timeout: 2000 }, (res) => {
+            let b = ''; res.on('data', (d) => (b += d)); res.on('end', () => done([res.statusCode, b.trim(), res.socket && res.socket.localPort]));
+          });
+          r.on('error', (e) => done(['error', e.code || e.message, undefined]));
+          r.on('timeout', () => r.destroy(Object.assign(new Error('timeout'), { code: 'TIMEOUT' })));
+          if (method === 'POST') r.write('x');
+          r.end();
+        }));
+      }
+      console.log(JSON.stringify(out));
+      process.exit(0);
+    })();`;
+  return new Promise((resolve, reject) => execFile('ip', ['netns', 'exec', from.ns.name, process.execPath, '-e', script], { encoding: 'utf8' }, (_e, out, err) => {
+    try {
+      resolve(JSON.parse(out));
+    } catch {
+      reject(new Error(`http client in ${from.name}: ${out}${err}`));
+    }
+  }));
 }
 
 describe('cluster mode: two nodes, an agent on each, policies from the API', () => {
@@ -248,6 +279,50 @@ describe('cluster mode: two nodes, an agent on each, policies from the API', () 
     } finally {
       run(['-n', other!.ns.name, 'addr', 'del', `${client!.ip}/32`, 'dev', dev]);
     }
+  });
+
+  it('L7: a CiliumNetworkPolicy HTTP rule (the seed\'s GET /data) is enforced by the agent\'s proxy, live, across nodes; the agent down, the port refuses', async () => {
+    const [db, client, other] = ['db-1', 'api-1', 'web-1'].map((n) => pods.find((p) => p.name === n)!);
+    const http = spawn('ip', ['netns', 'exec', db!.ns.name, process.execPath, '-e', `
+      require('http').createServer((q, r) => { q.resume(); q.on('end', () => r.end(q.method + ' ' + q.url + ' from the pod')); }).listen(${HTTP_PORT}, () => console.log('ready'));
+    `]);
+    servers.push(http);
+    await new Promise<void>((resolve) => http.stdout!.once('data', () => resolve()));
+    const cnp = (path: string) => ({
+      metadata: { namespace: 'shop', name: 'data-readers' },
+      spec: { endpointSelector: { matchLabels: { app: 'db' } }, ingress: [{ fromEndpoints: [{ matchLabels: { app: 'api' } }], toPorts: [{ ports: [{ port: String(HTTP_PORT), protocol: 'TCP' }], rules: { http: [{ method: 'GET', path }] } }] }] },
+    });
+    api.create('ciliumnetworkpolicies', cnp('/data'));
+    await until('the proxy serving GET /data', async () => (await httpAsk(client!, db!.ip, [['GET', '/data']]))[0]![0] === 200, 30_000)
+      .catch((e) => { throw new Error(`${e}\n${nodes[0]!.log}`); });
+    const got = await httpAsk(client!, db!.ip, [['GET', '/data'], ['GET', '/admin'], ['POST', '/data']]);
+    expect(got.map((g) => g[0])).toEqual([200, 403, 403]);
+    expect(got[0]![1]).toBe('GET /data from the pod');
+    expect(got[1]![1]).toMatch(/shop\/data-readers/);
+    // One kept-alive connection: each request judged on its own.
+    const kept = await httpAsk(client!, db!.ip, [['GET', '/data'], ['GET', '/admin'], ['GET', '/data']]);
+    expect(kept.map((g) => g[0])).toEqual([200, 403, 200]);
+    expect(new Set(kept.map((g) => g[2])).size).toBe(1);
+    // A pod no rule selects never reaches the pod, not even for GET /data.
+    expect((await httpAsk(other!, db!.ip, [['GET', '/data']]))[0]![0]).not.toBe(200);
+    // The counters in the agent's /metrics.
+    const metrics = await new Promise<string>((resolve) => execFile('curl', ['-s', '--unix-socket', join(nodes[0]!.stateDir, 'agent.sock'), 'http://agent/metrics'], { encoding: 'utf8' }, (_e, out) => resolve(out)));
+    expect(metrics).toMatch(/nhi_l7_requests_total\{policy="shop\/data-readers",rule="[^"]+",verdict="allowed"\} [1-9]/);
+    expect(metrics).toMatch(/nhi_l7_requests_total\{policy="shop\/data-readers",rule="-",verdict="denied"\} [1-9]/);
+    // A policy edit through the API changes the next request's verdict.
+    api.update('ciliumnetworkpolicies', cnp('/admin'));
+    await until('GET /admin allowed after the edit', async () => (await httpAsk(client!, db!.ip, [['GET', '/admin']]))[0]![0] === 200);
+    expect((await httpAsk(client!, db!.ip, [['GET', '/data']]))[0]![0]).toBe(403);
+    // The agent (and its proxy) down: the redirected port refuses; nothing reaches the pod unchecked.
+    const n = nodes[0]!;
+    const exited = new Promise((r) => n.agent!.once('exit', r));
+    n.agent!.kill('SIGKILL');
+    await exited;
+    const down = await httpAsk(client!, db!.ip, [['GET', '/admin']]);
+    expect(down[0]![0]).toBe('error');
+    startAgent(n);
+    await until('the proxy back', async () => (await httpAsk(client!, db!.ip, [['GET', '/admin']]))[0]![0] === 200, 30_000);
+    api.delete('ciliumnetworkpolicies', 'data-readers', 'shop');
   });
 
   it('--encryption wireguard: each agent publishes its key on its Node, configures the other as a peer, and pod traffic crosses the underlay encrypted', async () => {

@@ -81,13 +81,14 @@ describe('cluster view from the library types', () => {
         pod('shop', 'sa', 'n1', ['10.244.1.8'], {}, { sa: 'x/y' }),
         pod('nowhere', 'orphan', 'n1', ['10.244.1.9']),
       ],
-      ciliumnetworkpolicies: [{ apiVersion: 'cilium.io/v2', kind: 'CiliumNetworkPolicy', metadata: { namespace: 'shop', name: 'l7' }, spec: { endpointSelector: {}, ingress: [{ toPorts: [{ ports: [{ port: '80', protocol: 'TCP' }], rules: { http: [{ method: 'GET' }] } }] }] } }],
+      ciliumnetworkpolicies: [{ apiVersion: 'cilium.io/v2', kind: 'CiliumNetworkPolicy', metadata: { namespace: 'shop', name: 'l7' }, spec: { endpointSelector: {}, egress: [{ toPorts: [{ ports: [{ port: '53', protocol: 'UDP' }], rules: { dns: [{ matchPattern: '*' }] } }] }] } }],
     });
     expect(v.pods.map((p) => p.name)).toEqual(['ok']);
     expect(v.refused.map((r) => `${r.kind} ${r.namespace ?? ''}/${r.name}`)).toEqual([
       'ciliumnetworkpolicies shop/l7', 'namespaces /Bad_NS', 'nodes /n1', 'pods nowhere/orphan', 'pods shop/ip', 'pods shop/label', 'pods shop/sa',
     ]);
-    expect(v.refused.find((r) => r.name === 'l7')!.reason).toMatch(/http/);
+    // HTTP rules are the agent's proxy's; DNS rules stay refused (fail closed), the field named.
+    expect(v.refused.find((r) => r.name === 'l7')!.reason).toMatch(/dns/);
     expect(v.node).toBeUndefined();
   });
 
