@@ -155,6 +155,20 @@ try {
   await until('the relabel', async () => (await tryConnect(pods['web-1'].ns, pods['db-1'].ip, 5432)) !== 'DENIED');
   await matrix('now:');
 
+  console.log(bold('L7: the seed\'s CiliumNetworkPolicy, GET /data only, enforced by the agent\'s HTTP proxy'));
+  const web = spawn('ip', ['netns', 'exec', pods['db-1'].ns, process.execPath, '-e', "require('http').createServer((q,r)=>{q.resume();q.on('end',()=>r.end('the pod answered '+q.method+' '+q.url))}).listen(8080,()=>console.log('up'))"]);
+  children.push(web);
+  await new Promise((r) => web.stdout.once('data', r));
+  api.create('ciliumnetworkpolicies', {
+    metadata: { namespace: 'shop', name: 'data-readers' },
+    spec: { endpointSelector: { matchLabels: { app: 'db' } }, ingress: [{ fromEndpoints: [{ matchLabels: { app: 'api' } }], toPorts: [{ ports: [{ port: '8080', protocol: 'TCP' }], rules: { http: [{ method: 'GET', path: '/data' }] } }] }] },
+  });
+  console.log('  shop/data-readers: pods app=api may GET /data on db:8080, nothing else');
+  const HTTP = `const [h, m, p] = process.argv.slice(1); const r = require('http').request({ host: h, port: 8080, method: m, path: p, timeout: 1500 }, (s) => { let b = ''; s.on('data', (d) => (b += d)); s.on('end', () => { console.log(s.statusCode + ' ' + b.trim().split('\\n')[0]); process.exit(0); }); }); r.on('error', (e) => { console.log('refused (' + e.code + ')'); process.exit(0); }); r.on('timeout', () => r.destroy()); r.end(m === 'POST' ? 'x' : undefined);`;
+  const httpTry = async (from, m, p) => (await run('ip', ['netns', 'exec', pods[from].ns, process.execPath, '-e', HTTP, pods['db-1'].ip, m, p])).stdout.trim();
+  await until('the proxy', async () => (await httpTry('api-1', 'GET', '/data')).startsWith('200'));
+  for (const [m, p] of [['GET', '/data'], ['POST', '/data'], ['GET', '/admin']]) console.log(`    api-1 ${m} ${p}`.padEnd(28) + await httpTry('api-1', m, p));
+
   console.log(bold('nhi-cni status on node-1 (asks its agent over the socket)'));
   const st = sh('ip', ['netns', 'exec', nodes[0].ns, BIN, 'status', '--state-dir', join(nodes[0].dir, 'state')]);
   console.log(st.stdout.replaceAll(work, '$WORK').split('\n').map((l) => `  ${l}`).join('\n'));

@@ -167,7 +167,12 @@ export class EnforcingSink implements ClusterSink {
       const proxy = new L7Proxy({
         identify: (ip) => this.identities.get(ip),
         policies: () => this.policies,
-        onDeny: (rec) => (this.deps.onDeny ?? ((d) => this.log.warn(d, d.msg)))(rec),
+        onDeny: (rec) => {
+          if (this.deps.onDeny) return this.deps.onDeny(rec);
+          // The log line's own time and message are the record's: not repeated as fields.
+          const { msg, time: _time, ...fields } = rec;
+          this.log.warn(fields, msg);
+        },
       });
       const nodeIps = { 4: gateways.find((g) => !g.includes(':')), 6: gateways.find((g) => g.includes(':')) };
       this.l7 = { proxy, controller: new L7Controller({ proxy, nft: this.nft, nodeIps, listenPorts: L7_LISTEN_PORTS }) };
