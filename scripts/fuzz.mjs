@@ -294,7 +294,8 @@ const ERROR_KEYS = new Set(['cniVersion', 'code', 'msg', 'details']);
 function judge(verb, r) {
   const out = [];
   const bad = (kind, detail) => out.push({ kind, detail });
-  if (r.error || r.signal || (r.status !== 0 && r.status !== 1)) {
+  // The CLI (no CNI_COMMAND) exits 2 on a usage error (docs/cli.md); the CNI verbs only 0 or 1.
+  if (r.error || r.signal || (r.status !== 0 && r.status !== 1 && !(verb === undefined && r.status === 2))) {
     bad('crash', r.error ?? `exit ${r.status} signal ${r.signal}`);
     return out;
   }

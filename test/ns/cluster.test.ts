@@ -55,7 +55,7 @@ interface Pod {
 
 const run = (args: string[]) => spawnSync('ip', args, { encoding: 'utf8' });
 
-async function until<T>(what: string, f: () => T | undefined | false | Promise<T | undefined | false>, ms = 20_000): Promise<T> {
+async function until<T>(what: string, f: () => T | undefined | false | Promise<T | undefined | false>, ms = 40_000): Promise<T> {
   const end = Date.now() + ms;
   for (;;) {
     const v = await f();
@@ -225,7 +225,7 @@ describe('cluster mode: two nodes, an agent on each, policies from the API', () 
     expect(await reaches(client.ns, db.ip, DB_PORT)).toBe(true);
     // Only the port the policy names.
     expect(await askAll(client.ns, [{ proto: 'tcp', host: db.ip, port: WHO_PORT }], 'who', 1000)).toEqual([undefined]);
-  });
+  }, 150_000);
 
   it('label edits and the policy deleted in the API change the verdict live, without a CNI call', async () => {
     const [db, client, other] = ['db-1', 'api-1', 'web-1'].map((n) => pods.find((p) => p.name === n)!);
@@ -323,7 +323,7 @@ describe('cluster mode: two nodes, an agent on each, policies from the API', () 
     startAgent(n);
     await until('the proxy back', async () => (await httpAsk(client!, db!.ip, [['GET', '/admin']]))[0]![0] === 200, 30_000);
     api.delete('ciliumnetworkpolicies', 'data-readers', 'shop');
-  });
+  }, 150_000);
 
   it('--encryption wireguard: each agent publishes its key on its Node, configures the other as a peer, and pod traffic crosses the underlay encrypted', async () => {
     const [db, client] = ['db-1', 'api-1'].map((n) => pods.find((p) => p.name === n)!);
@@ -361,7 +361,7 @@ describe('cluster mode: two nodes, an agent on each, policies from the API', () 
     const counted = JSON.parse(out.split('\n').filter((l) => l.startsWith('{')).pop()!);
     expect(counted.frames).toBeGreaterThan(0);
     expect(counted.hits).toBe(0);
-  });
+  }, 150_000);
 
   it('a pod neither the agent nor the API knows is not wired, nothing left', async () => {
     const n = nodes[0]!;
@@ -422,5 +422,5 @@ describe('cluster mode: two nodes, an agent on each, policies from the API', () 
     })();
     expect(await watch).toEqual({ allowedFailed: 0, deniedPassed: 0 });
     await until('the restarted agent ready', () => /"msg":"ready"/.test(n.log));
-  });
+  }, 150_000);
 });
