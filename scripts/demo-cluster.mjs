@@ -83,7 +83,7 @@ try {
   const kc = api.kubeconfig(api.token, 'https://127.0.0.1:6443');
   for (const n of nodes) {
     const args = ['agent', '--kubeconfig', kc, '--node-name', n.name, '--state-dir', join(n.dir, 'state'), '--conf-dir', join(n.dir, 'agent-net.d'),
-      '--cluster-cidr', '10.246.0.0/16', '--overlay', 'vxlan', '--node-ip', n.ip, '--debounce', '100'];
+      '--ipam-data-dir', join(n.dir, 'ipam'), '--cluster-cidr', '10.246.0.0/16', '--overlay', 'vxlan', '--node-ip', n.ip, '--debounce', '100'];
     console.log(`  ${n.name} (${n.ip}, pods ${n.cidr}): nhi-cni ${args.join(' ').replace(kc, '<kubeconfig>').replaceAll(work, '$WORK')}`);
     const a = spawn('ip', ['netns', 'exec', n.ns, BIN, ...args], { stdio: ['ignore', 'ignore', 'pipe'], env: { PATH: process.env.PATH, NHI_CNI_LOG_LEVEL: 'warn' } });
     a.stderr.pipe(process.stderr);
@@ -95,8 +95,7 @@ try {
     const list = JSON.parse(readFileSync(conf, 'utf8'));
     const p = list.plugins[0];
     console.log(`  ${n.name} ready: conflist written with ranges ${JSON.stringify(p.ipam.ranges)}, mtu ${p.mtu} (VXLAN), clusterCIDR ${p.clusterCIDR}, policy ${JSON.stringify(p.policy).replace(work, '$WORK')}`);
-    // The agent's conflist as kubelet reads it; IPAM data kept in the demo's directory.
-    p.ipam.dataDir = join(n.dir, 'ipam');
+    // The agent's conflist, where this demo's "kubelet" reads it (IPAM data in the demo's directory: --ipam-data-dir).
     writeFileSync(join(n.dir, 'net.d', '10-nhi-cni.conflist'), JSON.stringify(list));
   }
   const routes = ip('-n', nodes[0].ns, 'route', 'show', 'proto', '93').stdout.trim();

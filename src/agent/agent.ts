@@ -8,6 +8,8 @@
 import { chmodSync, lstatSync, mkdirSync, unlinkSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { join } from 'node:path';
+import { DiskStore } from '../chain/ipam/store.js';
+import { bits, contains, parseCidr } from '../net/ip.js';
 import { buildConflist, CONFLIST_NAME, writeConflist } from './conflist.js';
 import { PLUGIN_KUBECONFIG, writePluginKubeconfig } from './plugin-kubeconfig.js';
 import type { InformerSet, KindStats } from './informers.js';
@@ -200,7 +202,7 @@ export class Agent {
     };
   }
 
-  metrics(): string {
+  metrics(policyRows: { policy: string; kind: string; allowed: number; denied: number }[] = []): string {
     const now = performance.now();
     const stats = this.kindStats();
     const perKind = (f: (s: KindStats) => number): [Record<string, string>, number][] => KINDS.map((k) => [{ kind: k }, f(stats[k])]);
@@ -220,8 +222,28 @@ export class Agent {
       .family('nhi_agent_pods', 'gauge', 'pods known, on this node (local) or others (remote)', [[{ scope: 'local' }, v?.pods.filter((p) => p.local).length ?? 0], [{ scope: 'remote' }, v?.pods.filter((p) => !p.local).length ?? 0]])
       .family('nhi_agent_policies', 'gauge', 'policies known, per kind', [[{ kind: 'NetworkPolicy' }, v?.policies.filter((p) => p.kind === 'NetworkPolicy').length ?? 0], [{ kind: 'CiliumNetworkPolicy' }, v?.policies.filter((p) => p.kind === 'CiliumNetworkPolicy').length ?? 0]])
       .family('nhi_agent_refused_objects', 'gauge', 'objects refused (invalid or not enforceable), per kind', KINDS.map((k) => [{ kind: k }, refused.filter((r) => r.kind === k).length]))
+      .family('nhi_policy_connections_total', 'counter', 'new connections on this node per policy: allowed by it, or denied where it isolates', policyRows.flatMap((r): [Record<string, string>, number][] => [[{ policy: r.policy, kind: r.kind, verdict: 'allowed' }, r.allowed], [{ policy: r.policy, kind: r.kind, verdict: 'denied' }, r.denied]]))
+      .family('nhi_ipam_addresses', 'gauge', 'pod addresses of this node per range: used (reserved) and free', this.ipamSamples())
       .family('nhi_l7_requests_total', 'counter', 'HTTP requests judged by the L7 proxy, per policy, rule (its place in the policy) and verdict', this.sink.l7Samples?.() ?? []);
     return e.text();
+  }
+
+  /** Used and free addresses per range of the conflist this agent wrote (host-local's files in its data dir). */
+  private ipamSamples(): [Record<string, string>, number][] {
+    const cidrs = this.lastApplied?.node?.podCIDRs ?? [];
+    if (!this.conflistWritten || cidrs.length === 0) return [];
+    const reserved = new DiskStore(this.o.ipamDataDir, 'nhi-cni').list().map((r) => r.ip);
+    const out: [Record<string, string>, number][] = [];
+    for (const text of cidrs) {
+      const c = parseCidr(text);
+      if (!c) continue;
+      // host-local hands out network+1 (the gateway, not reserved) .. broadcast-1 (IPv4) / the last address (IPv6): the gateway excluded.
+      const size = 2n ** BigInt(bits(c.ip.family) - c.prefix);
+      const usable = Number(c.ip.family === 4 ? size - 3n : size - 2n);
+      const used = reserved.filter((ip) => contains(c, ip)).length;
+      out.push([{ range: text, state: 'used' }, used], [{ range: text, state: 'free' }, Math.max(0, usable - used)]);
+    }
+    return out;
   }
 
   // ------------------------------------------------------------------ HTTP
@@ -239,7 +261,11 @@ export class Agent {
       case '/readyz':
         return this.ready ? send(200, 'ok\n') : send(503, this.informers.synced() ? 'first sync not applied yet\n' : 'waiting for the first list of every kind\n');
       case '/metrics':
-        return send(200, this.metrics(), 'text/plain; version=0.0.4; charset=utf-8');
+        // The per-policy counters are read from the kernel (one nft listing) at each scrape.
+        void (this.sink.policyCounters?.() ?? Promise.resolve([]))
+          .catch(() => [])
+          .then((rows) => send(200, this.metrics(rows), 'text/plain; version=0.0.4; charset=utf-8'));
+        return;
       case '/status':
         return send(200, `${JSON.stringify(this.status(), null, 2)}\n`, 'application/json');
       case '/pod-identity':

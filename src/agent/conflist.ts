@@ -7,13 +7,14 @@
 // while the agent restarts.
 import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { DEFAULT_DATA_DIR } from '../chain/ipam/config.js';
 import { parseCidr } from '../net/ip.js';
 import { writeFileAtomic } from '../sys/files.js';
 import type { AgentOptions } from './options.js';
 
 export const CONFLIST_NAME = '10-nhi-cni.conflist';
 
-export function buildConflist(podCIDRs: string[], o: Pick<AgentOptions, 'stateDir' | 'socketPath' | 'clusterCidrs'>, podMtu?: number, kubeconfig?: string): Record<string, unknown> {
+export function buildConflist(podCIDRs: string[], o: Pick<AgentOptions, 'stateDir' | 'socketPath' | 'clusterCidrs'> & Partial<Pick<AgentOptions, 'ipamDataDir'>>, podMtu?: number, kubeconfig?: string): Record<string, unknown> {
   const families = podCIDRs.map((c) => parseCidr(c)?.ip.family);
   const plugin: Record<string, unknown> = {
     type: 'nhi-cni',
@@ -25,6 +26,7 @@ export function buildConflist(podCIDRs: string[], o: Pick<AgentOptions, 'stateDi
     ipam: {
       type: 'host-local',
       ranges: podCIDRs.map((subnet) => [{ subnet }]),
+      ...(o.ipamDataDir !== undefined && o.ipamDataDir !== DEFAULT_DATA_DIR ? { dataDir: o.ipamDataDir } : {}),
       routes: families.map((f) => ({ dst: f === 6 ? '::/0' : '0.0.0.0/0' })),
     },
     // The plugin asks the agent who a pod is, and keeps the policies the agent applied (src/policy/agent-identity.ts).

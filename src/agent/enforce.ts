@@ -191,6 +191,11 @@ export class EnforcingSink implements ClusterSink {
     if (targets.length) this.log.info({ targets: targets.map((t) => `${t.ip}:${t.port}`) }, 'L7 proxy serving');
   }
 
+  /** Connections allowed and denied per policy on this node, from the policy table's counters. */
+  async policyCounters(): Promise<{ policy: string; kind: string; allowed: number; denied: number }[]> {
+    return (await this.engine.stats()).rows;
+  }
+
   /** The L7 proxy's per-rule counters, for /metrics (nhi_l7_requests_total). */
   l7Samples(): [Record<string, string>, number][] {
     return this.l7?.proxy.metricSamples() ?? [];

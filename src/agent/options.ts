@@ -28,6 +28,8 @@ export interface AgentOptions {
   nodeName: string;
   stateDir: string;
   confDir: string;
+  /** host-local's data dir for this node's pods (the conflist's ipam.dataDir; /metrics counts it). */
+  ipamDataDir: string;
   /** The pods of all nodes, canonical CIDRs, at most one per family. */
   clusterCidrs: string[];
   listen: { host: string; port: number };
@@ -51,7 +53,7 @@ export interface FlagSpec {
 }
 
 export type RawAgentOptions = Partial<Record<
-  'kubeconfig' | 'nodeName' | 'stateDir' | 'confDir' | 'clusterCidr' | 'listen' | 'trustDomain' | 'overlay' | 'nodeIp' | 'vxlanPort' | 'vni' | 'mtu' | 'encryption' | 'staleAfter' | 'debounce',
+  'kubeconfig' | 'nodeName' | 'stateDir' | 'confDir' | 'ipamDataDir' | 'clusterCidr' | 'listen' | 'trustDomain' | 'overlay' | 'nodeIp' | 'vxlanPort' | 'vni' | 'mtu' | 'encryption' | 'staleAfter' | 'debounce',
   string
 >>;
 
@@ -63,6 +65,7 @@ export const AGENT_FLAGS: FlagSpec[] = [
   { key: 'nodeName', flags: '--node-name <name>', env: 'NODE_NAME', help: 'this node, as in the API (default: the host name)' },
   { key: 'stateDir', flags: '--state-dir <dir>', env: 'NHI_CNI_STATE_DIR', help: 'state directory; the agent socket is <dir>/agent.sock', default: DEFAULT_STATE_DIR },
   { key: 'confDir', flags: '--conf-dir <dir>', env: 'NHI_CNI_CONF_DIR', help: 'where 10-nhi-cni.conflist is written once the first sync is applied', default: DEFAULT_CONF_DIR },
+  { key: 'ipamDataDir', flags: '--ipam-data-dir <dir>', env: 'NHI_CNI_IPAM_DATA_DIR', help: "host-local's reservations for the node's pods (the conflist's ipam.dataDir)", default: '/var/lib/cni/networks' },
   { key: 'clusterCidr', flags: '--cluster-cidr <cidr[,cidr]>', env: 'NHI_CNI_CLUSTER_CIDR', help: 'the pod addresses of all nodes (IPv4 and/or IPv6)' },
   { key: 'listen', flags: '--listen <addr:port>', env: 'NHI_CNI_LISTEN', help: '/metrics, /healthz, /readyz', default: '127.0.0.1:9190' },
   { key: 'trustDomain', flags: '--trust-domain <domain>', env: 'NHI_CNI_TRUST_DOMAIN', help: 'SPIFFE trust domain of workload ids (spiffe://<domain>/ns/<ns>/sa/<sa>)', default: 'cluster.local' },
@@ -158,6 +161,7 @@ export function agentOptions(raw: RawAgentOptions, env: Record<string, string | 
     nodeName,
     stateDir,
     confDir: dir(get('confDir')!, '--conf-dir'),
+    ipamDataDir: dir(get('ipamDataDir')!, '--ipam-data-dir'),
     clusterCidrs: parseClusterCidrs(get('clusterCidr') ?? ''),
     listen: parseListen(get('listen')!),
     trustDomain,

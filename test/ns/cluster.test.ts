@@ -114,7 +114,7 @@ describe('cluster mode: two nodes, an agent on each, policies from the API', () 
     n.log = '';
     n.agent = spawn('ip', ['netns', 'exec', n.ns.name, 'unshare', '-m', '--propagation', 'private', 'sh', '-c', 'mount -t tmpfs nhi-run /run && exec "$@"', 'sh',
       BINARY, 'agent', '--kubeconfig', kc, '--node-name', n.name, '--state-dir', n.stateDir, '--conf-dir', n.confDir,
-      '--listen', '127.0.0.1:9190', '--cluster-cidr', '10.245.0.0/16', '--overlay', 'vxlan', '--node-ip', n.ip, '--debounce', '100', ...extra], {
+      '--listen', '127.0.0.1:9190', '--ipam-data-dir', n.scratch.path('ipam'), '--cluster-cidr', '10.245.0.0/16', '--overlay', 'vxlan', '--node-ip', n.ip, '--debounce', '100', ...extra], {
       stdio: ['ignore', 'ignore', 'pipe'], env: { PATH: process.env.PATH, NHI_CNI_LOG_LEVEL: 'info' },
     });
     n.agent.stderr!.setEncoding('utf8');
@@ -169,9 +169,9 @@ describe('cluster mode: two nodes, an agent on each, policies from the API', () 
     for (const n of nodes) {
       const conf = join(n.confDir, '10-nhi-cni.conflist');
       await until(`${n.name}'s conflist`, () => existsSync(conf), 30_000).catch((e) => { throw new Error(`${e}\n${n.log}`); });
-      // The agent's conflist as kubelet reads it; only IPAM's data kept in the test's directory.
+      // The agent's conflist as kubelet reads it (its IPAM data in the test's directory: --ipam-data-dir).
       const list = JSON.parse(readFileSync(conf, 'utf8'));
-      list.plugins[0].ipam.dataDir = n.scratch.path('ipam');
+      expect(list.plugins[0].ipam.dataDir).toBe(n.scratch.path('ipam'));
       n.runtime = new Runtime(n.scratch, n.ns);
       n.runtime.writeConflist(list);
     }
@@ -225,6 +225,13 @@ describe('cluster mode: two nodes, an agent on each, policies from the API', () 
     expect(await reaches(client.ns, db.ip, DB_PORT)).toBe(true);
     // Only the port the policy names.
     expect(await askAll(client.ns, [{ proto: 'tcp', host: db.ip, port: WHO_PORT }], 'who', 1000)).toEqual([undefined]);
+    // What the operator scrapes from node-1's agent: the policy's connections from the kernel's counters, the range's addresses.
+    const m = await new Promise<string>((resolve) => execFile('curl', ['-s', '--unix-socket', join(nodes[0]!.stateDir, 'agent.sock'), 'http://agent/metrics'], { encoding: 'utf8' }, (_e, out) => resolve(out)));
+    const sample = (re: RegExp) => Number(re.exec(m)?.[1] ?? NaN);
+    expect(sample(/^nhi_policy_connections_total\{policy="shop\/db-from-api",kind="NetworkPolicy",verdict="allowed"\} (\d+)$/m)).toBeGreaterThan(0);
+    expect(sample(/^nhi_policy_connections_total\{policy="shop\/db-from-api",kind="NetworkPolicy",verdict="denied"\} (\d+)$/m)).toBeGreaterThan(0);
+    expect(sample(/^nhi_ipam_addresses\{range="10\.245\.1\.0\/24",state="used"\} (\d+)$/m)).toBe(1);
+    expect(sample(/^nhi_ipam_addresses\{range="10\.245\.1\.0\/24",state="free"\} (\d+)$/m)).toBe(252);
   }, 150_000);
 
   it('label edits and the policy deleted in the API change the verdict live, without a CNI call', async () => {

@@ -18,6 +18,7 @@ describe('agent options', () => {
       nodeName: 'node-a',
       stateDir: '/var/lib/nhi-cni',
       confDir: '/etc/cni/net.d',
+      ipamDataDir: '/var/lib/cni/networks',
       clusterCidrs: [],
       listen: { host: '127.0.0.1', port: 9190 },
       trustDomain: 'cluster.local',
