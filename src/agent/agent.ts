@@ -368,6 +368,12 @@ export class Agent {
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
     this.informers.stop();
-    await Promise.all(this.servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
+    for (const w of [...this.podWaiters]) w();
+    // Kept-alive clients (a scraper, `nhi-cni status`) must not hold the way out.
+    await Promise.all(this.servers.map((s) => new Promise<void>((resolve) => {
+      s.close(() => resolve());
+      s.closeAllConnections();
+    })));
+    await this.sink.close?.().catch(() => undefined);
   }
 }

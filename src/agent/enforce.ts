@@ -191,6 +191,15 @@ export class EnforcingSink implements ClusterSink {
     if (targets.length) this.log.info({ targets: targets.map((t) => `${t.ip}:${t.port}`) }, 'L7 proxy serving');
   }
 
+  /**
+   * On the agent's way out: the proxy's listeners close, the redirect stays in
+   * the kernel, so the served ports refuse connections until an agent is back
+   * (fail closed), and the policy table stays as it is.
+   */
+  async close(): Promise<void> {
+    await this.l7?.proxy.close();
+  }
+
   /** Connections allowed and denied per policy on this node, from the policy table's counters. */
   async policyCounters(): Promise<{ policy: string; kind: string; allowed: number; denied: number }[]> {
     return (await this.engine.stats()).rows;

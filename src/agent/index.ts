@@ -45,7 +45,12 @@ export async function runAgent(o: AgentOptions, version: string, sink?: ClusterS
   return new Promise<number>((resolve) => {
     const stop = (sig: string) => {
       log.info({ signal: sig }, 'agent stopping (the conflist stays)');
-      void a.stop().then(() => resolve(0));
+      // A stop that hangs (a client that never lets go) must not keep a DaemonSet pod terminating.
+      const force = setTimeout(() => resolve(0), 5000);
+      void a.stop().then(() => {
+        clearTimeout(force);
+        resolve(0);
+      });
     };
     process.once('SIGTERM', () => stop('SIGTERM'));
     process.once('SIGINT', () => stop('SIGINT'));

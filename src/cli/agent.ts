@@ -23,7 +23,8 @@ export function agentCommand(version: string): Command {
       return;
     }
     const { runAgent } = await loadBundle('agent');
-    process.exitCode = await runAgent(opts, version);
+    // Exited explicitly: what the agent ran (watch streams, proxy upstreams) is stopped by then, and nothing may keep a stopping agent alive.
+    process.exit(await runAgent(opts, version));
   });
   return cmd;
 }

@@ -320,11 +320,14 @@ describe('cluster mode: two nodes, an agent on each, policies from the API', () 
     api.update('ciliumnetworkpolicies', cnp('/admin'));
     await until('GET /admin allowed after the edit', async () => (await httpAsk(client!, db!.ip, [['GET', '/admin']]))[0]![0] === 200);
     expect((await httpAsk(client!, db!.ip, [['GET', '/data']]))[0]![0]).toBe(403);
-    // The agent (and its proxy) down: the redirected port refuses; nothing reaches the pod unchecked.
+    // The agent stopped (SIGTERM, as a rolling update does; it must not hang on its proxy's
+    // connections): the redirected port refuses; nothing reaches the pod unchecked.
     const n = nodes[0]!;
     const exited = new Promise((r) => n.agent!.once('exit', r));
-    n.agent!.kill('SIGKILL');
+    const t0 = Date.now();
+    n.agent!.kill('SIGTERM');
     await exited;
+    expect(Date.now() - t0).toBeLessThan(6000);
     const down = await httpAsk(client!, db!.ip, [['GET', '/admin']]);
     expect(down[0]![0]).toBe('error');
     startAgent(n);
