@@ -43,6 +43,7 @@ async function chain(req: CniRequest, loaded?: CniConfig): Promise<Chain> {
   // The workload identity and the manifests are read (and validated, before
   // anything is touched) on ADD only: a DEL must never fail on a label.
   if (req.env.verb === 'ADD') {
+    trace('config read');
     const identity = await workloadIdentity(req.config, args);
     if (identity) c.identity = identity;
     trace('identity read');

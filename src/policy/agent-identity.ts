@@ -12,6 +12,7 @@
 import type { CniArgs } from '../cni/args.js';
 import { CniError, Code } from '../cni/errors.js';
 import { checkedPath } from '../cni/paths.js';
+import { trace } from '../sys/trace.js';
 import { identityFromApiPod } from './k8s.js';
 import type { Identity } from './model.js';
 
@@ -83,7 +84,9 @@ export async function identityFromAgent(config: Record<string, unknown>, args: C
     try {
       // The agent holds the question until its watch delivers the pod (`wait`), so the answer comes as soon as it knows.
       const left = Math.max(0, deadline - Date.now());
+      trace('asking the agent');
       const a = await ask(socket, `${base}&wait=${left}`, left + 1000);
+      trace(`the agent answered ${a.status}`);
       if (a.status === 200) {
         let doc: { pod?: unknown; namespaceLabels?: unknown };
         try {
