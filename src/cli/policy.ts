@@ -14,6 +14,8 @@ import { policyId, type Policy, type Protocol } from '../policy/model.js';
 import { loadPolicyDir, parseManifestText, PolicyError } from '../policy/parse.js';
 import { NftTransaction } from '../sys/nft.js';
 import { formatOf, outputOption, printDocument } from './output.js';
+import { decide } from '../l7/decide.js';
+import type { HttpRequestInfo } from '../l7/match.js';
 
 /** Bad input to `policy explain` (exit 2, not "denied"). */
 class UsageError extends Error {}
@@ -224,13 +226,18 @@ function explainCommand(): Command {
     .requiredOption('--port <port>', 'destination port and protocol: <n>/<tcp|udp|sctp> (tcp when omitted)')
     .requiredOption('--config <conflist>', 'the conflist: its first nhi-cni or nhi-policy plugin gives the policy section and stateDir')
     .option('--state-dir <dir>', 'state directory holding policy-state.json (default: the plugin\'s stateDir, else /var/lib/nhi-cni)')
+    .option('--http <request>', 'an HTTP request on the connection, "<METHOD> <path>": judged by the HTTP rules as the agent\'s L7 proxy would (TCP only)')
+    .option('--header <name: value>', 'a request header for --http (repeatable)', (v: string, prev: string[] = []) => [...prev, v])
     .addOption(outputOption(['table', 'json', 'yaml']))
     .addHelpText('after', `
 Pods and their identities come from the node's policy state, policies from the
-manifests now (as \`policy sync\` would apply them).
--o json|yaml: {from, to, port, protocol, allowed, decision, text, deciding: [{kind, policy, file, document}]}.
+manifests now (as \`policy sync\` would apply them); in cluster mode (a conflist
+written by \`nhi-cni agent\`) the policies the agent last applied.
+--http "GET /data": the request's verdict under the HTTP rules (CiliumNetworkPolicy
+toPorts[].rules.http), enforced in cluster mode by the agent's L7 proxy.
+-o json|yaml: {from, to, port, protocol, allowed, decision, text, deciding: [{kind, policy, file, document}], http?}.
 Exit status: 0 allowed, 1 denied, 2 bad input (unknown pod, bad manifest, …).`)
-    .action(guarded(async (opts: { from: string; to: string; port: string; config: string; stateDir?: string; output: string }) => {
+    .action(guarded(async (opts: { from: string; to: string; port: string; config: string; stateDir?: string; output: string; http?: string; header?: string[] }) => {
       const format = formatOf(opts);
       const pm = /^(\d{1,5})(?:\/(tcp|udp|sctp))?$/i.exec(opts.port);
       const port = pm ? Number(pm[1]) : 0;
@@ -245,14 +252,24 @@ Exit status: 0 allowed, 1 denied, 2 bad input (unknown pod, bad manifest, …).`
       } catch (e) {
         throw new UsageError(e instanceof CniError && e.details ? `${e.message}: ${e.details}` : (e as Error).message);
       }
+      const request = opts.http === undefined ? undefined : httpRequest(opts.http, opts.header ?? [], protocol);
       const x = engine.explain({ from: opts.from, to: opts.to, port, protocol, policies });
-      process.exitCode = x.decision.allowed ? 0 : 1;
+      const http = request ? decide(policies, x.from.endpoint, x.to.endpoint, port, request) : undefined;
+      const allowed = http ? http.allowed : x.decision.allowed;
+      process.exitCode = allowed ? 0 : 1;
       if (format === 'json' || format === 'yaml') {
         const deciding = x.deciding.map((p) => ({ kind: p.kind, policy: policyId(p), file: p.source.file, document: p.source.index }));
-        return printDocument({ from: x.from, to: x.to, port, protocol: protocol.toLowerCase(), allowed: x.decision.allowed, decision: x.decision, text: x.text, deciding }, format);
+        const doc: Record<string, unknown> = { from: x.from, to: x.to, port, protocol: protocol.toLowerCase(), allowed, decision: x.decision, text: x.text, deciding };
+        if (http && request) doc.http = { method: request.method, path: request.path, ...http };
+        return printDocument(doc, format);
       }
       out(`${x.from.shown} -> ${x.to.shown} port ${port}/${protocol.toLowerCase()}\n`);
-      out(`${x.text}\n`);
+      if (http && request) {
+        const by = http.allowed
+          ? [...http.matched.map((m) => `${m.policy} ${m.direction} rule ${m.at}`), ...http.byL4.map((p) => `${p} (an L4 rule of the port: every request)`)].join('; ') || 'no policy acts on it'
+          : `${http.deniedBy.join(', ') || '(none)'}${http.deniedIn ? ` (${http.deniedIn})` : ''}`;
+        out(`HTTP ${request.method} ${request.path}: ${http.allowed ? 'allowed' : 'DENIED (403)'} by ${by}\n`);
+      } else out(`${x.text}\n`);
       for (const p of x.deciding) out(`  ${p.kind} ${policyId(p)}: ${p.source.file} document ${p.source.index}\n`);
     }, 2));
   // Usage errors (a missing option, …) are bad input too: exit 2.
@@ -261,6 +278,20 @@ Exit status: 0 allowed, 1 denied, 2 bad input (unknown pod, bad manifest, …).`
     throw new CommanderError(2, err.code, err.message);
   });
   return cmd;
+}
+
+/** `--http "GET /data"` and `--header "Name: value"` as the L7 matcher sees a request. */
+function httpRequest(text: string, headers: string[], protocol: Protocol): HttpRequestInfo {
+  if (protocol !== 'TCP') throw new UsageError('--http: HTTP is over TCP (--port <n>/tcp)');
+  const m = /^([A-Za-z]{1,20}) (\/[^\s]*)$/.exec(text.trim());
+  if (!m) throw new UsageError(`--http ${JSON.stringify(text)}: expected "<METHOD> <path>", e.g. "GET /data"`);
+  const out: HttpRequestInfo = { method: m[1]!, path: m[2]!, headers: {} };
+  for (const h of headers) {
+    const hm = /^([!#$%&'*+\-.^_`|~0-9A-Za-z]{1,256}):\s*(.*)$/.exec(h);
+    if (!hm) throw new UsageError(`--header ${JSON.stringify(h)}: expected "Name: value"`);
+    (out.headers[hm[1]!.toLowerCase()] ??= []).push(hm[2]!);
+  }
+  return out;
 }
 
 // ---- policy stats ----

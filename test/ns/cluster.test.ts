@@ -316,6 +316,15 @@ describe('cluster mode: two nodes, an agent on each, policies from the API', () 
     const metrics = await new Promise<string>((resolve) => execFile('curl', ['-s', '--unix-socket', join(nodes[0]!.stateDir, 'agent.sock'), 'http://agent/metrics'], { encoding: 'utf8' }, (_e, out) => resolve(out)));
     expect(metrics).toMatch(/nhi_l7_requests_total\{policy="shop\/data-readers",rule="[^"]+",verdict="allowed"\} [1-9]/);
     expect(metrics).toMatch(/nhi_l7_requests_total\{policy="shop\/data-readers",rule="-",verdict="denied"\} [1-9]/);
+    // `policy explain --http` on node-1 tells the same, from the policies the agent applied (api-1 is a pod of the other node).
+    const explain = (req: string) => spawnSync('ip', ['netns', 'exec', nodes[0]!.ns.name, BINARY, 'policy', 'explain', '--config', join(nodes[0]!.confDir, '10-nhi-cni.conflist'),
+      '--from', 'shop/api-1', '--to', 'shop/db-1', '--port', `${HTTP_PORT}/tcp`, '--http', req], { encoding: 'utf8' });
+    const ok = explain('GET /data');
+    expect(ok.status, ok.stderr).toBe(0);
+    expect(ok.stdout).toMatch(/HTTP GET \/data: allowed by shop\/data-readers ingress rule spec\.ingress\[0\]\.toPorts\[0\]\.rules\.http\[0\]/);
+    const no = explain('POST /data');
+    expect(no.status).toBe(1);
+    expect(no.stdout).toMatch(/HTTP POST \/data: DENIED \(403\) by .*shop\/data-readers/);
     // A policy edit through the API changes the next request's verdict.
     api.update('ciliumnetworkpolicies', cnp('/admin'));
     await until('GET /admin allowed after the edit', async () => (await httpAsk(client!, db!.ip, [['GET', '/admin']]))[0]![0] === 200);

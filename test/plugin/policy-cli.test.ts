@@ -182,7 +182,7 @@ describe('nhi-cni policy compile and explain (hand-written policy state)', () =>
     expect(held.stdout).toContain('-> payments/db (10.99.0.3)');
     const outside = cli(explainArgs('payments/api', '192.0.2.1', '443/tcp'));
     expect(outside.status).toBe(1);
-    expect(outside.stdout).toContain('192.0.2.1 (not a pod of this node)');
+    expect(outside.stdout).toContain('192.0.2.1 (not a pod of this node, nor a known pod of another)');
     expect(outside.stdout).toContain('ingress (destination): not isolated (no policy selects it)');
   });
 

@@ -53,13 +53,23 @@ function resolveEndpoint(arg: string, state: StoredState, which: string, stateDi
     if (holder?.identity) {
       return { label: `${holder.identity.namespace}/${holder.identity.name} (${text})`, ips: [text], fixed: true, identity: holder.identity };
     }
-    const what = holder ? `pod ${holder.containerId} without a workload identity` : 'not a pod of this node';
+    // A pod of another node (cluster mode: a peer the agent stored).
+    const peer = holder ? undefined : state.remote.find((r) => r.ips.some((a) => {
+      const x = parseIp(a);
+      return x !== undefined && formatIp(x) === text;
+    }));
+    if (peer?.identity) {
+      return { label: `${peer.identity.namespace}/${peer.identity.name} (${text}, on ${peer.id.split('/')[0]})`, ips: [text], fixed: true, identity: peer.identity };
+    }
+    const what = holder ? `pod ${holder.containerId} without a workload identity` : 'not a pod of this node, nor a known pod of another';
     return { label: `${text} (${what})`, ips: [text], fixed: true };
   }
   const m = /^([^/\s]+)\/([^/\s]+)$/.exec(arg);
   if (!m) throw new ExplainInputError(`--${which} ${JSON.stringify(arg)}: expected <namespace>/<pod> or an IP address`);
-  const found = Object.keys(state.pods).sort().map((k) => state.pods[k]!)
+  const found: { ips: string[]; identity?: Identity }[] = Object.keys(state.pods).sort().map((k) => state.pods[k]!)
     .filter((p) => p.identity?.namespace === m[1] && p.identity?.name === m[2]);
+  // Else a pod of another node (cluster mode).
+  if (found.length === 0) found.push(...state.remote.filter((r) => r.identity?.namespace === m[1] && r.identity?.name === m[2]));
   if (found.length === 0) {
     throw new ExplainInputError(`--${which} ${arg}: no such pod in the policy state (${stateDir}/${STATE_FILE})`);
   }
