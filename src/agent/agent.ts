@@ -53,6 +53,8 @@ export class Agent {
   private lastApplyError: string | undefined;
   private sinkRefused: Refused[] = [];
   private podMtu: number | undefined;
+  private reclaimTimer: NodeJS.Timeout | undefined;
+  private reclaimed = 0;
   /** /pod-identity requests waiting for a pod the informers do not hold yet: re-checked on each pod or namespace event. */
   private readonly podWaiters = new Set<() => void>();
   private applies = { ok: 0, error: 0 };
@@ -141,6 +143,22 @@ export class Agent {
     if (this.dirty) this.schedule(this.o.debounceMs);
   }
 
+  /** Periodic leak reclaim (docs/operations.md): the conflist's network, proven-dead reservations only. */
+  private startReclaim(): void {
+    if (this.reclaimTimer || !this.sink.reclaim || this.o.reclaimIntervalMs <= 0) return;
+    const once = async () => {
+      try {
+        const released = await this.sink.reclaim!({ dataDir: this.o.ipamDataDir, network: 'nhi-cni' });
+        this.reclaimed += released.length;
+      } catch (e) {
+        this.log.warn({ error: e instanceof Error ? e.message : String(e) }, 'leak reclaim failed; trying again later');
+      }
+    };
+    void once();
+    this.reclaimTimer = setInterval(() => void once(), this.o.reclaimIntervalMs);
+    this.reclaimTimer.unref();
+  }
+
   /** Ready once a view is applied and the conflist written (it needs this node's podCIDRs). */
   private afterApply(view: ClusterView): void {
     const cidrs = view.node?.podCIDRs ?? [];
@@ -161,6 +179,7 @@ export class Agent {
       if (wrote) this.log.info({ path: this.conflistWritten, podCIDRs: cidrs }, 'conflist written');
       if (!this.ready) this.log.info({}, 'ready');
       this.ready = true;
+      this.startReclaim();
     } catch (e) {
       this.log.error({ error: e instanceof Error ? e.message : String(e) }, 'cannot write the conflist');
     }
@@ -223,6 +242,7 @@ export class Agent {
       .family('nhi_agent_policies', 'gauge', 'policies known, per kind', [[{ kind: 'NetworkPolicy' }, v?.policies.filter((p) => p.kind === 'NetworkPolicy').length ?? 0], [{ kind: 'CiliumNetworkPolicy' }, v?.policies.filter((p) => p.kind === 'CiliumNetworkPolicy').length ?? 0]])
       .family('nhi_agent_refused_objects', 'gauge', 'objects refused (invalid or not enforceable), per kind', KINDS.map((k) => [{ kind: k }, refused.filter((r) => r.kind === k).length]))
       .family('nhi_policy_connections_total', 'counter', 'new connections on this node per policy: allowed by it, or denied where it isolates', policyRows.flatMap((r): [Record<string, string>, number][] => [[{ policy: r.policy, kind: r.kind, verdict: 'allowed' }, r.allowed], [{ policy: r.policy, kind: r.kind, verdict: 'denied' }, r.denied]]))
+      .family('nhi_ipam_reclaimed_total', 'counter', 'reservations of this node released by the periodic leak reclaim (proven dead)', [[undefined, this.reclaimed]])
       .family('nhi_ipam_addresses', 'gauge', 'pod addresses of this node per range: used (reserved) and free', this.ipamSamples())
       .family('nhi_l7_requests_total', 'counter', 'HTTP requests judged by the L7 proxy, per policy, rule (its place in the policy) and verdict', this.sink.l7Samples?.() ?? []);
     return e.text();
@@ -367,6 +387,7 @@ export class Agent {
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
+    if (this.reclaimTimer) clearInterval(this.reclaimTimer);
     this.informers.stop();
     for (const w of [...this.podWaiters]) w();
     // Kept-alive clients (a scraper, `nhi-cni status`) must not hold the way out.

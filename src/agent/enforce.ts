@@ -14,7 +14,9 @@ import { L7Proxy, type DenyRecord } from '../l7/proxy.js';
 import { l7Targets } from '../l7/targets.js';
 import { add, contains, formatIp, parseCidr, parseIp, networkOf } from '../net/ip.js';
 import { L7_REDIRECTED, POLICY_TABLE } from '../policy/compile/index.js';
-import { NO_AUDIT, PolicyEngine, type Pods, type RemotePeer } from '../policy/engine/index.js';
+import { RECLAIM_GRACE_MS, releaseLeaked, scan } from '../chain/reclaim.js';
+import { NO_AUDIT, podKey, PolicyEngine, type Pods, type RemotePeer } from '../policy/engine/index.js';
+import { bootId } from '../sys/sysfs.js';
 import { compilerPods } from '../policy/engine/pods.js';
 import type { Identity, Policy } from '../policy/model.js';
 import { hostNft, NftTransaction, type NftRunner } from '../sys/nft.js';
@@ -189,6 +191,27 @@ export class EnforcingSink implements ClusterSink {
     const r = await this.nft.run(tx);
     if (r.exitCode !== 0) throw new Error(`L7: the served ports were not applied to the policy table: ${r.stderr.trim()}`);
     if (targets.length) this.log.info({ targets: targets.map((t) => `${t.ip}:${t.port}`) }, 'L7 proxy serving');
+  }
+
+  /**
+   * Leaked addresses of this node released, as an exhausted ADD would but
+   * ahead of time (the agent runs it periodically): only reservations proven
+   * dead (src/chain/reclaim.ts: a previous boot, or host veth and namespace
+   * gone for longer than the grace period), each re-judged under its
+   * attachment's lock; their port guards and policy entries go in one nft
+   * transaction. Returns what was released.
+   */
+  async reclaim(o: { dataDir: string; network: string }): Promise<{ ip: string; containerId: string; ifname: string; reason: string }[]> {
+    const where = { dataDir: o.dataDir, network: o.network, stateDir: this.o.stateDir, ctx: { bootId: bootId(), now: Date.now(), graceMs: RECLAIM_GRACE_MS } };
+    const dead = (await scan({ ...where, probeLocks: true })).filter((f) => f.state === 'leaked');
+    if (dead.length === 0) return [];
+    const r = await releaseLeaked(where, dead);
+    if (r.removed.length || r.unguard.length) {
+      const keys = r.removed.map((a) => podKey(o.network, a.containerId, a.ifname));
+      await this.engine.reconcile({ change: (pods) => { for (const k of keys) delete pods[k]; }, extra: r.unguard });
+    }
+    for (const f of r.released) this.log.warn({ ip: f.ip, containerId: f.containerId, ifname: f.ifname, reason: f.reason, detail: f.detail }, 'released a dead reservation');
+    return r.released.map((f) => ({ ip: f.ip, containerId: f.containerId, ifname: f.ifname, reason: f.reason }));
   }
 
   /**

@@ -39,6 +39,8 @@ export interface AgentOptions {
   staleAfterMs: number;
   /** Events closer than this are one burst: one view for the sink. */
   debounceMs: number;
+  /** Periodic leak reclaim; 0: off. */
+  reclaimIntervalMs: number;
   /** `<stateDir>/agent.sock`: `nhi-cni status` and (later) the plugin's ADD ask the agent here. */
   socketPath: string;
 }
@@ -53,7 +55,7 @@ export interface FlagSpec {
 }
 
 export type RawAgentOptions = Partial<Record<
-  'kubeconfig' | 'nodeName' | 'stateDir' | 'confDir' | 'ipamDataDir' | 'clusterCidr' | 'listen' | 'trustDomain' | 'overlay' | 'nodeIp' | 'vxlanPort' | 'vni' | 'mtu' | 'encryption' | 'staleAfter' | 'debounce',
+  'kubeconfig' | 'nodeName' | 'stateDir' | 'confDir' | 'ipamDataDir' | 'clusterCidr' | 'listen' | 'trustDomain' | 'overlay' | 'nodeIp' | 'vxlanPort' | 'vni' | 'mtu' | 'encryption' | 'staleAfter' | 'debounce' | 'reclaimInterval',
   string
 >>;
 
@@ -76,6 +78,7 @@ export const AGENT_FLAGS: FlagSpec[] = [
   { key: 'mtu', flags: '--mtu <bytes>', env: 'NHI_CNI_MTU', help: "the underlay's MTU (default: the device holding the node IP's); pods get it minus the overlay's overhead (VXLAN 50/70, WireGuard 60/80)" },
   { key: 'encryption', flags: '--encryption <mode>', env: 'NHI_CNI_ENCRYPTION', help: `between nodes: ${ENCRYPTIONS.join(', ')}`, default: 'none' },
   { key: 'staleAfter', flags: '--stale-after <seconds>', env: 'NHI_CNI_STALE_AFTER', help: 'a watch with no sign of life for this long is restarted', default: '120' },
+  { key: 'reclaimInterval', flags: '--reclaim-interval <seconds>', env: 'NHI_CNI_RECLAIM_INTERVAL', help: 'how often leaked addresses (proven dead) are released; 0: never', default: '300' },
   { key: 'debounce', flags: '--debounce <ms>', env: 'NHI_CNI_DEBOUNCE_MS', help: 'events this close together are applied as one', default: '100' },
 ];
 
@@ -168,6 +171,7 @@ export function agentOptions(raw: RawAgentOptions, env: Record<string, string | 
     network,
     staleAfterMs: int(get('staleAfter')!, '--stale-after', 2, 86400) * 1000,
     debounceMs: int(get('debounce')!, '--debounce', 0, 60000),
+    reclaimIntervalMs: int(get('reclaimInterval')!, '--reclaim-interval', 0, 86400) * 1000,
     socketPath: `${stateDir === '/' ? '' : stateDir}/agent.sock`,
   };
   if (kubeconfig !== undefined) out.kubeconfig = kubeconfig;

@@ -116,6 +116,8 @@ export interface ClusterSink {
   apply(view: ClusterView): Promise<ApplyOutcome>;
   /** The L7 proxy's per-rule request counts ({policy, rule, verdict}), for /metrics. */
   l7Samples?(): [Record<string, string>, number][];
+  /** Releases the node's reservations proven dead (periodic leak reclaim); what was released. */
+  reclaim?(o: { dataDir: string; network: string }): Promise<{ ip: string; containerId: string; ifname: string; reason: string }[]>;
   /** Stops what the sink runs in this process (the L7 proxy's listeners); the kernel state stays. */
   close?(): Promise<void>;
   /** Connections allowed and denied per policy on this node (the kernel's counters), for /metrics. */

@@ -12,7 +12,7 @@
 // - a pod of the other node forging the allowed pod's address gets nothing;
 // - a pod the agent cannot identify is not wired.
 import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -427,6 +427,13 @@ describe('cluster mode: two nodes, an agent on each, policies from the API', () 
       api.setAvailable(true);
       deleteNetns(ns);
     }
+    // Meanwhile a reservation of a previous boot (a pod the reboot took, whose DEL never came): the agent back releases it.
+    const leakIp = '10.245.1.200';
+    const db2Record = JSON.parse(readFileSync(join(n.stateDir, 'nhi-cni', 'attachments', 'ctr-db-2:eth0.json'), 'utf8'));
+    writeFileSync(join(n.stateDir, 'nhi-cni', 'attachments', 'ctr-leak:eth0.json'), JSON.stringify({
+      ...db2Record, containerId: 'ctr-leak', netns: '/var/run/netns/gone-with-the-reboot', hostVeth: 'veth0badf00d', ips: [`${leakIp}/24`], boot: '00000000-0000-0000-0000-000000000000',
+    }));
+    writeFileSync(join(n.scratch.path('ipam'), 'nhi-cni', leakIp), 'ctr-leak\r\neth0');
     // The agent back: the allowed flow never stopped, the denied one never opened.
     startAgent(n);
     const watch = (async () => {
@@ -441,5 +448,10 @@ describe('cluster mode: two nodes, an agent on each, policies from the API', () 
     })();
     expect(await watch).toEqual({ allowedFailed: 0, deniedPassed: 0 });
     await until('the restarted agent ready', () => /"msg":"ready"/.test(n.log));
+    await until('the leak released', () => !existsSync(join(n.scratch.path('ipam'), 'nhi-cni', leakIp)));
+    expect(n.log).toMatch(/"ip":"10\.245\.1\.200".*"reason":"previous-boot".*released a dead reservation/);
+    // db-2, alive, kept its address.
+    expect(existsSync(join(n.scratch.path('ipam'), 'nhi-cni', db2.ip))).toBe(true);
+    expect(existsSync(join(n.stateDir, 'nhi-cni', 'attachments', 'ctr-leak:eth0.json'))).toBe(false);
   }, 150_000);
 });

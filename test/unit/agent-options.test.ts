@@ -25,6 +25,7 @@ describe('agent options', () => {
       network: { overlay: 'vxlan', vxlanPort: 4789, vni: 1, encryption: 'none' },
       staleAfterMs: 120_000,
       debounceMs: 100,
+      reclaimIntervalMs: 300_000,
       socketPath: '/var/lib/nhi-cni/agent.sock',
     });
   });
