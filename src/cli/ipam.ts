@@ -1,8 +1,9 @@
 // `nhi-cni ipam …`: the reservations of a host-local data directory, the ones
 // whose owner is gone (check), and their release from a check's report.
 import { Command, InvalidArgumentError } from 'commander';
-import { closeSync, fstatSync, openSync, readdirSync, readSync, constants } from 'node:fs';
-import { resolve } from 'node:path';
+import { closeSync, fstatSync, lstatSync, openSync, readdirSync, readSync, constants } from 'node:fs';
+import { request } from 'node:http';
+import { join, resolve } from 'node:path';
 import { validateNetworkName } from '../cni/config.js';
 import { validateContainerId, validateIfname } from '../cni/env.js';
 import { DEFAULT_STATE_DIR } from '../chain/config.js';
@@ -102,7 +103,10 @@ export interface CheckReport {
   findings: Finding[];
 }
 
-const findingColumns: Column<Finding & { action?: string }>[] = [
+/** A finding, and (with the agent) whether a pod of this node in the Kubernetes API holds its address. */
+type CheckedFinding = Finding & { inApi?: boolean };
+
+const findingColumns: Column<CheckedFinding & { action?: string }>[] = [
   { header: 'NETWORK', value: (r) => r.network },
   { header: 'ADDRESS', value: (r) => r.ip },
   { header: 'STATE', value: (r) => r.state },
@@ -119,6 +123,46 @@ function seconds(v: string): number {
   const n = Number(v);
   if (!/^[0-9]+$/.test(v) || !Number.isSafeInteger(n)) throw new InvalidArgumentError(`--grace must be a whole number of seconds, not ${JSON.stringify(v)}`);
   return n;
+}
+
+/**
+ * The addresses of this node's pods as the Kubernetes API has them, from the
+ * agent on `<stateDir>/agent.sock` (its last applied view); undefined when no
+ * agent runs there (file mode) or it does not answer within 2 s.
+ */
+async function apiPodAddresses(stateDir: string): Promise<Set<string> | undefined> {
+  const socketPath = join(stateDir, 'agent.sock');
+  try {
+    if (!lstatSync(socketPath).isSocket()) return undefined;
+  } catch {
+    return undefined;
+  }
+  const body = await new Promise<string | undefined>((done) => {
+    const req = request({ socketPath, path: '/view', timeout: 2000 }, (res) => {
+      let b = '';
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => (b += c));
+      res.on('end', () => done(res.statusCode === 200 ? b : undefined));
+    });
+    req.on('timeout', () => req.destroy());
+    req.on('error', () => done(undefined));
+    req.end();
+  });
+  try {
+    const view = body ? (JSON.parse(body) as { pods?: { local?: boolean; ips?: unknown[] }[] } | null) : undefined;
+    if (!view || !Array.isArray(view.pods)) return undefined;
+    const out = new Set<string>();
+    for (const p of view.pods) {
+      if (p.local !== true || !Array.isArray(p.ips)) continue;
+      for (const ip of p.ips) {
+        const x = typeof ip === 'string' ? parseIp(ip) : undefined;
+        if (x) out.add(formatIp(x));
+      }
+    }
+    return out;
+  } catch {
+    return undefined;
+  }
 }
 
 function checkCommand(): Command {
@@ -141,6 +185,10 @@ UNKNOWN: nothing proves it either way (no nhi-cni record: a delegating main
 plugin or the reference host-local, an ADD killed before its record, a lost
 state dir); never released by nhi-cni — a DEL or GC from the runtime does.
 LIVE (with --all): host veth or namespace present, recent, or in flight.
+With the agent (<state-dir>/agent.sock), IN-API says whether a pod of this node
+in the Kubernetes API holds the address; a live reservation that no such pod
+holds is listed too (a DEL that never came, or an ADD under way): a lead, not
+a proof, so \`ipam release\` never frees it.
 -o json and -o yaml print the whole report, the input of
 \`nhi-cni ipam release --from-report FILE\`.
 Exit status: 0 when the check ran (with or without findings), 2 on bad input
@@ -150,10 +198,12 @@ or an unreadable directory.`)
       const dataDir = resolve(opts.dataDir);
       const stateDir = resolve(opts.stateDir);
       const ctx = { bootId: bootId(), now: Date.now(), graceMs: opts.grace * 1000 };
-      const findings: Finding[] = [];
+      const findings: CheckedFinding[] = [];
+      const inApi = await apiPodAddresses(stateDir);
       for (const n of networksOf(dataDir, network)) {
-        const all = await scan({ dataDir, stateDir, network: n, ctx, probeLocks: true });
-        findings.push(...all.filter((f) => opts.all || f.state !== 'live'));
+        const all: CheckedFinding[] = (await scan({ dataDir, stateDir, network: n, ctx, probeLocks: true }))
+          .map((f) => (inApi ? { ...f, inApi: inApi.has(f.ip) } : f));
+        findings.push(...all.filter((f) => opts.all || f.state !== 'live' || f.inApi === false));
       }
       const report: CheckReport = {
         kind: 'nhi-cni/ipam-check', version: 1, time: new Date(ctx.now).toISOString(), bootId: ctx.bootId ?? null,
@@ -164,7 +214,11 @@ or an unreadable directory.`)
         process.stdout.write(`no leaked reservations in ${dataDir}${network ? `/${network}` : ''}\n`);
         return;
       }
-      return printRows(findings, format, findingColumns);
+      // IN-API only when the agent answered (cluster mode).
+      const columns = findings.some((f) => f.inApi !== undefined)
+        ? [...findingColumns.slice(0, 4), { header: 'IN-API', value: (r: CheckedFinding) => (r.inApi === undefined ? '-' : r.inApi ? 'yes' : 'no') }, ...findingColumns.slice(4)]
+        : findingColumns;
+      return printRows(findings, format, columns);
     }));
 }
 

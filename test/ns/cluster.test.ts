@@ -452,6 +452,19 @@ describe('cluster mode: two nodes, an agent on each, policies from the API', () 
     expect(n.log).toMatch(/"ip":"10\.245\.1\.200".*"reason":"previous-boot".*released a dead reservation/);
     // db-2, alive, kept its address.
     expect(existsSync(join(n.scratch.path('ipam'), 'nhi-cni', db2.ip))).toBe(true);
+    // `ipam check` on the node asks the agent which addresses the API's pods of this node hold:
+    // a reservation nobody in the API holds is a lead (listed), never released on that alone.
+    const orphan = '10.245.1.201';
+    writeFileSync(join(n.scratch.path('ipam'), 'nhi-cni', orphan), 'ctr-unknown\r\neth0');
+    await until('the agent to know db-2\'s address', async () => {
+      const c = await new Promise<string>((resolve) => execFile('ip', ['netns', 'exec', n.ns.name, BINARY, 'ipam', 'check', '--all', '--data-dir', n.scratch.path('ipam'), '--state-dir', n.stateDir, '-o', 'json'], { encoding: 'utf8' }, (_e, out) => resolve(out)));
+      const byIp = Object.fromEntries((JSON.parse(c).findings as Obj[]).map((f) => [f.ip, f]));
+      if (byIp[db2.ip]?.inApi !== true) return undefined;
+      expect(byIp[db!.ip]).toMatchObject({ state: 'live', inApi: true });
+      expect(byIp[orphan]).toMatchObject({ state: 'unknown', inApi: false });
+      return true;
+    });
+    rmSync(join(n.scratch.path('ipam'), 'nhi-cni', orphan));
     expect(existsSync(join(n.stateDir, 'nhi-cni', 'attachments', 'ctr-leak:eth0.json'))).toBe(false);
   }, 150_000);
 });
