@@ -41,7 +41,7 @@ export interface AgentOptions {
   debounceMs: number;
   /** Periodic leak reclaim; 0: off. */
   reclaimIntervalMs: number;
-  /** `<stateDir>/agent.sock`: `nhi-cni status` and (later) the plugin's ADD ask the agent here. */
+  /** `<stateDir>/agent.sock`: `nhi-cni status`, `ipam check` and the plugin's ADD (who is this pod?) ask the agent here. */
   socketPath: string;
 }
 
