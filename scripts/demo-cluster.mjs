@@ -146,7 +146,8 @@ try {
   console.log('  shop/db-from-api: pods app=db accept TCP 5432 from pods app=api only');
   const t0 = performance.now();
   await until('the policy', async () => (await tryConnect(pods['web-1'].ns, pods['db-1'].ip, 5432)) === 'DENIED');
-  console.log(`  enforced after ${Math.round(performance.now() - t0)} ms`);
+  // A denied try is only known as such after its 1.2 s wait for an answer.
+  console.log(`  web-1 seen denied ${Math.round(performance.now() - t0)} ms after the API write (including that try's 1.2 s wait for an answer)`);
   await matrix('now:');
 
   console.log(bold('kubectl label pod web-1 app=api: the verdict follows the labels, no CNI call'));
