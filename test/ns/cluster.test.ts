@@ -244,7 +244,7 @@ describe('cluster mode: two nodes, an agent on each, policies from the API', () 
     await until('api-1 allowed with no policy', () => reaches(client!.ns, db!.ip, DB_PORT));
   });
 
-  it('a pod on the other node forging an allowed pod\'s address gets nothing through (one-way UDP, which needs no reply)', async () => {
+  it('a pod deleted in the API loses its access on the other node before any DEL; a pod forging an allowed pod\'s address gets nothing through (one-way UDP, which needs no reply)', async () => {
     const [db, client, other] = ['db-1', 'api-1', 'web-1'].map((n) => pods.find((p) => p.name === n)!);
     api.patch('pods', 'web-1', 'shop', { metadata: { labels: { app: 'web' } } });
     api.patch('pods', 'api-1', 'shop', { metadata: { labels: { app: 'api' } } });
@@ -254,6 +254,16 @@ describe('cluster mode: two nodes, an agent on each, policies from the API', () 
     });
     await until('web-1 denied again', async () => !(await reaches(other!.ns, db!.ip, DB_PORT)));
     expect(await reaches(client!.ns, db!.ip, DB_PORT)).toBe(true);
+    // A pod deleted in the API on one node loses its access on the others at once, even
+    // before its own node tears it down (its sandbox still runs here: no DEL yet).
+    const api2 = await addPod(nodes[1]!, 'api-2', { app: 'api' });
+    await until('api-2 allowed', () => reaches(api2.ns, db!.ip, DB_PORT));
+    api.delete('pods', 'api-2', 'shop');
+    await until('api-2 denied once deleted in the API', async () => !(await reaches(api2.ns, db!.ip, DB_PORT)));
+    const del = await nodes[1]!.runtime!.runAsync('del', 'nhi-cni', api2.ns, { CNI_CONTAINERID: 'ctr-api-2', CNI_ARGS: 'K8S_POD_NAMESPACE=shop;K8S_POD_NAME=api-2', NHI_CNI_RUN_DIR: nodes[1]!.scratch.path('run') });
+    expect(del.status, del.stdout + del.stderr).toBe(0);
+    pods.splice(pods.indexOf(api2), 1);
+    deleteNetns(api2.ns);
     // A UDP sink in the db pod prints every datagram it gets: a forged
     // datagram needs no answer, so only the source check can stop it.
     const sink = spawn('ip', ['netns', 'exec', db!.ns.name, process.execPath, '-e', `
