@@ -8,8 +8,8 @@
 // latency from an API change (a pod relabelled on another node, a policy
 // created) to the nft transaction committed (debounce included). Also the
 // bundle sizes. Run as root.
-import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { execFile, spawn, spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -58,7 +58,7 @@ for (let i = 0; i < POLICIES; i++) {
 const port = 20000 + Math.floor(Math.random() * 20000);
 const sock = join(dir, 'state', 'agent.sock');
 const t0 = performance.now();
-agent = spawn('ip', ['netns', 'exec', ns, join(root, 'dist/nhi-cni'), 'agent', '--kubeconfig', api.kubeconfig(api.token, 'https://127.0.0.1:6443'), '--node-name', 'n1', '--overlay', 'none', '--state-dir', join(dir, 'state'), '--conf-dir', join(dir, 'net.d'), '--listen', `127.0.0.1:${port}`, '--debounce', DEBOUNCE], { stdio: ['ignore', 'ignore', process.env.AGENT_LOG ? 'inherit' : 'ignore'], env: { PATH: process.env.PATH, NHI_CNI_LOG_LEVEL: process.env.AGENT_LOG ?? 'warn' } });
+agent = spawn('ip', ['netns', 'exec', ns, join(root, 'dist/nhi-cni'), 'agent', '--kubeconfig', api.kubeconfig(api.token, 'https://127.0.0.1:6443'), '--node-name', 'n1', '--overlay', 'none', '--ipam-data-dir', join(dir, 'ipam'), '--state-dir', join(dir, 'state'), '--conf-dir', join(dir, 'net.d'), '--listen', `127.0.0.1:${port}`, '--debounce', DEBOUNCE], { stdio: ['ignore', 'ignore', process.env.AGENT_LOG ? 'inherit' : 'ignore'], env: { PATH: process.env.PATH, NHI_CNI_LOG_LEVEL: process.env.AGENT_LOG ?? 'warn' } });
 
 const get = (path) => new Promise((resolve, reject) => {
   const req = request({ socketPath: sock, path }, (res) => {
@@ -112,6 +112,42 @@ for (let e = 0; e < Math.min(EDITS, 20); e++) {
   polLat.push(performance.now() - t);
   await sleep(50);
 }
+// ADD with the agent (identity asked over its socket, the agent's policies and peers in the
+// transaction) against the same conflist without its policy section (no enforcement), alternated,
+// through libcni as a runtime calls it; each pod exists in the API before its ADD, as with kubelet.
+const ADDS = Number(process.env.ADDS ?? 20);
+const conf = JSON.parse(readFileSync(join(dir, 'net.d', '10-nhi-cni.conflist'), 'utf8'));
+const plain = structuredClone(conf);
+delete plain.plugins[0].policy;
+plain.name = 'plain';
+plain.plugins[0].bridge = 'nhi1';
+plain.plugins[0].ipam.ranges = [[{ subnet: '10.99.0.0/24' }]];
+const lists = { agent: join(dir, 'lists-agent'), plain: join(dir, 'lists-plain') };
+mkdirSync(lists.agent, { recursive: true });
+mkdirSync(lists.plain, { recursive: true });
+writeFileSync(join(lists.agent, '10-nhi-cni.conflist'), JSON.stringify(conf));
+writeFileSync(join(lists.plain, '10-plain.conflist'), JSON.stringify(plain));
+const cni = (verb, list, network, pod, name) => new Promise((resolve) => {
+  const t = performance.now();
+  execFile('ip', ['netns', 'exec', ns, join(root, 'dist/cni-client'), verb, network, `/var/run/netns/${pod}`], {
+    env: { PATH: process.env.PATH, NETCONFPATH: list, CNI_PATH: `${join(root, 'dist')}:/usr/lib/cni`, CNI_CACHE_DIR: join(dir, 'cache'), CNI_CONTAINERID: `bench-${name}`, CNI_ARGS: `K8S_POD_NAMESPACE=ns-0;K8S_POD_NAME=${name}`, NHI_CNI_RUN_DIR: join(dir, 'run') },
+  }, (err, _o, stderr) => resolve({ ms: performance.now() - t, ok: !err, stderr }));
+});
+const addMs = { agent: [], plain: [] };
+for (let i = 0; i < ADDS; i++) {
+  for (const mode of i % 2 ? ['plain', 'agent'] : ['agent', 'plain']) {
+    const name = `add-${mode}-${i}`;
+    const pod = `nhibp-${process.pid.toString(36)}-${i}-${mode}`;
+    spawnSync('ip', ['netns', 'add', pod]);
+    if (mode === 'agent') api.create('pods', { metadata: { namespace: 'ns-0', name, labels: { app: 'app-0', tier: 'db' } }, spec: { nodeName: 'n1', containers: [{ name: 'c' }] }, status: { phase: 'Pending' } });
+    const net = mode === 'agent' ? 'nhi-cni' : 'plain';
+    const r = await cni('add', lists[mode], net, pod, name);
+    if (!r.ok) throw new Error(`ADD (${mode}) failed: ${r.stderr}`);
+    addMs[mode].push(r.ms);
+    await cni('del', lists[mode], net, pod, name);
+    spawnSync('ip', ['netns', 'del', pod]);
+  }
+}
 const sorted = (l) => [...l].sort((a, b) => a - b);
 const pctOf = (l, p) => sorted(l)[Math.min(l.length - 1, Math.ceil((p / 100) * l.length) - 1)];
 const pct = (p) => pctOf(lat, p);
@@ -125,6 +161,9 @@ console.log(`  API change -> nft transaction committed (debounce included):`);
 console.log(`    ${EDITS} relabels of pods (on any node): p50 ${pct(50).toFixed(0)} ms, p99 ${pct(99).toFixed(0)} ms`);
 console.log(`    ${polLat.length} NetworkPolicies created: p50 ${pctOf(polLat, 50).toFixed(0)} ms, p99 ${pctOf(polLat, 99).toFixed(0)} ms`);
 console.log(`  the policy table: ${tableSize} lines (nft list table inet nhi_policy)`);
+console.log(`  ADD through libcni (nhi-cni + portmap + bandwidth), ${ADDS} each, alternated:`);
+console.log(`    cluster mode (identity from the agent, ${POLICIES} policies and the peers in the transaction): p50 ${pctOf(addMs.agent, 50).toFixed(0)} ms, p90 ${pctOf(addMs.agent, 90).toFixed(0)} ms`);
+console.log(`    the same conflist without its policy section (no enforcement):                p50 ${pctOf(addMs.plain, 50).toFixed(0)} ms, p90 ${pctOf(addMs.plain, 90).toFixed(0)} ms`);
 agent.kill('SIGTERM');
 await new Promise((r) => agent.once('exit', r));
 relay.kill();
