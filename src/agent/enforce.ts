@@ -12,8 +12,9 @@ import { CoreV1Api, PatchStrategy, setHeaderOptions, type KubeConfig } from '@ku
 import { L7Controller } from '../l7/controller.js';
 import { L7Proxy, type DenyRecord } from '../l7/proxy.js';
 import { l7Targets } from '../l7/targets.js';
-import { add, contains, formatIp, parseCidr, parseIp, networkOf } from '../net/ip.js';
-import { L7_REDIRECTED, POLICY_TABLE } from '../policy/compile/index.js';
+import { gatewayOf } from '../chain/bridge.js';
+import { contains, formatIp, parseCidr, parseIp } from '../net/ip.js';
+import { L7_REDIRECTED, l7RedirectedSetType, POLICY_TABLE } from '../policy/compile/index.js';
 import { RECLAIM_GRACE_MS, releaseLeaked, scan } from '../chain/reclaim.js';
 import { NO_AUDIT, podKey, PolicyEngine, type Pods, type RemotePeer } from '../policy/engine/index.js';
 import { bootId } from '../sys/sysfs.js';
@@ -101,12 +102,6 @@ export function nodeInfos(view: ClusterView): NodeInfo[] {
   });
 }
 
-/** The first address of a pod CIDR: the bridge's (host-local's default gateway), where the node serves its pods. */
-function gatewayOf(cidr: string): string | undefined {
-  const c = parseCidr(cidr);
-  return c ? formatIp(add(networkOf(c), 1n)) : undefined;
-}
-
 export class EnforcingSink implements ClusterSink {
   readonly engine: PolicyEngine;
   /** The L7 proxy and its controller, made when a policy first has HTTP rules for a pod of this node. */
@@ -165,7 +160,8 @@ export class EnforcingSink implements ClusterSink {
     const targets = l7Targets(policies, local).ingress;
     if (targets.length === 0 && !this.l7) return;
     if (!this.l7) {
-      const gateways = (view.node?.podCIDRs ?? []).map(gatewayOf).filter((g): g is string => g !== undefined);
+      // The bridge's address in each pod CIDR (host-local's default gateway), where the node serves its pods.
+      const gateways = (view.node?.podCIDRs ?? []).map((address) => formatIp(gatewayOf({ address }).ip));
       const proxy = new L7Proxy({
         identify: (ip) => this.identities.get(ip),
         policies: () => this.policies,
@@ -184,7 +180,7 @@ export class EnforcingSink implements ClusterSink {
     for (const f of [4, 6] as const) {
       const name = L7_REDIRECTED[f];
       const set = { family: 'inet', table: POLICY_TABLE, name };
-      tx.push({ add: { set: { ...set, type: [f === 4 ? 'ipv4_addr' : 'ipv6_addr', 'inet_service'] } } }, { flush: { set } });
+      tx.push({ add: { set: { ...set, type: l7RedirectedSetType(f) } } }, { flush: { set } });
       const elem = targets.filter((t) => t.ip.includes(':') === (f === 6)).map((t) => ({ concat: [t.ip, t.port] }));
       if (elem.length) tx.push({ add: { element: { ...set, elem } } });
     }

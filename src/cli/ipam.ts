@@ -2,7 +2,6 @@
 // whose owner is gone (check), and their release from a check's report.
 import { Command, InvalidArgumentError } from 'commander';
 import { closeSync, fstatSync, lstatSync, openSync, readdirSync, readSync, constants } from 'node:fs';
-import { request } from 'node:http';
 import { join, resolve } from 'node:path';
 import { validateNetworkName } from '../cni/config.js';
 import { validateContainerId, validateIfname } from '../cni/env.js';
@@ -14,6 +13,7 @@ import { AttachmentStore } from '../chain/state.js';
 import { compare, formatIp, parseIp } from '../net/ip.js';
 import { applyNft, NftTransaction } from '../sys/nft.js';
 import { bootId } from '../sys/sysfs.js';
+import { askAgent } from './agent-socket.js';
 import { EXIT, formatOf, outputOption, printDocument, printRows, type Column } from './output.js';
 
 /** Bad input: exit 2. */
@@ -137,32 +137,22 @@ async function apiPodAddresses(stateDir: string): Promise<Set<string> | undefine
   } catch {
     return undefined;
   }
-  const body = await new Promise<string | undefined>((done) => {
-    const req = request({ socketPath, path: '/view', timeout: 2000 }, (res) => {
-      let b = '';
-      res.setEncoding('utf8');
-      res.on('data', (c: string) => (b += c));
-      res.on('end', () => done(res.statusCode === 200 ? b : undefined));
-    });
-    req.on('timeout', () => req.destroy());
-    req.on('error', () => done(undefined));
-    req.end();
-  });
+  let view: { pods?: { local?: boolean; ips?: unknown[] }[] } | null;
   try {
-    const view = body ? (JSON.parse(body) as { pods?: { local?: boolean; ips?: unknown[] }[] } | null) : undefined;
-    if (!view || !Array.isArray(view.pods)) return undefined;
-    const out = new Set<string>();
-    for (const p of view.pods) {
-      if (p.local !== true || !Array.isArray(p.ips)) continue;
-      for (const ip of p.ips) {
-        const x = typeof ip === 'string' ? parseIp(ip) : undefined;
-        if (x) out.add(formatIp(x));
-      }
-    }
-    return out;
+    view = (await askAgent(socketPath, '/view', 2000)) as typeof view;
   } catch {
     return undefined;
   }
+  if (!view || !Array.isArray(view.pods)) return undefined;
+  const out = new Set<string>();
+  for (const p of view.pods) {
+    if (p.local !== true || !Array.isArray(p.ips)) continue;
+    for (const ip of p.ips) {
+      const x = typeof ip === 'string' ? parseIp(ip) : undefined;
+      if (x) out.add(formatIp(x));
+    }
+  }
+  return out;
 }
 
 function checkCommand(): Command {

@@ -2,32 +2,13 @@
 // (<state-dir>/agent.sock, mode 0600: root only, nothing on the network, and
 // no port to guess when --listen was changed) and prints what it knows.
 import { Command } from 'commander';
+import { askAgent } from './agent-socket.js';
 import { formatOf, outputOption, printDocument } from './output.js';
 import type { AgentStatus } from '../agent/agent.js';
 import { DEFAULT_STATE_DIR } from '../agent/options.js';
 import { absolutePathProblem } from '../cni/paths.js';
 
-function ask(socketPath: string, timeoutMs: number): Promise<AgentStatus> {
-  // node:http is loaded when used: the start-up snapshot cannot hold its handles.
-  const { request } = process.getBuiltinModule('node:http') as typeof import('node:http');
-  return new Promise((resolve, reject) => {
-    const req = request({ socketPath, path: '/status', method: 'GET', timeout: timeoutMs }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => {
-        try {
-          if (res.statusCode !== 200) throw new Error(`HTTP ${res.statusCode}`);
-          resolve(JSON.parse(Buffer.concat(chunks).toString('utf8')) as AgentStatus);
-        } catch (e) {
-          reject(e);
-        }
-      });
-    });
-    req.on('timeout', () => req.destroy(new Error(`no answer within ${timeoutMs} ms`)));
-    req.on('error', reject);
-    req.end();
-  });
-}
+const ask = async (socketPath: string, timeoutMs: number) => (await askAgent(socketPath, '/status', timeoutMs)) as AgentStatus;
 
 const age = (s: number | null) => (s === null ? 'never' : `${s}s ago`);
 

@@ -19,6 +19,7 @@
 // ones, kubelet probes) are not redirected. Bridged pod-to-pod traffic meets
 // prerouting through br_netfilter (bridge-nf-call-iptables), as the policy
 // table's forward hook already requires.
+import { l7RedirectedMatch, l7RedirectedSetType } from '../policy/compile/index.js';
 import { chain, NftTransaction, rule, table, type Expr } from '../sys/nft.js';
 
 
@@ -75,19 +76,7 @@ export function redirectTransaction(redirects: Redirect[]): NftTransaction {
  * the proxy judges L3/L4 of both ends itself. A connection sent straight to
  * the listener has no DNAT and still meets the profiles.
  */
-export function redirectedExprs(fam: 4 | 6, setName: string): Expr[] {
-  return [
-    { match: { op: 'in', left: { ct: { key: 'status' } }, right: 'dnat' } },
-    { match: { op: '==', left: { meta: { key: 'l4proto' } }, right: 'tcp' } },
-    {
-      match: {
-        op: '==',
-        left: { concat: [{ ct: { key: fam === 4 ? 'ip daddr' : 'ip6 daddr', dir: 'original' } }, { ct: { key: 'proto-dst', dir: 'original' } }] },
-        right: `@${setName}`,
-      },
-    },
-  ];
-}
+export const redirectedExprs = l7RedirectedMatch;
 
 /** The type of that set, per family. */
-export const redirectedSetType = (fam: 4 | 6): string[] => [fam === 4 ? 'ipv4_addr' : 'ipv6_addr', 'inet_service'];
+export const redirectedSetType = l7RedirectedSetType;

@@ -5,7 +5,7 @@ import type { CompileContext } from './context.js';
 import { addrField, jump, match, vmap } from './expr.js';
 import { byText } from './names.js';
 import type { Placed } from './profiles.js';
-import { IPV6_LINK_CONTROL, L7_REDIRECTED, POLICY_TABLE, setType, TABLE, VERDICT_MAPS } from './table.js';
+import { IPV6_LINK_CONTROL, L7_REDIRECTED, l7RedirectedMatch, l7RedirectedSetType, POLICY_TABLE, setType, TABLE, VERDICT_MAPS } from './table.js';
 import type { CompiledNames, Desired } from './types.js';
 
 /**
@@ -35,19 +35,10 @@ function baseChains(): [string, string, unknown[][]][] {
       ndp,
       // A connection the L7 redirect (table inet nhi_l7) took to the agent's proxy: its
       // ORIGINAL destination is a served pod port; the proxy judges source and destination.
-      ...([4, 6] as const).map((f) => [...l7Redirected(f), { accept: null }]),
+      ...([4, 6] as const).map((f) => [...l7RedirectedMatch(f, L7_REDIRECTED[f]), { accept: null }]),
       [vmap(addrField(4, 'saddr'), 'eg4')],
       [vmap(addrField(6, 'saddr'), 'eg6')],
     ]],
-  ];
-}
-
-/** `ct status dnat meta l4proto tcp ct original ip[6] daddr . ct original proto-dst @l7r4|6`. */
-function l7Redirected(f: 4 | 6): unknown[] {
-  return [
-    { match: { op: 'in', left: { ct: { key: 'status' } }, right: 'dnat' } },
-    { match: { op: '==', left: { meta: { key: 'l4proto' } }, right: 'tcp' } },
-    { match: { op: '==', left: { concat: [{ ct: { key: f === 4 ? 'ip daddr' : 'ip6 daddr', dir: 'original' } }, { ct: { key: 'proto-dst', dir: 'original' } }] }, right: `@${L7_REDIRECTED[f]}` } },
   ];
 }
 
@@ -64,7 +55,7 @@ export function fullTransaction(ctx: CompileContext, placed: Placed, previous: C
     cmds.push({ flush: { map: { ...TABLE, name } } });
   }
   // Declared, not flushed: the L7 controller's (see L7_REDIRECTED).
-  for (const f of [4, 6] as const) cmds.push({ add: { set: { ...TABLE, name: L7_REDIRECTED[f], type: [f === 4 ? 'ipv4_addr' : 'ipv6_addr', 'inet_service'] } } });
+  for (const f of [4, 6] as const) cmds.push({ add: { set: { ...TABLE, name: L7_REDIRECTED[f], type: l7RedirectedSetType(f) } } });
   for (const c of [...ctx.counters].sort()) cmds.push({ add: { counter: { ...TABLE, name: c } } });
   for (const [name, s] of [...ctx.sets].sort(([x], [y]) => byText(x, y))) {
     cmds.push({ add: { set: { ...TABLE, name, type: s.type } } });

@@ -1,5 +1,6 @@
 // The table the compiler owns and the fixed parts of its layout: names that
 // the kernel, the state file and the CLI all agree on.
+import type { Expr } from '../../sys/nft.js';
 
 export const POLICY_TABLE = 'nhi_policy';
 /**
@@ -19,6 +20,24 @@ export const TABLE = { family: 'inet', table: POLICY_TABLE } as const;
  * elements (an engine change does not drop them).
  */
 export const L7_REDIRECTED = { 4: 'l7r4', 6: 'l7r6' } as const;
+
+/** The type of such a set: (address . port) of one family. */
+export const l7RedirectedSetType = (fam: 4 | 6): string[] => [fam === 4 ? 'ipv4_addr' : 'ipv6_addr', 'inet_service'];
+
+/**
+ * Matches a connection DNATed from one of the (address . port) pairs in
+ * `setName`, by its ORIGINAL destination: `ct status dnat meta l4proto tcp
+ * ct original ip[6] daddr . ct original proto-dst @setName`. The policy
+ * table's input hook accepts these (src/policy/compile/emit.ts); src/l7
+ * keeps the set's elements.
+ */
+export function l7RedirectedMatch(fam: 4 | 6, setName: string): Expr[] {
+  return [
+    { match: { op: 'in', left: { ct: { key: 'status' } }, right: 'dnat' } },
+    { match: { op: '==', left: { meta: { key: 'l4proto' } }, right: 'tcp' } },
+    { match: { op: '==', left: { concat: [{ ct: { key: fam === 4 ? 'ip daddr' : 'ip6 daddr', dir: 'original' } }, { ct: { key: 'proto-dst', dir: 'original' } }] }, right: `@${setName}` } },
+  ];
+}
 
 /** Pod address -> its egress (eg) or ingress (in) profile chain. */
 export const VERDICT_MAPS = ['eg4', 'eg6', 'in4', 'in6'] as const;
