@@ -3,7 +3,8 @@
 // test with esbuild. argv[2]: JSON { policies (YAML text), identities
 // ({ ip: Identity }), dest ({ ip, port }), bind ({ host, port }, default
 // 127.0.0.1 and any port) }. Prints { port } once listening; deny lines go to
-// stderr as JSON.
+// stderr as JSON. Run with --expose-gc: on SIGUSR2 it collects garbage and
+// prints { retained } (heap used + array buffers, bytes), what it still holds.
 import { L7Proxy } from '../../src/l7/proxy.js';
 import type { Identity } from '../../src/policy/model.js';
 import { parseManifestText } from '../../src/policy/parse.js';
@@ -17,5 +18,10 @@ const proxy = new L7Proxy({
 });
 const { port } = await proxy.listen(cfg.dest, cfg.bind ?? { host: '127.0.0.1', port: 0 });
 process.stdout.write(`${JSON.stringify({ port })}\n`);
+process.on('SIGUSR2', () => {
+  (globalThis as { gc?: () => void }).gc?.();
+  const m = process.memoryUsage();
+  process.stdout.write(`${JSON.stringify({ retained: m.heapUsed + m.arrayBuffers })}\n`);
+});
 process.stdin.resume();
 process.stdin.on('end', () => process.exit(0));
