@@ -8,6 +8,7 @@ import { runHostBatch, IpBatch } from '../sys/ip.js';
 import { sleepMs } from '../sys/sleep.js';
 import type { IpConfig } from '../cni/result.js';
 import type { CniConfig } from './config.js';
+import { addedIps, type ChainModule } from './module.js';
 import type { Plan } from './plan.js';
 import type { RunCache } from './state.js';
 
@@ -140,3 +141,15 @@ export function bridgeInterface(cfg: CniConfig): { name: string; mac?: string } 
   const mac = linkMac(cfg.bridge);
   return mac ? { name: cfg.bridge, mac } : { name: cfg.bridge };
 }
+
+/** The chain's bridge module: shared by every pod, so DEL leaves it. */
+export const bridge: ChainModule = {
+  name: 'bridge',
+  async add(x, plan) {
+    x.bridgeCreateLine = (await bridgeAdd(x.c.cfg, addedIps(x), plan, x.cache, x.bridgeSeen)).createLine;
+  },
+  del() {},
+  async check({ c }) {
+    if (!isBridge(c.cfg.bridge)) throw new CniError(Code.CheckFailed, `bridge ${c.cfg.bridge} does not exist`);
+  },
+};

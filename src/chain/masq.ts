@@ -15,6 +15,8 @@ import { formatIp, networkOf, parseCidr } from '../net/ip.js';
 import type { NftCommand } from '../sys/nft.js';
 import { listNft } from '../sys/nft.js';
 import type { IpConfig } from '../cni/result.js';
+import { CniError, Code } from '../cni/errors.js';
+import { addedIps, type ChainModule } from './module.js';
 import type { Plan } from './plan.js';
 
 export const TABLE = 'nhi_cni';
@@ -97,3 +99,19 @@ export async function masqInstalled(network: string, subnet: string): Promise<bo
   const r = await listNft(['chain', FAMILY, TABLE, masqChain(network, subnet)]);
   return r.exitCode === 0 && r.stdout.includes('"masquerade"');
 }
+
+/** The chain's masquerade module: one chain per (network, subnet), shared by the subnet's pods, so DEL leaves it. */
+export const masq: ChainModule = {
+  name: 'masq',
+  add(x, plan) {
+    const { cfg, req } = x.c;
+    if (cfg.ipMasq) masqAdd(req.config.name, addedIps(x), plan, cfg.clusterCIDRs);
+  },
+  del() {},
+  async check({ c, prev }) {
+    if (!c.cfg.ipMasq) return;
+    for (const s of subnetsOf(prev.ips ?? [])) {
+      if (!(await masqInstalled(c.req.config.name, s))) throw new CniError(Code.CheckFailed, `masquerade for ${s} is not installed (table inet nhi_cni)`);
+    }
+  },
+};

@@ -1,51 +1,47 @@
-// The nhi-cni chain: IPAM, bridge, veth and masquerade as one ADD in one
-// process. Modules contribute to one Plan, which the runner applies with one
+// The nhi-cni chain: IPAM, bridge, veth, masquerade, the port guard and
+// policy as one ADD in one process. The modules (module.ts; the list is CHAIN
+// below, in order) contribute to one Plan, which the runner applies with one
 // `ip -batch` on the node, one `ip -batch` in the pod (plus a sysctl process
 // only for IPv6 or a runtime-chosen MAC) and one nft transaction. An ADD that
-// fails undoes what it did, newest first; DEL undoes an ADD whatever state it
-// reached; GC drops what no valid attachment owns. Over 400 lines because the
-// verbs share private helpers (removeLinks, teardown) that no other module needs.
-import { existsSync } from 'node:fs';
+// fails undoes what it did; DEL undoes an ADD whatever state it reached; GC
+// drops what no valid attachment owns: all three take an attachment down with
+// the modules' `del` parts, applied in one plan. Over 400 lines: the verbs'
+// orchestration (the ADD's retries and overlap, rollback, GC's merging) shares
+// private helpers that no module needs.
 import { join } from 'node:path';
 import { CniError, Code } from '../cni/errors.js';
-import { parsePrevResult, type IpConfig, type Result } from '../cni/result.js';
-import { equal, formatIp, parseCidr } from '../net/ip.js';
+import { parsePrevResult, type Result } from '../cni/result.js';
+import { formatIp } from '../net/ip.js';
 import { onPath, run, spawnCount } from '../sys/exec.js';
 import { trace } from '../sys/trace.js';
 import { batchFailure, IpBatch, runHostBatch, runNetnsBatch } from '../sys/ip.js';
 import { applyNft, NftTransaction, type NftCommand } from '../sys/nft.js';
-import { bootId, isBridge, linkExists, linkMaster, netnsId, ownNetnsId } from '../sys/sysfs.js';
-import { prevResultOf, type CniRequest } from '../cni/request.js';
-import type { Identity, Policy } from '../policy/model.js';
+import { bootId, linkExists, ownNetnsId } from '../sys/sysfs.js';
+import { prevResultOf } from '../cni/request.js';
 import { crashPoint } from '../sys/testhooks.js';
 import type { RemovableLock } from '../sys/lock.js';
-import { keepValid, placePod, podKey, type PolicyEngine } from '../policy/engine/index.js';
 import { validAttachments } from '../cni/attachments.js';
 import { log } from '../log.js';
-import { bridgeAdd, bridgeInterface, gatewayOf, settledBridge } from './bridge.js';
-import { BUILTIN_IPAM, DEFAULT_RUN_DIR, type CniConfig } from './config.js';
-import type { IpamStep } from './ipam/module.js';
+import { bridge, bridgeInterface, gatewayOf, settledBridge } from './bridge.js';
+import { BUILTIN_IPAM, DEFAULT_RUN_DIR } from './config.js';
+import { ipam } from './ipam/module.js';
 import { appendLedger, type LedgerEntry } from './ledger.js';
-import { masqAdd, masqInstalled, subnetsOf } from './masq.js';
+import { masq } from './masq.js';
+import { addedIps, guardedPort, subject, type AddContext, type Chain, type ChainModule, type TeardownContext } from './module.js';
 import { Plan } from './plan.js';
+import { policy } from './policy.js';
 import { AttachmentStore, RunCache, type AttachmentRecord } from './state.js';
-import { RECLAIM_GRACE_MS, releaseLeaked, scan, type ReleaseOutcome } from './reclaim.js';
-import { hostVethInterface, hostVethName, macFor, vethAdd } from './veth.js';
-import { checkGuard, guardAdd, guardDel, type GuardedPort } from './spoofcheck.js';
+import { checkNetns, GONE_IN_POD, hostVethInterface, hostVethName, macFor, veth } from './veth.js';
+import { guardAdd, guardDel, macspoof, type GuardedPort } from './spoofcheck.js';
 
-export interface Chain {
-  cfg: CniConfig;
-  ipam: IpamStep;
-  req: CniRequest;
-  /** "namespace/name" from CNI_ARGS K8S_POD_NAMESPACE and K8S_POD_NAME, when given. */
-  pod?: string;
-  /** The workload identity (capability io.nhi-cni/workload, args.cni.labels), on ADD. */
-  identity?: Identity;
-  /** The policy engine of the `policy` section: enforcement is on when present. */
-  policy?: PolicyEngine;
-  /** The manifests as read for this ADD (undefined: the ones last applied). */
-  policies?: Policy[];
-}
+export type { Chain } from './module.js';
+
+/**
+ * The chain, in order. ADD prepares and plans in this order (IPAM first: the
+ * others need its addresses); the plan's parts then run as one batch each;
+ * CHECK checks in this order.
+ */
+export const CHAIN: readonly ChainModule[] = [ipam, bridge, veth, masq, macspoof, policy];
 
 /**
  * Appends to the identity ledger. A ledger that cannot be written is logged,
@@ -70,16 +66,6 @@ function toLedger(c: Chain, event: 'ADD' | 'DEL', ips: string[]): void {
   }
 }
 
-/**
- * What every log line of an attachment carries: network, container, interface,
- * namespace, and the pod (CNI_ARGS K8S_POD_*, else the workload identity).
- */
-function subject(c: Chain): Record<string, unknown> {
-  const { containerId, ifname, netns } = c.req.env;
-  const pod = c.pod ?? (c.identity ? `${c.identity.namespace}/${c.identity.name}` : undefined);
-  return { network: c.req.config.name, containerId, ifname, netns, ...(pod ? { pod } : {}) };
-}
-
 /** Milliseconds since the process started: the whole call as the runtime waited for it. */
 const elapsedMs = () => Math.round(performance.now());
 
@@ -90,16 +76,6 @@ export const ADD_STEPS = ['ipam', 'record', 'host', 'pod-sysctl', 'nft', 'pod'] 
 
 function runCache(): RunCache {
   return new RunCache(process.env.NHI_CNI_RUN_DIR || DEFAULT_RUN_DIR, ownNetnsId());
-}
-
-function checkNetns(netns: string): void {
-  const id = netnsId(netns);
-  if (id === undefined) throw new CniError(Code.UnknownContainer, `network namespace ${netns} does not exist`, 'CNI_NETNS must name the pod\'s namespace');
-  // The reference refuses its own namespace (containernetworking/plugins#714:
-  // a recycled /proc/<pid>/ns/net once made a plugin reconfigure the host).
-  if (id === ownNetnsId() && !/^(1|true)$/i.test(process.env.CNI_NETNS_OVERRIDE ?? '')) {
-    throw new CniError(Code.InvalidEnv, `CNI_NETNS ${netns} is the plugin's own network namespace`, 'refusing to configure the node as if it were a pod');
-  }
 }
 
 /**
@@ -124,7 +100,6 @@ export async function chainAdd(c: Chain): Promise<Result> {
   const { containerId, ifname, netns } = req.env;
   checkNetns(netns);
   const store = new AttachmentStore(cfg.stateDir, req.config.name);
-  const cache = runCache();
 
   // The caller holds the attachment's lock: a record here is a completed ADD
   // or one that was killed, never one in progress.
@@ -132,28 +107,27 @@ export async function chainAdd(c: Chain): Promise<Result> {
   if (prior?.result) return repeatedAdd(c, prior as AttachmentRecord & { result: Result });
   if (prior) {
     log.warn({ verb: 'ADD', ...subject(c), hostVeth: prior.hostVeth }, 'removing what an earlier, interrupted ADD left');
-    await teardown(c, { hostVeth: prior.hostVeth, netns: '', ips: prior.ips, port: portOf(prior.hostVeth, prior, undefined) });
+    await teardown(teardownOf(c, { hostVeth: prior.hostVeth, netns: '', ips: prior.ips, ports: [portOf(prior.hostVeth, prior, undefined)] }));
   }
 
   trace('chain start');
-  const { result: ipamResult, reclaimed } = await ipamAdd(c);
+  const x: AddContext = { c, cache: runCache(), hostVeth: hostVethName(), mac: '', bridgeSeen: false };
+  for (const m of CHAIN) await m.prepare?.(x);
   trace('ipam done');
   step('ipam');
-  const ips = ipamResult.ips ?? [];
-  let hostVeth = hostVethName();
+  const ips = addedIps(x);
   const rec: AttachmentRecord = {
-    containerId, ifname, netns, bridge: cfg.bridge, hostVeth,
+    containerId, ifname, netns, bridge: cfg.bridge, hostVeth: x.hostVeth,
     ips: ips.map((i) => i.address), created: new Date().toISOString(),
   };
   const boot = bootId();
   if (boot) rec.boot = boot;
-  rec.mac = cfg.mac ?? macFor(ips);
-  const guard = (port: string): GuardedPort => ({ hostVeth: port, mac: rec.mac!, ips: rec.ips.map((a) => a.split('/')[0]!), level: cfg.guard });
+  x.mac = rec.mac = cfg.mac ?? macFor(ips);
   let stage = 'ipam';
   let nftDone: Started<void> | undefined;
   let nftApplied = false;
   /** The host veth name the port guard was installed for. */
-  let guarded = hostVeth;
+  const guarded = x.hostVeth;
   // What this invocation made, for the rollback: a host veth of that name
   // that someone else made must survive it.
   let vethOurs = true;
@@ -169,39 +143,33 @@ export async function chainAdd(c: Chain): Promise<Result> {
     // The pod's batch, which brings the pod's interface up, waits for it: no
     // frame leaves the pod before its guard and policy are in place.
     let plan!: Plan;
-    let veth!: ReturnType<typeof vethAdd>;
     // Up to three tries: another ADD may create the bridge between our look
-    // and our batch, or (once in 4 billion) pick the same veth name.
-    for (let attempt = 0, bridgeSeen = false; ; attempt++) {
-      plan = new Plan();
-      const br = await bridgeAdd(cfg, ips, plan, cache, bridgeSeen);
-      veth = vethAdd(cfg, { hostVeth, ifname, netns, ips, routes: ipamResult.routes ?? [] }, plan);
-      if (cfg.ipMasq) masqAdd(req.config.name, ips, plan, cfg.clusterCIDRs);
-      if (!nftDone) {
-        plan.nft.push(...(reclaimed?.unguard ?? []), ...guardAdd(guard(hostVeth)));
-        nftDone = started(applyNftWork(c, plan, ips, reclaimed?.removed).then(() => { nftApplied = true; }));
-      }
+    // and our batch, or (once in 4 billion) pick the same veth name. A retry
+    // plans again; its nft part is the first plan's, already under way.
+    for (let attempt = 0; ; attempt++) {
+      plan = await planAdd(x);
+      if (!nftDone) nftDone = started(applyKernel(c, plan).then(() => { nftApplied = true; }));
       const r = await runHostBatch(plan.host);
       if (r.exitCode === 0) break;
       const f = batchFailure(r);
       const exists = /File exists/.test(f.message);
-      if (attempt < 2 && exists && f.line === br.createLine && settledBridge(cfg.bridge)) {
-        bridgeSeen = true;
+      if (attempt < 2 && exists && f.line === x.bridgeCreateLine && settledBridge(cfg.bridge)) {
+        x.bridgeSeen = true;
         continue;
       }
-      if (exists && f.line === veth.createLine) {
-        if (attempt < 2 && linkExists(hostVeth)) {
-          hostVeth = hostVethName();
-          store.write({ ...rec, hostVeth });
+      if (exists && f.line === x.veth?.createLine) {
+        if (attempt < 2 && linkExists(x.hostVeth)) {
+          x.hostVeth = hostVethName();
+          store.write({ ...rec, hostVeth: x.hostVeth });
           continue;
         }
         vethOurs = false;
-        throw new CniError(Code.SystemFailure, `container veth name ("${ifname}") peer provided ("${hostVeth}") already exists`,
+        throw new CniError(Code.SystemFailure, `container veth name ("${ifname}") peer provided ("${x.hostVeth}") already exists`,
           `the pod's namespace already has an interface ${ifname}`);
       }
       throw new CniError(Code.SystemFailure, 'setting up the bridge and veth pair failed', f.message);
     }
-    rec.hostVeth = hostVeth;
+    rec.hostVeth = x.hostVeth;
     stage = 'host';
     step('host');
     if (plan.podSysctls.length) {
@@ -210,10 +178,9 @@ export async function chainAdd(c: Chain): Promise<Result> {
     }
     step('pod-sysctl');
     await nftDone!.wait();
-    if (guarded !== hostVeth) {
+    if (guarded !== x.hostVeth) {
       // The veth got another name on a retry (a name clash): move the guard to it.
-      await applyGuard([...guardDel(guard(guarded)), ...guardAdd(guard(hostVeth))]);
-      guarded = hostVeth;
+      await applyGuard([...guardDel(guardedPort(x, guarded)), ...guardAdd(guardedPort(x))]);
     }
     step('nft');
     const pr = await runNetnsBatch(netns, plan.pod);
@@ -223,118 +190,114 @@ export async function chainAdd(c: Chain): Promise<Result> {
     for (const a of plan.after) a();
 
     const result: Result = {
-      interfaces: [bridgeInterface(cfg), hostVethInterface(hostVeth), { name: ifname, mac: veth.containerMac, sandbox: netns }],
+      interfaces: [bridgeInterface(cfg), hostVethInterface(x.hostVeth), { name: ifname, mac: x.veth!.containerMac, sandbox: netns }],
       ips: ips.map((ip) => ({
         ...ip,
         interface: 2,
         ...(cfg.isGateway && !ip.gateway ? { gateway: formatIp(gatewayOf(ip).ip) } : {}),
       })),
     };
-    if (veth.routes.length) result.routes = veth.routes;
-    const dns = cfg.dns ?? ipamResult.dns;
+    if (x.veth!.routes.length) result.routes = x.veth!.routes;
+    const dns = cfg.dns ?? x.ipam?.result.dns;
     if (dns) result.dns = dns;
     // The attachment is complete: a repeated ADD now gets this result.
     store.write({ ...rec, result });
     toLedger(c, 'ADD', rec.ips);
-    log.info({ verb: 'ADD', ...subject(c), hostVeth, ips: rec.ips, processes: spawnCount(), durationMs: elapsedMs() }, 'attachment added');
+    log.info({ verb: 'ADD', ...subject(c), hostVeth: x.hostVeth, ips: rec.ips, processes: spawnCount(), durationMs: elapsedMs() }, 'attachment added');
     return result;
   } catch (e) {
-    // Undo, newest first; each undo step tolerates what is already gone.
     log.warn({ verb: 'ADD', ...subject(c), stage, error: (e as Error).message }, 'ADD failed; rolling back');
     // A transaction still in flight is waited for, so that nothing it adds outlives the rollback.
     const nftError = await nftDone?.wait().then(() => undefined, (err: unknown) => err);
-    await removeLinks(vethOurs ? hostVeth : undefined, stage === 'ipam' || stage === 'record' ? '' : netns, ifname).catch(() => undefined);
     // A policy change that never got its lock changed nothing; any other may have reached the kernel.
     const touched = nftDone !== undefined && (nftApplied || !(nftError instanceof CniError && nftError.code === Code.TryAgainLater));
-    if (touched) {
-      const unguard = [...guardDel(guard(guarded)), ...(guarded !== hostVeth ? guardDel(guard(hostVeth)) : [])];
-      await unguardWith(c, unguard, (engine) => engine.reconcile({ change: (pods) => delete pods[podKey(req.config.name, containerId, ifname)], extra: unguard })).catch(() => undefined);
-    }
-    await c.ipam.del().catch(() => undefined);
-    store.remove(containerId, ifname);
+    // The rollback is the modules' teardown of what this ADD reached, each step
+    // tolerating what is already gone; the record goes last.
+    await teardown(teardownOf(c, {
+      hostVeth: vethOurs ? x.hostVeth : undefined,
+      netns: stage === 'ipam' || stage === 'record' ? '' : netns,
+      ips: rec.ips,
+      ports: touched ? [guardedPort(x, guarded), ...(guarded !== x.hostVeth ? [guardedPort(x)] : [])] : [],
+      nft: touched,
+    }), { bestEffort: true });
     throw e;
   }
 }
 
+/** The modules' ADD parts, in the chain's order, in one plan. */
+export async function planAdd(x: AddContext): Promise<Plan> {
+  const plan = new Plan();
+  for (const m of CHAIN) await m.add(x, plan);
+  return plan;
+}
+
+/** A teardown context for this call's attachment. */
+function teardownOf(c: Chain, t: { hostVeth: string | undefined; netns: string; ips: string[]; ports: GuardedPort[]; nft?: boolean }): TeardownContext {
+  const { containerId, ifname } = c.req.env;
+  return { c, containerId, ifname, nft: true, release: true, ...t, ...(t.hostVeth ? { hostVeth: t.hostVeth } : {}) };
+}
+
+/** The modules' teardown parts for one attachment, in one plan. */
+export function teardownPlan(t: TeardownContext): Plan {
+  const plan = new Plan();
+  for (const m of CHAIN) m.del(t, plan);
+  return plan;
+}
+
 /**
- * IPAM's ADD; when the range is exhausted (code 101), the built-in IPAM's
- * reservations proven dead (src/chain/reclaim.ts: a previous boot, or host veth
- * and namespace gone for longer than the grace period) are released, each
- * logged, and IPAM tries once more. The reclaimed attachments' port guards and
- * policy membership go in this ADD's nft transaction.
+ * Takes one attachment down: links (node side, or inside the pod), then the
+ * port guard and policy membership in one nft transaction, then IPAM's
+ * release and the record. Fails at the first step that fails, except in a
+ * rollback (`bestEffort`), which goes on and keeps the ADD's own error.
  */
-async function ipamAdd(c: Chain): Promise<{ result: Result; reclaimed?: ReleaseOutcome }> {
-  try {
-    return { result: await c.ipam.add() };
-  } catch (e) {
-    const disk = c.ipam.disk;
-    if (!(e instanceof CniError && e.code === Code.PoolExhausted) || !disk) throw e;
-    const where = { ...disk, stateDir: c.cfg.stateDir, ctx: { bootId: bootId(), now: Date.now(), graceMs: RECLAIM_GRACE_MS } };
-    const dead = (await scan(where)).filter((f) => f.state === 'leaked');
-    const reclaimed = dead.length ? await releaseLeaked(where, dead) : undefined;
-    for (const f of reclaimed?.released ?? []) {
-      log.warn({ verb: 'ADD', ...subject(c), reclaimed: { ip: f.ip, containerId: f.containerId, ifname: f.ifname, reason: f.reason, detail: f.detail } }, 'range exhausted: released a dead reservation');
+async function teardown(t: TeardownContext, o: { bestEffort?: boolean } = {}): Promise<void> {
+  const plan = teardownPlan(t);
+  const attempt = async (f: () => Promise<void>) => {
+    try {
+      await f();
+    } catch (e) {
+      if (!o.bestEffort) throw e;
     }
-    // Tried once more even when this ADD released nothing: an ADD beside it may
-    // just have released more dead reservations than it needed.
-    return { result: await c.ipam.add(), ...(reclaimed?.released.length ? { reclaimed } : {}) };
+  };
+  await attempt(() => removeLinks(t, plan));
+  await attempt(() => applyKernel(t.c, plan));
+  for (const r of plan.release) await attempt(r);
+  new AttachmentStore(t.c.cfg.stateDir, t.c.req.config.name).remove(t.containerId, t.ifname);
+}
+
+async function removeLinks(t: TeardownContext, plan: Plan): Promise<void> {
+  if (!plan.host.empty) {
+    const r = await runHostBatch(plan.host);
+    const left = plan.verify.map((v) => v()).filter(Boolean);
+    if (r.exitCode !== 0 && left.length) throw new CniError(Code.SystemFailure, left.join('; '), batchFailure(r).message);
+  }
+  if (!plan.pod.empty) {
+    const r = await runNetnsBatch(t.netns, plan.pod);
+    if (r.exitCode !== 0 && !GONE_IN_POD.test(r.stderr)) {
+      throw new CniError(Code.SystemFailure, `deleting ${t.ifname} in ${t.netns} failed`, batchFailure(r).message);
+    }
   }
 }
 
 /**
- * Deletes the pair: from the node by the host-side name when it is known and
- * present (no namespace needed), else from inside the pod by its name. Gone
- * already is fine.
+ * The plan's one nft transaction: its commands (port guards, masquerade) and,
+ * with enforcement on, the policy engine's change with them - so that an
+ * ADD's pod has its policy before ADD returns, and a DEL's guard and policy
+ * membership go together.
  */
-async function removeLinks(hostVeth: string | undefined, netns: string, ifname: string): Promise<void> {
-  if (hostVeth && linkExists(hostVeth)) {
-    const r = await runHostBatch(new IpBatch().add('link', 'del', hostVeth));
-    if (r.exitCode === 0 || !linkExists(hostVeth)) return;
-    throw new CniError(Code.SystemFailure, `deleting ${hostVeth} failed`, batchFailure(r).message);
+async function applyKernel(c: Chain, plan: Plan): Promise<void> {
+  const { changes, forget, policies } = plan.policy;
+  if (c.policy && (changes.length || policies || plan.nft.commands.length)) {
+    await c.policy.reconcile({
+      ...(changes.length ? { change: (pods) => { for (const f of changes) f(pods); } } : {}),
+      ...(policies ? { policies } : {}), ...(forget ? { forget } : {}),
+      extra: plan.nft.commands,
+    });
+    return;
   }
-  if (netns && existsSync(netns)) {
-    const r = await runNetnsBatch(netns, new IpBatch().add('link', 'del', ifname));
-    if (r.exitCode !== 0 && !/Cannot find device|does not exist/.test(r.stderr)) {
-      throw new CniError(Code.SystemFailure, `deleting ${ifname} in ${netns} failed`, batchFailure(r).message);
-    }
-  }
-}
-
-async function applyPlanNft(plan: Plan): Promise<void> {
+  if (c.policy || !plan.nft.commands.length) return;
   const r = await applyNft(plan.nft);
   if (r.exitCode !== 0) throw new CniError(Code.SystemFailure, 'installing nftables state failed', r.stderr.trim());
-}
-
-/**
- * The ADD's one nft transaction: the plan's own commands (the port guard,
- * masquerade), plus, with a policy section, the node's whole policy state
- * with this pod in it - so the pod's policy is in place before ADD returns.
- */
-async function applyNftWork(c: Chain, plan: Plan, ips: IpConfig[], reclaimed: ReleaseOutcome['removed'] = []): Promise<void> {
-  if (!c.policy) return applyPlanNft(plan);
-  const { req } = c;
-  const key = podKey(req.config.name, req.env.containerId, req.env.ifname);
-  const pod = {
-    network: req.config.name, containerId: req.env.containerId, ifname: req.env.ifname,
-    ips: ips.map((i) => i.address.split('/')[0]!),
-    ...(c.identity ? { identity: c.identity } : {}),
-  };
-  await c.policy.reconcile({
-    change: (pods) => {
-      for (const r of reclaimed) delete pods[podKey(req.config.name, r.containerId, r.ifname)];
-      placePod(pods, key, pod);
-    },
-    policies: c.policies, extra: plan.nft.commands,
-  });
-}
-
-/**
- * Takes port guards away: inside the policy change `withPolicy` makes (given
- * the same commands, so one transaction does both), or alone without a policy.
- */
-async function unguardWith(c: Chain, unguard: NftCommand[], withPolicy: (engine: PolicyEngine) => Promise<unknown>): Promise<void> {
-  if (c.policy) await withPolicy(c.policy);
-  else if (unguard.length) await applyGuard(unguard);
 }
 
 async function applyGuard(cmds: NftCommand[]): Promise<void> {
@@ -373,104 +336,33 @@ function prevHostVeth(prev: Result | undefined): string | undefined {
   return name && /^veth[0-9a-f]{8}$/.test(name) ? name : undefined;
 }
 
-/**
- * Removes an attachment: its pair, port guard, policy membership,
- * addresses and record. `ips` (from the record or prevResult) let the policy
- * drop the pod's addresses even when its state is gone.
- */
-async function teardown(c: Chain, a: { hostVeth?: string | undefined; netns: string; ips: string[]; port?: GuardedPort }): Promise<void> {
-  const { req } = c;
-  const { containerId, ifname } = req.env;
-  await removeLinks(a.hostVeth, a.netns, ifname);
-  // The port guard goes in the same transaction as the policy change.
-  const unguard = a.port ? guardDel(a.port) : [];
-  await unguardWith(c, unguard, (engine) => engine.remove({ key: podKey(req.config.name, containerId, ifname), ips: a.ips.map((i) => i.split('/')[0]!), extra: unguard }));
-  await c.ipam.del();
-  new AttachmentStore(c.cfg.stateDir, req.config.name).remove(containerId, ifname);
-}
-
 export async function chainDel(c: Chain): Promise<void> {
   const { cfg, req } = c;
   const { containerId, ifname, netns } = req.env;
-  const store = new AttachmentStore(cfg.stateDir, req.config.name);
-  const rec = store.read(containerId, ifname);
+  const rec = new AttachmentStore(cfg.stateDir, req.config.name).read(containerId, ifname);
   const prev = prevResultOf(req);
   const hostVeth = rec?.hostVeth ?? prevHostVeth(prev);
   const ips = rec?.ips ?? prev?.ips?.map((i) => i.address) ?? [];
-  await teardown(c, { hostVeth, netns: netns || rec?.netns || '', ips, ...(hostVeth ? { port: portOf(hostVeth, rec, prev) } : {}) });
+  await teardown(teardownOf(c, { hostVeth, netns: netns || rec?.netns || '', ips, ports: hostVeth ? [portOf(hostVeth, rec, prev)] : [] }));
   toLedger(c, 'DEL', ips);
   log.info({ verb: 'DEL', ...subject(c), hostVeth, ips, durationMs: elapsedMs() }, 'attachment deleted');
 }
 
 export async function chainCheck(c: Chain): Promise<void> {
-  const { cfg, req } = c;
-  const { ifname, netns } = req.env;
+  const { req } = c;
   if (req.config.prevResult === undefined) throw new CniError(Code.InvalidConfig, 'Required prevResult missing', 'CHECK compares the node with the result of ADD');
   const prev = parsePrevResult(req.config.prevResult, req.version);
-  const fail = (msg: string, details = '') => new CniError(Code.CheckFailed, msg, details);
-  if (!isBridge(cfg.bridge)) throw fail(`bridge ${cfg.bridge} does not exist`);
   const hostVeth = prev.interfaces?.[1]?.name;
-  if (!hostVeth || !linkExists(hostVeth)) throw fail(`host veth ${hostVeth ?? '(none in prevResult)'} does not exist`);
-  if (linkMaster(hostVeth) !== cfg.bridge) throw fail(`host veth ${hostVeth} is not attached to ${cfg.bridge}`);
-  checkNetns(netns);
-  const r = await runNetnsBatch(netns, new IpBatch().add('addr', 'show', 'dev', ifname).add('route', 'show', 'dev', ifname, 'table', 'all'), true);
-  if (r.exitCode !== 0) throw fail(`interface ${ifname} is missing in ${netns}`, batchFailure(r).message);
-  const [addrs, routes] = parseJsonStream(r.stdout) as [
-    { addr_info?: { local: string; prefixlen: number }[] }[],
-    { dst: string; gateway?: string }[],
-  ];
-  const have = (addrs ?? []).flatMap((l) => l.addr_info ?? []).map((a) => `${a.local}/${a.prefixlen}`);
-  for (const ip of prev.ips ?? []) {
-    if (ip.interface !== undefined && ip.interface !== 2) continue;
-    const want = parseCidr(ip.address)!;
-    if (!have.some((h) => { const c2 = parseCidr(h); return !!c2 && equal(c2.ip, want.ip) && c2.prefix === want.prefix; })) {
-      throw fail(`address ${ip.address} is missing on ${ifname} in ${netns}`);
-    }
-  }
-  for (const rt of prev.routes ?? []) {
-    const dst = rt.dst === '0.0.0.0/0' || rt.dst === '::/0' ? 'default' : rt.dst;
-    const found = (routes ?? []).some((x) => (x.dst === dst || x.dst === rt.dst.replace(/\/(32|128)$/, '')) && (!rt.gw || x.gateway === rt.gw));
-    if (!found) throw fail(`route to ${rt.dst}${rt.gw ? ` via ${rt.gw}` : ''} is missing in ${netns}`);
-  }
-  await c.ipam.check(prev);
-  const mac = prev.interfaces?.find((i) => i.sandbox)?.mac;
-  if (mac) await checkGuard({ hostVeth, mac, ips: (prev.ips ?? []).map((i) => i.address.split('/')[0]!), level: cfg.guard });
-  if (c.policy) await c.policy.check(podKey(req.config.name, req.env.containerId, ifname));
-  if (cfg.ipMasq) {
-    for (const s of subnetsOf(prev.ips ?? [])) {
-      if (!(await masqInstalled(req.config.name, s))) throw fail(`masquerade for ${s} is not installed (table inet nhi_cni)`);
-    }
-  }
+  if (!hostVeth) throw new CniError(Code.CheckFailed, 'host veth (none in prevResult) does not exist');
+  for (const m of CHAIN) await m.check({ c, prev, hostVeth });
   log.info({ verb: 'CHECK', ...subject(c), hostVeth, durationMs: elapsedMs() }, 'attachment checked');
-}
-
-/** ip -j -batch prints one JSON document per command, back to back. */
-function parseJsonStream(text: string): unknown[] {
-  const out: unknown[] = [];
-  let depth = 0;
-  let start = -1;
-  let inStr = false;
-  for (let i = 0; i < text.length; i++) {
-    const ch = text[i];
-    if (inStr) {
-      if (ch === '\\') i++;
-      else if (ch === '"') inStr = false;
-      continue;
-    }
-    if (ch === '"') inStr = true;
-    else if (ch === '[' || ch === '{') {
-      if (depth++ === 0) start = i;
-    } else if (ch === ']' || ch === '}') {
-      if (--depth === 0) out.push(JSON.parse(text.slice(start, i + 1)));
-    }
-  }
-  return out;
 }
 
 /**
  * GC: every attachment not in `cni.dev/valid-attachments` (and not held by an
- * ADD or DEL in flight) goes, all of them with one `ip -force -batch` for
- * their veths and one nft transaction for their guards and the policy; then
+ * ADD or DEL in flight) goes: the modules' teardown parts of all of them, with
+ * one `ip -force -batch` for their veths and one nft transaction for their
+ * guards and the policy (whose own GC part keeps only the valid pods); then
  * IPAM drops what no valid attachment holds. GC goes on after a failure and
  * reports everything at the end (SPEC.md "GC"); an attachment whose veth or
  * guard could not be removed keeps its record, so the next GC tries again.
@@ -479,28 +371,33 @@ export async function chainGc(c: Chain): Promise<void> {
   const { cfg, req } = c;
   const valid = validAttachments(req.config);
   const errors: string[] = [];
+  const plan = new Plan();
+  for (const m of CHAIN) m.gc?.({ c, valid }, plan);
   if (valid !== undefined) {
     const keep = new Set(valid.map((a) => `${a.containerId}\0${a.ifname}`));
     const store = new AttachmentStore(cfg.stateDir, req.config.name);
-    const stale: { rec: AttachmentRecord; lock: RemovableLock }[] = [];
+    const stale: { rec: AttachmentRecord; lock: RemovableLock; plan: Plan }[] = [];
     for (const rec of store.list()) {
       if (keep.has(`${rec.containerId}\0${rec.ifname}`)) continue;
       // An attachment whose lock is held is an ADD or DEL in flight: its owner, not GC, decides.
       const lock = await store.lock(rec.containerId, rec.ifname, 0).catch(() => undefined);
-      if (lock) stale.push({ rec, lock });
+      if (!lock) continue;
+      // Their kernel parts only: the policy's GC part covers their membership, IPAM's gc their addresses.
+      const t: TeardownContext = { c, containerId: rec.containerId, ifname: rec.ifname, hostVeth: rec.hostVeth, netns: '', ips: rec.ips, ports: [portOf(rec.hostVeth, rec, undefined)], nft: false, release: false };
+      stale.push({ rec, lock, plan: teardownPlan(t) });
     }
     try {
       const links = new IpBatch();
-      for (const { rec } of stale) if (linkExists(rec.hostVeth)) links.add('link', 'del', rec.hostVeth);
+      for (const s of stale) for (const l of s.plan.host.lines) links.add(...l);
       if (!links.empty) await runHostBatch(links, false, true);
-      const gone = stale.filter(({ rec }) => {
-        if (!linkExists(rec.hostVeth)) return true;
-        errors.push(`deleting ${rec.hostVeth} of ${rec.containerId}/${rec.ifname} failed`);
-        return false;
+      const gone = stale.filter((s) => {
+        const left = s.plan.verify.map((v) => v()).filter(Boolean);
+        errors.push(...left.map((l) => `${l} (${s.rec.containerId}/${s.rec.ifname})`));
+        return !left.length;
       });
-      const unguard = gone.flatMap(({ rec }) => guardDel(portOf(rec.hostVeth, rec, undefined)));
+      for (const s of gone) plan.nft.push(...s.plan.nft.commands);
       try {
-        await unguardWith(c, unguard, (engine) => engine.reconcile({ change: (pods) => keepValid(pods, req.config.name, valid), extra: unguard }));
+        await applyKernel(c, plan);
         for (const { rec, lock } of gone) {
           store.remove(rec.containerId, rec.ifname);
           lock.releaseAndRemove();
@@ -513,7 +410,7 @@ export async function chainGc(c: Chain): Promise<void> {
       for (const { lock } of stale) lock.release();
     }
   }
-  await c.ipam.gc(valid).catch((e: Error) => errors.push(e.message));
+  for (const r of plan.release) await r().catch((e: Error) => errors.push(e.message));
   if (errors.length) throw new CniError(Code.SystemFailure, 'GC could not remove everything', errors.join('; '));
 }
 

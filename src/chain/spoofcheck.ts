@@ -37,6 +37,7 @@ import { createHash } from 'node:crypto';
 import { CniError, Code, firstOf } from '../cni/errors.js';
 import { formatIp, parseIp } from '../net/ip.js';
 import { listTable, type NftCommand } from '../sys/nft.js';
+import { guardedPort, type ChainModule } from './module.js';
 
 export type GuardFamily = 'bridge' | 'inet';
 export const GUARD_TABLE = 'nhi_cni';
@@ -244,3 +245,18 @@ export async function guardDrops(): Promise<{ port: string; dropped: number }[]>
     return { port, dropped: t!.counters.get(counter) ?? 0 };
   })).sort((a, b) => a.port.localeCompare(b.port));
 }
+
+/** The chain's port guard module (macspoofchk and more): per-pod elements, added in the ADD's transaction. */
+export const macspoof: ChainModule = {
+  name: 'macspoof',
+  add(x, plan) {
+    plan.nft.push(...guardAdd(guardedPort(x)));
+  },
+  del(t, plan) {
+    for (const p of t.ports) plan.nft.push(...guardDel(p));
+  },
+  async check({ c, prev, hostVeth }) {
+    const mac = prev.interfaces?.find((i) => i.sandbox)?.mac;
+    if (mac) await checkGuard({ hostVeth, mac, ips: (prev.ips ?? []).map((i) => i.address.split('/')[0]!), level: c.cfg.guard });
+  },
+};

@@ -1,10 +1,14 @@
 // The veth module: the pair between the bridge and the pod, the pod's
 // addresses and routes, and the sysctls the reference sets inside the pod.
 import { randomBytes } from 'node:crypto';
-import { formatIp, parseCidr } from '../net/ip.js';
-import { ensureSysctl, linkExists, linkMac } from '../sys/sysfs.js';
+import { existsSync } from 'node:fs';
+import { CniError, Code } from '../cni/errors.js';
+import { equal, formatIp, parseCidr } from '../net/ip.js';
+import { batchFailure, IpBatch, runNetnsBatch } from '../sys/ip.js';
+import { ensureSysctl, linkExists, linkMac, linkMaster, netnsId, ownNetnsId } from '../sys/sysfs.js';
 import type { IpConfig, Route } from '../cni/result.js';
 import type { CniConfig } from './config.js';
+import { addedIps, type ChainModule } from './module.js';
 import type { Plan } from './plan.js';
 import { gatewayOf, randomMac } from './bridge.js';
 
@@ -91,4 +95,88 @@ export function vethAdd(cfg: CniConfig, o: { hostVeth: string; ifname: string; n
 export function hostVethInterface(name: string): { name: string; mac?: string } {
   const mac = linkMac(name);
   return mac ? { name, mac } : { name };
+}
+
+/** Refuses a CNI_NETNS that does not exist, or that is the plugin's own namespace. */
+export function checkNetns(netns: string): void {
+  const id = netnsId(netns);
+  if (id === undefined) throw new CniError(Code.UnknownContainer, `network namespace ${netns} does not exist`, 'CNI_NETNS must name the pod\'s namespace');
+  // The reference refuses its own namespace (containernetworking/plugins#714:
+  // a recycled /proc/<pid>/ns/net once made a plugin reconfigure the host).
+  if (id === ownNetnsId() && !/^(1|true)$/i.test(process.env.CNI_NETNS_OVERRIDE ?? '')) {
+    throw new CniError(Code.InvalidEnv, `CNI_NETNS ${netns} is the plugin's own network namespace`, 'refusing to configure the node as if it were a pod');
+  }
+}
+
+/** What a failed pod-side delete may say when the interface is already gone. */
+export const GONE_IN_POD = /Cannot find device|does not exist/;
+
+/** The chain's veth module: the pair, the pod's addresses and routes. */
+export const veth: ChainModule = {
+  name: 'veth',
+  add(x, plan) {
+    const { cfg, req } = x.c;
+    const v = vethAdd(cfg, { hostVeth: x.hostVeth, ifname: req.env.ifname, netns: req.env.netns, ips: addedIps(x), routes: x.ipam?.result.routes ?? [] }, plan);
+    x.veth = { containerMac: v.containerMac, createLine: v.createLine, routes: v.routes };
+  },
+  // From the node by the host-side name when it is known and present (no
+  // namespace needed), else from inside the pod by its name. Gone already is fine.
+  del(t, plan) {
+    const h = t.hostVeth;
+    if (h && linkExists(h)) {
+      plan.host.add('link', 'del', h);
+      plan.verify.push(() => (linkExists(h) ? `deleting ${h} failed` : undefined));
+    } else if (t.netns && existsSync(t.netns)) {
+      plan.pod.add('link', 'del', t.ifname);
+    }
+  },
+  async check({ c, prev, hostVeth }) {
+    const { ifname, netns } = c.req.env;
+    const fail = (msg: string, details = '') => new CniError(Code.CheckFailed, msg, details);
+    if (!linkExists(hostVeth)) throw fail(`host veth ${hostVeth} does not exist`);
+    if (linkMaster(hostVeth) !== c.cfg.bridge) throw fail(`host veth ${hostVeth} is not attached to ${c.cfg.bridge}`);
+    checkNetns(netns);
+    const r = await runNetnsBatch(netns, new IpBatch().add('addr', 'show', 'dev', ifname).add('route', 'show', 'dev', ifname, 'table', 'all'), true);
+    if (r.exitCode !== 0) throw fail(`interface ${ifname} is missing in ${netns}`, batchFailure(r).message);
+    const [addrs, routes] = parseJsonStream(r.stdout) as [
+      { addr_info?: { local: string; prefixlen: number }[] }[],
+      { dst: string; gateway?: string }[],
+    ];
+    const have = (addrs ?? []).flatMap((l) => l.addr_info ?? []).map((a) => `${a.local}/${a.prefixlen}`);
+    for (const ip of prev.ips ?? []) {
+      if (ip.interface !== undefined && ip.interface !== 2) continue;
+      const want = parseCidr(ip.address)!;
+      if (!have.some((h) => { const c2 = parseCidr(h); return !!c2 && equal(c2.ip, want.ip) && c2.prefix === want.prefix; })) {
+        throw fail(`address ${ip.address} is missing on ${ifname} in ${netns}`);
+      }
+    }
+    for (const rt of prev.routes ?? []) {
+      const dst = rt.dst === '0.0.0.0/0' || rt.dst === '::/0' ? 'default' : rt.dst;
+      const found = (routes ?? []).some((x) => (x.dst === dst || x.dst === rt.dst.replace(/\/(32|128)$/, '')) && (!rt.gw || x.gateway === rt.gw));
+      if (!found) throw fail(`route to ${rt.dst}${rt.gw ? ` via ${rt.gw}` : ''} is missing in ${netns}`);
+    }
+  },
+};
+
+/** ip -j -batch prints one JSON document per command, back to back. */
+function parseJsonStream(text: string): unknown[] {
+  const out: unknown[] = [];
+  let depth = 0;
+  let start = -1;
+  let inStr = false;
+  for (let i = 0; i < text.length; i++) {
+    const ch = text[i];
+    if (inStr) {
+      if (ch === '\\') i++;
+      else if (ch === '"') inStr = false;
+      continue;
+    }
+    if (ch === '"') inStr = true;
+    else if (ch === '[' || ch === '{') {
+      if (depth++ === 0) start = i;
+    } else if (ch === ']' || ch === '}') {
+      if (--depth === 0) out.push(JSON.parse(text.slice(start, i + 1)));
+    }
+  }
+  return out;
 }

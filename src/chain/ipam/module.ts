@@ -11,6 +11,11 @@ import type { CniRequest } from '../../cni/request.js';
 import { loadIpamConfig, type IpamConfig } from './config.js';
 import { ipamAdd, ipamCheck, ipamDel, ipamGc, ipamStatus } from './index.js';
 import type { Attachment } from '../../cni/attachments.js';
+import { log } from '../../log.js';
+import { podKey } from '../../policy/engine/pods.js';
+import { bootId } from '../../sys/sysfs.js';
+import { subject, type AddContext, type ChainModule } from '../module.js';
+import { RECLAIM_GRACE_MS, releaseLeaked, scan } from '../reclaim.js';
 
 export interface IpamStep {
   add(): Promise<Result>;
@@ -104,3 +109,50 @@ export function delegatedIpam(req: CniRequest, type: string): IpamStep {
     },
   };
 }
+
+/**
+ * IPAM's ADD; when the range is exhausted (code 101), the built-in IPAM's
+ * reservations proven dead (src/chain/reclaim.ts: a previous boot, or host veth
+ * and namespace gone for longer than the grace period) are released, each
+ * logged, and IPAM tries once more. The reclaimed attachments' port guards and
+ * policy membership go in this ADD's nft transaction (`ipam.add` below).
+ */
+async function allocate(x: AddContext): Promise<void> {
+  const { c } = x;
+  try {
+    x.ipam = { result: await c.ipam.add() };
+    return;
+  } catch (e) {
+    const disk = c.ipam.disk;
+    if (!(e instanceof CniError && e.code === Code.PoolExhausted) || !disk) throw e;
+    const where = { ...disk, stateDir: c.cfg.stateDir, ctx: { bootId: bootId(), now: Date.now(), graceMs: RECLAIM_GRACE_MS } };
+    const dead = (await scan(where)).filter((f) => f.state === 'leaked');
+    const reclaimed = dead.length ? await releaseLeaked(where, dead) : undefined;
+    for (const f of reclaimed?.released ?? []) {
+      log.warn({ verb: 'ADD', ...subject(c), reclaimed: { ip: f.ip, containerId: f.containerId, ifname: f.ifname, reason: f.reason, detail: f.detail } }, 'range exhausted: released a dead reservation');
+    }
+    // Tried once more even when this ADD released nothing: an ADD beside it may
+    // just have released more dead reservations than it needed.
+    x.ipam = { result: await c.ipam.add(), ...(reclaimed?.released.length ? { reclaimed } : {}) };
+  }
+}
+
+/** The chain's IPAM module: addresses first (every other module's part depends on them), released last. */
+export const ipam: ChainModule = {
+  name: 'ipam',
+  prepare: allocate,
+  add(x, plan) {
+    const r = x.ipam?.reclaimed;
+    if (!r) return;
+    plan.nft.push(...r.unguard);
+    const network = x.c.req.config.name;
+    plan.policy.changes.push((pods) => { for (const a of r.removed) delete pods[podKey(network, a.containerId, a.ifname)]; });
+  },
+  del(t, plan) {
+    if (t.release) plan.release.push(() => t.c.ipam.del());
+  },
+  check: ({ c, prev }) => c.ipam.check(prev),
+  gc({ c, valid }, plan) {
+    plan.release.push(() => c.ipam.gc(valid));
+  },
+};
