@@ -21,6 +21,12 @@ export class Plan {
   readonly policy: { changes: ((pods: Pods) => void)[]; forget?: string[]; policies?: Policy[] } = { changes: [] };
   /** Teardown: what must be gone after the host batch; each returns what is still there. */
   readonly verify: (() => string | undefined)[] = [];
+  /**
+   * ADD: node-side links to bring up last, once the pod is configured and the
+   * nft transaction (its guard and policy) is in: until then the pod's frames
+   * go nowhere. Through sysfs, no process.
+   */
+  readonly up: string[] = [];
   /** ADD: run after everything above succeeded (caches, sysfs tweaks). */
   readonly after: (() => void)[] = [];
   /** Teardown: run after the kernel's part (IPAM's release). */

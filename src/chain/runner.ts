@@ -16,7 +16,7 @@ import { onPath, run, spawnCount } from '../sys/exec.js';
 import { trace } from '../sys/trace.js';
 import { batchFailure, IpBatch, runHostBatch, runNetnsBatch } from '../sys/ip.js';
 import { applyNft, NftTransaction, type NftCommand } from '../sys/nft.js';
-import { bootId, linkExists, ownNetnsId } from '../sys/sysfs.js';
+import { bootId, linkExists, ownNetnsId, setLinkUp } from '../sys/sysfs.js';
 import { prevResultOf } from '../cni/request.js';
 import { crashPoint } from '../sys/testhooks.js';
 import type { RemovableLock } from '../sys/lock.js';
@@ -72,7 +72,7 @@ const elapsedMs = () => Math.round(performance.now());
 /** Test hook (sys/testhooks.ts): NHI_CNI_CRASH_AFTER=<step> kills the ADD right after that step. */
 const step = crashPoint;
 
-export const ADD_STEPS = ['ipam', 'record', 'host', 'pod-sysctl', 'nft', 'pod'] as const;
+export const ADD_STEPS = ['ipam', 'record', 'host', 'pod-sysctl', 'pod', 'nft'] as const;
 
 function runCache(): RunCache {
   return new RunCache(process.env.NHI_CNI_RUN_DIR || DEFAULT_RUN_DIR, ownNetnsId());
@@ -139,8 +139,8 @@ export async function chainAdd(c: Chain): Promise<Result> {
 
     // The nft transaction does not depend on the links (the port guard names
     // the host veth before it exists), and its commit spends most of its time
-    // waiting in the kernel (~20 ms here): it runs beside the node's batch.
-    // The pod's batch, which brings the pod's interface up, waits for it: no
+    // waiting in the kernel (~20 ms here): it runs beside the node's batch and
+    // the pod's. The node side of the pair comes up only after all three: no
     // frame leaves the pod before its guard and policy are in place.
     let plan!: Plan;
     // Up to three tries: another ADD may create the bridge between our look
@@ -177,16 +177,25 @@ export async function chainAdd(c: Chain): Promise<Result> {
       if (r.exitCode !== 0) throw new CniError(Code.SystemFailure, 'setting sysctls in the pod failed', r.stderr.trim());
     }
     step('pod-sysctl');
+    // The pod's batch runs beside the nft commit: its interface comes up, but
+    // the node side is down (plan.up), so nothing it sends goes anywhere yet.
+    const pr = await runNetnsBatch(netns, plan.pod);
+    if (pr.exitCode !== 0) throw new CniError(Code.SystemFailure, 'configuring the pod interface failed', batchFailure(pr).message);
+    stage = 'pod';
+    step('pod');
     await nftDone!.wait();
     if (guarded !== x.hostVeth) {
       // The veth got another name on a retry (a name clash): move the guard to it.
       await applyGuard([...guardDel(guardedPort(x, guarded)), ...guardAdd(guardedPort(x))]);
     }
     step('nft');
-    const pr = await runNetnsBatch(netns, plan.pod);
-    if (pr.exitCode !== 0) throw new CniError(Code.SystemFailure, 'configuring the pod interface failed', batchFailure(pr).message);
-    stage = 'pod';
-    step('pod');
+    for (const l of plan.up) {
+      try {
+        setLinkUp(l);
+      } catch (e) {
+        throw new CniError(Code.SystemFailure, `bringing ${l} up failed`, (e as Error).message);
+      }
+    }
     for (const a of plan.after) a();
 
     const result: Result = {

@@ -49,8 +49,12 @@ export function vethAdd(cfg: CniConfig, o: { hostVeth: string; ifname: string; n
   const mtu = cfg.mtu ? ['mtu', cfg.mtu] : [];
   const createLine = plan.host.lines.length;
   // Created on the node with its peer placed straight into the pod, already
-  // enslaved and up: one line, no window with a half-made pair in the pod.
-  plan.host.add('link', 'add', o.hostVeth, ...mtu, 'master', cfg.bridge, 'up', 'type', 'veth',
+  // enslaved: one line, no window with a half-made pair in the pod. The node
+  // side stays down until the runner brings it up last (plan.up), after the
+  // pod's batch and the nft transaction: a veth drops what it sends while its
+  // peer is down, so the pod is configured beside the nft commit and still
+  // sends nothing before its guard and policy are in place.
+  plan.host.add('link', 'add', o.hostVeth, ...mtu, 'master', cfg.bridge, 'type', 'veth',
     'peer', 'name', o.ifname, ...mtu, 'address', mac, 'netns', o.netns);
   plan.host.add('link', 'set', o.hostVeth, 'type', 'bridge_slave', 'hairpin', cfg.hairpinMode ? 'on' : 'off');
 
@@ -86,6 +90,7 @@ export function vethAdd(cfg: CniConfig, o: { hostVeth: string; ifname: string; n
     const gw = r.gw ?? (famIp ? formatIp(gatewayOf(famIp).ip) : undefined);
     plan.pod.add('route', 'add', r.dst, ...(gw ? ['via', gw] : []), 'dev', o.ifname);
   }
+  plan.up.push(o.hostVeth);
   plan.after.push(() => {
     if (linkExists(o.hostVeth)) ensureSysctl(`net/ipv6/conf/${o.hostVeth}/accept_ra`, '0');
   });

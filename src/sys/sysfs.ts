@@ -32,6 +32,20 @@ export function linkIndex(name: string): number | undefined {
   }
 }
 
+const IFF_UP = 0x1;
+
+/**
+ * Brings a link of this namespace up by writing its flags to sysfs (the
+ * kernel's dev_change_flags, what `ip link set up` does, without a process).
+ * Throws when the link is gone or the write is refused.
+ */
+export function setLinkUp(name: string): void {
+  const file = `${NET}/${name}/flags`;
+  const flags = Number.parseInt(readFileSync(file, 'utf8').trim(), 16);
+  if (Number.isNaN(flags)) throw new Error(`${file} does not hold flags`);
+  if (!(flags & IFF_UP)) writeFileSync(file, `0x${(flags | IFF_UP).toString(16)}`);
+}
+
 /** The bridge a link is enslaved to, if any. */
 export function linkMaster(name: string): string | undefined {
   try {

@@ -10,7 +10,7 @@ import { filesIn } from '../helpers/ipam.js';
 import { Scratch } from '../helpers/plugin.js';
 import { BINARY } from '../helpers/paths.js';
 
-const ADD_STEPS = ['ipam', 'record', 'host', 'pod-sysctl', 'nft', 'pod'];
+const ADD_STEPS = ['ipam', 'record', 'host', 'pod-sysctl', 'pod', 'nft'];
 const reservations = (dir: string) => filesIn(dir).filter((f) => /^[0-9a-f]+[.:]/.test(f) && !f.startsWith('last'));
 const records = (dir: string) => { try { return readdirSync(dir); } catch { return []; } };
 const podVeths = (node: Netns) => linksOfType(node, 'veth').filter((l) => l.startsWith('veth'));
@@ -46,6 +46,28 @@ describe('crash safety', () => {
     expect(tryInNetns(pod, 'ip', ['link', 'show', 'eth0']).status).not.toBe(0);
     expect(reservations(`${scratch.dir}/ipam/crash`)).toEqual([]);
     expect(records(`${scratch.dir}/state/crash/attachments`)).toEqual([]);
+  });
+
+  it('a pod configured before its guard and policy are in sends nothing: the node side of its pair is still down', () => {
+    // The pod's batch runs beside the nft commit; killed right after it, the
+    // pod has its address and its interface up, and still reaches nobody.
+    const l = list('early', '10.53.0.0/24');
+    const peer = createNetns('nhip');
+    const ok = direct({ node, verb: 'ADD', config: pluginConfig(l, 0), containerId: 'peer', netns: peer.path, env: testEnv(scratch.dir) });
+    expect(ok.status, ok.stdout).toBe(0);
+    const peerIp = ok.json.ips[0].address.split('/')[0];
+    const pod = createNetns('nhip');
+    const env = { ...testEnv(scratch.dir), NHI_CNI_TEST_HOOKS: '1', NHI_CNI_CRASH_AFTER: 'pod' };
+    const add = direct({ node, verb: 'ADD', config: pluginConfig(l, 0), containerId: 'early', netns: pod.path, env });
+    expect(add.signal ?? add.status).toBe('SIGKILL');
+    expect(addressesOf(pod, 'eth0')).toHaveLength(1);
+    expect(tryInNetns(pod, 'ip', ['-j', 'link', 'show', 'eth0']).stdout).toMatch(/"UP"/);
+    const hostSide = podVeths(node).filter((v) => !JSON.parse(tryInNetns(node, 'ip', ['-j', 'link', 'show', v]).stdout)[0].flags.includes('UP'));
+    expect(hostSide).toHaveLength(1);
+    expect(ping(pod, peerIp)).toBe(false);
+    expect(ping(pod, '10.53.0.1')).toBe(false);
+    // A completed ADD of the same kind brings it up last: the peer reaches the gateway.
+    expect(ping(peer, '10.53.0.1')).toBe(true);
   });
 
   it('a failing ADD rolls back: an interface name already taken in the pod', () => {

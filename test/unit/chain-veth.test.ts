@@ -69,10 +69,11 @@ describe('hostVethName', () => {
 });
 
 describe('vethAdd', () => {
-  it('IPv4 only: one create line, hairpin off, no sysctls', () => {
+  it('IPv4 only: one create line (the node side left down), hairpin off, no sysctls; the node side comes up last', () => {
     const { p, r } = plan(cfgOf(), [V4]);
+    expect(p.up).toStrictEqual([HOST]);
     expect(p.host.lines).toStrictEqual([
-      ['link', 'add', HOST, 'master', 'nhi0', 'up', 'type', 'veth', 'peer', 'name', 'eth0', 'address', '0a:58:0a:01:02:05', 'netns', NETNS],
+      ['link', 'add', HOST, 'master', 'nhi0', 'type', 'veth', 'peer', 'name', 'eth0', 'address', '0a:58:0a:01:02:05', 'netns', NETNS],
       ['link', 'set', HOST, 'type', 'bridge_slave', 'hairpin', 'off'],
     ]);
     expect(p.pod.lines).toStrictEqual([
@@ -117,7 +118,7 @@ describe('vethAdd', () => {
   it('a runtime MAC is used and turns on arp_notify for IPv4', () => {
     const { p, r } = plan(cfgOf({ runtimeConfig: { mac: '0E:11:22:33:44:55' } }), [V4]);
     expect(r.containerMac).toBe('0e:11:22:33:44:55');
-    expect(p.host.lines[0]).toStrictEqual(['link', 'add', HOST, 'master', 'nhi0', 'up', 'type', 'veth', 'peer', 'name', 'eth0', 'address', '0e:11:22:33:44:55', 'netns', NETNS]);
+    expect(p.host.lines[0]).toStrictEqual(['link', 'add', HOST, 'master', 'nhi0', 'type', 'veth', 'peer', 'name', 'eth0', 'address', '0e:11:22:33:44:55', 'netns', NETNS]);
     expect(p.podSysctls).toStrictEqual(['net/ipv4/conf/eth0/arp_notify=1']);
   });
 
@@ -134,7 +135,7 @@ describe('vethAdd', () => {
   it('mtu is set on both ends', () => {
     const { p } = plan(cfgOf({ mtu: 1450, bridge: 'br-test' }), [V4]);
     expect(p.host.lines[0]).toStrictEqual([
-      'link', 'add', HOST, 'mtu', '1450', 'master', 'br-test', 'up', 'type', 'veth', 'peer', 'name', 'eth0', 'mtu', '1450', 'address', '0a:58:0a:01:02:05', 'netns', NETNS,
+      'link', 'add', HOST, 'mtu', '1450', 'master', 'br-test', 'type', 'veth', 'peer', 'name', 'eth0', 'mtu', '1450', 'address', '0a:58:0a:01:02:05', 'netns', NETNS,
     ]);
   });
 
