@@ -19,6 +19,12 @@ export class Plan {
    * table even when the engine's state is lost.
    */
   readonly policy: { changes: ((pods: Pods) => void)[]; forget?: string[]; policies?: Policy[] } = { changes: [] };
+  /**
+   * Teardown: node-side links to take down first (sysfs, no process): once
+   * they are down the pod sends nothing, so its links and its guard and
+   * policy can go at the same time.
+   */
+  readonly down: string[] = [];
   /** Teardown: what must be gone after the host batch; each returns what is still there. */
   readonly verify: (() => string | undefined)[] = [];
   /**

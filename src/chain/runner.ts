@@ -16,7 +16,7 @@ import { onPath, run, spawnCount } from '../sys/exec.js';
 import { trace } from '../sys/trace.js';
 import { batchFailure, IpBatch, runHostBatch, runNetnsBatch } from '../sys/ip.js';
 import { applyNft, NftTransaction, type NftCommand } from '../sys/nft.js';
-import { bootId, linkExists, ownNetnsId, setLinkUp } from '../sys/sysfs.js';
+import { bootId, linkExists, ownNetnsId, setLinkDown, setLinkUp } from '../sys/sysfs.js';
 import { prevResultOf } from '../cni/request.js';
 import { crashPoint } from '../sys/testhooks.js';
 import type { RemovableLock } from '../sys/lock.js';
@@ -254,10 +254,11 @@ export function teardownPlan(t: TeardownContext): Plan {
 }
 
 /**
- * Takes one attachment down: links (node side, or inside the pod), then the
- * port guard and policy membership in one nft transaction, then IPAM's
- * release and the record. Fails at the first step that fails, except in a
- * rollback (`bestEffort`), which goes on and keeps the ADD's own error.
+ * Takes one attachment down: its links (node side, or inside the pod) and its
+ * port guard and policy membership (one nft transaction) - side by side once
+ * the node side is down, else links first - then IPAM's release and the
+ * record. Fails when a step fails, except in a rollback (`bestEffort`), which
+ * goes on and keeps the ADD's own error.
  */
 async function teardown(t: TeardownContext, o: { bestEffort?: boolean } = {}): Promise<void> {
   const plan = teardownPlan(t);
@@ -268,10 +269,32 @@ async function teardown(t: TeardownContext, o: { bestEffort?: boolean } = {}): P
       if (!o.bestEffort) throw e;
     }
   };
-  await attempt(() => removeLinks(t, plan));
-  await attempt(() => applyKernel(t.c, plan));
+  if (quiet(plan)) {
+    // The pod sends nothing any more: its links, guard and policy go at once.
+    const [links, kernel] = await Promise.allSettled([attempt(() => removeLinks(t, plan)), attempt(() => applyKernel(t.c, plan))]);
+    for (const r of [links, kernel]) if (r.status === 'rejected') throw r.reason;
+  } else {
+    // Links first: the guard and policy stay while the pod can still send.
+    await attempt(() => removeLinks(t, plan));
+    await attempt(() => applyKernel(t.c, plan));
+  }
   for (const r of plan.release) await attempt(r);
   new AttachmentStore(t.c.cfg.stateDir, t.c.req.config.name).remove(t.containerId, t.ifname);
+}
+
+/**
+ * Takes the plan's node-side links down; true when the pod is cut off from
+ * the node (nothing it sends arrives) or has no link left there. A pod whose
+ * pair is known only from inside its namespace is not.
+ */
+function quiet(plan: Plan): boolean {
+  if (!plan.pod.empty) return false;
+  try {
+    for (const l of plan.down) setLinkDown(l);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 async function removeLinks(t: TeardownContext, plan: Plan): Promise<void> {

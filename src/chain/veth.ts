@@ -129,6 +129,7 @@ export const veth: ChainModule = {
   del(t, plan) {
     const h = t.hostVeth;
     if (h && linkExists(h)) {
+      plan.down.push(h);
       plan.host.add('link', 'del', h);
       plan.verify.push(() => (linkExists(h) ? `deleting ${h} failed` : undefined));
     } else if (t.netns && existsSync(t.netns)) {

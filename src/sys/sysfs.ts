@@ -40,10 +40,20 @@ const IFF_UP = 0x1;
  * Throws when the link is gone or the write is refused.
  */
 export function setLinkUp(name: string): void {
+  setLinkFlag(name, true);
+}
+
+/** Takes a link of this namespace down the same way; throws when it cannot. */
+export function setLinkDown(name: string): void {
+  setLinkFlag(name, false);
+}
+
+function setLinkFlag(name: string, up: boolean): void {
   const file = `${NET}/${name}/flags`;
   const flags = Number.parseInt(readFileSync(file, 'utf8').trim(), 16);
   if (Number.isNaN(flags)) throw new Error(`${file} does not hold flags`);
-  if (!(flags & IFF_UP)) writeFileSync(file, `0x${(flags | IFF_UP).toString(16)}`);
+  const want = up ? flags | IFF_UP : flags & ~IFF_UP;
+  if (want !== flags) writeFileSync(file, `0x${want.toString(16)}`);
 }
 
 /** The bridge a link is enslaved to, if any. */

@@ -101,6 +101,8 @@ describe('one teardown plan for DEL, GC and a rollback', () => {
     // "lo" stands for a host veth that exists: the plan is only read, never run.
     const plan = teardownPlan(t({ hostVeth: 'lo' }));
     expect(plan.host.lines).toEqual([['link', 'del', 'lo']]);
+    // Taken down first, so the links and the guard can go side by side.
+    expect(plan.down).toEqual(['lo']);
     expect(plan.pod.empty).toBe(true);
     expect(kinds(plan.nft.commands)).toContain('delete counter');
     const pods: Pods = { 'plannet/c1/eth0': { network: 'plannet', containerId: 'c1', ifname: 'eth0', ips: ['10.22.0.5'] } };
@@ -115,6 +117,7 @@ describe('one teardown plan for DEL, GC and a rollback', () => {
   it('DEL with the host side unknown: the pod side goes from inside the namespace', () => {
     const plan = teardownPlan(t({ hostVeth: undefined, netns: dir }));
     expect(plan.host.empty).toBe(true);
+    expect(plan.down).toEqual([]);
     expect(plan.pod.lines).toEqual([['link', 'del', 'eth0']]);
   });
 
