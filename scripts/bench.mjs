@@ -152,7 +152,9 @@ async function outer() {
     run('ip', ['-n', node, 'link', 'set', 'lo', 'up']);
 
     const setups = makeSetups(tmp);
+    const emptySeas = buildEmptySeas(tmp);
     const params = {
+      emptySeas,
       rounds, warmup, rssRounds, straceRounds: strace ? straceRounds : 0, strace, bursts, burstSize,
       connectRuns, connectSecs, setups, tmp, podPrefix: `${id}-pod-`, results: join(tmp, 'results.json'),
     };
@@ -183,6 +185,31 @@ async function outer() {
 }
 
 /** The five setups as conflists (plus where to find their IPAM/plugin state). */
+/**
+ * The start-up yardstick (issue 12): two empty Node SEAs of the very Node the
+ * plugin embeds, printing a VERSION answer and exiting: one with a code cache
+ * (what `node --build-sea` gives by default), one with a start-up snapshot
+ * (what nhi-cni uses, with nothing in it). The difference between the second
+ * and dist/nhi-cni is what our own snapshot costs at start-up.
+ */
+function buildEmptySeas(tmp) {
+  const dir = join(tmp, 'empty-sea');
+  mkdirSync(dir, { recursive: true });
+  const answer = 'process.stdout.write(JSON.stringify({ cniVersion: "1.1.0", supportedVersions: ["1.1.0"] }) + "\\n");';
+  writeFileSync(join(dir, 'plain.js'), `${answer}\n`);
+  writeFileSync(join(dir, 'snap.js'), `require('node:v8').startupSnapshot.setDeserializeMainFunction(() => { ${answer} });\n`);
+  const out = {};
+  for (const [key, main, extra] of [['codeCache', 'plain.js', { useCodeCache: true }], ['snapshot', 'snap.js', { useSnapshot: true }]]) {
+    const cfg = join(dir, `${key}.json`);
+    const output = join(dir, `empty-${key}`);
+    writeFileSync(cfg, JSON.stringify({ main: join(dir, main), output, disableExperimentalSEAWarning: true, execArgvExtension: 'none', ...extra }));
+    const r = spawnSync(process.execPath, ['--build-sea', cfg], { encoding: 'utf8', cwd: dir });
+    if (r.status !== 0) throw new Error(`building the empty SEA (${key}) failed: ${r.stderr || r.stdout}`);
+    out[key] = output;
+  }
+  return out;
+}
+
 function makeSetups(tmp) {
   const mk = (key, label, subnet, plugins, extra = {}) => {
     const k = key.toLowerCase();
@@ -300,11 +327,19 @@ function report(res, params) {
   console.log('');
   console.log(`${'VERSION (startup floor)'.padEnd(W)} ${'p50 ms'.padStart(8)} ${'p99 ms'.padStart(8)} ${''.padStart(8)} ${''.padStart(8)} ${'RSS MB'.padStart(8)}`);
   console.log('-'.repeat(head1.length));
-  for (const [k, label] of [['nhi', 'dist/nhi-cni'], ['hostLocal', '/usr/lib/cni/host-local']]) {
+  const versionBins = { nhi: NHI, hostLocal: HOST_LOCAL, emptyCodeCache: params.emptySeas.codeCache, emptySnapshot: params.emptySeas.snapshot };
+  for (const [k, label] of [['nhi', 'dist/nhi-cni'], ['emptySnapshot', 'empty Node SEA, snapshot'], ['emptyCodeCache', 'empty Node SEA, code cache'], ['hostLocal', '/usr/lib/cni/host-local']]) {
     const v = stats(res.version[k]);
     const rss = Math.max(...res.version[`${k}Rss`]);
     console.log(`${label.padEnd(W)} ${ms(v.median)} ${ms(v.p99)} ${''.padStart(8)} ${''.padStart(8)} ${mb(rss)}`);
-    json.version[k] = { binary: k === 'nhi' ? NHI : HOST_LOCAL, ms: v, peakRssKb: rss };
+    json.version[k] = { binary: versionBins[k], ms: v, peakRssKb: rss };
+  }
+  const V = json.version;
+  console.log(`VERSION p50: nhi-cni / empty snapshot SEA x${(V.nhi.ms.median / V.emptySnapshot.ms.median).toFixed(2)}, / empty code-cache SEA x${(V.emptyCodeCache.ms.median ? V.nhi.ms.median / V.emptyCodeCache.ms.median : 0).toFixed(2)} (issue 12's target: <= 1.2)`);
+  if (res.memory) {
+    const m = res.memory;
+    json.memory = m;
+    console.log(`memory of dist/nhi-cni at start-up (blocked on stdin, /proc/<pid>/status): RSS ${mb(m.VmRSS)} MB = file-backed ${mb(m.RssFile)} MB (${mb(m.binaryKb)} MB of it the executable's own pages: Node and the snapshot, shared and clean) + anonymous ${mb(m.RssAnon)} MB`);
   }
 
   const S = json.setups;
@@ -556,9 +591,31 @@ async function inner(p) {
     }
   }
 
+  /**
+   * What dist/nhi-cni holds once started: an ADD left blocked on its stdin
+   * (an open pipe) after the snapshot is in, read from /proc, then killed.
+   */
+  async function startupMemory() {
+    const child = spawn(NHI, [], { env: { ...env, CNI_COMMAND: 'ADD', CNI_CONTAINERID: 'bench-memory', CNI_NETNS: '/nonexistent', CNI_IFNAME: 'eth0' }, stdio: ['pipe', 'ignore', 'ignore'] });
+    try {
+      await new Promise((r) => setTimeout(r, 1500));
+      const status = readFileSync(`/proc/${child.pid}/status`, 'utf8');
+      const kb = (key) => Number(new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? 0);
+      let binaryKb = 0;
+      let inBinary = false;
+      for (const line of readFileSync(`/proc/${child.pid}/smaps`, 'utf8').split('\n')) {
+        if (/^[0-9a-f]+-[0-9a-f]+ /.test(line)) inBinary = line.trimEnd().endsWith(NHI);
+        else if (inBinary && line.startsWith('Rss:')) binaryKb += Number(line.split(/\s+/)[1]);
+      }
+      return { VmRSS: kb('VmRSS'), RssAnon: kb('RssAnon'), RssFile: kb('RssFile'), binaryKb };
+    } finally {
+      child.kill('SIGKILL');
+    }
+  }
+
   function versionRound(first, withTime) {
     const out = {};
-    const bins = [['nhi', NHI], ['hostLocal', HOST_LOCAL]];
+    const bins = [['nhi', NHI], ['hostLocal', HOST_LOCAL], ['emptyCodeCache', p.emptySeas.codeCache], ['emptySnapshot', p.emptySeas.snapshot]];
     if (!first) bins.reverse();
     for (const [k, bin] of bins) {
       const r = invokeSync(bin, { CNI_COMMAND: 'VERSION' }, '', withTime ? 'time' : undefined);
@@ -568,7 +625,7 @@ async function inner(p) {
     return out;
   }
 
-  const res = { setups: {}, version: { nhi: [], hostLocal: [], nhiRss: [], hostLocalRss: [] }, leaks: [] };
+  const res = { setups: {}, version: { nhi: [], hostLocal: [], nhiRss: [], hostLocalRss: [], emptyCodeCache: [], emptyCodeCacheRss: [], emptySnapshot: [], emptySnapshotRss: [] }, leaks: [] };
   for (const s of p.setups) {
     res.setups[s.key] = {
       add: [], del: [], rssAdd: [], rssDel: [], traceAdd: [], traceDel: [], straceAdd: [], straceDel: [],
@@ -608,16 +665,15 @@ async function inner(p) {
     }
     if (phase !== 'strace') {
       const v = versionRound(i % 2 === 0, phase === 'rss');
-      if (phase === 'measured') {
-        res.version.nhi.push(v.nhi.ms);
-        res.version.hostLocal.push(v.hostLocal.ms);
-      } else if (phase === 'rss') {
-        res.version.nhiRss.push(v.nhi.rssKb);
-        res.version.hostLocalRss.push(v.hostLocal.rssKb);
+      for (const k of Object.keys(v)) {
+        if (phase === 'measured') res.version[k].push(v[k].ms);
+        else if (phase === 'rss') res.version[`${k}Rss`].push(v[k].rssKb);
       }
     }
     if ((i + 1) % 10 === 0 || i + 1 === total) process.stderr.write(`bench: round ${i + 1}/${total} (${phase})\n`);
   }
+
+  res.memory = await startupMemory();
 
   // Parallel bursts, setups interleaved.
   for (let i = 0; i < p.bursts; i++) {
