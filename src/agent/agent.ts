@@ -24,6 +24,30 @@ export interface AgentLog {
   error(o: object, m: string): void;
 }
 
+/** One row of `policy stats`' L7 section (GET /l7-stats on the agent socket). */
+export interface L7StatsRow {
+  policy: string;
+  /** Where the rule is in the policy, or "-" for requests no rule allowed. */
+  rule: string;
+  allowed: number;
+  denied: number;
+}
+
+/** The proxy's ({policy, rule, verdict}, count) samples as one row per (policy, rule). */
+export function l7Rows(samples: [Record<string, string>, number][]): L7StatsRow[] {
+  const rows = new Map<string, L7StatsRow>();
+  for (const [l, n] of samples) {
+    const policy = l.policy ?? '';
+    const rule = l.rule ?? '-';
+    const k = `${policy}\0${rule}`;
+    const row = rows.get(k) ?? { policy, rule, allowed: 0, denied: 0 };
+    if (l.verdict === 'allowed') row.allowed += n;
+    else row.denied += n;
+    rows.set(k, row);
+  }
+  return [...rows.values()].sort((a, b) => a.policy.localeCompare(b.policy) || a.rule.localeCompare(b.rule));
+}
+
 /** What `nhi-cni status` shows (GET /status on the agent socket). */
 export interface AgentStatus {
   agent: { pid: number; version: string; uptimeSeconds: number; ready: boolean; nodeName: string };
@@ -292,6 +316,10 @@ export class Agent {
         // The plugin's ADD asks who a pod is (src/policy/agent-identity.ts): socket only.
         if (!socket) return send(404, 'not found\n');
         return this.podIdentity(req.url ?? '', send);
+      case '/l7-stats':
+        // `nhi-cni policy stats`: the L7 proxy's per-rule counts, pivoted to one row per (policy, rule).
+        if (!socket) return send(404, 'not found\n');
+        return send(200, `${JSON.stringify(l7Rows(this.sink.l7Samples?.() ?? []))}\n`, 'application/json');
       case '/view':
         // The whole last applied view: root only (the socket is 0600), for debugging and tests.
         if (!socket) return send(404, 'not found\n');
@@ -353,7 +381,7 @@ export class Agent {
     return send(200, `${JSON.stringify(body)}\n`, 'application/json');
   }
 
-  /** /healthz, /readyz, /metrics, /status on --listen; the same plus /view on <state-dir>/agent.sock (0600). */
+  /** /healthz, /readyz, /metrics, /status on --listen; the same plus /view, /l7-stats and /pod-identity on <state-dir>/agent.sock (0600). */
   async listen(): Promise<void> {
     const tcp = createServer((req, res) => this.handle(req, res, false));
     await new Promise<void>((resolve, reject) => {

@@ -14,6 +14,8 @@ import { policyId, type Policy, type Protocol } from '../policy/model.js';
 import { loadPolicyDir, parseManifestText, PolicyError } from '../policy/parse.js';
 import { NftTransaction } from '../sys/nft.js';
 import { formatOf, outputOption, printDocument } from './output.js';
+import { askAgent } from './agent-socket.js';
+import type { L7StatsRow } from '../agent/agent.js';
 import { decide } from '../l7/decide.js';
 import type { HttpRequestInfo } from '../l7/match.js';
 
@@ -315,7 +317,11 @@ policies that isolate the direction, plus those a deny rule of the policy
 Below, per pod, the frames its port's source check dropped (table bridge
 nhi_cni): a forged MAC or address, an ARP or neighbour advertisement claiming
 another's address, a router advertisement. Shown when any was dropped; --json
-prints one {"guard":true,"pod","port","dropped"} line per pod.`)
+prints one {"guard":true,"pod","port","dropped"} line per pod.
+With the agent running (its socket <state-dir>/agent.sock), last the HTTP
+requests its L7 proxy judged, per policy and rule (RULE "-": requests no rule
+allowed, answered 403); --json prints one {"l7":true,"policy","rule","allowed",
+"denied"} line per row.`)
     .action(guarded(async (opts: { stateDir: string; output: string; json?: boolean }) => {
       const format = formatOf(opts);
       const stateDir = resolve(opts.stateDir);
@@ -326,12 +332,14 @@ prints one {"guard":true,"pod","port","dropped"} line per pod.`)
       }
       const { rows } = stats;
       const guards = guardRows(stateDir, engine.state(), drops);
+      const l7 = await l7StatsRows(stateDir);
       if (format === 'json') {
         for (const row of rows) out(`${JSON.stringify(row)}\n`);
         for (const row of guards) out(`${JSON.stringify(row)}\n`);
+        for (const row of l7) out(`${JSON.stringify({ l7: true, ...row })}\n`);
         return;
       }
-      if (format === 'yaml') return printDocument({ policies: rows, guards }, 'yaml');
+      if (format === 'yaml') return printDocument({ policies: rows, guards, l7 }, 'yaml');
       if (rows.length === 0) out(`no policies in ${stateDir}/${STATE_FILE}\n`);
       else {
         const w = Math.max('POLICY'.length, ...rows.map((x) => x.policy.length));
@@ -345,7 +353,35 @@ prints one {"guard":true,"pod","port","dropped"} line per pod.`)
         out(`\nframes dropped by the source check (forged MAC or address, router advertisements):\n${'POD'.padEnd(w)}  ${'PORT'.padEnd(15)}  DROPPED\n`);
         for (const g of shown) out(`${g.pod.padEnd(w)}  ${g.port.padEnd(15)}  ${g.dropped}\n`);
       }
+      if (l7.length) {
+        const w = Math.max('POLICY'.length, ...l7.map((x) => x.policy.length));
+        const wr = Math.max('RULE'.length, ...l7.map((x) => x.rule.length));
+        const wa = Math.max('ALLOWED'.length, ...l7.map((x) => String(x.allowed).length));
+        out(`\nHTTP requests judged by the agent's L7 proxy:\n${'POLICY'.padEnd(w)}  ${'RULE'.padEnd(wr)}  ${'ALLOWED'.padStart(wa)}  DENIED\n`);
+        for (const r of l7) out(`${r.policy.padEnd(w)}  ${r.rule.padEnd(wr)}  ${String(r.allowed).padStart(wa)}  ${r.denied}\n`);
+      }
     }));
+}
+
+/**
+ * The agent's L7 counts (GET /l7-stats on its socket), when an agent runs on
+ * this state dir; none without one. An agent that does not answer is said on
+ * stderr: the rows are missing, not zero.
+ */
+async function l7StatsRows(stateDir: string): Promise<L7StatsRow[]> {
+  const sock = `${stateDir.replace(/\/+$/, '')}/agent.sock`;
+  try {
+    if (!statSync(sock).isSocket()) return [];
+  } catch {
+    return [];
+  }
+  try {
+    const rows = await askAgent(sock, '/l7-stats', 3000);
+    return Array.isArray(rows) ? (rows as L7StatsRow[]) : [];
+  } catch (e) {
+    process.stderr.write(`nhi-cni: the agent at ${sock} did not answer (${(e as Error).message}): no L7 rows\n`);
+    return [];
+  }
 }
 
 /**

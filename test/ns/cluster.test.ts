@@ -326,6 +326,14 @@ describe('cluster mode: two nodes, an agent on each, policies from the API', () 
     const metrics = await new Promise<string>((resolve) => execFile('curl', ['-s', '--unix-socket', join(nodes[0]!.stateDir, 'agent.sock'), 'http://agent/metrics'], { encoding: 'utf8' }, (_e, out) => resolve(out)));
     expect(metrics).toMatch(/nhi_l7_requests_total\{policy="shop\/data-readers",rule="[^"]+",verdict="allowed"\} [1-9]/);
     expect(metrics).toMatch(/nhi_l7_requests_total\{policy="shop\/data-readers",rule="-",verdict="denied"\} [1-9]/);
+    // The same counts in `policy stats`, which asks the agent over its socket.
+    const stats = spawnSync('ip', ['netns', 'exec', nodes[0]!.ns.name, BINARY, 'policy', 'stats', '--state-dir', nodes[0]!.stateDir, '-o', 'json'], { encoding: 'utf8' });
+    expect(stats.status, stats.stderr).toBe(0);
+    const l7 = stats.stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>).filter((r) => r.l7 === true);
+    expect(l7).toContainEqual(expect.objectContaining({ policy: 'shop/data-readers', rule: 'spec.ingress[0].toPorts[0].rules.http[0]', allowed: expect.any(Number) }));
+    expect(l7.find((r) => r.rule === 'spec.ingress[0].toPorts[0].rules.http[0]')!.allowed).toBeGreaterThanOrEqual(2);
+    expect(l7.find((r) => r.rule === '-')).toMatchObject({ policy: 'shop/data-readers', allowed: 0 });
+    expect(l7.find((r) => r.rule === '-')!.denied).toBeGreaterThanOrEqual(2);
     // `policy explain --http` on node-1 tells the same, from the policies the agent applied (api-1 is a pod of the other node).
     const explain = (req: string) => spawnSync('ip', ['netns', 'exec', nodes[0]!.ns.name, BINARY, 'policy', 'explain', '--config', join(nodes[0]!.confDir, '10-nhi-cni.conflist'),
       '--from', 'shop/api-1', '--to', 'shop/db-1', '--port', `${HTTP_PORT}/tcp`, '--http', req], { encoding: 'utf8' });
