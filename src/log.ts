@@ -126,14 +126,24 @@ function redactDeep(v: unknown, depth = 0): unknown {
   return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, redactDeep(x, depth + 1)]));
 }
 
+/** Log lines on their way (the logger is created on first use): flushLog waits for them. */
+const pending = new Set<Promise<void>>();
+
 function at(level: 'debug' | 'info' | 'warn' | 'error') {
   return (obj: object, msg: string): void => {
     if (ORDER[level] < ORDER[options.level]) return;
     logger ??= create(options);
-    void logger.then((l) => l[level](obj, msg)).catch(() => {
+    const p = logger.then((l) => l[level](obj, msg)).catch(() => {
       // a log that cannot be written must not fail the CNI request
     });
+    pending.add(p);
+    void p.finally(() => pending.delete(p));
   };
+}
+
+/** Resolves once every line logged so far is written (the destination is synchronous). */
+export async function flushLog(): Promise<void> {
+  while (pending.size) await Promise.all([...pending]);
 }
 
 export const log = { debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error') };
