@@ -327,6 +327,13 @@ function report(res, params) {
   console.log('');
   console.log(`${'VERSION (startup floor)'.padEnd(W)} ${'p50 ms'.padStart(8)} ${'p99 ms'.padStart(8)} ${''.padStart(8)} ${''.padStart(8)} ${'RSS MB'.padStart(8)}`);
   console.log('-'.repeat(head1.length));
+  // Where an ADD of C spends its time: each phase's median, in ms since the process started (its own clock).
+  const phases = res.setups.C?.phasesAdd ?? [];
+  if (phases.length) {
+    const names = [...new Set(phases.flatMap((p) => Object.keys(p)))].sort((a, b) => stats(phases.map((p) => p[a] ?? 0)).median - stats(phases.map((p) => p[b] ?? 0)).median);
+    json.addPhases = Object.fromEntries(names.map((n) => [n, stats(phases.filter((p) => n in p).map((p) => p[n])).median]));
+    console.log(`ADD of C, median ms since the process started: ${names.map((n) => `${n} ${json.addPhases[n].toFixed(1)}`).join(', ')}`);
+  }
   const versionBins = { nhi: NHI, hostLocal: HOST_LOCAL, emptyCodeCache: params.emptySeas.codeCache, emptySnapshot: params.emptySeas.snapshot };
   for (const [k, label] of [['nhi', 'dist/nhi-cni'], ['emptySnapshot', 'empty Node SEA, snapshot'], ['emptyCodeCache', 'empty Node SEA, code cache'], ['hostLocal', '/usr/lib/cni/host-local']]) {
     const v = stats(res.version[k]);
@@ -462,6 +469,14 @@ async function inner(p) {
   }
 
   const traceLines = (stderr) => (stderr.match(/^nhi-cni exec: /gm) ?? []).length;
+  /** NHI_CNI_TRACE_EXEC's phase lines ("nhi-cni: <phase> at <ms> ms"), and when the last process ended, as {phase: ms since the plugin started}. */
+  const tracePhases = (stderr) => {
+    const out = {};
+    for (const m of stderr.matchAll(/^nhi-cni: (.+) at ([\d.]+) ms$/gm)) out[m[1]] = Number(m[2]);
+    const ends = [...stderr.matchAll(/^nhi-cni exec: .* ended at ([\d.]+) ms\)$/gm)].map((m) => Number(m[1]));
+    if (ends.length) out['last process ended'] = Math.max(...ends);
+    return out;
+  };
 
   /** Config of one plugin as libcni builds it (buildOneConfig + injectRuntimeConfig). */
   const pluginConf = (list, plugin, prevResult, runtime) => JSON.stringify(pluginConfig(list, plugin, prevResult, runtime));
@@ -494,6 +509,7 @@ async function inner(p) {
     return {
       ms, result: verb === 'ADD' ? prev : undefined, calls,
       trace: calls.reduce((n, r) => n + traceLines(r.stderr), 0),
+      phases: calls.length === 1 ? tracePhases(calls[0].stderr) : undefined,
       spawned: calls.reduce((n, r) => n + (r.spawned ?? 0), 0),
       rssKb: Math.max(...calls.map((r) => r.rssKb ?? 0)),
     };
@@ -628,7 +644,7 @@ async function inner(p) {
   const res = { setups: {}, version: { nhi: [], hostLocal: [], nhiRss: [], hostLocalRss: [], emptyCodeCache: [], emptyCodeCacheRss: [], emptySnapshot: [], emptySnapshotRss: [] }, leaks: [] };
   for (const s of p.setups) {
     res.setups[s.key] = {
-      add: [], del: [], rssAdd: [], rssDel: [], traceAdd: [], traceDel: [], straceAdd: [], straceDel: [],
+      add: [], del: [], rssAdd: [], rssDel: [], traceAdd: [], traceDel: [], phasesAdd: [], straceAdd: [], straceDel: [],
       perAdd: s.types.map(() => []), perDel: s.types.map(() => []), rssPer: s.types.map(() => []),
       burst: { addWall: [], delWall: [], add: [], del: [] },
     };
@@ -653,6 +669,7 @@ async function inner(p) {
         if (s.nhi) {
           acc.traceAdd.push(r.add.trace);
           acc.traceDel.push(r.del.trace);
+          if (r.add.phases) acc.phasesAdd.push(r.add.phases);
         }
       } else if (phase === 'rss') {
         acc.rssAdd.push(r.add.rssKb);

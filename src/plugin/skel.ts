@@ -11,6 +11,7 @@ import { configVersion, CURRENT_VERSION, requireVerbVersion, SUPPORTED_VERSIONS,
 import { redact } from '../cni/redact.js';
 import { unknownKeys } from '../cni/suggest.js';
 import { readStdin, writeStdout } from '../sys/stdio.js';
+import { trace } from '../sys/trace.js';
 import type { PluginType } from './request.js';
 
 export const PLUGIN_TYPES = ['nhi-cni', 'nhi-ipam', 'nhi-policy'] as const;
@@ -74,6 +75,7 @@ export async function runCni(env: Record<string, string | undefined>, invokedAs:
   let cenv: ReturnType<typeof parseEnv> | undefined;
   guard(() => version, () => answered);
   try {
+    trace('started');
     cenv = parseEnv(env);
     if (cenv.verb === 'VERSION') {
       // The reference plugins answer with their newest version and ignore stdin.
@@ -81,11 +83,13 @@ export async function runCni(env: Record<string, string | undefined>, invokedAs:
       return 0;
     }
     const stdin = readStdin(MAX_STDIN_BYTES);
+    trace('stdin read');
     const config = decodeConfig(stdin);
     version = configVersion(config.cniVersion);
     requireVerbVersion(cenv.verb, version);
     const type = chooseType(config.type, invokedAs);
     const [plugin, { configureLog, logFromConfig, logFromEnv, log }] = await Promise.all([loadType(type), import('../log.js')]);
+    trace('plugin and log loaded');
     configureLog(logFromConfig(config.log));
     configureLog(logFromEnv(env));
     // The spec lets a plugin ignore keys it does not know (a conflist may be
