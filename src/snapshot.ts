@@ -12,6 +12,10 @@ import 'pino';
 import { loadCniConfig } from './chain/config.js';
 import { loadIpamConfig } from './chain/ipam/config.js';
 import { parsePrevResult } from './cni/result.js';
+import { loadPolicyConfig } from './policy/engine/index.js';
+import { identityFromConfig } from './policy/identity.js';
+import { identityFromApiPod } from './policy/k8s.js';
+import { parseManifestText } from './policy/parse.js';
 
 // Parse a typical configuration and result once at build time: zod builds
 // each schema's parser on its first use (≈8 ms of an ADD on a slow hour, ≈2
@@ -27,6 +31,31 @@ parsePrevResult({
   cniVersion: '1.1.0', interfaces: [{ name: 'nhi0', mac: '0a:58:0a:00:00:01' }, { name: 'veth01234567', mac: '0a:58:0a:00:00:02' }, { name: 'eth0', mac: '0a:58:0a:00:00:05', sandbox: '/run/netns/x' }],
   ips: [{ address: '10.0.0.5/24', gateway: '10.0.0.1', interface: 2 }], routes: [{ dst: '0.0.0.0/0', gw: '10.0.0.1' }], dns: {},
 }, '1.1.0');
+// With a policy section: its config, a workload identity (from the runtime,
+// and as the agent or the API gives it), and manifests of both kinds.
+loadPolicyConfig({ dir: '/etc/nhi-cni/policies' }, '/var/lib/nhi-cni');
+identityFromConfig({ runtimeConfig: { 'io.nhi-cni/workload': { namespace: 'ns', name: 'pod', labels: { app: 'a' } } } });
+identityFromApiPod({
+  apiVersion: 'v1', kind: 'Pod', metadata: { name: 'pod', namespace: 'ns', uid: '00000000-0000-0000-0000-000000000000', labels: { app: 'a' } },
+  spec: { serviceAccountName: 'default', containers: [{ name: 'c', ports: [{ name: 'http', containerPort: 8080, protocol: 'TCP' }] }] },
+}, { 'kubernetes.io/metadata.name': 'ns' });
+parseManifestText(`apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: { name: warm, namespace: ns }
+spec:
+  podSelector: { matchLabels: { app: a } }
+  policyTypes: [Ingress, Egress]
+  ingress: [{ from: [{ podSelector: { matchLabels: { app: b } } }, { namespaceSelector: {} }], ports: [{ port: 8080, protocol: TCP }] }]
+  egress: [{ to: [{ ipBlock: { cidr: 10.0.0.0/8, except: [10.1.0.0/16] } }], ports: [{ port: http }] }]
+---
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: { name: warm, namespace: ns }
+spec:
+  endpointSelector: { matchLabels: { app: a } }
+  ingress: [{ fromEndpoints: [{ matchLabels: { app: b } }], toPorts: [{ ports: [{ port: "8080", protocol: TCP }] }] }]
+  egress: [{ toCIDR: [10.0.0.0/8], toPorts: [{ ports: [{ port: "53", protocol: UDP }] }] }]
+`, 'warm.yaml');
 
 // Warm execa's lazily loaded internals (and Node's child_process ones) at build time.
 void execa('/bin/true').finally(() => startupSnapshot.setDeserializeMainFunction(() => main()));
