@@ -48,7 +48,11 @@ export function setLinkDown(name: string): void {
   setLinkFlag(name, false);
 }
 
+/** A kernel interface name (IFNAMSIZ, no "/"), so that a name from a record can only name a link's own flags file. */
+const LINK_NAME = /^(?!\.{1,2}$)[^/\s:]{1,15}$/;
+
 function setLinkFlag(name: string, up: boolean): void {
+  if (!LINK_NAME.test(name)) throw new Error(`${JSON.stringify(name)} is not an interface name`);
   const file = `${NET}/${name}/flags`;
   const flags = Number.parseInt(readFileSync(file, 'utf8').trim(), 16);
   if (Number.isNaN(flags)) throw new Error(`${file} does not hold flags`);

@@ -147,3 +147,13 @@ describe('one teardown plan for DEL, GC and a rollback', () => {
     expect(released).toEqual(['gc']);
   });
 });
+
+describe('link flags through sysfs', () => {
+  it('refuses a name that is not an interface name before touching a path', async () => {
+    const { setLinkDown, setLinkUp } = await import('../../src/sys/sysfs.js');
+    for (const bad of ['../../kernel', '.', '..', 'a/b', '', 'x'.repeat(16), 'eth0 up']) {
+      expect(() => setLinkUp(bad), bad).toThrow(/is not an interface name/);
+      expect(() => setLinkDown(bad), bad).toThrow(/is not an interface name/);
+    }
+  });
+});
