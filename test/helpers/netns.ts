@@ -24,6 +24,12 @@ export function createNetns(prefix = 'nhit'): Netns {
   return { name, path: `/var/run/netns/${name}` };
 }
 
+/** A namespace made outside createNetns (as a bare `ip netns add` would), deleted by deleteAllNetns too. */
+export function recreateNetns(ns: Netns): void {
+  execFileSync('ip', ['netns', 'add', ns.name]);
+  created.add(ns.name);
+}
+
 export function deleteNetns(ns: Netns | string): void {
   const name = typeof ns === 'string' ? ns : ns.name;
   spawnSync('ip', ['netns', 'del', name]);

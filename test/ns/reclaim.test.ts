@@ -8,7 +8,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { chainConflist, direct, directAsync, pluginConfig, testEnv } from '../helpers/chain.js';
-import { createNetns, deleteAllNetns, deleteNetns, linksOfType, type Netns } from '../helpers/netns.js';
+import { createNetns, deleteAllNetns, deleteNetns, linksOfType, recreateNetns, type Netns } from '../helpers/netns.js';
 import { Scratch } from '../helpers/plugin.js';
 import { BINARY } from '../helpers/paths.js';
 
@@ -93,7 +93,7 @@ describe('ipam check and release --from-report', () => {
     expect(table.stdout).toContain('previous-boot');
 
     // Between check and release, "back"'s namespace path exists again: no longer provably dead.
-    spawnSync('ip', ['netns', 'add', pods.back!.name]);
+    recreateNetns(pods.back!);
     const file = scratch.path('report.json');
     writeFileSync(file, check.stdout);
     const rel = cli(['ipam', 'release', '--from-report', file, '-o', 'json']);
