@@ -17,13 +17,12 @@
 // exhausted (src/chain/runner.ts).
 import { existsSync, lstatSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { formatIp, parseIp } from '../net/ip.js';
+import { formatIp } from '../net/ip.js';
 import type { NftCommand } from '../sys/nft.js';
 import { linkExists } from '../sys/sysfs.js';
 import { DiskStore } from './ipam/store.js';
-import { guardDel } from './spoofcheck.js';
+import { guardDel, recordedPort } from './spoofcheck.js';
 import { AttachmentStore, type AttachmentRecord } from './state.js';
-import { macFor } from './veth.js';
 
 /** How old a record must be before "namespace gone" counts as proof (runtimes create the namespace before ADD). */
 export const RECLAIM_GRACE_MS = 60_000;
@@ -209,8 +208,7 @@ export async function releaseLeaked(o: Omit<ScanOptions, 'probeLocks'>, targets:
       }
       if (left === 0 && rec) {
         if (v.reason === 'netns-gone') {
-          const ips = rec.ips.map((a) => a.split('/')[0]!).filter((a) => parseIp(a) !== undefined);
-          out.unguard.push(...guardDel({ hostVeth: rec.hostVeth, mac: rec.mac ?? macFor(rec.ips.map((address) => ({ address }))), ips, level: 'addresses' }));
+          out.unguard.push(...guardDel(recordedPort(rec.hostVeth, rec, undefined)));
         }
         store.remove(containerId, ifname);
         out.removed.push({ containerId, ifname });

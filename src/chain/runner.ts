@@ -32,7 +32,7 @@ import { Plan } from './plan.js';
 import { policy } from './policy.js';
 import { AttachmentStore, RunCache, type AttachmentRecord } from './state.js';
 import { checkNetns, GONE_IN_POD, hostVethInterface, hostVethName, macFor, veth } from './veth.js';
-import { guardAdd, guardDel, macspoof, type GuardedPort } from './spoofcheck.js';
+import { guardAdd, guardDel, macspoof, recordedPort, type GuardedPort } from './spoofcheck.js';
 
 export type { Chain } from './module.js';
 
@@ -107,7 +107,7 @@ export async function chainAdd(c: Chain): Promise<Result> {
   if (prior?.result) return repeatedAdd(c, prior as AttachmentRecord & { result: Result });
   if (prior) {
     log.warn({ verb: 'ADD', ...subject(c), hostVeth: prior.hostVeth }, 'removing what an earlier, interrupted ADD left');
-    await teardown(teardownOf(c, { hostVeth: prior.hostVeth, netns: '', ips: prior.ips, ports: [portOf(prior.hostVeth, prior, undefined)] }));
+    await teardown(teardownOf(c, { hostVeth: prior.hostVeth, netns: '', ips: prior.ips, ports: [recordedPort(prior.hostVeth, prior, undefined)] }));
   }
 
   trace('chain start');
@@ -269,7 +269,7 @@ async function teardown(t: TeardownContext, o: { bestEffort?: boolean } = {}): P
       if (!o.bestEffort) throw e;
     }
   };
-  if (quiet(plan)) {
+  if (cutOffPod(plan)) {
     // The pod sends nothing any more: its links, guard and policy go at once.
     const [links, kernel] = await Promise.allSettled([attempt(() => removeLinks(t, plan)), attempt(() => applyKernel(t.c, plan))]);
     for (const r of [links, kernel]) if (r.status === 'rejected') throw r.reason;
@@ -287,7 +287,7 @@ async function teardown(t: TeardownContext, o: { bestEffort?: boolean } = {}): P
  * the node (nothing it sends arrives) or has no link left there. A pod whose
  * pair is known only from inside its namespace is not.
  */
-function quiet(plan: Plan): boolean {
+function cutOffPod(plan: Plan): boolean {
   if (!plan.pod.empty) return false;
   try {
     for (const l of plan.down) setLinkDown(l);
@@ -352,17 +352,6 @@ function started<T>(p: Promise<T>): Started<T> {
   };
 }
 
-/**
- * What DEL needs to take a port's guard away: the record's MAC and addresses,
- * else prevResult's (a record lost with the state dir), else the MAC the
- * addresses imply. The delete is exact only for what the ADD added.
- */
-function portOf(hostVeth: string, rec: AttachmentRecord | undefined, prev: Result | undefined): GuardedPort {
-  const cidrs = rec?.ips ?? prev?.ips?.map((i) => i.address) ?? [];
-  const mac = rec?.mac ?? prev?.interfaces?.find((i) => i.sandbox)?.mac ?? macFor(cidrs.map((address) => ({ address })));
-  return { hostVeth, mac, ips: cidrs.map((a) => a.split('/')[0]!), level: 'addresses' };
-}
-
 function prevHostVeth(prev: Result | undefined): string | undefined {
   const name = prev?.interfaces?.[1]?.name;
   return name && /^veth[0-9a-f]{8}$/.test(name) ? name : undefined;
@@ -375,7 +364,7 @@ export async function chainDel(c: Chain): Promise<void> {
   const prev = prevResultOf(req);
   const hostVeth = rec?.hostVeth ?? prevHostVeth(prev);
   const ips = rec?.ips ?? prev?.ips?.map((i) => i.address) ?? [];
-  await teardown(teardownOf(c, { hostVeth, netns: netns || rec?.netns || '', ips, ports: hostVeth ? [portOf(hostVeth, rec, prev)] : [] }));
+  await teardown(teardownOf(c, { hostVeth, netns: netns || rec?.netns || '', ips, ports: hostVeth ? [recordedPort(hostVeth, rec, prev)] : [] }));
   toLedger(c, 'DEL', ips);
   log.info({ verb: 'DEL', ...subject(c), hostVeth, ips, durationMs: elapsedMs() }, 'attachment deleted');
 }
@@ -415,7 +404,7 @@ export async function chainGc(c: Chain): Promise<void> {
       const lock = await store.lock(rec.containerId, rec.ifname, 0).catch(() => undefined);
       if (!lock) continue;
       // Their kernel parts only: the policy's GC part covers their membership, IPAM's gc their addresses.
-      const t: TeardownContext = { c, containerId: rec.containerId, ifname: rec.ifname, hostVeth: rec.hostVeth, netns: '', ips: rec.ips, ports: [portOf(rec.hostVeth, rec, undefined)], nft: false, release: false };
+      const t: TeardownContext = { c, containerId: rec.containerId, ifname: rec.ifname, hostVeth: rec.hostVeth, netns: '', ips: rec.ips, ports: [recordedPort(rec.hostVeth, rec, undefined)], nft: false, release: false };
       stale.push({ rec, lock, plan: teardownPlan(t) });
     }
     try {

@@ -37,7 +37,10 @@ import { createHash } from 'node:crypto';
 import { CniError, Code, firstOf } from '../cni/errors.js';
 import { formatIp, parseIp } from '../net/ip.js';
 import { listTable, type NftCommand } from '../sys/nft.js';
+import type { Result } from '../cni/result.js';
 import { guardedPort, type ChainModule } from './module.js';
+import type { AttachmentRecord } from './state.js';
+import { macFor } from './veth.js';
 
 export type GuardFamily = 'bridge' | 'inet';
 export const GUARD_TABLE = 'nhi_cni';
@@ -146,6 +149,18 @@ function skeleton(family: GuardFamily): NftCommand[] {
 const familyOf = (p: GuardedPort): GuardFamily => p.family ?? 'bridge';
 
 const hex128 = (ip: string) => `0x${parseIp(ip)!.value.toString(16).padStart(32, '0')}`;
+
+/**
+ * The port a past ADD guarded, for taking its guard away (DEL, GC, leak
+ * reclaim): the record's MAC and addresses, else prevResult's (a record lost
+ * with the state dir), else the MAC the addresses imply. The delete is exact
+ * only for what the ADD added.
+ */
+export function recordedPort(hostVeth: string, rec: AttachmentRecord | undefined, prev: Result | undefined): GuardedPort {
+  const cidrs = rec?.ips ?? prev?.ips?.map((i) => i.address) ?? [];
+  const mac = rec?.mac ?? prev?.interfaces?.find((i) => i.sandbox)?.mac ?? macFor(cidrs.map((address) => ({ address })));
+  return { hostVeth, mac, ips: cidrs.map((a) => a.split('/')[0]!), level: 'addresses' };
+}
 
 /** The port's set and map elements, as [set, element] pairs (also what CHECK looks for). */
 export function guardElements(p: GuardedPort): [string, unknown][] {
