@@ -9,12 +9,12 @@
 // Policy first: a view whose network part fails still has its policies
 // enforced, and the whole view is applied again after a backoff.
 import { CoreV1Api, PatchStrategy, setHeaderOptions, type KubeConfig } from '@kubernetes/client-node';
-import { L7Controller } from '../l7/controller.js';
+import { L7Controller, type EgressRedirectTarget } from '../l7/controller.js';
 import { L7Proxy, type DenyRecord } from '../l7/proxy.js';
-import { l7Targets } from '../l7/targets.js';
+import { l7Targets, type EgressTarget } from '../l7/targets.js';
 import { gatewayOf } from '../chain/bridge.js';
 import { contains, formatIp, parseCidr, parseIp } from '../net/ip.js';
-import { L7_REDIRECTED, l7RedirectedSetType, POLICY_TABLE } from '../policy/compile/index.js';
+import { L7_EGRESS_REDIRECTED, L7_REDIRECTED, l7RedirectedSetType, POLICY_TABLE } from '../policy/compile/index.js';
 import { RECLAIM_GRACE_MS, releaseLeaked, scan } from '../chain/reclaim.js';
 import { NO_AUDIT, podKey, PolicyEngine, type Pods, type RemotePeer } from '../policy/engine/index.js';
 import { bootId } from '../sys/sysfs.js';
@@ -102,6 +102,30 @@ export function nodeInfos(view: ClusterView): NodeInfo[] {
   });
 }
 
+/**
+ * Egress targets with port numbers: a number as written; a port name as the
+ * numbers it has (TCP) on any pod of the cluster, since it resolves on each
+ * destination. A name no pod has redirects nothing (the compile never allows
+ * a clause with HTTP rules, so its connections stay closed, never open).
+ */
+export function egressPorts(targets: EgressTarget[], pods: ClusterView['pods']): EgressRedirectTarget[] {
+  const named = new Map<string, Set<number>>();
+  for (const p of pods) {
+    for (const port of p.identity?.ports ?? []) {
+      if (port.protocol !== 'TCP' || !port.name) continue;
+      const s = named.get(port.name) ?? new Set<number>();
+      s.add(port.containerPort);
+      named.set(port.name, s);
+    }
+  }
+  const out = new Map<string, EgressRedirectTarget>();
+  for (const t of targets) {
+    const ports = typeof t.port === 'number' ? [t.port] : [...(named.get(t.port) ?? [])];
+    for (const port of ports) out.set(`${t.ip}|${port}`, { ip: t.ip, port });
+  }
+  return [...out.values()].sort((a, b) => a.ip.localeCompare(b.ip) || a.port - b.port);
+}
+
 export class EnforcingSink implements ClusterSink {
   readonly engine: PolicyEngine;
   /** The L7 proxy and its controller, made when a policy first has HTTP rules for a pod of this node. */
@@ -152,13 +176,17 @@ export class EnforcingSink implements ClusterSink {
    * L7 (docs/l7.md): the (pod, port) pairs of this node an HTTP rule covers
    * get a listener of the proxy and the redirect to it, and their original
    * destinations go into the policy table's l7r4/l7r6 sets (the input hook
-   * lets redirected connections reach the proxy). The compile never allows
-   * those ports at L4: until this has run, they are closed, never open.
+   * lets redirected connections reach the proxy); the pods whose own egress
+   * HTTP rules cover a port get their connections to it redirected to the
+   * egress listener, and (pod . port) go into l7e4/l7e6. The compile never
+   * allows those ports at L4: until this has run, they are closed, never open.
    */
   private async applyL7(view: ClusterView, policies: Policy[]): Promise<void> {
     const local = compilerPods(this.engine.state().pods);
-    const targets = l7Targets(policies, local).ingress;
-    if (targets.length === 0 && !this.l7) return;
+    const all = l7Targets(policies, local);
+    const targets = all.ingress;
+    const egress = egressPorts(all.egress, view.pods);
+    if (targets.length === 0 && egress.length === 0 && !this.l7) return;
     if (!this.l7) {
       // The bridge's address in each pod CIDR (host-local's default gateway), where the node serves its pods.
       const gateways = (view.node?.podCIDRs ?? []).map((address) => formatIp(gatewayOf({ address }).ip));
@@ -175,18 +203,21 @@ export class EnforcingSink implements ClusterSink {
       const nodeIps = { 4: gateways.find((g) => !g.includes(':')), 6: gateways.find((g) => g.includes(':')) };
       this.l7 = { proxy, controller: new L7Controller({ proxy, nft: this.nft, nodeIps, listenPorts: L7_LISTEN_PORTS }) };
     }
-    await this.l7.controller.sync(targets);
+    await this.l7.controller.sync(targets, egress);
     const tx = new NftTransaction('inet', POLICY_TABLE);
     for (const f of [4, 6] as const) {
-      const name = L7_REDIRECTED[f];
-      const set = { family: 'inet', table: POLICY_TABLE, name };
-      tx.push({ add: { set: { ...set, type: l7RedirectedSetType(f) } } }, { flush: { set } });
-      const elem = targets.filter((t) => t.ip.includes(':') === (f === 6)).map((t) => ({ concat: [t.ip, t.port] }));
-      if (elem.length) tx.push({ add: { element: { ...set, elem } } });
+      for (const [name, list] of [[L7_REDIRECTED[f], targets], [L7_EGRESS_REDIRECTED[f], egress]] as const) {
+        const set = { family: 'inet', table: POLICY_TABLE, name };
+        tx.push({ add: { set: { ...set, type: l7RedirectedSetType(f) } } }, { flush: { set } });
+        const elem = list.filter((t) => t.ip.includes(':') === (f === 6)).map((t) => ({ concat: [t.ip, t.port] }));
+        if (elem.length) tx.push({ add: { element: { ...set, elem } } });
+      }
     }
     const r = await this.nft.run(tx);
     if (r.exitCode !== 0) throw new Error(`L7: the served ports were not applied to the policy table: ${r.stderr.trim()}`);
-    if (targets.length) this.log.info({ targets: targets.map((t) => `${t.ip}:${t.port}`) }, 'L7 proxy serving');
+    if (targets.length || egress.length) {
+      this.log.info({ targets: targets.map((t) => `${t.ip}:${t.port}`), egress: egress.map((t) => `from ${t.ip} to port ${t.port}`) }, 'L7 proxy serving');
+    }
   }
 
   /**

@@ -2,6 +2,10 @@
 // (pod, port) pairs HTTP rules cover, and the redirect that takes their
 // connections there, kept in step, in the order that never opens a pod.
 //
+// Egress: the connections of a pod to a TCP port its own HTTP rules cover
+// (whatever the destination) go to one listener per address family that
+// reads each connection's original destination (L7Proxy.listen({ original })).
+//
 //   sync(targets):  1. open a listener for each new target;
 //                   2. apply the redirect for ALL targets (one nft transaction);
 //                   3. close the listeners of targets that are gone.
@@ -14,9 +18,15 @@
 // ports refuse connections (test/ns/l7-redirect.test.ts).
 import { createHash } from 'node:crypto';
 import type { NftRunner } from '../sys/nft.js';
-import type { Destination, L7Proxy } from './proxy.js';
+import type { Destination, L7Proxy, OriginalDestination } from './proxy.js';
 import { redirectTransaction, type Redirect } from './redirect.js';
 import type { IngressTarget } from './targets.js';
+
+/** Connections from `ip` (a pod of this node) to TCP `port` of any destination go to the proxy. */
+export interface EgressRedirectTarget {
+  ip: string;
+  port: number;
+}
 
 export interface L7ControllerOptions {
   proxy: L7Proxy;
@@ -34,11 +44,12 @@ export interface L7ControllerOptions {
 }
 
 const fam = (ip: string): 4 | 6 => (ip.includes(':') ? 6 : 4);
-const key = (d: Destination) => `${d.ip}|${d.port}`;
+type Served = Destination | OriginalDestination;
+const key = (d: Served) => ('original' in d ? `original|${d.original}` : `${d.ip}|${d.port}`);
 
 export class L7Controller {
   /** Destination -> where its listener listens. */
-  private readonly listening = new Map<string, { dest: Destination; port: number; host: string }>();
+  private readonly listening = new Map<string, { dest: Served; port: number; host: string }>();
   private applied: Redirect[] = [];
 
   constructor(private readonly opts: L7ControllerOptions) {}
@@ -49,7 +60,7 @@ export class L7Controller {
   }
 
   /** A listener for dest: on its preferred port of the range, else the next free one. */
-  private async listen(dest: Destination, host: string): Promise<{ port: number }> {
+  private async listen(dest: Served, host: string): Promise<{ port: number }> {
     const range = this.opts.listenPorts;
     if (!range) return this.opts.proxy.listen(dest, { host, port: 0 });
     const size = range.to - range.from + 1;
@@ -67,26 +78,40 @@ export class L7Controller {
         if ((e as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw e;
       }
     }
-    throw new Error(`no free listener port in ${range.from}-${range.to} for ${dest.ip}:${dest.port}`);
+    throw new Error(`no free listener port in ${range.from}-${range.to} for ${key(dest)}`);
   }
 
-  async sync(targets: IngressTarget[]): Promise<Redirect[]> {
-    const want = new Map<string, Destination>();
+  async sync(targets: IngressTarget[], egress: EgressRedirectTarget[] = []): Promise<Redirect[]> {
+    const want = new Map<string, Served>();
     for (const t of targets) want.set(key({ ip: t.ip, port: t.port }), { ip: t.ip, port: t.port });
+    for (const t of egress) want.set(key({ original: fam(t.ip) }), { original: fam(t.ip) });
     // 1. listeners first: a redirect to a port nobody listens on would refuse, not open,
     // but a target must not be redirected before it can be served either.
     for (const [k, dest] of want) {
       if (this.listening.has(k)) continue;
-      const host = this.opts.nodeIps[fam(dest.ip)];
-      if (!host) throw new Error(`no node address of IPv${fam(dest.ip)} to listen on for ${dest.ip}:${dest.port}`);
+      const f = 'original' in dest ? dest.original : fam(dest.ip);
+      const host = this.opts.nodeIps[f];
+      if (!host) throw new Error(`no node address of IPv${f} to listen on for ${k.replace('original|', 'redirected connections of IPv')}`);
       const at = await this.listen(dest, host);
       this.listening.set(k, { dest, host, port: at.port });
     }
-    // 2. the redirect for exactly the wanted targets, all or nothing.
-    const redirects = [...want.keys()].map((k) => {
-      const l = this.listening.get(k)!;
-      return { podIp: l.dest.ip, port: l.dest.port, listenIp: l.host, listenPort: l.port };
-    }).sort((a, b) => a.podIp.localeCompare(b.podIp) || a.port - b.port);
+    // 2. the redirect for exactly the wanted targets, all or nothing; a
+    // connection both would take goes to the destination's listener (the
+    // proxy judges the source's egress rules there too).
+    const byIp = (a: Redirect, b: Redirect) => a.podIp.localeCompare(b.podIp) || a.port - b.port;
+    const redirects: Redirect[] = targets.map((t) => {
+      const l = this.listening.get(key({ ip: t.ip, port: t.port }))!;
+      return { podIp: t.ip, port: t.port, listenIp: l.host, listenPort: l.port };
+    }).sort(byIp);
+    const seen = new Set<string>();
+    const outgoing: Redirect[] = [];
+    for (const t of egress) {
+      if (seen.has(`${t.ip}|${t.port}`)) continue;
+      seen.add(`${t.ip}|${t.port}`);
+      const l = this.listening.get(key({ original: fam(t.ip) }))!;
+      outgoing.push({ podIp: t.ip, port: t.port, listenIp: l.host, listenPort: l.port, from: true });
+    }
+    redirects.push(...outgoing.sort(byIp));
     const r = await this.opts.nft.run(redirectTransaction(redirects));
     if (r.exitCode !== 0) throw new Error(`L7 redirect not applied: ${r.stderr.trim() || `nft exit status ${r.exitCode}`}`);
     this.applied = redirects;

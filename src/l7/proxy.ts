@@ -9,6 +9,13 @@
 // no API for it) and no per-connection table to keep in step with conntrack.
 // The cost is one listening socket per (pod, port) that an HTTP rule covers.
 //
+// Egress (a pod's outgoing connections that its own HTTP rules cover) has
+// no single destination: one listener per family, `listen({ original: 4 })`,
+// takes every redirected connection of those pods and reads each one's
+// destination from conntrack (SO_ORIGINAL_DST, src/sys/origdst.ts) at accept.
+// A connection with no DNAT behind it (sent straight to the listener) has no
+// original destination and is reset.
+//
 // Per connection: judged at accept (L3/L4: a source no rule could allow is
 // reset, as the kernel would have dropped it). Per request: judged again,
 // HTTP rules included, against the policies of the moment (`policies()`), so
@@ -27,6 +34,7 @@
 // (maxConnections): the proxy lives in the agent, which must stay up.
 import { Agent, createServer, request as httpRequest, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
+import { originalDestination } from '../sys/origdst.js';
 import type { Endpoint } from '../policy/evaluate.js';
 import type { Identity, Policy } from '../policy/model.js';
 import { decide, type L7Verdict } from './decide.js';
@@ -36,6 +44,11 @@ import type { HttpRequestInfo } from './match.js';
 export interface Destination {
   ip: string;
   port: number;
+}
+
+/** A listener for redirected connections of any destination, of one address family: each connection's own is read at accept. */
+export interface OriginalDestination {
+  original: 4 | 6;
 }
 
 /** One line of the deny log (JSON): who asked what of whom, and which policies said no. No query string, no header value. */
@@ -79,6 +92,12 @@ export interface ProxyOptions {
    * kernel's policy current: one pod must not exhaust its descriptors.
    */
   maxConnections?: number;
+  /**
+   * The destination a redirected connection had before its DNAT, for
+   * `listen({ original })` listeners; undefined when it has none. Default:
+   * SO_ORIGINAL_DST through node:ffi. Tests may stand in for conntrack.
+   */
+  originalDestination?: (socket: Socket, family: 4 | 6) => Destination | undefined;
 }
 
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'expect']);
@@ -111,6 +130,10 @@ export function unsafeTarget(target: string): string | undefined {
   return undefined;
 }
 
+const listenerKey = (d: Destination | OriginalDestination) => ('original' in d ? `original|${d.original}` : `${d.ip}|${d.port}`);
+const fdOf = (s: Socket) => (s as unknown as { _handle?: { fd?: number } })._handle?.fd ?? -1;
+const defaultOriginal = (s: Socket, family: 4 | 6) => originalDestination(fdOf(s), family);
+
 const bare = (ip: string | undefined) => (ip ?? '').replace(/^::ffff:(?=\d+\.\d+\.\d+\.\d+$)/, '');
 const workload = (i: Identity | undefined) => (i ? `${i.namespace}/${i.name}` : undefined);
 
@@ -137,7 +160,9 @@ class TokenBucket {
 }
 
 interface Listener {
-  dest: Destination;
+  /** The one destination of an ingress listener; undefined on an egress one (per connection: `dests`). */
+  dest?: Destination;
+  family: 4 | 6;
   server: Server;
   upstream: Agent;
   sockets: Set<Socket>;
@@ -145,6 +170,8 @@ interface Listener {
 
 export class L7Proxy {
   private readonly listeners = new Map<string, Listener>();
+  /** Each accepted connection's destination (egress listeners). */
+  private readonly dests = new WeakMap<Socket, Destination>();
   private readonly counts = new Map<string, RuleCount>();
   private readonly denyLog: TokenBucket;
 
@@ -153,10 +180,14 @@ export class L7Proxy {
     this.denyLog = new TokenBucket(r.perSecond, r.burst);
   }
 
-  /** Starts forwarding connections accepted on bind (host, port 0: any free port) to dest; resolves to the address bound. */
-  async listen(dest: Destination, bind: { host: string; port: number }): Promise<{ host: string; port: number }> {
-    const key = `${dest.ip}|${dest.port}`;
-    if (this.listeners.has(key)) throw new Error(`already proxying ${dest.ip}:${dest.port}`);
+  /**
+   * Starts forwarding connections accepted on bind (host, port 0: any free
+   * port) to dest, or with `{ original }` each to the destination it had
+   * before the redirect; resolves to the address bound.
+   */
+  async listen(dest: Destination | OriginalDestination, bind: { host: string; port: number }): Promise<{ host: string; port: number }> {
+    const key = listenerKey(dest);
+    if (this.listeners.has(key)) throw new Error(`already proxying ${'original' in dest ? `redirected IPv${dest.original} connections` : `${dest.ip}:${dest.port}`}`);
     const server = createServer({
       keepAlive: true,
       keepAliveTimeout: this.opts.keepAliveTimeoutMs ?? 30_000,
@@ -165,7 +196,10 @@ export class L7Proxy {
       joinDuplicateHeaders: false,
     });
     server.maxConnections = this.opts.maxConnections ?? 1024;
-    const l: Listener = { dest, server, upstream: new Agent({ keepAlive: true, maxSockets: 256 }), sockets: new Set() };
+    const l: Listener = {
+      ...('original' in dest ? { family: dest.original } : { dest: { ip: dest.ip, port: dest.port }, family: dest.ip.includes(':') ? 6 as const : 4 as const }),
+      server, upstream: new Agent({ keepAlive: true, maxSockets: 256 }), sockets: new Set(),
+    };
     server.on('connection', (s: Socket) => this.accept(l, s));
     server.on('request', (req: IncomingMessage, res: ServerResponse) => this.handle(l, req, res, false));
     server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => this.handle(l, req, res, true));
@@ -194,9 +228,9 @@ export class L7Proxy {
     return { host: a.address, port: a.port };
   }
 
-  /** Stops one destination's listener (or every one), closing its connections. */
-  async close(dest?: Destination): Promise<void> {
-    const keys = dest ? [`${dest.ip}|${dest.port}`] : [...this.listeners.keys()];
+  /** Stops one listener (or every one), closing its connections. */
+  async close(dest?: Destination | OriginalDestination): Promise<void> {
+    const keys = dest ? [listenerKey(dest)] : [...this.listeners.keys()];
     await Promise.all(keys.map(async (k) => {
       const l = this.listeners.get(k);
       if (!l) return;
@@ -208,9 +242,9 @@ export class L7Proxy {
     }));
   }
 
-  /** The destinations proxied now. */
+  /** The destinations proxied now (ingress listeners). */
   destinations(): Destination[] {
-    return [...this.listeners.values()].map((l) => ({ ...l.dest }));
+    return [...this.listeners.values()].flatMap((l) => (l.dest ? [{ ...l.dest }] : []));
   }
 
   /** Per-rule allowed and denied counts since start, sorted (data for /metrics and `policy stats`). */
@@ -233,23 +267,40 @@ export class L7Proxy {
     else this.counts.set(k, { policy, rule, verdict, count: 1 });
   }
 
-  private endpoints(l: Listener, srcIp: string): { src: Endpoint; dst: Endpoint } {
+  private endpoints(dest: Destination, srcIp: string): { src: Endpoint; dst: Endpoint } {
     const srcId = this.opts.identify(srcIp);
-    const dstId = this.opts.identify(l.dest.ip);
+    const dstId = this.opts.identify(dest.ip);
     return {
       src: srcId ? { ip: srcIp, identity: srcId } : { ip: srcIp },
-      dst: dstId ? { ip: l.dest.ip, identity: dstId } : { ip: l.dest.ip },
+      dst: dstId ? { ip: dest.ip, identity: dstId } : { ip: dest.ip },
     };
   }
 
-  private judge(l: Listener, srcIp: string, req?: HttpRequestInfo): { v: L7Verdict; src: Endpoint; dst: Endpoint } {
+  private judge(dest: Destination, srcIp: string, req?: HttpRequestInfo): { v: L7Verdict; src: Endpoint; dst: Endpoint } {
     try {
-      const { src, dst } = this.endpoints(l, srcIp);
-      return { v: decide(this.opts.policies(), src, dst, l.dest.port, req), src, dst };
+      const { src, dst } = this.endpoints(dest, srcIp);
+      return { v: decide(this.opts.policies(), src, dst, dest.port, req), src, dst };
     } catch {
       // An address that does not parse, a callback that throws: no verdict, no access.
-      return { v: { allowed: false, matched: [], byL4: [], deniedBy: [] }, src: { ip: srcIp }, dst: { ip: l.dest.ip } };
+      return { v: { allowed: false, matched: [], byL4: [], deniedBy: [] }, src: { ip: srcIp }, dst: { ip: dest.ip } };
     }
+  }
+
+  /**
+   * An egress listener's connection: where it was going before the redirect.
+   * None (no conntrack entry), or the listener itself (no DNAT: sent
+   * straight to it), or another family: not a redirected connection.
+   */
+  private originalOf(l: Listener, s: Socket): Destination | undefined {
+    let d: Destination | undefined;
+    try {
+      d = (this.opts.originalDestination ?? defaultOriginal)(s, l.family);
+    } catch {
+      return undefined;
+    }
+    if (!d || d.ip.includes(':') !== (l.family === 6)) return undefined;
+    if (d.ip === bare(s.localAddress) && d.port === s.localPort) return undefined;
+    return d;
   }
 
   private logDeny(r: Omit<DenyRecord, 'time' | 'suppressed'>): void {
@@ -270,13 +321,19 @@ export class L7Proxy {
     l.sockets.add(s);
     s.once('close', () => l.sockets.delete(s));
     const srcIp = bare(s.remoteAddress);
-    const { v, src, dst } = this.judge(l, srcIp);
+    const dest = l.dest ?? this.originalOf(l, s);
+    if (!dest) {
+      s.resetAndDestroy();
+      return;
+    }
+    if (!l.dest) this.dests.set(s, dest);
+    const { v, src, dst } = this.judge(dest, srcIp);
     if (v.allowed) return;
     for (const p of v.deniedBy.length ? v.deniedBy : ['-']) this.count(p, '-', 'denied');
     this.logDeny({
       msg: 'l7 connection refused',
       src: { ip: srcIp, ...(src.identity ? { workload: workload(src.identity) } : {}) },
-      dst: { ip: dst.ip, port: l.dest.port, ...(dst.identity ? { workload: workload(dst.identity) } : {}) },
+      dst: { ip: dst.ip, port: dest.port, ...(dst.identity ? { workload: workload(dst.identity) } : {}) },
       policies: v.deniedBy,
     });
     // As the kernel would have: no connection. A reset, not a 403: no HTTP was spoken.
@@ -302,8 +359,13 @@ export class L7Proxy {
       this.reject(res, 400, `Bad request: ${bad} (nhi-cni L7 proxy)\n`, hasBody);
       return;
     }
+    const dest = l.dest ?? this.dests.get(req.socket);
+    if (!dest) {
+      req.socket.destroy();
+      return;
+    }
     const info: HttpRequestInfo = { method, path: target, headers: req.headersDistinct as Record<string, string[]> };
-    const { v, src, dst } = this.judge(l, srcIp, info);
+    const { v, src, dst } = this.judge(dest, srcIp, info);
     const q = target.indexOf('?');
     const path = q < 0 ? target : target.slice(0, q);
     if (!v.allowed) {
@@ -311,7 +373,7 @@ export class L7Proxy {
       this.logDeny({
         msg: 'l7 request denied',
         src: { ip: srcIp, ...(src.identity ? { workload: workload(src.identity) } : {}) },
-        dst: { ip: dst.ip, port: l.dest.port, ...(dst.identity ? { workload: workload(dst.identity) } : {}) },
+        dst: { ip: dst.ip, port: dest.port, ...(dst.identity ? { workload: workload(dst.identity) } : {}) },
         method: method.slice(0, 32),
         path: path.slice(0, 256),
         policies: v.deniedBy,
@@ -323,13 +385,13 @@ export class L7Proxy {
     for (const m of v.matched) this.count(m.policy, m.at, 'allowed');
     for (const p of v.byL4) this.count(p, 'L4', 'allowed');
     if (expectsContinue) res.writeContinue();
-    this.forward(l, req, res);
+    this.forward(l, dest, req, res);
   }
 
-  private forward(l: Listener, req: IncomingMessage, res: ServerResponse): void {
+  private forward(l: Listener, dest: Destination, req: IncomingMessage, res: ServerResponse): void {
     const up = httpRequest({
-      host: l.dest.ip,
-      port: l.dest.port,
+      host: dest.ip,
+      port: dest.port,
       method: req.method,
       path: req.url,
       headers: forwardHeaders(req.rawHeaders),

@@ -25,12 +25,17 @@ import { chain, NftTransaction, rule, table, type Expr } from '../sys/nft.js';
 
 export const L7_TABLE = 'nhi_l7';
 
-/** One redirect: connections to podIp:port go to listenIp:listenPort (an address of the node). */
+/**
+ * One redirect: connections to podIp:port go to listenIp:listenPort (an
+ * address of the node); with `from`, connections FROM podIp to TCP port
+ * `port` of any destination (a pod's egress HTTP rules).
+ */
 export interface Redirect {
   podIp: string;
   port: number;
   listenIp: string;
   listenPort: number;
+  from?: boolean;
 }
 
 const v6 = (ip: string) => ip.includes(':');
@@ -39,7 +44,7 @@ function redirectRule(r: Redirect): Expr[] {
   if (v6(r.podIp) !== v6(r.listenIp)) throw new Error(`redirect ${r.podIp}:${r.port} to ${r.listenIp}: address families differ`);
   const proto = v6(r.podIp) ? 'ip6' : 'ip';
   return [
-    { match: { op: '==', left: { payload: { protocol: proto, field: 'daddr' } }, right: r.podIp } },
+    { match: { op: '==', left: { payload: { protocol: proto, field: r.from ? 'saddr' : 'daddr' } }, right: r.podIp } },
     { match: { op: '==', left: { payload: { protocol: 'tcp', field: 'dport' } }, right: r.port } },
     { counter: null },
     { dnat: { family: proto, addr: r.listenIp, port: r.listenPort } },
@@ -49,7 +54,8 @@ function redirectRule(r: Redirect): Expr[] {
 /**
  * The whole redirect table as one transaction: created if missing, its chain
  * emptied and refilled, so the kernel holds exactly `redirects` once it is
- * applied (all or nothing). An empty list leaves the table with no rule.
+ * applied (all or nothing), in their order: the first rule a connection
+ * matches takes it. An empty list leaves the table with no rule.
  */
 export function redirectTransaction(redirects: Redirect[]): NftTransaction {
   const t = new NftTransaction('inet', L7_TABLE);
@@ -57,8 +63,8 @@ export function redirectTransaction(redirects: Redirect[]): NftTransaction {
   t.add(table(), pre).flush(pre);
   const seen = new Set<string>();
   for (const r of redirects) {
-    const k = `${r.podIp}|${r.port}`;
-    if (seen.has(k)) throw new Error(`two redirects for ${r.podIp}:${r.port}`);
+    const k = `${r.from ? 'from ' : ''}${r.podIp}|${r.port}`;
+    if (seen.has(k)) throw new Error(`two redirects for ${r.from ? 'connections from ' : ''}${r.podIp}:${r.port}`);
     seen.add(k);
     t.add(rule('prerouting', ...redirectRule(r)));
   }

@@ -6,6 +6,7 @@
 import { closeSync, constants, fstatSync, mkdirSync, openSync, statSync, unlinkSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { CniError, Code } from '../cni/errors.js';
+import { ffiModule } from './ffi.js';
 import { sleepMs } from './sleep.js';
 
 const LOCK_EX = 2;
@@ -23,16 +24,7 @@ let libc: Libc | undefined;
 
 function loadLibc(): Libc {
   if (libc) return libc;
-  // node:ffi is experimental in Node 26 and says so on stderr when loaded;
-  // the binary pins its Node version, so silence that one warning.
-  const emit = process.emitWarning;
-  process.emitWarning = () => {};
-  let ffi: typeof import('node:ffi');
-  try {
-    ffi = process.getBuiltinModule('node:ffi') as typeof import('node:ffi');
-  } finally {
-    process.emitWarning = emit;
-  }
+  const ffi = ffiModule();
   const { functions } = ffi.dlopen('libc.so.6', {
     flock: { arguments: ['int32', 'int32'], return: 'int32' },
     __errno_location: { arguments: [], return: 'pointer' },

@@ -5,7 +5,10 @@
 // With the proxy: the seed's GET /data 200, POST /data and GET /admin 403, a
 // stranger refused, an uncovered port on the kernel's path. Without it (the
 // agent down), the covered port refuses connections: nothing reaches the pod
-// unchecked; back up, it works again.
+// unchecked; back up, it works again. Egress: a pod whose own egress HTTP
+// rules cover a port has its connections to that port redirected by source
+// to the proxy's egress listener, which reads each one's original
+// destination from conntrack (SO_ORIGINAL_DST) and judges it there.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -21,7 +24,11 @@ const NODE_IP = '10.77.0.1';
 const DATA = '10.77.0.2';
 const READER = '10.77.0.3';
 const STRANGER = '10.77.0.4';
+const API = '10.77.0.5';
+const OUTSIDE = '10.78.0.2';
+const OUTSIDE_GW = '10.78.0.1';
 const LISTEN = 15001;
+const EGRESS_LISTEN = 15002;
 
 const POLICY = `
 apiVersion: cilium.io/v2
@@ -33,10 +40,24 @@ spec:
     - fromEndpoints: [{matchLabels: {k8s:io.kubernetes.pod.namespace: analytics, app: report-builder}}]
       toPorts: [{ports: [{port: "8080", protocol: TCP}], rules: {http: [{method: GET, path: /data}]}}]
 `;
+// The reader's own egress: GET /data of the api pod, GET /v1/... of an address outside the cluster, on port 9090.
+const EGRESS_POLICY = `
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: reader-egress, namespace: analytics}
+spec:
+  endpointSelector: {matchLabels: {app: report-builder}}
+  egress:
+    - toEndpoints: [{matchLabels: {k8s:io.kubernetes.pod.namespace: ml, app: api}}]
+      toPorts: [{ports: [{port: "9090", protocol: TCP}], rules: {http: [{method: GET, path: /data}]}}]
+    - toCIDR: [10.78.0.0/24]
+      toPorts: [{ports: [{port: "9090", protocol: TCP}], rules: {http: [{method: GET, path: "/v1/.*"}]}}]
+`;
 const id = (namespace: string, name: string, app: string): Identity => ({ namespace, name, labels: { app }, namespaceLabels: {}, ports: [] });
 const IDENTITIES: Record<string, Identity> = {
   [DATA]: id('ml', 'training-data', 'training-data'),
   [READER]: id('analytics', 'report-builder', 'report-builder'),
+  [API]: id('ml', 'api', 'api'),
   // STRANGER: no identity (not a pod the agent knows).
 };
 
@@ -47,6 +68,13 @@ for (const port of [8080, 8081]) http.createServer((req, res) => {
   req.resume();
   req.on('end', () => res.end(req.method + ' ' + req.url + ' on ' + port + ' from ' + req.socket.remoteAddress));
 }).listen(port, '0.0.0.0', () => { if (++up === 2) console.log('ready'); });
+`;
+
+const SERVER_9090 = `
+require('http').createServer((req, res) => {
+  req.resume();
+  req.on('end', () => res.end(req.method + ' ' + req.url + ' at ' + process.argv[1] + ' from ' + req.socket.remoteAddress));
+}).listen(9090, '0.0.0.0', () => console.log('ready'));
 `;
 
 const CLIENT = `
@@ -65,6 +93,8 @@ let node: Netns;
 const pods: Record<string, Netns> = {};
 let server: ChildProcess;
 let proxy: ChildProcess | undefined;
+let egressProxy: ChildProcess | undefined;
+const servers: ChildProcess[] = [];
 let dir: string;
 let bundle: string;
 
@@ -73,23 +103,40 @@ function http(from: Netns, host: string, port: number, method: string, path: str
   return JSON.parse(r.stdout.trim() || '{"error":"no output"}') as { status?: number; body?: string; error?: string };
 }
 
-async function startProxy(): Promise<void> {
-  const cfg = JSON.stringify({ policies: POLICY, identities: IDENTITIES, dest: { ip: DATA, port: 8080 }, bind: { host: NODE_IP, port: LISTEN } });
-  const p = spawn('ip', ['netns', 'exec', node.name, process.execPath, bundle, cfg], { stdio: ['pipe', 'pipe', 'ignore'] });
+async function spawnProxy(cfg: object): Promise<ChildProcess> {
+  const p = spawn('ip', ['netns', 'exec', node.name, process.execPath, bundle, JSON.stringify(cfg)], { stdio: ['pipe', 'pipe', 'ignore'] });
   await new Promise<void>((resolve, reject) => {
     p.once('exit', (c) => reject(new Error(`proxy exited ${c}`)));
     p.stdout!.once('data', () => resolve());
   });
-  proxy = p;
+  return p;
+}
+
+async function startProxy(): Promise<void> {
+  proxy = await spawnProxy({ policies: POLICY, identities: IDENTITIES, dest: { ip: DATA, port: 8080 }, bind: { host: NODE_IP, port: LISTEN } });
+}
+
+async function kill(p: ChildProcess | undefined): Promise<void> {
+  if (!p || p.exitCode !== null) return;
+  const gone = new Promise<void>((r) => p.once('exit', () => r()));
+  p.kill('SIGKILL'); // as a crash would: no clean-up of anything
+  await gone;
 }
 
 async function stopProxy(): Promise<void> {
   const p = proxy;
   proxy = undefined;
-  if (!p || p.exitCode !== null) return;
-  const gone = new Promise<void>((r) => p.once('exit', () => r()));
-  p.kill('SIGKILL'); // as a crash would: no clean-up of anything
-  await gone;
+  await kill(p);
+}
+
+async function startServer(pod: Netns, script: string, ...args: string[]): Promise<ChildProcess> {
+  const p = spawn('ip', ['netns', 'exec', pod.name, process.execPath, '-e', script, ...args]);
+  servers.push(p);
+  await new Promise<void>((resolve, reject) => {
+    p.once('exit', (c) => reject(new Error(`server exited ${c}`)));
+    p.stdout!.once('data', () => resolve());
+  });
+  return p;
 }
 
 beforeAll(async () => {
@@ -107,7 +154,7 @@ beforeAll(async () => {
   inNetns(node, 'sysctl', ['-qw', 'net.bridge.bridge-nf-call-iptables=1']);
   // Routed traffic (to a Service address) is forwarded by the node, as on a real one.
   inNetns(node, 'sysctl', ['-qw', 'net.ipv4.ip_forward=1']);
-  for (const [name, ip] of [['data', DATA], ['reader', READER], ['stranger', STRANGER]] as const) {
+  for (const [name, ip] of [['data', DATA], ['reader', READER], ['stranger', STRANGER], ['api', API]] as const) {
     const pod = createNetns(`nhil7${name[0]}`);
     const host = `l7${name}${process.pid.toString(36)}`.slice(0, 15);
     inNetns(node, 'ip', ['link', 'add', host, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', pod.name]);
@@ -117,11 +164,18 @@ beforeAll(async () => {
     inNetns(pod, 'ip', ['route', 'add', 'default', 'via', NODE_IP]);
     pods[name] = pod;
   }
-  server = spawn('ip', ['netns', 'exec', pods.data!.name, process.execPath, '-e', SERVER]);
-  await new Promise<void>((resolve, reject) => {
-    server.once('exit', (c) => reject(new Error(`server exited ${c}`)));
-    server.stdout!.once('data', () => resolve());
-  });
+  // A host outside the cluster, routed through the node (as the Internet would be).
+  const outside = createNetns('nhil7o');
+  const ext = `l7x${process.pid.toString(36)}`.slice(0, 15);
+  inNetns(node, 'ip', ['link', 'add', ext, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', outside.name]);
+  inNetns(node, 'ip', ['addr', 'add', `${OUTSIDE_GW}/24`, 'dev', ext]);
+  inNetns(node, 'ip', ['link', 'set', ext, 'up']);
+  inNetns(outside, 'ip', ['addr', 'add', `${OUTSIDE}/24`, 'dev', 'eth0']);
+  inNetns(outside, 'ip', ['link', 'set', 'eth0', 'up']);
+  inNetns(outside, 'ip', ['route', 'add', 'default', 'via', OUTSIDE_GW]);
+  pods.outside = outside;
+  server = await startServer(pods.data!, SERVER);
+  for (const name of ['api', 'stranger', 'outside']) await startServer(pods[name]!, SERVER_9090, name);
   const file = join(dir, 'redirect.json');
   writeFileSync(file, redirectTransaction([{ podIp: DATA, port: 8080, listenIp: NODE_IP, listenPort: LISTEN }]).json());
   inNetns(node, 'nft', ['-j', '-f', file]);
@@ -129,7 +183,8 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await stopProxy();
-  server?.kill('SIGKILL');
+  await kill(egressProxy);
+  for (const s of servers) s.kill('SIGKILL');
   deleteAllNetns();
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
@@ -216,5 +271,70 @@ describe('the nft redirect to the L7 proxy (design check, in namespaces)', () =>
       apply(new NftTransaction('ip', 'kubemock').delete(table()));
       spawnSync('ip', ['netns', 'exec', node.name, 'nft', 'delete', 'table', 'inet', 'profilemock']);
     }
+  });
+});
+
+describe("egress: a pod's own HTTP rules, its connections redirected by source to the egress listener (SO_ORIGINAL_DST)", () => {
+  const startEgress = async () => {
+    egressProxy = await spawnProxy({ policies: EGRESS_POLICY, identities: IDENTITIES, dest: { original: 4 }, bind: { host: NODE_IP, port: EGRESS_LISTEN } });
+  };
+
+  beforeAll(() => {
+    const file = join(dir, 'redirect-egress.json');
+    writeFileSync(file, redirectTransaction([
+      { podIp: DATA, port: 8080, listenIp: NODE_IP, listenPort: LISTEN },
+      { podIp: READER, port: 9090, listenIp: NODE_IP, listenPort: EGRESS_LISTEN, from: true },
+    ]).json());
+    inNetns(node, 'nft', ['-j', '-f', file]);
+    expect(inNetns(node, 'nft', ['list', 'table', 'inet', L7_TABLE])).toContain(`ip saddr ${READER} tcp dport 9090 counter packets 0 bytes 0 dnat ip to ${NODE_IP}:${EGRESS_LISTEN}`);
+  });
+
+  it('agent down: the pod\'s covered port refuses, to any destination; another pod on the same port goes straight through', () => {
+    expect(http(pods.reader!, API, 9090, 'GET', '/data')).toEqual({ error: 'ECONNREFUSED' });
+    expect(http(pods.reader!, OUTSIDE, 9090, 'GET', '/v1/models')).toEqual({ error: 'ECONNREFUSED' });
+    expect(http(pods.stranger!, API, 9090, 'POST', '/admin')).toEqual({ status: 200, body: `POST /admin at api from ${STRANGER}` });
+  });
+
+  it('proxy up: GET /data of the api pod 200, POST 403 naming the policy; outside the cluster GET /v1/... 200, GET /admin 403; a destination no rule allows reset', async () => {
+    await startEgress();
+    expect(http(pods.reader!, API, 9090, 'GET', '/data')).toEqual({ status: 200, body: `GET /data at api from ${NODE_IP}` });
+    expect(http(pods.reader!, API, 9090, 'POST', '/data')).toEqual({ status: 403, body: 'Access denied by network policy analytics/reader-egress\n' });
+    expect(http(pods.reader!, OUTSIDE, 9090, 'GET', '/v1/models')).toEqual({ status: 200, body: `GET /v1/models at outside from ${OUTSIDE_GW}` });
+    expect(http(pods.reader!, OUTSIDE, 9090, 'GET', '/admin')).toMatchObject({ status: 403 });
+    expect(http(pods.reader!, STRANGER, 9090, 'GET', '/data')).toEqual({ error: 'ECONNRESET' });
+    // The ingress redirect is untouched by it: the reader's connection to data:8080 still goes to the ingress listener.
+    expect(http(pods.reader!, DATA, 8080, 'GET', '/data')).toEqual({ status: 200, body: `GET /data on 8080 from ${NODE_IP}` });
+    expect(http(pods.reader!, DATA, 8080, 'GET', '/admin')).toMatchObject({ status: 403 });
+  });
+
+  it('straight to the egress listener (no DNAT, so no original destination): reset, nothing forwarded', () => {
+    expect(http(pods.reader!, NODE_IP, EGRESS_LISTEN, 'GET', '/data')).toEqual({ error: 'ECONNRESET' });
+    expect(http(pods.stranger!, NODE_IP, EGRESS_LISTEN, 'GET', '/data')).toEqual({ error: 'ECONNRESET' });
+  });
+
+  it('an input hook that drops by default lets the redirected connections of the pod through with redirectedExprs(…, "saddr"), and nothing else', () => {
+    const apply = (t: NftTransaction) => {
+      const file = join(dir, `t${Math.random().toString(36).slice(2)}.json`);
+      writeFileSync(file, t.json());
+      inNetns(node, 'nft', ['-j', '-f', file]);
+    };
+    const input = chain('input', { type: 'filter', hook: 'input', prio: 0, policy: 'drop' });
+    const established = rule('input', { match: { op: 'in', left: { ct: { key: 'state' } }, right: ['established', 'related'] } }, { accept: null });
+    apply(new NftTransaction('inet', 'l7mock').add(table(), set('l7e4', redirectedSetType(4)), input, established).add(element('l7e4', { concat: [READER, 9090] })));
+    try {
+      expect(http(pods.reader!, API, 9090, 'GET', '/data')).toEqual({ error: 'TIMEOUT' });
+      apply(new NftTransaction('inet', 'l7mock').add(rule('input', ...redirectedExprs(4, 'l7e4', 'saddr'), { accept: null })));
+      expect(http(pods.reader!, API, 9090, 'GET', '/data')).toMatchObject({ status: 200 });
+      expect(http(pods.reader!, NODE_IP, EGRESS_LISTEN, 'GET', '/data')).toEqual({ error: 'TIMEOUT' });
+    } finally {
+      apply(new NftTransaction('inet', 'l7mock').delete(table()));
+    }
+  });
+
+  it('agent killed: refused at once; restarted: served again', async () => {
+    await kill(egressProxy);
+    expect(http(pods.reader!, API, 9090, 'GET', '/data')).toEqual({ error: 'ECONNREFUSED' });
+    await startEgress();
+    expect(http(pods.reader!, API, 9090, 'GET', '/data')).toMatchObject({ status: 200 });
   });
 });

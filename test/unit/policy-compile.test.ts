@@ -591,14 +591,15 @@ describe('compile: the shape of the transaction', () => {
     // IPv6 neighbour, router and multicast listener discovery only: no echo, no errors (those are "related").
     const nd = [{ match: { op: '==', left: { payload: { protocol: 'icmpv6', field: 'type' } }, right: { set: [130, 131, 132, 133, 134, 135, 136, 143] } } }, { accept: null }];
     expect(rules('forward')).toStrictEqual([ct, nd, vm('ip', 'saddr', '@eg4'), vm('ip6', 'saddr', '@eg6'), vm('ip', 'daddr', '@in4'), vm('ip6', 'daddr', '@in6')]);
-    // Before the egress lookup: connections the L7 redirect DNATed to the agent's proxy, by their original destination.
-    const l7 = (f: 4 | 6) => [
+    // Before the egress lookup: connections the L7 redirect DNATed to the agent's proxy, by their original
+    // destination (a served pod port), or by their original source and port (a pod's egress HTTP rules).
+    const l7 = (f: 4 | 6, by: 'daddr' | 'saddr') => [
       { match: { op: 'in', left: { ct: { key: 'status' } }, right: 'dnat' } },
       { match: { op: '==', left: { meta: { key: 'l4proto' } }, right: 'tcp' } },
-      { match: { op: '==', left: { concat: [{ ct: { key: f === 4 ? 'ip daddr' : 'ip6 daddr', dir: 'original' } }, { ct: { key: 'proto-dst', dir: 'original' } }] }, right: `@l7r${f}` } },
+      { match: { op: '==', left: { concat: [{ ct: { key: `${f === 4 ? 'ip' : 'ip6'} ${by}`, dir: 'original' } }, { ct: { key: 'proto-dst', dir: 'original' } }] }, right: `@l7${by === 'daddr' ? 'r' : 'e'}${f}` } },
       { accept: null },
     ];
-    expect(rules('input')).toStrictEqual([ct, nd, l7(4), l7(6), vm('ip', 'saddr', '@eg4'), vm('ip6', 'saddr', '@eg6')]);
+    expect(rules('input')).toStrictEqual([ct, nd, l7(4, 'daddr'), l7(6, 'daddr'), l7(4, 'saddr'), l7(6, 'saddr'), vm('ip', 'saddr', '@eg4'), vm('ip6', 'saddr', '@eg6')]);
     // Flushed before refilled.
     for (const b of BASE) expect(indexOf(c, 'flush', 'chain', b)).toBeLessThan(indexOf(c, 'add', 'rule', b));
   });
@@ -764,9 +765,12 @@ spec:
   });
 
   it('sets, maps and chains are flushed before they are refilled; names have the documented form', () => {
-    // The L7 controller's two sets: declared with their type, never flushed (the controller owns their elements).
-    const l7 = cmdsOf(c, 'add', 'set').filter((s) => s.name === 'l7r4' || s.name === 'l7r6');
-    expect(l7.map((s) => [s.name, s.type])).toStrictEqual([['l7r4', ['ipv4_addr', 'inet_service']], ['l7r6', ['ipv6_addr', 'inet_service']]]);
+    // The L7 controller's sets: declared with their type, never flushed (the controller owns their elements).
+    const l7 = cmdsOf(c, 'add', 'set').filter((s) => /^l7[re][46]$/.test(s.name));
+    expect(l7.map((s) => [s.name, s.type])).toStrictEqual([
+      ['l7r4', ['ipv4_addr', 'inet_service']], ['l7e4', ['ipv4_addr', 'inet_service']],
+      ['l7r6', ['ipv6_addr', 'inet_service']], ['l7e6', ['ipv6_addr', 'inet_service']],
+    ]);
     for (const s of l7) expect(indexOf(c, 'flush', 'set', s.name)).toBe(-1);
     for (const s of cmdsOf(c, 'add', 'set').filter((x) => !l7.includes(x))) {
       expect(s.name).toMatch(SET);
@@ -793,7 +797,7 @@ spec:
       expect(firstRule).toBeGreaterThan(flush);
     }
     expect(c.names.chains).toStrictEqual(Object.keys(c.profiles).sort());
-    expect(c.names.sets).toStrictEqual(cmdsOf(c, 'add', 'set').map((s) => s.name).filter((n) => !n.startsWith('l7r')).sort());
+    expect(c.names.sets).toStrictEqual(cmdsOf(c, 'add', 'set').map((s) => s.name).filter((n) => !/^l7[re][46]$/.test(n)).sort());
     for (const n of [...c.names.chains, ...c.names.sets]) expect(n).toMatch(NAME);
   });
 

@@ -5,7 +5,7 @@ import type { CompileContext } from './context.js';
 import { addrField, jump, match, vmap } from './expr.js';
 import { byText } from './names.js';
 import type { Placed } from './profiles.js';
-import { IPV6_LINK_CONTROL, L7_REDIRECTED, l7RedirectedMatch, l7RedirectedSetType, POLICY_TABLE, setType, TABLE, VERDICT_MAPS } from './table.js';
+import { IPV6_LINK_CONTROL, L7_EGRESS_REDIRECTED, L7_REDIRECTED, l7RedirectedMatch, l7RedirectedSetType, POLICY_TABLE, setType, TABLE, VERDICT_MAPS } from './table.js';
 import type { CompiledNames, Desired } from './types.js';
 
 /**
@@ -34,8 +34,10 @@ function baseChains(): [string, string, unknown[][]][] {
       [ct, { accept: null }],
       ndp,
       // A connection the L7 redirect (table inet nhi_l7) took to the agent's proxy: its
-      // ORIGINAL destination is a served pod port; the proxy judges source and destination.
+      // ORIGINAL destination is a served pod port, or its original source and port a pod's
+      // egress HTTP rules cover; the proxy judges source and destination.
       ...([4, 6] as const).map((f) => [...l7RedirectedMatch(f, L7_REDIRECTED[f]), { accept: null }]),
+      ...([4, 6] as const).map((f) => [...l7RedirectedMatch(f, L7_EGRESS_REDIRECTED[f], 'saddr'), { accept: null }]),
       [vmap(addrField(4, 'saddr'), 'eg4')],
       [vmap(addrField(6, 'saddr'), 'eg6')],
     ]],
@@ -55,7 +57,10 @@ export function fullTransaction(ctx: CompileContext, placed: Placed, previous: C
     cmds.push({ flush: { map: { ...TABLE, name } } });
   }
   // Declared, not flushed: the L7 controller's (see L7_REDIRECTED).
-  for (const f of [4, 6] as const) cmds.push({ add: { set: { ...TABLE, name: L7_REDIRECTED[f], type: l7RedirectedSetType(f) } } });
+  for (const f of [4, 6] as const) {
+    cmds.push({ add: { set: { ...TABLE, name: L7_REDIRECTED[f], type: l7RedirectedSetType(f) } } });
+    cmds.push({ add: { set: { ...TABLE, name: L7_EGRESS_REDIRECTED[f], type: l7RedirectedSetType(f) } } });
+  }
   for (const c of [...ctx.counters].sort()) cmds.push({ add: { counter: { ...TABLE, name: c } } });
   for (const [name, s] of [...ctx.sets].sort(([x], [y]) => byText(x, y))) {
     cmds.push({ add: { set: { ...TABLE, name, type: s.type } } });

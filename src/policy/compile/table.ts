@@ -8,7 +8,7 @@ export const POLICY_TABLE = 'nhi_policy';
  * compiled under another one is applied whole, never as a difference: an
  * upgraded plugin rewrites the table at its first change.
  */
-export const POLICY_LAYOUT = 5;
+export const POLICY_LAYOUT = 6;
 /** The table every object of the compiler lives in, as nft JSON spells it: spread into each command. */
 export const TABLE = { family: 'inet', table: POLICY_TABLE } as const;
 
@@ -21,21 +21,30 @@ export const TABLE = { family: 'inet', table: POLICY_TABLE } as const;
  */
 export const L7_REDIRECTED = { 4: 'l7r4', 6: 'l7r6' } as const;
 
+/**
+ * (address . port) of this node's pods whose connections to that TCP port
+ * the L7 proxy takes for their own egress HTTP rules: matched by the
+ * connection's ORIGINAL source and destination port. Same ownership as
+ * L7_REDIRECTED.
+ */
+export const L7_EGRESS_REDIRECTED = { 4: 'l7e4', 6: 'l7e6' } as const;
+
 /** The type of such a set: (address . port) of one family. */
 export const l7RedirectedSetType = (fam: 4 | 6): string[] => [fam === 4 ? 'ipv4_addr' : 'ipv6_addr', 'inet_service'];
 
 /**
  * Matches a connection DNATed from one of the (address . port) pairs in
  * `setName`, by its ORIGINAL destination: `ct status dnat meta l4proto tcp
- * ct original ip[6] daddr . ct original proto-dst @setName`. The policy
- * table's input hook accepts these (src/policy/compile/emit.ts); src/l7
- * keeps the set's elements.
+ * ct original ip[6] daddr . ct original proto-dst @setName`; with `by`
+ * 'saddr', by its original source address and destination port (an egress
+ * redirect). The policy table's input hook accepts these
+ * (src/policy/compile/emit.ts); src/l7 keeps the set's elements.
  */
-export function l7RedirectedMatch(fam: 4 | 6, setName: string): Expr[] {
+export function l7RedirectedMatch(fam: 4 | 6, setName: string, by: 'daddr' | 'saddr' = 'daddr'): Expr[] {
   return [
     { match: { op: 'in', left: { ct: { key: 'status' } }, right: 'dnat' } },
     { match: { op: '==', left: { meta: { key: 'l4proto' } }, right: 'tcp' } },
-    { match: { op: '==', left: { concat: [{ ct: { key: fam === 4 ? 'ip daddr' : 'ip6 daddr', dir: 'original' } }, { ct: { key: 'proto-dst', dir: 'original' } }] }, right: `@${setName}` } },
+    { match: { op: '==', left: { concat: [{ ct: { key: `${fam === 4 ? 'ip' : 'ip6'} ${by}`, dir: 'original' } }, { ct: { key: 'proto-dst', dir: 'original' } }] }, right: `@${setName}` } },
   ];
 }
 
