@@ -51,6 +51,8 @@ export interface EnforcingSinkDeps {
   prepareNode?: () => void;
   /** Where the L7 proxy's deny lines go (JSON, rate-limited by the proxy). */
   onDeny?: (record: DenyRecord) => void;
+  /** The routing of the proxy's transparent replies (`ip rule`/`ip route`); a stand-in in unit tests. */
+  divertRouting?: (family: 4 | 6) => Promise<void>;
 }
 
 const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b);
@@ -133,6 +135,8 @@ export class EnforcingSink implements ClusterSink {
   /** Read by the proxy per request: the last applied view's identities by address, and its policies. */
   private identities = new Map<string, Identity>();
   private policies: Policy[] = [];
+  /** This node's pod CIDRs, from the last applied view. */
+  private ownCidrs: NonNullable<ReturnType<typeof parseCidr>>[] = [];
   private nft: NftRunner;
 
   constructor(
@@ -157,6 +161,7 @@ export class EnforcingSink implements ClusterSink {
     this.log.info({ path: r.path, policies: policies.length, remote: peers.length, relabelled: relabelled.length }, 'policy applied');
     this.identities = new Map(view.pods.flatMap((p) => p.ips.map((ip) => [ip, p.identity] as const)));
     this.policies = policies;
+    this.ownCidrs = (view.node?.podCIDRs ?? []).map((c) => parseCidr(c)).filter((c) => c !== undefined);
     const out: ApplyOutcome = { ok: true, refused };
     await this.applyL7(view, policies);
     const net = this.deps.network;
@@ -193,6 +198,9 @@ export class EnforcingSink implements ClusterSink {
       const proxy = new L7Proxy({
         identify: (ip) => this.identities.get(ip),
         policies: () => this.policies,
+        // A pod of another node is reached from the requesting pod's own address: that node's
+        // kernel judges its ingress policy by it (the node's address would be a stranger there).
+        upstreamFrom: (src, dst) => (dst.identity !== undefined && this.isOwn(src.ip) && !this.isOwn(dst.ip) ? 'source' : 'node'),
         onDeny: (rec) => {
           if (this.deps.onDeny) return this.deps.onDeny(rec);
           // The log line's own time and message are the record's: not repeated as fields.
@@ -201,7 +209,7 @@ export class EnforcingSink implements ClusterSink {
         },
       });
       const nodeIps = { 4: gateways.find((g) => !g.includes(':')), 6: gateways.find((g) => g.includes(':')) };
-      this.l7 = { proxy, controller: new L7Controller({ proxy, nft: this.nft, nodeIps, listenPorts: L7_LISTEN_PORTS }) };
+      this.l7 = { proxy, controller: new L7Controller({ proxy, nft: this.nft, nodeIps, listenPorts: L7_LISTEN_PORTS, ...(this.deps.divertRouting ? { divertRouting: this.deps.divertRouting } : {}) }) };
     }
     await this.l7.controller.sync(targets, egress);
     const tx = new NftTransaction('inet', POLICY_TABLE);
@@ -218,6 +226,11 @@ export class EnforcingSink implements ClusterSink {
     if (targets.length || egress.length) {
       this.log.info({ targets: targets.map((t) => `${t.ip}:${t.port}`), egress: egress.map((t) => `from ${t.ip} to port ${t.port}`) }, 'L7 proxy serving');
     }
+  }
+
+  private isOwn(ip: string): boolean {
+    const a = parseIp(ip);
+    return a !== undefined && this.ownCidrs.some((c) => c.ip.family === a.family && contains(c, a));
   }
 
   /**

@@ -19,14 +19,15 @@ import { AttachmentStore } from '../chain/state.js';
 import { run } from '../sys/exec.js';
 import { isBridge, linkExists, bootId, readSysctl, RECORDED_SYSCTLS, sysctlOriginDir } from '../sys/sysfs.js';
 import { readNoFollow } from '../sys/safe-path.js';
+import { L7_DIVERT, L7_TABLE } from '../l7/redirect.js';
 import { EXIT } from './output.js';
 import { DEFAULT_BIN_DIR, DEFAULT_CONF_DIR, DEFAULT_CONFLIST_NAME } from './install.js';
 
 const BINARY_NAME = 'nhi-cni';
 const LINKS = ['nhi-ipam', 'nhi-policy'];
 const OUR_TYPES = ['nhi-cni', 'nhi-ipam', 'nhi-policy'];
-/** Our nftables tables: masquerade and the routed-port guard (inet nhi_cni), the bridge port guard, the policy. */
-export const OUR_TABLES: [string, string][] = [['inet', 'nhi_cni'], ['bridge', 'nhi_cni'], ['inet', 'nhi_policy']];
+/** Our nftables tables: masquerade and the routed-port guard (inet nhi_cni), the bridge port guard, the policy, the agent's L7 redirect. */
+export const OUR_TABLES: [string, string][] = [['inet', 'nhi_cni'], ['bridge', 'nhi_cni'], ['inet', 'nhi_policy'], ['inet', L7_TABLE]];
 /** Links the node agent makes (src/agent/network/desired.ts). */
 const AGENT_LINKS = ['nhi-vxlan', 'nhi-wg'];
 /** Never removed recursively, whatever a conflist says. */
@@ -235,6 +236,21 @@ async function purgeKernel(l: Layout, say: (s: string) => void, warn: (s: string
       else warn(`removing nftables table ${family} ${name} failed: ${r.stderr.trim()}`);
     }
   }
+  // The L7 proxy's reply routing (src/l7/redirect.ts, L7_DIVERT): its rule and its table's route.
+  for (const f of ['-4', '-6']) {
+    const rules = await tryRun('ip', [f, '-j', 'rule', 'list', 'priority', String(L7_DIVERT.priority)]);
+    if (rules.exitCode === 0 && (JSON.parse(rules.stdout || '[]') as unknown[]).length > 0) {
+      const r = await tryRun('ip', [f, 'rule', 'del', 'priority', String(L7_DIVERT.priority)]);
+      if (r.exitCode === 0) say(`removed IPv${f[1]} routing rule ${L7_DIVERT.priority} (L7 proxy replies)`);
+      else warn(`removing IPv${f[1]} routing rule ${L7_DIVERT.priority} failed: ${r.stderr.trim()}`);
+    }
+    const routes = await tryRun('ip', [f, '-j', 'route', 'list', 'table', String(L7_DIVERT.table)]);
+    if (routes.exitCode === 0 && (JSON.parse(routes.stdout || '[]') as unknown[]).length > 0) {
+      const r = await tryRun('ip', [f, 'route', 'flush', 'table', String(L7_DIVERT.table)]);
+      if (r.exitCode === 0) say(`removed IPv${f[1]} routing table ${L7_DIVERT.table} (L7 proxy replies)`);
+      else warn(`removing IPv${f[1]} routing table ${L7_DIVERT.table} failed: ${r.stderr.trim()}`);
+    }
+  }
   // The bridge only when no port is left on it: a pod still on it keeps its network.
   if (isBridge(l.bridge)) {
     const ports = bridgePorts(l.bridge);
@@ -290,7 +306,7 @@ export function uninstallCommand(): Command {
     .option('--bin-dir <dir>', 'CNI plugin directory', DEFAULT_BIN_DIR)
     .option('--conf-dir <dir>', 'CNI configuration directory', DEFAULT_CONF_DIR)
     .option('--name <file name>', 'file name of the conflist in the conf dir', DEFAULT_CONFLIST_NAME)
-    .option('--purge', 'also remove the state and run directories, the network\'s IPAM reservations, the nftables tables inet nhi_cni, bridge nhi_cni and inet nhi_policy, the bridge when no port is left on it, and the agent\'s nhi-vxlan / nhi-wg links, and restore the sysctls nhi-cni changed')
+    .option('--purge', 'also remove the state and run directories, the network\'s IPAM reservations, the nftables tables inet nhi_cni, bridge nhi_cni, inet nhi_policy and inet nhi_l7, the L7 proxy\'s routing rule, the bridge when no port is left on it, and the agent\'s nhi-vxlan / nhi-wg links, and restore the sysctls nhi-cni changed')
     .option('--force', 'go on while pods are attached (they will not get a working DEL)')
     .option('--state-dir <dir>', 'nhi-cni state directory (default: the conflist\'s stateDir, else /var/lib/nhi-cni)')
     .option('--data-dir <dir>', 'IPAM data directory (default: the conflist\'s, else /var/lib/cni/networks)')

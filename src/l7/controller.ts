@@ -19,7 +19,7 @@
 import { createHash } from 'node:crypto';
 import type { NftRunner } from '../sys/nft.js';
 import type { Destination, L7Proxy, OriginalDestination } from './proxy.js';
-import { redirectTransaction, type Redirect } from './redirect.js';
+import { ensureDivertRouting, redirectTransaction, type Redirect } from './redirect.js';
 import type { IngressTarget } from './targets.js';
 
 /** Connections from `ip` (a pod of this node) to TCP `port` of any destination go to the proxy. */
@@ -41,6 +41,12 @@ export interface L7ControllerOptions {
    * there after a crash. Absent: ephemeral ports (port 0).
    */
   listenPorts?: { from: number; to: number };
+  /**
+   * Routes the replies to the proxy's transparent upstream sockets of a
+   * family to the node (L7_DIVERT), once egress targets of that family
+   * exist. Default: ensureDivertRouting (`ip rule`, `ip route`).
+   */
+  divertRouting?: (family: 4 | 6) => Promise<void>;
 }
 
 const fam = (ip: string): 4 | 6 => (ip.includes(':') ? 6 : 4);
@@ -51,6 +57,7 @@ export class L7Controller {
   /** Destination -> where its listener listens. */
   private readonly listening = new Map<string, { dest: Served; port: number; host: string }>();
   private applied: Redirect[] = [];
+  private readonly routed = new Set<4 | 6>();
 
   constructor(private readonly opts: L7ControllerOptions) {}
 
@@ -112,7 +119,12 @@ export class L7Controller {
       outgoing.push({ podIp: t.ip, port: t.port, listenIp: l.host, listenPort: l.port, from: true });
     }
     redirects.push(...outgoing.sort(byIp));
-    const r = await this.opts.nft.run(redirectTransaction(redirects));
+    for (const f of new Set(egress.map((t) => fam(t.ip)))) {
+      if (this.routed.has(f)) continue;
+      await (this.opts.divertRouting ?? ensureDivertRouting)(f);
+      this.routed.add(f);
+    }
+    const r = await this.opts.nft.run(redirectTransaction(redirects, { divert: outgoing.length > 0 }));
     if (r.exitCode !== 0) throw new Error(`L7 redirect not applied: ${r.stderr.trim() || `nft exit status ${r.exitCode}`}`);
     this.applied = redirects;
     // 3. only now close what the kernel no longer sends anywhere.

@@ -33,8 +33,9 @@
 // what follows them. Client connections per listener are bounded
 // (maxConnections): the proxy lives in the agent, which must stay up.
 import { Agent, createServer, request as httpRequest, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { Socket } from 'node:net';
+import { Socket as NetSocket, type Socket } from 'node:net';
 import { originalDestination } from '../sys/origdst.js';
+import { transparentSocket } from '../sys/transparent.js';
 import type { Endpoint } from '../policy/evaluate.js';
 import type { Identity, Policy } from '../policy/model.js';
 import { decide, type L7Verdict } from './decide.js';
@@ -98,6 +99,15 @@ export interface ProxyOptions {
    * SO_ORIGINAL_DST through node:ffi. Tests may stand in for conntrack.
    */
   originalDestination?: (socket: Socket, family: 4 | 6) => Destination | undefined;
+  /**
+   * Which address an allowed request is forwarded from: 'node' (the node's
+   * own, the default), or 'source', the requesting pod's, through a
+   * transparent socket (src/sys/transparent.ts). The agent asks for 'source'
+   * toward pods of other nodes, whose kernel judges their ingress policy by
+   * the source address; a pod of this node is reached from the node (its
+   * reply would go straight back to the pod over the bridge).
+   */
+  upstreamFrom?: (src: Endpoint, dst: Endpoint) => 'node' | 'source';
 }
 
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'expect']);
@@ -165,6 +175,8 @@ interface Listener {
   family: 4 | 6;
   server: Server;
   upstream: Agent;
+  /** Kept-alive upstream connections made from a pod's own address, per pod address. */
+  sourced: Map<string, Agent>;
   sockets: Set<Socket>;
 }
 
@@ -198,7 +210,7 @@ export class L7Proxy {
     server.maxConnections = this.opts.maxConnections ?? 1024;
     const l: Listener = {
       ...('original' in dest ? { family: dest.original } : { dest: { ip: dest.ip, port: dest.port }, family: dest.ip.includes(':') ? 6 as const : 4 as const }),
-      server, upstream: new Agent({ keepAlive: true, maxSockets: 256 }), sockets: new Set(),
+      server, upstream: new Agent({ keepAlive: true, maxSockets: 256 }), sourced: new Map(), sockets: new Set(),
     };
     server.on('connection', (s: Socket) => this.accept(l, s));
     server.on('request', (req: IncomingMessage, res: ServerResponse) => this.handle(l, req, res, false));
@@ -238,6 +250,7 @@ export class L7Proxy {
       const closed = new Promise<void>((resolve) => l.server.close(() => resolve()));
       for (const s of l.sockets) s.destroy();
       l.upstream.destroy();
+      for (const a of l.sourced.values()) a.destroy();
       await closed;
     }));
   }
@@ -385,17 +398,44 @@ export class L7Proxy {
     for (const m of v.matched) this.count(m.policy, m.at, 'allowed');
     for (const p of v.byL4) this.count(p, 'L4', 'allowed');
     if (expectsContinue) res.writeContinue();
-    this.forward(l, dest, req, res);
+    let from: 'node' | 'source' = 'node';
+    try {
+      from = this.opts.upstreamFrom?.(src, dst) ?? 'node';
+    } catch {
+      // a callback that throws: the node's address, which is never more than the pod's
+    }
+    this.forward(l, dest, from === 'source' ? srcIp : undefined, req, res);
   }
 
-  private forward(l: Listener, dest: Destination, req: IncomingMessage, res: ServerResponse): void {
+  /** The upstream connection pool of requests forwarded as `source`, made on first use. */
+  private sourcedAgent(l: Listener, source: string): Agent {
+    let a = l.sourced.get(source);
+    if (a) return a;
+    a = new Agent({ keepAlive: true, maxSockets: 256 });
+    // Each connection of this pool bound to the pod's address before it connects.
+    // The Agent may call this from an event handler (a queued request when a
+    // socket frees up): it must not throw, so a refusal becomes the socket's error (502).
+    (a as unknown as { createConnection: (o: { host: string; port: number }) => Socket }).createConnection = (o) => {
+      try {
+        return transparentSocket(source).connect({ host: o.host, port: o.port });
+      } catch (e) {
+        const failed = new NetSocket();
+        process.nextTick(() => failed.destroy(e as Error));
+        return failed;
+      }
+    };
+    l.sourced.set(source, a);
+    return a;
+  }
+
+  private forward(l: Listener, dest: Destination, source: string | undefined, req: IncomingMessage, res: ServerResponse): void {
     const up = httpRequest({
       host: dest.ip,
       port: dest.port,
       method: req.method,
       path: req.url,
       headers: forwardHeaders(req.rawHeaders),
-      agent: l.upstream,
+      agent: source === undefined ? l.upstream : this.sourcedAgent(l, source),
       timeout: this.opts.connectTimeoutMs ?? 5000,
     });
     let connected = false;

@@ -20,10 +20,22 @@
 // prerouting through br_netfilter (bridge-nf-call-iptables), as the policy
 // table's forward hook already requires.
 import { l7RedirectedMatch, l7RedirectedSetType } from '../policy/compile/index.js';
+import { run } from '../sys/exec.js';
 import { chain, NftTransaction, rule, table, type Expr } from '../sys/nft.js';
 
 
 export const L7_TABLE = 'nhi_l7';
+
+/**
+ * The L7 proxy's connections to pods of other nodes carry the source pod's
+ * address (src/sys/transparent.ts); their replies, addressed to that pod,
+ * are marked in prerouting when they belong to such a socket (`socket
+ * transparent 1`) and routed by this mark to the local table, so the node
+ * delivers them to the proxy instead of forwarding them to the pod. One bit,
+ * clear of kube-proxy's 0x4000 and 0x8000; the routing table and rule
+ * priority are ours too. `nhi-cni uninstall --purge` removes them.
+ */
+export const L7_DIVERT = { mark: 0x00800000, table: 7700, priority: 7700 } as const;
 
 /**
  * One redirect: connections to podIp:port go to listenIp:listenPort (an
@@ -57,10 +69,19 @@ function redirectRule(r: Redirect): Expr[] {
  * applied (all or nothing), in their order: the first rule a connection
  * matches takes it. An empty list leaves the table with no rule.
  */
-export function redirectTransaction(redirects: Redirect[]): NftTransaction {
+export function redirectTransaction(redirects: Redirect[], o: { divert?: boolean } = {}): NftTransaction {
   const t = new NftTransaction('inet', L7_TABLE);
   const pre = chain('prerouting', { type: 'nat', hook: 'prerouting', prio: -100, policy: 'accept' });
   t.add(table(), pre).flush(pre);
+  // Replies to the proxy's transparent upstream sockets (see L7_DIVERT), before routing.
+  const divert = chain('divert', { type: 'filter', hook: 'prerouting', prio: -150, policy: 'accept' });
+  t.add(divert).flush(divert);
+  if (o.divert) {
+    t.add(rule('divert',
+      { match: { op: '==', left: { meta: { key: 'l4proto' } }, right: 'tcp' } },
+      { match: { op: '==', left: { socket: { key: 'transparent' } }, right: 1 } },
+      { mangle: { key: { meta: { key: 'mark' } }, value: { '|': [{ meta: { key: 'mark' } }, L7_DIVERT.mark] } } }));
+  }
   const seen = new Set<string>();
   for (const r of redirects) {
     const k = `${r.from ? 'from ' : ''}${r.podIp}|${r.port}`;
@@ -86,3 +107,15 @@ export const redirectedExprs = l7RedirectedMatch;
 
 /** The type of that set, per family. */
 export const redirectedSetType = l7RedirectedSetType;
+
+/** The `ip` commands that route L7_DIVERT-marked packets of a family to the local table (idempotent: the rule is added only when missing). */
+export async function ensureDivertRouting(family: 4 | 6, ip: (args: string[]) => Promise<{ exitCode: number; stdout: string; stderr: string }> = (a) => run('ip', a)): Promise<void> {
+  const f = family === 4 ? '-4' : '-6';
+  const mark = `0x${L7_DIVERT.mark.toString(16)}/0x${L7_DIVERT.mark.toString(16)}`;
+  const route = await ip([f, 'route', 'replace', 'local', family === 4 ? '0.0.0.0/0' : '::/0', 'dev', 'lo', 'table', String(L7_DIVERT.table)]);
+  if (route.exitCode !== 0) throw new Error(`L7: the local route of table ${L7_DIVERT.table} was not set: ${route.stderr.trim()}`);
+  const listed = await ip([f, '-j', 'rule', 'list', 'priority', String(L7_DIVERT.priority)]);
+  if (listed.exitCode === 0 && (JSON.parse(listed.stdout || '[]') as unknown[]).length > 0) return;
+  const added = await ip([f, 'rule', 'add', 'priority', String(L7_DIVERT.priority), 'fwmark', mark, 'lookup', String(L7_DIVERT.table)]);
+  if (added.exitCode !== 0) throw new Error(`L7: the routing rule for the proxy's replies was not added: ${added.stderr.trim()}`);
+}

@@ -2,7 +2,8 @@
 // (/proc/<pid>/status VmHWM) while bodies stream through it. Bundled by the
 // test with esbuild. argv[2]: JSON { policies (YAML text), identities
 // ({ ip: Identity }), dest ({ ip, port }, or { original: 4 } for an egress
-// listener that reads each connection's SO_ORIGINAL_DST), bind ({ host, port }, default
+// listener that reads each connection's SO_ORIGINAL_DST), transparentTo
+// (destinations reached from the requesting pod's own address), bind ({ host, port }, default
 // 127.0.0.1 and any port) }. Prints { port } once listening; deny lines go to
 // stderr as JSON. Run with --expose-gc: on SIGUSR2 it collects garbage and
 // prints { retained } (heap used + array buffers, bytes), what it still holds.
@@ -10,12 +11,17 @@ import { L7Proxy } from '../../src/l7/proxy.js';
 import type { Identity } from '../../src/policy/model.js';
 import { parseManifestText } from '../../src/policy/parse.js';
 
-const cfg = JSON.parse(process.argv[2]!) as { policies: string; identities: Record<string, Identity>; dest: { ip: string; port: number } | { original: 4 | 6 }; bind?: { host: string; port: number } };
+const cfg = JSON.parse(process.argv[2]!) as {
+  policies: string; identities: Record<string, Identity>; dest: { ip: string; port: number } | { original: 4 | 6 }; bind?: { host: string; port: number };
+  transparentTo?: string[]; connectTimeoutMs?: number;
+};
 const policies = parseManifestText(cfg.policies, 'child.yaml', { l7: 'proxy' });
 const proxy = new L7Proxy({
   identify: (ip) => (Object.hasOwn(cfg.identities, ip) ? cfg.identities[ip] : undefined),
   policies: () => policies,
   onDeny: (r) => process.stderr.write(`${JSON.stringify(r)}\n`),
+  upstreamFrom: (_src, dst) => (cfg.transparentTo?.includes(dst.ip) ? 'source' : 'node'),
+  ...(cfg.connectTimeoutMs ? { connectTimeoutMs: cfg.connectTimeoutMs } : {}),
 });
 const { port } = await proxy.listen(cfg.dest, cfg.bind ?? { host: '127.0.0.1', port: 0 });
 process.stdout.write(`${JSON.stringify({ port })}\n`);

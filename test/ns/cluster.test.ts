@@ -360,7 +360,25 @@ describe('cluster mode: two nodes, an agent on each, policies from the API', () 
     startAgent(n);
     await until('the proxy back', async () => (await httpAsk(client!, db!.ip, [['GET', '/admin']]))[0]![0] === 200, 30_000);
     api.delete('ciliumnetworkpolicies', 'data-readers', 'shop');
-  }, 150_000);
+    // Egress: api-1's own HTTP rule, enforced on its node (node-2) by that node's agent, whose proxy
+    // reads each redirected connection's original destination (db-1, on node-1).
+    api.create('ciliumnetworkpolicies', {
+      metadata: { namespace: 'shop', name: 'api-egress' },
+      spec: { endpointSelector: { matchLabels: { app: 'api' } }, egress: [{ toEndpoints: [{ matchLabels: { app: 'db' } }], toPorts: [{ ports: [{ port: String(HTTP_PORT), protocol: 'TCP' }], rules: { http: [{ method: 'GET', path: '/data' }] } }] }] },
+    });
+    await until('the egress rule enforced', async () => (await httpAsk(client!, db!.ip, [['POST', '/data']]))[0]![0] === 403, 30_000)
+      .catch((e) => { throw new Error(`${e}\n${client!.node.log}`); });
+    const out = await httpAsk(client!, db!.ip, [['GET', '/data'], ['POST', '/data'], ['GET', '/admin']]);
+    expect(out.map((g) => g[0])).toEqual([200, 403, 403]);
+    expect(out[0]![1]).toBe('GET /data from the pod');
+    expect(out[1]![1]).toMatch(/shop\/api-egress/);
+    // web-1 has no egress rule: its connections are not redirected; db-1 has no ingress policy any more.
+    expect((await httpAsk(other!, db!.ip, [['POST', '/data']]))[0]![0]).toBe(200);
+    const egressMetrics = await new Promise<string>((resolve) => execFile('curl', ['-s', '--unix-socket', join(client!.node.stateDir, 'agent.sock'), 'http://agent/metrics'], { encoding: 'utf8' }, (_e, o) => resolve(o)));
+    expect(egressMetrics).toMatch(/nhi_l7_requests_total\{policy="shop\/api-egress",rule="spec\.egress\[0\]\.toPorts\[0\]\.rules\.http\[0\]",verdict="allowed"\} [1-9]/);
+    api.delete('ciliumnetworkpolicies', 'api-egress', 'shop');
+    await until('the egress rule gone', async () => (await httpAsk(client!, db!.ip, [['POST', '/data']]))[0]![0] === 200, 30_000);
+  }, 180_000);
 
   it('--encryption wireguard: each agent publishes its key on its Node, configures the other as a peer, and pod traffic crosses the underlay encrypted', async () => {
     const [db, client] = ['db-1', 'api-1'].map((n) => pods.find((p) => p.name === n)!);

@@ -15,7 +15,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { build } from 'esbuild';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { redirectedExprs, redirectedSetType, redirectTransaction, L7_TABLE } from '../../src/l7/redirect.js';
+import { ensureDivertRouting, redirectedExprs, redirectedSetType, redirectTransaction, L7_DIVERT, L7_TABLE } from '../../src/l7/redirect.js';
+import { run } from '../../src/sys/exec.js';
 import { chain, element, NftTransaction, rule, set, table } from '../../src/sys/nft.js';
 import type { Identity } from '../../src/policy/model.js';
 import { createNetns, deleteAllNetns, inNetns, type Netns } from '../helpers/netns.js';
@@ -336,5 +337,30 @@ describe("egress: a pod's own HTTP rules, its connections redirected by source t
     expect(http(pods.reader!, API, 9090, 'GET', '/data')).toEqual({ error: 'ECONNREFUSED' });
     await startEgress();
     expect(http(pods.reader!, API, 9090, 'GET', '/data')).toMatchObject({ status: 200 });
+  });
+
+  it("a pod of another node is reached from the requesting pod's own address: without the reply routing it cannot connect; with it, the far end sees the pod", async () => {
+    // The host behind the node stands for a pod of another node (its kernel judges ingress by source address).
+    await kill(egressProxy);
+    const remote = { ...IDENTITIES, [OUTSIDE]: id('ml', 'remote-api', 'api') };
+    egressProxy = await spawnProxy({ policies: EGRESS_POLICY, identities: remote, dest: { original: 4 }, bind: { host: NODE_IP, port: EGRESS_LISTEN }, transparentTo: [OUTSIDE], connectTimeoutMs: 1000 });
+    // The replies, addressed to the reader, would be forwarded to it (which knows no such connection): no answer.
+    expect(http(pods.reader!, OUTSIDE, 9090, 'GET', '/data')).toMatchObject({ status: 504 });
+    const ip = (a: string[]) => run('ip', ['-n', node.name, ...a]);
+    await ensureDivertRouting(4, ip);
+    await ensureDivertRouting(4, ip); // idempotent: one rule
+    expect(JSON.parse(inNetns(node, 'ip', ['-4', '-j', 'rule', 'list', 'priority', String(L7_DIVERT.priority)]))).toHaveLength(1);
+    const file = join(dir, 'redirect-divert.json');
+    writeFileSync(file, redirectTransaction([
+      { podIp: DATA, port: 8080, listenIp: NODE_IP, listenPort: LISTEN },
+      { podIp: READER, port: 9090, listenIp: NODE_IP, listenPort: EGRESS_LISTEN, from: true },
+    ], { divert: true }).json());
+    inNetns(node, 'nft', ['-j', '-f', file]);
+    expect(http(pods.reader!, OUTSIDE, 9090, 'GET', '/data')).toEqual({ status: 200, body: `GET /data at outside from ${READER}` });
+    expect(http(pods.reader!, OUTSIDE, 9090, 'POST', '/data')).toMatchObject({ status: 403 });
+    // Kept-alive pools per source: another allowed request reuses it, still as the reader.
+    expect(http(pods.reader!, OUTSIDE, 9090, 'GET', '/v1/x')).toEqual({ status: 200, body: `GET /v1/x at outside from ${READER}` });
+    // The node's own connections are untouched by the divert: from the node, the outside host answers the node.
+    expect(http(node, OUTSIDE, 9090, 'GET', '/n')).toEqual({ status: 200, body: `GET /n at outside from ${OUTSIDE_GW}` });
   });
 });

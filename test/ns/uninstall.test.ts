@@ -9,6 +9,8 @@ import { direct, pluginConfig } from '../helpers/chain.js';
 import { createNetns, deleteAllNetns, inNetns, type Netns } from '../helpers/netns.js';
 import { Scratch } from '../helpers/plugin.js';
 import { BINARY } from '../helpers/paths.js';
+import { ensureDivertRouting, L7_DIVERT, redirectTransaction } from '../../src/l7/redirect.js';
+import { run } from '../../src/sys/exec.js';
 
 let scratch: Scratch;
 let node: Netns;
@@ -56,6 +58,7 @@ function snapshot() {
     ruleset: inNetns(node, 'nft', ['list', 'ruleset']),
     links: (JSON.parse(inNetns(node, 'ip', ['-j', 'link', 'show'])) as { ifname: string }[]).map((l) => l.ifname).sort(),
     sysctls: inNetns(node, 'sysctl', ['-e', 'net.ipv4.ip_forward', 'net.ipv6.conf.all.forwarding', 'net.bridge.bridge-nf-call-iptables', 'net.bridge.bridge-nf-call-ip6tables']),
+    rules: ['-4', '-6'].map((f) => inNetns(node, 'ip', [f, 'rule', 'list'])),
   };
 }
 
@@ -72,7 +75,7 @@ function installAndAdd(id: string): { pod: Netns; add: ReturnType<typeof direct>
 }
 
 describe('nhi-cni uninstall', () => {
-  it('refuses while a pod is attached, then --purge leaves the node as before install', () => {
+  it('refuses while a pod is attached, then --purge leaves the node as before install (the agent\'s L7 redirect and routing included)', async () => {
     const before = snapshot();
     const { pod, add, conf } = installAndAdd('pod-one');
     const during = snapshot();
@@ -92,6 +95,11 @@ describe('nhi-cni uninstall', () => {
 
     const del = direct({ node, binary: `${bin}/nhi-cni`, verb: 'DEL', config: pluginConfig(conf as never, 0, add.json), containerId: 'pod-one', netns: pod.path, env: { NHI_CNI_RUN_DIR: scratch.path('run') } });
     expect(del.status, del.stdout).toBe(0);
+    // What an agent serving L7 rules leaves in the kernel: the redirect table and the proxy's reply routing.
+    writeFileSync(scratch.path('l7.json'), redirectTransaction([{ podIp: '10.71.0.9', port: 80, listenIp: '10.71.0.1', listenPort: 16001, from: true }], { divert: true }).json());
+    inNetns(node, 'nft', ['-j', '-f', scratch.path('l7.json')]);
+    for (const f of [4, 6] as const) await ensureDivertRouting(f, (a) => run('ip', ['-n', node.name, ...a]));
+    expect(inNetns(node, 'ip', ['-6', 'rule', 'list'])).toContain(`lookup ${L7_DIVERT.table}`);
     const r = nhi(['uninstall', '--bin-dir', bin, '--conf-dir', netd, '--purge']);
     expect(r.stderr).toBe('');
     expect(r.status).toBe(0);
@@ -101,6 +109,9 @@ describe('nhi-cni uninstall', () => {
     expect(lines).toContain(`removed ${bin}/nhi-cni`);
     expect(lines).toContain('removed bridge nhi0');
     expect(lines).toContain('restored sysctl net.ipv4.ip_forward = 0 (nhi-cni had set 1)');
+    expect(lines).toContain('removed nftables table inet nhi_l7');
+    expect(lines).toContain(`removed IPv4 routing rule ${L7_DIVERT.priority} (L7 proxy replies)`);
+    expect(lines).toContain(`removed IPv6 routing table ${L7_DIVERT.table} (L7 proxy replies)`);
     expect(snapshot()).toEqual(before);
     expect(existsSync(scratch.path('state'))).toBe(false);
     expect(existsSync(scratch.path('ipam', 'uni'))).toBe(false);

@@ -122,7 +122,8 @@ describe('L7Controller with egress targets', () => {
     const p = new L7Proxy({ identify: () => undefined, policies: () => [] });
     try {
       const nft = new FakeNft();
-      const c = new L7Controller({ proxy: p, nft, nodeIps: { 4: '127.0.0.1' } });
+      const routed: number[] = [];
+      const c = new L7Controller({ proxy: p, nft, nodeIps: { 4: '127.0.0.1' }, divertRouting: async (f) => { routed.push(f); } });
       const r = await c.sync(
         [{ pod: 'net/a/eth0', ip: '10.0.3.1', port: 8080, policies: ['ml/p'] }],
         [{ ip: '10.0.3.6', port: 80 }, { ip: '10.0.3.5', port: 443 }, { ip: '10.0.3.5', port: 80 }],
@@ -136,6 +137,9 @@ describe('L7Controller with egress targets', () => {
         return `${e[0]!.match!.left.payload.field} ${String(e[0]!.match!.right)}:${String(e[1]!.match!.right)}`;
       });
       expect(kernel).toEqual(['daddr 10.0.3.1:8080', 'saddr 10.0.3.5:80', 'saddr 10.0.3.5:443', 'saddr 10.0.3.6:80']);
+      // The replies of the proxy's transparent upstream connections: routed once per family, marked in the divert chain.
+      expect(routed).toEqual([4]);
+      expect(nft.table('inet', L7_TABLE)!.chains.get('divert')!.rules).toHaveLength(1);
       const listening = () => new Promise<boolean>((resolve) => {
         const s = connect({ host: '127.0.0.1', port: egressPort });
         s.once('connect', () => { s.destroy(); resolve(true); });
@@ -148,6 +152,8 @@ describe('L7Controller with egress targets', () => {
       expect(c.redirects()).toHaveLength(4);
       await c.sync([], []);
       expect(nft.table('inet', L7_TABLE)!.chains.get('prerouting')!.rules).toEqual([]);
+      expect(nft.table('inet', L7_TABLE)!.chains.get('divert')!.rules).toEqual([]);
+      expect(routed).toEqual([4]);
       expect(await listening()).toBe(false);
     } finally {
       await p.close();
