@@ -301,7 +301,7 @@ describe('cluster mode: two nodes, an agent on each, policies from the API', () 
   it('L7: a CiliumNetworkPolicy HTTP rule (the seed\'s GET /data) is enforced by the agent\'s proxy, live, across nodes; the agent down, the port refuses', async () => {
     const [db, client, other] = ['db-1', 'api-1', 'web-1'].map((n) => pods.find((p) => p.name === n)!);
     const http = spawn('ip', ['netns', 'exec', db!.ns.name, process.execPath, '-e', `
-      require('http').createServer((q, r) => { q.resume(); q.on('end', () => r.end(q.method + ' ' + q.url + ' from the pod')); }).listen(${HTTP_PORT}, () => console.log('ready'));
+      require('http').createServer((q, r) => { q.resume(); q.on('end', () => r.end(q.method + ' ' + q.url + ' from the pod, asked by ' + q.socket.remoteAddress.replace('::ffff:', ''))); }).listen(${HTTP_PORT}, () => console.log('ready'));
     `]);
     servers.push(http);
     await new Promise<void>((resolve) => http.stdout!.once('data', () => resolve()));
@@ -314,7 +314,8 @@ describe('cluster mode: two nodes, an agent on each, policies from the API', () 
       .catch((e) => { throw new Error(`${e}\n${nodes[0]!.log}`); });
     const got = await httpAsk(client!, db!.ip, [['GET', '/data'], ['GET', '/admin'], ['POST', '/data']]);
     expect(got.map((g) => g[0])).toEqual([200, 403, 403]);
-    expect(got[0]![1]).toBe('GET /data from the pod');
+    // The ingress proxy runs on db-1's node and reaches it from there (the node's bridge address).
+    expect(got[0]![1]).toBe('GET /data from the pod, asked by 10.245.1.1');
     expect(got[1]![1]).toMatch(/shop\/data-readers/);
     // One kept-alive connection: each request judged on its own.
     const kept = await httpAsk(client!, db!.ip, [['GET', '/data'], ['GET', '/admin'], ['GET', '/data']]);
@@ -361,23 +362,33 @@ describe('cluster mode: two nodes, an agent on each, policies from the API', () 
     await until('the proxy back', async () => (await httpAsk(client!, db!.ip, [['GET', '/admin']]))[0]![0] === 200, 30_000);
     api.delete('ciliumnetworkpolicies', 'data-readers', 'shop');
     // Egress: api-1's own HTTP rule, enforced on its node (node-2) by that node's agent, whose proxy
-    // reads each redirected connection's original destination (db-1, on node-1).
-    api.create('ciliumnetworkpolicies', {
-      metadata: { namespace: 'shop', name: 'api-egress' },
-      spec: { endpointSelector: { matchLabels: { app: 'api' } }, egress: [{ toEndpoints: [{ matchLabels: { app: 'db' } }], toPorts: [{ ports: [{ port: String(HTTP_PORT), protocol: 'TCP' }], rules: { http: [{ method: 'GET', path: '/data' }] } }] }] },
+    // reads each redirected connection's original destination (db-1, on node-1). db-1 stays isolated
+    // (db-from-api, now with the HTTP port): node-1's kernel admits only api-1's own address, so the
+    // proxy must forward from it.
+    api.update('networkpolicies', {
+      metadata: { namespace: 'shop', name: 'db-from-api' },
+      spec: { podSelector: { matchLabels: { app: 'db' } }, policyTypes: ['Ingress'], ingress: [{ from: [{ podSelector: { matchLabels: { app: 'api' } } }], ports: [{ port: DB_PORT, protocol: 'TCP' }, { port: SINK_PORT, protocol: 'UDP' }, { port: HTTP_PORT, protocol: 'TCP' }] }] },
     });
-    await until('the egress rule enforced', async () => (await httpAsk(client!, db!.ip, [['POST', '/data']]))[0]![0] === 403, 30_000)
-      .catch((e) => { throw new Error(`${e}\n${client!.node.log}`); });
-    const out = await httpAsk(client!, db!.ip, [['GET', '/data'], ['POST', '/data'], ['GET', '/admin']]);
-    expect(out.map((g) => g[0])).toEqual([200, 403, 403]);
-    expect(out[0]![1]).toBe('GET /data from the pod');
-    expect(out[1]![1]).toMatch(/shop\/api-egress/);
-    // web-1 has no egress rule: its connections are not redirected; db-1 has no ingress policy any more.
-    expect((await httpAsk(other!, db!.ip, [['POST', '/data']]))[0]![0]).toBe(200);
-    const egressMetrics = await new Promise<string>((resolve) => execFile('curl', ['-s', '--unix-socket', join(client!.node.stateDir, 'agent.sock'), 'http://agent/metrics'], { encoding: 'utf8' }, (_e, o) => resolve(o)));
-    expect(egressMetrics).toMatch(/nhi_l7_requests_total\{policy="shop\/api-egress",rule="spec\.egress\[0\]\.toPorts\[0\]\.rules\.http\[0\]",verdict="allowed"\} [1-9]/);
-    api.delete('ciliumnetworkpolicies', 'api-egress', 'shop');
-    await until('the egress rule gone', async () => (await httpAsk(client!, db!.ip, [['POST', '/data']]))[0]![0] === 200, 30_000);
+    try {
+      api.create('ciliumnetworkpolicies', {
+        metadata: { namespace: 'shop', name: 'api-egress' },
+        spec: { endpointSelector: { matchLabels: { app: 'api' } }, egress: [{ toEndpoints: [{ matchLabels: { app: 'db' } }], toPorts: [{ ports: [{ port: String(HTTP_PORT), protocol: 'TCP' }], rules: { http: [{ method: 'GET', path: '/data' }] } }] }] },
+      });
+      await until('the egress rule enforced', async () => (await httpAsk(client!, db!.ip, [['POST', '/data']]))[0]![0] === 403, 30_000)
+        .catch((e) => { throw new Error(`${e}\n${client!.node.log}`); });
+      const out = await httpAsk(client!, db!.ip, [['GET', '/data'], ['POST', '/data'], ['GET', '/admin']]);
+      expect(out.map((g) => g[0])).toEqual([200, 403, 403]);
+      expect(out[0]![1]).toBe(`GET /data from the pod, asked by ${client!.ip}`);
+      expect(out[1]![1]).toMatch(/shop\/api-egress/);
+      // web-1 has no egress rule (not redirected), and db-1's ingress does not admit it: the kernel drops it.
+      expect((await httpAsk(other!, db!.ip, [['GET', '/data']]))[0]![0]).toBe('error');
+      const egressMetrics = await new Promise<string>((resolve) => execFile('curl', ['-s', '--unix-socket', join(client!.node.stateDir, 'agent.sock'), 'http://agent/metrics'], { encoding: 'utf8' }, (_e, o) => resolve(o)));
+      expect(egressMetrics).toMatch(/nhi_l7_requests_total\{policy="shop\/api-egress",rule="spec\.egress\[0\]\.toPorts\[0\]\.rules\.http\[0\]",verdict="allowed"\} [1-9]/);
+    } finally {
+      // Later tests use api-1's egress.
+      api.delete('ciliumnetworkpolicies', 'api-egress', 'shop');
+    }
+    await until('api-1 egress open again', () => reaches(client!.ns, db!.ip, DB_PORT));
   }, 180_000);
 
   it('--encryption wireguard: each agent publishes its key on its Node, configures the other as a peer, and pod traffic crosses the underlay encrypted', async () => {
