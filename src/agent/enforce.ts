@@ -10,6 +10,7 @@
 // enforced, and the whole view is applied again after a backoff.
 import { CoreV1Api, PatchStrategy, setHeaderOptions, type KubeConfig } from '@kubernetes/client-node';
 import { L7Controller, type EgressRedirectTarget } from '../l7/controller.js';
+import { ensureDivertRouting } from '../l7/redirect.js';
 import { L7Proxy, type DenyRecord } from '../l7/proxy.js';
 import { l7Targets, type EgressTarget } from '../l7/targets.js';
 import { gatewayOf } from '../chain/bridge.js';
@@ -198,9 +199,12 @@ export class EnforcingSink implements ClusterSink {
       const proxy = new L7Proxy({
         identify: (ip) => this.identities.get(ip),
         policies: () => this.policies,
-        // A pod of another node is reached from the requesting pod's own address: that node's
-        // kernel judges its ingress policy by it (the node's address would be a stranger there).
-        upstreamFrom: (src, dst) => (dst.identity !== undefined && this.isOwn(src.ip) && !this.isOwn(dst.ip) ? 'source' : 'node'),
+        // Between pods of two nodes, requests are forwarded from the requesting pod's own address:
+        // the destination's kernel judges its ingress policy by it (the node's address would be a
+        // stranger there), and the pod sees who asked. Between two pods of this node the reply
+        // would go straight back over the bridge, not through the node: from the node's address.
+        // To addresses outside the cluster: from the node's (as masquerade would have it).
+        upstreamFrom: (src, dst) => (src.identity !== undefined && dst.identity !== undefined && !(this.isOwn(src.ip) && this.isOwn(dst.ip)) ? 'source' : 'node'),
         onDeny: (rec) => {
           if (this.deps.onDeny) return this.deps.onDeny(rec);
           // The log line's own time and message are the record's: not repeated as fields.
@@ -209,7 +213,7 @@ export class EnforcingSink implements ClusterSink {
         },
       });
       const nodeIps = { 4: gateways.find((g) => !g.includes(':')), 6: gateways.find((g) => g.includes(':')) };
-      this.l7 = { proxy, controller: new L7Controller({ proxy, nft: this.nft, nodeIps, listenPorts: L7_LISTEN_PORTS, ...(this.deps.divertRouting ? { divertRouting: this.deps.divertRouting } : {}) }) };
+      this.l7 = { proxy, controller: new L7Controller({ proxy, nft: this.nft, nodeIps, listenPorts: L7_LISTEN_PORTS, divertRouting: this.deps.divertRouting ?? ((f) => ensureDivertRouting(f)) }) };
     }
     await this.l7.controller.sync(targets, egress);
     const tx = new NftTransaction('inet', POLICY_TABLE);

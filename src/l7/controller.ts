@@ -19,7 +19,7 @@
 import { createHash } from 'node:crypto';
 import type { NftRunner } from '../sys/nft.js';
 import type { Destination, L7Proxy, OriginalDestination } from './proxy.js';
-import { ensureDivertRouting, redirectTransaction, type Redirect } from './redirect.js';
+import { redirectTransaction, type Redirect } from './redirect.js';
 import type { IngressTarget } from './targets.js';
 
 /** Connections from `ip` (a pod of this node) to TCP `port` of any destination go to the proxy. */
@@ -43,10 +43,11 @@ export interface L7ControllerOptions {
   listenPorts?: { from: number; to: number };
   /**
    * Routes the replies to the proxy's transparent upstream sockets of a
-   * family to the node (L7_DIVERT), once egress targets of that family
-   * exist. Default: ensureDivertRouting (`ip rule`, `ip route`).
+   * family to the node (L7_DIVERT), once targets of that family exist: the
+   * agent passes ensureDivertRouting (`ip rule`, `ip route`); a test, a
+   * stand-in (required, so that no test routes the machine's own network).
    */
-  divertRouting?: (family: 4 | 6) => Promise<void>;
+  divertRouting: (family: 4 | 6) => Promise<void>;
 }
 
 const fam = (ip: string): 4 | 6 => (ip.includes(':') ? 6 : 4);
@@ -119,12 +120,14 @@ export class L7Controller {
       outgoing.push({ podIp: t.ip, port: t.port, listenIp: l.host, listenPort: l.port, from: true });
     }
     redirects.push(...outgoing.sort(byIp));
-    for (const f of new Set(egress.map((t) => fam(t.ip)))) {
+    // The proxy forwards from the requesting pod's address when one end is on another node
+    // (L7Proxy upstreamFrom): its replies must reach it, in both directions.
+    for (const f of new Set(redirects.map((t) => fam(t.podIp)))) {
       if (this.routed.has(f)) continue;
-      await (this.opts.divertRouting ?? ensureDivertRouting)(f);
+      await this.opts.divertRouting(f);
       this.routed.add(f);
     }
-    const r = await this.opts.nft.run(redirectTransaction(redirects, { divert: outgoing.length > 0 }));
+    const r = await this.opts.nft.run(redirectTransaction(redirects, { divert: redirects.length > 0 }));
     if (r.exitCode !== 0) throw new Error(`L7 redirect not applied: ${r.stderr.trim() || `nft exit status ${r.exitCode}`}`);
     this.applied = redirects;
     // 3. only now close what the kernel no longer sends anywhere.

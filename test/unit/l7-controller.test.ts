@@ -11,6 +11,8 @@ import { FakeNft } from '../../src/sys/nft-fake.js';
 
 const target = (ip: string, port: number): IngressTarget => ({ pod: `net/${ip}/eth0`, ip, port, policies: ['ml/p'] });
 let proxy: L7Proxy;
+/** The host's routing is never touched by a unit test. */
+const noRouting = async () => undefined;
 afterEach(async () => { await proxy?.close(); });
 
 /** The redirect rules in the fake kernel, as "pod:port -> listener". */
@@ -26,7 +28,7 @@ describe('L7Controller', () => {
   it('opens a listener per target, redirects exactly the targets, closes listeners only after the redirect dropped them', async () => {
     proxy = new L7Proxy({ identify: () => undefined, policies: () => [] });
     const nft = new FakeNft();
-    const c = new L7Controller({ proxy, nft, nodeIps: { 4: '127.0.0.1' } });
+    const c = new L7Controller({ proxy, nft, nodeIps: { 4: '127.0.0.1' }, divertRouting: noRouting });
     const one = await c.sync([target('10.0.3.1', 8080)]);
     expect(proxy.destinations()).toEqual([{ ip: '10.0.3.1', port: 8080 }]);
     expect(rules(nft)).toEqual([`10.0.3.1:8080 -> 127.0.0.1:${one[0]!.listenPort}`]);
@@ -49,7 +51,7 @@ describe('L7Controller', () => {
       run: (tx: NftTransaction) => (broken ? Promise.resolve({ exitCode: 1, stdout: '', stderr: 'Error: no space' } as never) : fake.run(tx)),
       list: (f, t) => fake.list(f, t),
     };
-    const c = new L7Controller({ proxy, nft, nodeIps: { 4: '127.0.0.1' } });
+    const c = new L7Controller({ proxy, nft, nodeIps: { 4: '127.0.0.1' }, divertRouting: noRouting });
     await c.sync([target('10.0.3.1', 8080)]);
     const before = rules(fake);
     broken = true;
@@ -62,7 +64,7 @@ describe('L7Controller', () => {
   it('a pod of a family the node has no address of: refused before anything changes', async () => {
     proxy = new L7Proxy({ identify: () => undefined, policies: () => [] });
     const nft = new FakeNft();
-    const c = new L7Controller({ proxy, nft, nodeIps: { 4: '127.0.0.1' } });
+    const c = new L7Controller({ proxy, nft, nodeIps: { 4: '127.0.0.1' }, divertRouting: noRouting });
     await expect(c.sync([target('fd00::31', 8080)])).rejects.toThrow(/no node address of IPv6/);
     expect(rules(nft)).toEqual([]);
   });
@@ -72,7 +74,7 @@ describe('L7Controller listener ports from a reserved range', () => {
   const range = { from: 17000, to: 17031 }; // outside the ephemeral range: no other socket lands there by chance
   it('the same target gets the same port after a restart; a busy port moves to the next free one', async () => {
     proxy = new L7Proxy({ identify: () => undefined, policies: () => [] });
-    const first = await new L7Controller({ proxy, nft: new FakeNft(), nodeIps: { 4: '127.0.0.1' }, listenPorts: range }).sync([target('10.0.3.1', 8080), target('10.0.3.2', 8080)]);
+    const first = await new L7Controller({ proxy, nft: new FakeNft(), nodeIps: { 4: '127.0.0.1' }, divertRouting: noRouting, listenPorts: range }).sync([target('10.0.3.1', 8080), target('10.0.3.2', 8080)]);
     for (const r of first) {
       expect(r.listenPort).toBeGreaterThanOrEqual(range.from);
       expect(r.listenPort).toBeLessThanOrEqual(range.to);
@@ -80,7 +82,7 @@ describe('L7Controller listener ports from a reserved range', () => {
     expect(first[0]!.listenPort).not.toBe(first[1]!.listenPort);
     await proxy.close(); // the agent dies
     proxy = new L7Proxy({ identify: () => undefined, policies: () => [] });
-    const again = await new L7Controller({ proxy, nft: new FakeNft(), nodeIps: { 4: '127.0.0.1' }, listenPorts: range }).sync([target('10.0.3.2', 8080), target('10.0.3.1', 8080)]);
+    const again = await new L7Controller({ proxy, nft: new FakeNft(), nodeIps: { 4: '127.0.0.1' }, divertRouting: noRouting, listenPorts: range }).sync([target('10.0.3.2', 8080), target('10.0.3.1', 8080)]);
     expect(again.map((r) => r.listenPort)).toEqual(first.map((r) => r.listenPort));
     await proxy.close();
     // Someone else holds 10.0.3.1's port: it takes another one of the range.
@@ -88,7 +90,7 @@ describe('L7Controller listener ports from a reserved range', () => {
     await squatter.listen({ ip: '192.0.2.1', port: 1 }, { host: '127.0.0.1', port: first[0]!.listenPort });
     try {
       proxy = new L7Proxy({ identify: () => undefined, policies: () => [] });
-      const moved = await new L7Controller({ proxy, nft: new FakeNft(), nodeIps: { 4: '127.0.0.1' }, listenPorts: range }).sync([target('10.0.3.1', 8080)]);
+      const moved = await new L7Controller({ proxy, nft: new FakeNft(), nodeIps: { 4: '127.0.0.1' }, divertRouting: noRouting, listenPorts: range }).sync([target('10.0.3.1', 8080)]);
       expect(moved[0]!.listenPort).not.toBe(first[0]!.listenPort);
       expect(moved[0]!.listenPort).toBeGreaterThanOrEqual(range.from);
     } finally {
@@ -99,7 +101,7 @@ describe('L7Controller listener ports from a reserved range', () => {
   it('a range with no free port: an error, nothing redirected', async () => {
     proxy = new L7Proxy({ identify: () => undefined, policies: () => [] });
     const nft = new FakeNft();
-    const c = new L7Controller({ proxy, nft, nodeIps: { 4: '127.0.0.1' }, listenPorts: { from: 17100, to: 17100 } });
+    const c = new L7Controller({ proxy, nft, nodeIps: { 4: '127.0.0.1' }, divertRouting: noRouting, listenPorts: { from: 17100, to: 17100 } });
     await expect(c.sync([target('10.0.3.1', 8080), target('10.0.3.2', 8080)])).rejects.toThrow(/no free listener port in 17100-17100/);
     expect(rules(nft)).toEqual([]);
   });

@@ -150,11 +150,14 @@ describe('L7Controller with egress targets', () => {
       // An IPv6 pod without a node IPv6 address to listen on: throws, the previous redirect stays.
       await expect(c.sync([], [{ ip: 'fd00::5', port: 80 }])).rejects.toThrow(/no node address of IPv6/);
       expect(c.redirects()).toHaveLength(4);
+      // Ingress targets alone keep the divert (a pod of another node is forwarded from its own address), routed once.
+      await c.sync([{ pod: 'net/a/eth0', ip: '10.0.3.1', port: 8080, policies: ['ml/p'] }], []);
+      expect(nft.table('inet', L7_TABLE)!.chains.get('divert')!.rules).toHaveLength(1);
+      expect(await listening()).toBe(false);
       await c.sync([], []);
       expect(nft.table('inet', L7_TABLE)!.chains.get('prerouting')!.rules).toEqual([]);
       expect(nft.table('inet', L7_TABLE)!.chains.get('divert')!.rules).toEqual([]);
       expect(routed).toEqual([4]);
-      expect(await listening()).toBe(false);
     } finally {
       await p.close();
     }
