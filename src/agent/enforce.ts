@@ -213,7 +213,7 @@ export class EnforcingSink implements ClusterSink {
         },
       });
       const nodeIps = { 4: gateways.find((g) => !g.includes(':')), 6: gateways.find((g) => g.includes(':')) };
-      this.l7 = { proxy, controller: new L7Controller({ proxy, nft: this.nft, nodeIps, listenPorts: L7_LISTEN_PORTS, divertRouting: this.deps.divertRouting ?? ((f) => ensureDivertRouting(f)) }) };
+      this.l7 = { proxy, controller: new L7Controller({ proxy, nft: this.nft, nodeIps, listenPorts: L7_LISTEN_PORTS, serviceListeners: true, divertRouting: this.deps.divertRouting ?? ((f) => ensureDivertRouting(f)) }) };
     }
     await this.l7.controller.sync(targets, egress);
     const tx = new NftTransaction('inet', POLICY_TABLE);

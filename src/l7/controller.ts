@@ -48,6 +48,12 @@ export interface L7ControllerOptions {
    * stand-in (required, so that no test routes the machine's own network).
    */
   divertRouting: (family: 4 | 6) => Promise<void>;
+  /**
+   * Each ingress target also gets a listener on the pod's own address (the
+   * Service path: src/l7/redirect.ts), which needs CAP_NET_ADMIN. The agent
+   * sets it; unit tests may leave it off.
+   */
+  serviceListeners?: boolean;
 }
 
 const fam = (ip: string): 4 | 6 => (ip.includes(':') ? 6 : 4);
@@ -70,7 +76,8 @@ export class L7Controller {
   /** A listener for dest: on its preferred port of the range, else the next free one. */
   private async listen(dest: Served, host: string): Promise<{ port: number }> {
     const range = this.opts.listenPorts;
-    if (!range) return this.opts.proxy.listen(dest, { host, port: 0 });
+    const o = { transparent: this.opts.serviceListeners === true && !('original' in dest) };
+    if (!range) return this.opts.proxy.listen(dest, { host, port: 0 }, o);
     const size = range.to - range.from + 1;
     if (!Number.isInteger(range.from) || !Number.isInteger(range.to) || range.from < 1 || range.to > 65535 || size < 1) {
       throw new Error(`listenPorts ${range.from}-${range.to} is not a port range`);
@@ -81,7 +88,7 @@ export class L7Controller {
       const port = range.from + ((start + i) % size);
       if (used.has(port)) continue;
       try {
-        return await this.opts.proxy.listen(dest, { host, port });
+        return await this.opts.proxy.listen(dest, { host, port }, o);
       } catch (e) {
         if ((e as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw e;
       }

@@ -35,7 +35,7 @@
 import { Agent, createServer, request as httpRequest, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { Socket as NetSocket, type Socket } from 'node:net';
 import { originalDestination } from '../sys/origdst.js';
-import { transparentSocket } from '../sys/transparent.js';
+import { transparentListenFd, transparentSocket } from '../sys/transparent.js';
 import type { Endpoint } from '../policy/evaluate.js';
 import type { Identity, Policy } from '../policy/model.js';
 import { decide, type L7Verdict } from './decide.js';
@@ -144,6 +144,19 @@ const listenerKey = (d: Destination | OriginalDestination) => ('original' in d ?
 const fdOf = (s: Socket) => (s as unknown as { _handle?: { fd?: number } })._handle?.fd ?? -1;
 const defaultOriginal = (s: Socket, family: 4 | 6) => originalDestination(fdOf(s), family);
 
+/** Resolves once `start(done)` has the server listening; a listener error later never takes down the agent. */
+function listening(server: Server, start: (done: () => void) => void): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    start(() => {
+      server.off('error', reject);
+      // A listener error later (rare: accept failing for lack of descriptors) must not take down the agent.
+      server.on('error', () => undefined);
+      resolve();
+    });
+  });
+}
+
 const bare = (ip: string | undefined) => (ip ?? '').replace(/^::ffff:(?=\d+\.\d+\.\d+\.\d+$)/, '');
 const workload = (i: Identity | undefined) => (i ? `${i.namespace}/${i.name}` : undefined);
 
@@ -173,7 +186,8 @@ interface Listener {
   /** The one destination of an ingress listener; undefined on an egress one (per connection: `dests`). */
   dest?: Destination;
   family: 4 | 6;
-  server: Server;
+  /** The node-address listener the DNAT redirect names, and with `transparent` the pod-address one of the Service path. */
+  servers: Server[];
   upstream: Agent;
   /** Kept-alive upstream connections made from a pod's own address, per pod address. */
   sourced: Map<string, Agent>;
@@ -197,9 +211,42 @@ export class L7Proxy {
    * port) to dest, or with `{ original }` each to the destination it had
    * before the redirect; resolves to the address bound.
    */
-  async listen(dest: Destination | OriginalDestination, bind: { host: string; port: number }): Promise<{ host: string; port: number }> {
+  async listen(dest: Destination | OriginalDestination, bind: { host: string; port: number }, o: { transparent?: boolean } = {}): Promise<{ host: string; port: number }> {
     const key = listenerKey(dest);
     if (this.listeners.has(key)) throw new Error(`already proxying ${'original' in dest ? `redirected IPv${dest.original} connections` : `${dest.ip}:${dest.port}`}`);
+    const l: Listener = {
+      ...('original' in dest ? { family: dest.original } : { dest: { ip: dest.ip, port: dest.port }, family: dest.ip.includes(':') ? 6 as const : 4 as const }),
+      servers: [], upstream: new Agent({ keepAlive: true, maxSockets: 256 }), sourced: new Map(), sockets: new Set(),
+    };
+    const server = this.server(l);
+    await listening(server, (done) => server.listen(bind.port, bind.host, done));
+    // The Service path: connections a Service DNATed to the pod, which the
+    // node delivers locally (L7_DIVERT's mark) to the pod's own address.
+    if (o.transparent && l.dest) {
+      const fd = (() => {
+        try {
+          return transparentListenFd(l.dest.ip, l.dest.port);
+        } catch (e) {
+          server.close();
+          throw e;
+        }
+      })();
+      const second = this.server(l);
+      try {
+        await listening(second, (done) => second.listen({ fd }, done));
+      } catch (e) {
+        server.close();
+        throw e;
+      }
+    }
+    this.listeners.set(key, l);
+    const a = server.address();
+    if (a === null || typeof a === 'string') throw new Error('listener has no address');
+    return { host: a.address, port: a.port };
+  }
+
+  /** An HTTP server whose connections and requests the listener's rules judge. */
+  private server(l: Listener): Server {
     const server = createServer({
       keepAlive: true,
       keepAliveTimeout: this.opts.keepAliveTimeoutMs ?? 30_000,
@@ -208,10 +255,6 @@ export class L7Proxy {
       joinDuplicateHeaders: false,
     });
     server.maxConnections = this.opts.maxConnections ?? 1024;
-    const l: Listener = {
-      ...('original' in dest ? { family: dest.original } : { dest: { ip: dest.ip, port: dest.port }, family: dest.ip.includes(':') ? 6 as const : 4 as const }),
-      server, upstream: new Agent({ keepAlive: true, maxSockets: 256 }), sourced: new Map(), sockets: new Set(),
-    };
     server.on('connection', (s: Socket) => this.accept(l, s));
     server.on('request', (req: IncomingMessage, res: ServerResponse) => this.handle(l, req, res, false));
     server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => this.handle(l, req, res, true));
@@ -225,19 +268,8 @@ export class L7Proxy {
       if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\nconnection: close\r\n\r\n');
       else socket.destroy();
     });
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(bind.port, bind.host, () => {
-        server.off('error', reject);
-        // A listener error later (rare: accept failing for lack of descriptors) must not take down the agent.
-        server.on('error', () => undefined);
-        resolve();
-      });
-    });
-    this.listeners.set(key, l);
-    const a = server.address();
-    if (a === null || typeof a === 'string') throw new Error('listener has no address');
-    return { host: a.address, port: a.port };
+    l.servers.push(server);
+    return server;
   }
 
   /** Stops one listener (or every one), closing its connections. */
@@ -247,7 +279,7 @@ export class L7Proxy {
       const l = this.listeners.get(k);
       if (!l) return;
       this.listeners.delete(k);
-      const closed = new Promise<void>((resolve) => l.server.close(() => resolve()));
+      const closed = Promise.all(l.servers.map((srv) => new Promise<void>((resolve) => srv.close(() => resolve()))));
       for (const s of l.sockets) s.destroy();
       l.upstream.destroy();
       for (const a of l.sourced.values()) a.destroy();

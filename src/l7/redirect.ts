@@ -71,16 +71,34 @@ function redirectRule(r: Redirect): Expr[] {
  */
 export function redirectTransaction(redirects: Redirect[], o: { divert?: boolean } = {}): NftTransaction {
   const t = new NftTransaction('inet', L7_TABLE);
-  const pre = chain('prerouting', { type: 'nat', hook: 'prerouting', prio: -100, policy: 'accept' });
+  // After kube-proxy's DNAT (dstnat, -100): a connection to a Service address is
+  // DNATed by it first, never by this chain (the first DNAT of a connection wins).
+  const pre = chain('prerouting', { type: 'nat', hook: 'prerouting', prio: -99, policy: 'accept' });
   t.add(table(), pre).flush(pre);
-  // Replies to the proxy's transparent upstream sockets (see L7_DIVERT), before routing.
-  const divert = chain('divert', { type: 'filter', hook: 'prerouting', prio: -150, policy: 'accept' });
+  // After both DNATs, before routing: packets marked here are routed to the node (L7_DIVERT).
+  const divert = chain('divert', { type: 'filter', hook: 'prerouting', prio: -98, policy: 'accept' });
   t.add(divert).flush(divert);
+  const mark = { mangle: { key: { meta: { key: 'mark' } }, value: { '|': [{ meta: { key: 'mark' } }, L7_DIVERT.mark] } } };
   if (o.divert) {
+    // Replies to the proxy's transparent upstream sockets (src/sys/transparent.ts).
     t.add(rule('divert',
       { match: { op: '==', left: { meta: { key: 'l4proto' } }, right: 'tcp' } },
       { match: { op: '==', left: { socket: { key: 'transparent' } }, right: 1 } },
-      { mangle: { key: { meta: { key: 'mark' } }, value: { '|': [{ meta: { key: 'mark' } }, L7_DIVERT.mark] } } }));
+      mark));
+    // The Service path: a connection a Service DNATed to a served (pod, port)
+    // is delivered to the node, where the proxy listens on the pod's own
+    // address (L7Proxy.listen(…, { transparent })); unserved, it finds no
+    // socket there and no connection is made.
+    for (const r of redirects) {
+      if (r.from) continue;
+      const proto = v6(r.podIp) ? 'ip6' : 'ip';
+      t.add(rule('divert',
+        { match: { op: 'in', left: { ct: { key: 'status' } }, right: 'dnat' } },
+        { match: { op: '==', left: { payload: { protocol: proto, field: 'daddr' } }, right: r.podIp } },
+        { match: { op: '==', left: { payload: { protocol: 'tcp', field: 'dport' } }, right: r.port } },
+        { counter: null },
+        mark));
+    }
   }
   const seen = new Set<string>();
   for (const r of redirects) {

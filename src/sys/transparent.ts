@@ -32,6 +32,8 @@ const SOL_IPV6 = 41;
 const IP_TRANSPARENT = 19;
 const IPV6_TRANSPARENT = 75;
 const EADDRINUSE = 98;
+const SOL_SOCKET = 1;
+const SO_REUSEADDR = 2;
 
 export const TRANSPARENT_PORTS = { from: 61000, to: 65535 };
 
@@ -113,6 +115,36 @@ export function transparentSocket(source: string): Socket {
       if (e !== EADDRINUSE) throw new Error(`binding ${source} failed with errno ${e}`);
     }
     throw new Error(`no free port for ${source} in ${TRANSPARENT_PORTS.from}-${TRANSPARENT_PORTS.to}`);
+  } catch (e) {
+    c.close(fd);
+    throw e;
+  }
+}
+
+/**
+ * A TCP socket descriptor bound to `ip`:`port`, an address of a pod, not of
+ * this node, for `server.listen({ fd })`: it gets the connections the node
+ * delivers locally to that address (the L7 proxy's Service path: packets
+ * DNATed to the pod by a Service and routed to the node by L7_DIVERT's mark).
+ * The caller owns the descriptor once it is returned. Throws when the kernel
+ * refuses (no CAP_NET_ADMIN, address in use).
+ */
+export function transparentListenFd(ip: string, port: number): number {
+  const c = load();
+  const v6 = ip.includes(':');
+  const addr = sockaddr(ip, port);
+  const fd = c.socket(v6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) throw new Error(`socket() failed with errno ${c.errno()}`);
+  const one = Buffer.alloc(4);
+  one.writeInt32LE(1, 0);
+  try {
+    if (c.setsockopt(fd, v6 ? SOL_IPV6 : SOL_IP, v6 ? IPV6_TRANSPARENT : IP_TRANSPARENT, one, 4) !== 0) {
+      throw new Error(`setting IP_TRANSPARENT failed with errno ${c.errno()}`);
+    }
+    // A restarted agent binds again while the last one's connections linger in TIME_WAIT.
+    if (c.setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, one, 4) !== 0) throw new Error(`setting SO_REUSEADDR failed with errno ${c.errno()}`);
+    if (c.bind(fd, addr, addr.length) !== 0) throw Object.assign(new Error(`binding ${ip}:${port} failed with errno ${c.errno()}`), { code: c.errno() === EADDRINUSE ? 'EADDRINUSE' : undefined });
+    return fd;
   } catch (e) {
     c.close(fd);
     throw e;

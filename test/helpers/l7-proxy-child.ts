@@ -3,7 +3,8 @@
 // test with esbuild. argv[2]: JSON { policies (YAML text), identities
 // ({ ip: Identity }), dest ({ ip, port }, or { original: 4 } for an egress
 // listener that reads each connection's SO_ORIGINAL_DST), transparentTo
-// (destinations reached from the requesting pod's own address), bind ({ host, port }, default
+// (destinations reached from the requesting pod's own address), transparent
+// (also listen on dest's own address: the Service path), bind ({ host, port }, default
 // 127.0.0.1 and any port) }. Prints { port } once listening; deny lines go to
 // stderr as JSON. Run with --expose-gc: on SIGUSR2 it collects garbage and
 // prints { retained } (heap used + array buffers, bytes), what it still holds.
@@ -13,7 +14,7 @@ import { parseManifestText } from '../../src/policy/parse.js';
 
 const cfg = JSON.parse(process.argv[2]!) as {
   policies: string; identities: Record<string, Identity>; dest: { ip: string; port: number } | { original: 4 | 6 }; bind?: { host: string; port: number };
-  transparentTo?: string[]; connectTimeoutMs?: number;
+  transparentTo?: string[]; connectTimeoutMs?: number; transparent?: boolean;
 };
 const policies = parseManifestText(cfg.policies, 'child.yaml', { l7: 'proxy' });
 const proxy = new L7Proxy({
@@ -23,7 +24,7 @@ const proxy = new L7Proxy({
   upstreamFrom: (_src, dst) => (cfg.transparentTo?.includes(dst.ip) ? 'source' : 'node'),
   ...(cfg.connectTimeoutMs ? { connectTimeoutMs: cfg.connectTimeoutMs } : {}),
 });
-const { port } = await proxy.listen(cfg.dest, cfg.bind ?? { host: '127.0.0.1', port: 0 });
+const { port } = await proxy.listen(cfg.dest, cfg.bind ?? { host: '127.0.0.1', port: 0 }, { transparent: cfg.transparent === true });
 process.stdout.write(`${JSON.stringify({ port })}\n`);
 // Twice, a moment apart: V8 frees buffers' backing stores on a background
 // thread after the collection, which a loaded machine runs late.

@@ -323,6 +323,27 @@ describe('cluster mode: two nodes, an agent on each, policies from the API', () 
     expect(new Set(kept.map((g) => g[2])).size).toBe(1);
     // A pod no rule selects never reaches the pod, not even for GET /data.
     expect((await httpAsk(other!, db!.ip, [['GET', '/data']]))[0]![0]).not.toBe(200);
+    // Through a Service address, DNATed on the client's node as kube-proxy would (a stand-in table):
+    // the same verdicts, the same original source.
+    const kube = client!.node.scratch.path('kubemock.json');
+    writeFileSync(kube, JSON.stringify({ nftables: [
+      { add: { table: { family: 'ip', name: 'kubemock' } } },
+      { add: { chain: { family: 'ip', table: 'kubemock', name: 'pre', type: 'nat', hook: 'prerouting', prio: -100, policy: 'accept' } } },
+      { add: { rule: { family: 'ip', table: 'kubemock', chain: 'pre', expr: [
+        { match: { op: '==', left: { payload: { protocol: 'ip', field: 'daddr' } }, right: '10.96.0.10' } },
+        { match: { op: '==', left: { payload: { protocol: 'tcp', field: 'dport' } }, right: HTTP_PORT } },
+        { dnat: { family: 'ip', addr: db!.ip, port: HTTP_PORT } }] } } },
+    ] }));
+    const applied = run(['netns', 'exec', client!.node.ns.name, 'nft', '-j', '-f', kube]);
+    expect(applied.status, applied.stderr).toBe(0);
+    try {
+      const viaService = await httpAsk(client!, '10.96.0.10', [['GET', '/data'], ['GET', '/admin']]);
+      expect(viaService.map((g) => g[0])).toEqual([200, 403]);
+      expect(viaService[0]![1]).toBe(`GET /data from the pod, asked by ${client!.ip}`);
+      expect((await httpAsk(other!, '10.96.0.10', [['GET', '/data']]))[0]![0]).not.toBe(200);
+    } finally {
+      run(['netns', 'exec', client!.node.ns.name, 'nft', 'delete', 'table', 'ip', 'kubemock']);
+    }
     // The counters in the agent's /metrics.
     const metrics = await new Promise<string>((resolve) => execFile('curl', ['-s', '--unix-socket', join(nodes[0]!.stateDir, 'agent.sock'), 'http://agent/metrics'], { encoding: 'utf8' }, (_e, out) => resolve(out)));
     expect(metrics).toMatch(/nhi_l7_requests_total\{policy="shop\/data-readers",rule="[^"]+",verdict="allowed"\} [1-9]/);

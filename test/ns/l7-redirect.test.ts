@@ -113,8 +113,8 @@ async function spawnProxy(cfg: object): Promise<ChildProcess> {
   return p;
 }
 
-async function startProxy(): Promise<void> {
-  proxy = await spawnProxy({ policies: POLICY, identities: IDENTITIES, dest: { ip: DATA, port: 8080 }, bind: { host: NODE_IP, port: LISTEN } });
+async function startProxy(transparent = false): Promise<void> {
+  proxy = await spawnProxy({ policies: POLICY, identities: IDENTITIES, dest: { ip: DATA, port: 8080 }, bind: { host: NODE_IP, port: LISTEN }, transparent });
 }
 
 async function kill(p: ChildProcess | undefined): Promise<void> {
@@ -241,7 +241,7 @@ describe('the nft redirect to the L7 proxy (design check, in namespaces)', () =>
     }
   });
 
-  it('a Service DNAT that runs first escapes the redirect (the first DNAT wins): an L4 allow would open the pod; a closed clause keeps it shut', () => {
+  it('a Service address: its DNAT runs first and escapes the redirect (an L4 allow would open the pod, the closed clause keeps it shut), and the Service path takes it to the proxy on the pod\'s own address', async () => {
     const apply = (t: NftTransaction) => {
       const file = join(dir, `t${Math.random().toString(36).slice(2)}.json`);
       writeFileSync(file, t.json());
@@ -268,6 +268,25 @@ describe('the nft redirect to the L7 proxy (design check, in namespaces)', () =>
       // The pod's address still goes through the proxy (input path, not forward).
       expect(http(pods.reader!, DATA, 8080, 'GET', '/data')).toMatchObject({ status: 200 });
       expect(http(pods.reader!, DATA, 8080, 'GET', '/admin')).toMatchObject({ status: 403 });
+
+      // The Service path: marked after the Service's DNAT, routed to the node, where the proxy
+      // listens on the pod's own address (transparent): the same verdicts as the pod's address.
+      await ensureDivertRouting(4, (a) => run('ip', ['-n', node.name, ...a]));
+      const file = join(dir, 'redirect-service.json');
+      writeFileSync(file, redirectTransaction([{ podIp: DATA, port: 8080, listenIp: NODE_IP, listenPort: LISTEN }], { divert: true }).json());
+      inNetns(node, 'nft', ['-j', '-f', file]);
+      // Agent down: routed to the node, nobody listens on the pod's address there: no connection, nothing reaches the pod.
+      await stopProxy();
+      expect(http(pods.reader!, SERVICE, 80, 'GET', '/admin')).toMatchObject({ error: expect.stringMatching(/TIMEOUT|ECONNREFUSED|ECONNRESET/) });
+      await startProxy(true);
+      expect(http(pods.reader!, SERVICE, 80, 'GET', '/data')).toEqual({ status: 200, body: `GET /data on 8080 from ${NODE_IP}` });
+      expect(http(pods.reader!, SERVICE, 80, 'GET', '/admin')).toEqual({ status: 403, body: 'Access denied by network policy ml/data-readers\n' });
+      expect(http(pods.stranger!, SERVICE, 80, 'GET', '/data')).toEqual({ error: 'ECONNRESET' });
+      // With the profile's drop gone too (as with no policy table at all), still only through the proxy.
+      spawnSync('ip', ['netns', 'exec', node.name, 'nft', 'delete', 'table', 'inet', 'profilemock']);
+      expect(http(pods.reader!, SERVICE, 80, 'GET', '/admin')).toMatchObject({ status: 403 });
+      // The node's own connection to the pod is not taken by the listener on the pod's address.
+      expect(http(node, DATA, 8080, 'GET', '/admin')).toEqual({ status: 200, body: `GET /admin on 8080 from ${NODE_IP}` });
     } finally {
       apply(new NftTransaction('ip', 'kubemock').delete(table()));
       spawnSync('ip', ['netns', 'exec', node.name, 'nft', 'delete', 'table', 'inet', 'profilemock']);

@@ -139,7 +139,12 @@ describe('L7Controller with egress targets', () => {
       expect(kernel).toEqual(['daddr 10.0.3.1:8080', 'saddr 10.0.3.5:80', 'saddr 10.0.3.5:443', 'saddr 10.0.3.6:80']);
       // The replies of the proxy's transparent upstream connections: routed once per family, marked in the divert chain.
       expect(routed).toEqual([4]);
-      expect(nft.table('inet', L7_TABLE)!.chains.get('divert')!.rules).toHaveLength(1);
+      // The divert chain: the replies to transparent sockets, and the Service path of each ingress target (none for egress).
+      const divert = () => nft.table('inet', L7_TABLE)!.chains.get('divert')!.rules.map((x) => JSON.stringify(x.expr));
+      expect(divert()).toHaveLength(2);
+      expect(divert()[0]).toContain('"transparent"');
+      expect(divert()[1]).toContain('"dnat"');
+      expect(divert()[1]).toContain('"10.0.3.1"');
       const listening = () => new Promise<boolean>((resolve) => {
         const s = connect({ host: '127.0.0.1', port: egressPort });
         s.once('connect', () => { s.destroy(); resolve(true); });
@@ -152,7 +157,7 @@ describe('L7Controller with egress targets', () => {
       expect(c.redirects()).toHaveLength(4);
       // Ingress targets alone keep the divert (a pod of another node is forwarded from its own address), routed once.
       await c.sync([{ pod: 'net/a/eth0', ip: '10.0.3.1', port: 8080, policies: ['ml/p'] }], []);
-      expect(nft.table('inet', L7_TABLE)!.chains.get('divert')!.rules).toHaveLength(1);
+      expect(divert()).toHaveLength(2);
       expect(await listening()).toBe(false);
       await c.sync([], []);
       expect(nft.table('inet', L7_TABLE)!.chains.get('prerouting')!.rules).toEqual([]);

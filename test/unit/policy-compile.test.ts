@@ -599,7 +599,13 @@ describe('compile: the shape of the transaction', () => {
       { match: { op: '==', left: { concat: [{ ct: { key: `${f === 4 ? 'ip' : 'ip6'} ${by}`, dir: 'original' } }, { ct: { key: 'proto-dst', dir: 'original' } }] }, right: `@l7${by === 'daddr' ? 'r' : 'e'}${f}` } },
       { accept: null },
     ];
-    expect(rules('input')).toStrictEqual([ct, nd, l7(4, 'daddr'), l7(6, 'daddr'), l7(4, 'saddr'), l7(6, 'saddr'), vm('ip', 'saddr', '@eg4'), vm('ip6', 'saddr', '@eg6')]);
+    // ...and a connection a Service DNATed to a served pod port, delivered to the node by the redirect's mark.
+    const svc = (f: 4 | 6) => [
+      { match: { op: '==', left: { meta: { key: 'l4proto' } }, right: 'tcp' } },
+      { match: { op: '==', left: { concat: [{ payload: { protocol: f === 4 ? 'ip' : 'ip6', field: 'daddr' } }, { payload: { protocol: 'th', field: 'dport' } }] }, right: `@l7r${f}` } },
+      { accept: null },
+    ];
+    expect(rules('input')).toStrictEqual([ct, nd, l7(4, 'daddr'), l7(6, 'daddr'), l7(4, 'saddr'), l7(6, 'saddr'), svc(4), svc(6), vm('ip', 'saddr', '@eg4'), vm('ip6', 'saddr', '@eg6')]);
     // Flushed before refilled.
     for (const b of BASE) expect(indexOf(c, 'flush', 'chain', b)).toBeLessThan(indexOf(c, 'add', 'rule', b));
   });

@@ -5,7 +5,7 @@ import type { CompileContext } from './context.js';
 import { addrField, jump, match, vmap } from './expr.js';
 import { byText } from './names.js';
 import type { Placed } from './profiles.js';
-import { IPV6_LINK_CONTROL, L7_EGRESS_REDIRECTED, L7_REDIRECTED, l7RedirectedMatch, l7RedirectedSetType, POLICY_TABLE, setType, TABLE, VERDICT_MAPS } from './table.js';
+import { IPV6_LINK_CONTROL, L7_EGRESS_REDIRECTED, L7_REDIRECTED, l7DeliveredMatch, l7RedirectedMatch, l7RedirectedSetType, POLICY_TABLE, setType, TABLE, VERDICT_MAPS } from './table.js';
 import type { CompiledNames, Desired } from './types.js';
 
 /**
@@ -38,6 +38,8 @@ function baseChains(): [string, string, unknown[][]][] {
       // egress HTTP rules cover; the proxy judges source and destination.
       ...([4, 6] as const).map((f) => [...l7RedirectedMatch(f, L7_REDIRECTED[f]), { accept: null }]),
       ...([4, 6] as const).map((f) => [...l7RedirectedMatch(f, L7_EGRESS_REDIRECTED[f], 'saddr'), { accept: null }]),
+      // ...or a connection a Service DNATed to such a pod port, routed to the proxy on the pod's address.
+      ...([4, 6] as const).map((f) => [...l7DeliveredMatch(f, L7_REDIRECTED[f]), { accept: null }]),
       [vmap(addrField(4, 'saddr'), 'eg4')],
       [vmap(addrField(6, 'saddr'), 'eg6')],
     ]],

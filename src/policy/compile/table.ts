@@ -48,6 +48,19 @@ export function l7RedirectedMatch(fam: 4 | 6, setName: string, by: 'daddr' | 'sa
   ];
 }
 
+/**
+ * Matches a TCP packet delivered to the node whose destination is one of the
+ * (address . port) pairs in `setName`, a pod's: only the L7 redirect's
+ * Service path routes such a packet to the node, to the proxy listening on
+ * the pod's address (src/l7/redirect.ts). The proxy judges both ends.
+ */
+export function l7DeliveredMatch(fam: 4 | 6, setName: string): Expr[] {
+  return [
+    { match: { op: '==', left: { meta: { key: 'l4proto' } }, right: 'tcp' } },
+    { match: { op: '==', left: { concat: [{ payload: { protocol: fam === 4 ? 'ip' : 'ip6', field: 'daddr' } }, { payload: { protocol: 'th', field: 'dport' } }] }, right: `@${setName}` } },
+  ];
+}
+
 /** Pod address -> its egress (eg) or ingress (in) profile chain. */
 export const VERDICT_MAPS = ['eg4', 'eg6', 'in4', 'in6'] as const;
 export type VerdictMap = (typeof VERDICT_MAPS)[number];
