@@ -52,7 +52,7 @@ spec:
     - toEndpoints: [{matchLabels: {k8s:io.kubernetes.pod.namespace: ml, app: api}}]
       toPorts: [{ports: [{port: "9090", protocol: TCP}], rules: {http: [{method: GET, path: /data}]}}]
     - toCIDR: [10.78.0.0/24]
-      toPorts: [{ports: [{port: "9090", protocol: TCP}], rules: {http: [{method: GET, path: "/v1/.*"}]}}]
+      toPorts: [{ports: [{port: "9090", protocol: TCP}], rules: {http: [{method: GET, path: "/v1/.*"}, {method: PUT, path: /v1/upload}]}}]
 `;
 const id = (namespace: string, name: string, app: string): Identity => ({ namespace, name, labels: { app }, namespaceLabels: {}, ports: [] });
 const IDENTITIES: Record<string, Identity> = {
@@ -73,9 +73,37 @@ for (const port of [8080, 8081]) http.createServer((req, res) => {
 
 const SERVER_9090 = `
 require('http').createServer((req, res) => {
-  req.resume();
-  req.on('end', () => res.end(req.method + ' ' + req.url + ' at ' + process.argv[1] + ' from ' + req.socket.remoteAddress));
+  if (req.url === '/v1/big') {
+    // 50 MB, written as the client reads it.
+    res.writeHead(200, { 'content-length': 50 * 1024 * 1024 });
+    const chunk = Buffer.alloc(64 * 1024, 7);
+    let left = 800;
+    const more = () => { while (left > 0) { left--; if (!res.write(chunk)) return res.once('drain', more); } res.end(); };
+    return more();
+  }
+  let n = 0;
+  req.on('data', (d) => { n += d.length; });
+  req.on('end', () => res.end(req.url === '/v1/upload' ? 'got ' + n : req.method + ' ' + req.url + ' at ' + process.argv[1] + ' from ' + req.socket.remoteAddress));
 }).listen(9090, '0.0.0.0', () => console.log('ready'));
+`;
+
+// 50 MB up (PUT, streamed from memory chunk by chunk) and down, through whatever takes the connection: "<upload answer> <bytes downloaded>".
+const BIG_CLIENT = `
+const http = require('http');
+const [host] = [process.argv[1]];
+const up = http.request({ host, port: 9090, method: 'PUT', path: '/v1/upload', agent: false, headers: { 'content-length': 50 * 1024 * 1024 } }, (res) => {
+  let body = ''; res.on('data', (d) => { body += d; });
+  res.on('end', () => {
+    http.get({ host, port: 9090, path: '/v1/big', agent: false }, (r) => {
+      let n = 0; r.on('data', (d) => { n += d.length; }); r.on('end', () => console.log(res.statusCode + ' ' + body + ' ' + r.statusCode + ' ' + n));
+    }).on('error', (e) => console.log('error ' + e.code));
+  });
+});
+up.on('error', (e) => console.log('error ' + e.code));
+const chunk = Buffer.alloc(64 * 1024, 1);
+let left = 800;
+const more = () => { while (left > 0) { left--; if (!up.write(chunk)) return up.once('drain', more); } up.end(); };
+more();
 `;
 
 const CLIENT = `
@@ -326,6 +354,13 @@ describe("egress: a pod's own HTTP rules, its connections redirected by source t
     expect(http(pods.reader!, DATA, 8080, 'GET', '/data')).toEqual({ status: 200, body: `GET /data on 8080 from ${NODE_IP}` });
     expect(http(pods.reader!, DATA, 8080, 'GET', '/admin')).toMatchObject({ status: 403 });
   });
+
+  it('50 MB up and 50 MB down through the egress listener, to a host outside the cluster', () => {
+    const r = spawnSync('ip', ['netns', 'exec', pods.reader!.name, process.execPath, '-e', BIG_CLIENT, OUTSIDE], { encoding: 'utf8', timeout: 60_000 });
+    expect(r.stdout.trim()).toBe(`200 got ${50 * 1024 * 1024} 200 ${50 * 1024 * 1024}`);
+    // PUT elsewhere is not a rule: 403 before the body is read.
+    expect(http(pods.reader!, OUTSIDE, 9090, 'PUT', '/v1/other')).toMatchObject({ status: 403 });
+  }, 90_000);
 
   it('straight to the egress listener (no DNAT, so no original destination): reset, nothing forwarded', () => {
     expect(http(pods.reader!, NODE_IP, EGRESS_LISTEN, 'GET', '/data')).toEqual({ error: 'ECONNRESET' });
