@@ -58,6 +58,14 @@ const coreModules = new Set(Object.keys(probe.metafile.inputs));
 // 2. The lazy bundles, each importing the core's modules from the core (by
 // their path relative to the repository: `require("nhi-core:src/cni/errors.ts")`).
 const shared = new Set();
+// Sharing a module puts its whole namespace into the core (registerCore below
+// imports it with `import * as`), which undoes the core's tree-shaking: a
+// lazy bundle sharing zod's modules brought all of zod's core API and every
+// locale back into the snapshot. zod, and the CNI path's door to it
+// (src/cni/zod.ts, `export *` of zod/mini), are copied into a lazy bundle
+// that imports them instead; its copy keeps zod's configuration (English
+// messages) on globalThis, as the core's does.
+const NOT_SHARED = /^(node_modules\/zod\/|src\/cni\/zod\.ts$)/;
 const lazy = [];
 for (const name of LAZY_BUNDLES) {
   const entry = join(root, 'src', name, 'index.ts');
@@ -78,7 +86,7 @@ for (const name of LAZY_BUNDLES) {
           const r = await b.resolve(args.path, { kind: args.kind, importer: args.importer, resolveDir: args.resolveDir, pluginData: 'share-core' });
           if (r.errors.length || r.external || !r.path) return undefined;
           const rel = relative(root, r.path);
-          if (!coreModules.has(rel)) return undefined;
+          if (!coreModules.has(rel) || NOT_SHARED.test(rel)) return undefined;
           shared.add(rel);
           return { path: `nhi-core:${rel}`, external: true };
         });

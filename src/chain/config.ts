@@ -1,6 +1,6 @@
 // The configuration of plugin type `nhi-cni`: the reference bridge plugin's
 // keys where they overlap, checked once, up front.
-import { z } from 'zod';
+import * as z from '../cni/zod.js';
 import { CniError, Code } from '../cni/errors.js';
 import { validateIfname } from '../cni/env.js';
 import { checkedPath } from '../cni/paths.js';
@@ -18,23 +18,26 @@ export const BUILTIN_IPAM = ['host-local', 'nhi-ipam'];
 
 const MAC = /^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$/;
 
+const bool = z.optional(z.boolean());
+const macOnly = z.optional(z.looseObject({ mac: z.optional(z.string()) }));
+
 export const CniConfigInput = z.object({
-  bridge: z.string().optional(),
-  isGateway: z.boolean().optional(),
-  isDefaultGateway: z.boolean().optional(),
-  forceAddress: z.boolean().optional(),
-  ipMasq: z.boolean().optional(),
-  clusterCIDR: z.union([z.string(), z.array(z.string()).min(1).max(16)]).optional(),
-  mtu: z.number().int().min(68).max(65535).optional(),
-  hairpinMode: z.boolean().optional(),
-  promiscMode: z.boolean().optional(),
-  macspoofchk: z.boolean().optional(),
-  spoofcheck: z.boolean().optional(),
-  dns: DnsSchema.optional(),
-  ipam: z.looseObject({ type: z.string().min(1) }).optional(),
-  stateDir: z.string().optional(),
-  runtimeConfig: z.looseObject({ mac: z.string().optional() }).optional(),
-  args: z.looseObject({ cni: z.looseObject({ mac: z.string().optional() }).optional() }).optional(),
+  bridge: z.optional(z.string()),
+  isGateway: bool,
+  isDefaultGateway: bool,
+  forceAddress: bool,
+  ipMasq: bool,
+  clusterCIDR: z.optional(z.union([z.string(), z.array(z.string()).check(z.minLength(1), z.maxLength(16))])),
+  mtu: z.optional(z.number().check(z.int(), z.gte(68), z.lte(65535))),
+  hairpinMode: bool,
+  promiscMode: bool,
+  macspoofchk: bool,
+  spoofcheck: bool,
+  dns: z.optional(DnsSchema),
+  ipam: z.optional(z.looseObject({ type: z.string().check(z.minLength(1)) })),
+  stateDir: z.optional(z.string()),
+  runtimeConfig: macOnly,
+  args: z.optional(z.looseObject({ cni: macOnly })),
 });
 
 export interface CniConfig {

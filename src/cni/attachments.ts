@@ -2,7 +2,7 @@
 // renamed after spec-v1.1.0 was tagged (containernetworking/cni#1101); libcni
 // sends both, and either is accepted. No key at all means "no list", which GC
 // must not read as "nothing is valid".
-import { z } from 'zod';
+import * as z from './zod.js';
 import { CniError, Code } from './errors.js';
 import { formatIssues } from './result.js';
 

@@ -1,67 +1,69 @@
 // Results (SPEC.md "Success", "Version considerations"). Inside, a result is
 // always the 1.1.0 shape; it is converted down to the config's version only when
 // printed, and a prevResult of any version is converted up when read.
-import { z } from 'zod';
+import * as z from './zod.js';
 import { parseCidr, parseIp } from '../net/ip.js';
 import { CniError, Code } from './errors.js';
 import { resultFamily, type CniVersion } from './version.js';
 
-const ipString = z.string().refine((s) => parseIp(s) !== undefined, 'must be an IP address');
-const cidrString = z.string().refine((s) => parseCidr(s) !== undefined, 'must be an address with a prefix, e.g. 10.1.0.5/24');
+const ipString = z.string().check(z.refine((s) => parseIp(s) !== undefined, 'must be an IP address'));
+const cidrString = z.string().check(z.refine((s) => parseCidr(s) !== undefined, 'must be an address with a prefix, e.g. 10.1.0.5/24'));
+const count = z.optional(z.number().check(z.int(), z.nonnegative()));
+const strings = z.optional(z.array(z.string()));
 
 export const DnsSchema = z.object({
-  nameservers: z.array(z.string()).optional(),
-  domain: z.string().optional(),
-  search: z.array(z.string()).optional(),
-  options: z.array(z.string()).optional(),
+  nameservers: strings,
+  domain: z.optional(z.string()),
+  search: strings,
+  options: strings,
 });
 
 export const InterfaceSchema = z.object({
   name: z.string(),
-  mac: z.string().optional(),
-  mtu: z.number().int().nonnegative().optional(),
-  sandbox: z.string().optional(),
-  socketPath: z.string().optional(),
-  pciID: z.string().optional(),
+  mac: z.optional(z.string()),
+  mtu: count,
+  sandbox: z.optional(z.string()),
+  socketPath: z.optional(z.string()),
+  pciID: z.optional(z.string()),
 });
 
 export const IpConfigSchema = z.object({
   address: cidrString,
-  gateway: ipString.optional(),
-  interface: z.number().int().nonnegative().optional(),
+  gateway: z.optional(ipString),
+  interface: count,
 });
 
 export const RouteSchema = z.object({
   dst: cidrString,
-  gw: ipString.optional(),
-  mtu: z.number().int().nonnegative().optional(),
-  advmss: z.number().int().nonnegative().optional(),
-  priority: z.number().int().nonnegative().optional(),
-  table: z.number().int().nonnegative().optional(),
-  scope: z.number().int().nonnegative().optional(),
+  gw: z.optional(ipString),
+  mtu: count,
+  advmss: count,
+  priority: count,
+  table: count,
+  scope: count,
 });
 
 /** A 0.3.0 … 1.1.0 result; `ips[].version` (0.3/0.4) is accepted and dropped. */
 export const ResultSchema = z.object({
-  cniVersion: z.string().optional(),
-  interfaces: z.array(InterfaceSchema).optional(),
-  ips: z.array(IpConfigSchema).optional(),
-  routes: z.array(RouteSchema).optional(),
-  dns: DnsSchema.optional(),
+  cniVersion: z.optional(z.string()),
+  interfaces: z.optional(z.array(InterfaceSchema)),
+  ips: z.optional(z.array(IpConfigSchema)),
+  routes: z.optional(z.array(RouteSchema)),
+  dns: z.optional(DnsSchema),
 });
 
 const LegacyIpSchema = z.object({
   ip: cidrString,
-  gateway: ipString.optional(),
-  routes: z.array(z.object({ dst: cidrString, gw: ipString.optional() })).optional(),
+  gateway: z.optional(ipString),
+  routes: z.optional(z.array(z.object({ dst: cidrString, gw: z.optional(ipString) }))),
 });
 
 /** A 0.1.0 / 0.2.0 result. */
 export const LegacyResultSchema = z.object({
-  cniVersion: z.string().optional(),
-  ip4: LegacyIpSchema.optional(),
-  ip6: LegacyIpSchema.optional(),
-  dns: DnsSchema.optional(),
+  cniVersion: z.optional(z.string()),
+  ip4: z.optional(LegacyIpSchema),
+  ip6: z.optional(LegacyIpSchema),
+  dns: z.optional(DnsSchema),
 });
 
 export type Dns = z.infer<typeof DnsSchema>;
@@ -154,7 +156,7 @@ export function parsePrevResult(raw: unknown, configVersion: CniVersion): Result
 }
 
 /** "ipam.ranges[0][0].subnet: must be …" lines from a zod error. */
-export function formatIssues(err: z.ZodError, root: string): string {
+export function formatIssues(err: z.core.$ZodError, root: string): string {
   return err.issues
     .map((i) => {
       const path = i.path.reduce<string>((acc, p) => (typeof p === 'number' ? `${acc}[${p}]` : `${acc}.${String(p)}`), root);

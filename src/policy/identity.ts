@@ -2,7 +2,7 @@
 // `io.nhi-cni/workload` (runtimeConfig) plus CNI-convention labels in
 // `args.cni.labels`. Everything policies select on is validated here with the
 // Kubernetes rules, so the evaluator and the compiler can trust it.
-import { z } from 'zod';
+import * as z from '../cni/zod.js';
 import { CniError, Code } from '../cni/errors.js';
 import type { Identity, Protocol } from './model.js';
 import { validateLabelKey, validateLabelValue, validateNamespace, validatePodName, validatePortName } from './names.js';
@@ -33,26 +33,26 @@ const Labels = z.record(z.string(), z.string());
 export const WorkloadPortSchema = z.object({
   // Unnamed container ports are accepted (Kubernetes allows them) but dropped:
   // policies reach a port only by number or by name.
-  name: z.string().optional(),
-  containerPort: z.number().int().min(1).max(65535),
-  protocol: z.enum(['TCP', 'UDP', 'SCTP']).default('TCP'),
+  name: z.optional(z.string()),
+  containerPort: z.number().check(z.int(), z.gte(1), z.lte(65535)),
+  protocol: z._default(z.enum(['TCP', 'UDP', 'SCTP']), 'TCP'),
 });
 
 export const WorkloadSchema = z.object({
   namespace: z.string(),
   name: z.string(),
-  labels: Labels.default({}),
-  namespaceLabels: Labels.default({}),
-  serviceAccount: z.string().optional(),
-  ports: z.array(WorkloadPortSchema).default([]),
+  labels: z._default(Labels, {}),
+  namespaceLabels: z._default(Labels, {}),
+  serviceAccount: z.optional(z.string()),
+  ports: z._default(z.array(WorkloadPortSchema), []),
 });
 
 /** CNI CONVENTIONS.md "args": `args.cni.labels` is a list of {key, value}. */
 export const ArgsLabelsSchema = z.array(z.object({ key: z.string(), value: z.string() }));
 
 const ConfigSchema = z.looseObject({
-  runtimeConfig: z.looseObject({ [WORKLOAD_CAPABILITY]: WorkloadSchema.optional() }).optional(),
-  args: z.looseObject({ cni: z.looseObject({ labels: ArgsLabelsSchema.optional() }).optional() }).optional(),
+  runtimeConfig: z.optional(z.looseObject({ [WORKLOAD_CAPABILITY]: z.optional(WorkloadSchema) })),
+  args: z.optional(z.looseObject({ cni: z.optional(z.looseObject({ labels: z.optional(ArgsLabelsSchema) })) })),
 });
 
 function invalid(msg: string, details = ''): CniError {

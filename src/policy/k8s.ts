@@ -8,7 +8,7 @@
 // Credentials (bearer tokens, keys) never appear in a message, a log line or
 // the JSON/inspect form of a Kubeconfig.
 import type { RequestOptions } from 'node:https';
-import { z } from 'zod';
+import * as z from '../cni/zod.js';
 import type { CniArgs } from '../cni/args.js';
 import { CniError, Code } from '../cni/errors.js';
 import { checkedPath } from '../cni/paths.js';
@@ -32,34 +32,26 @@ const MAX_BODY = 4 << 20;
 
 // ---------------------------------------------------------------- API reads
 
-const Labels = z.record(z.string(), z.string()).nullish();
+const Labels = z.nullish(z.record(z.string(), z.string()));
 
 const PodSchema = z.looseObject({
   metadata: z.looseObject({ name: z.string(), namespace: z.string(), labels: Labels }),
   spec: z.looseObject({
-    serviceAccountName: z.string().nullish(),
-    containers: z
-      .array(
-        z.looseObject({
-          ports: z
-            .array(
-              z.looseObject({
-                name: z.string().nullish(),
-                containerPort: z.number().int().min(1).max(65535),
-                protocol: z.enum(['TCP', 'UDP', 'SCTP']).nullish(),
-              }),
-            )
-            .nullish(),
-        }),
-      )
-      .nullish(),
+    serviceAccountName: z.nullish(z.string()),
+    containers: z.nullish(z.array(z.looseObject({
+      ports: z.nullish(z.array(z.looseObject({
+        name: z.nullish(z.string()),
+        containerPort: z.number().check(z.int(), z.gte(1), z.lte(65535)),
+        protocol: z.nullish(z.enum(['TCP', 'UDP', 'SCTP'])),
+      }))),
+    }))),
   }),
 });
 
 const NamespaceSchema = z.looseObject({ metadata: z.looseObject({ name: z.string(), labels: Labels }) });
 
 /** metav1.Status, for the API's own words on a refusal. */
-const StatusSchema = z.looseObject({ message: z.string().optional(), reason: z.string().optional() });
+const StatusSchema = z.looseObject({ message: z.optional(z.string()), reason: z.optional(z.string()) });
 
 interface Reply {
   status: number;
@@ -191,7 +183,7 @@ function replyError(kc: Kubeconfig, what: string, path: string, r: Reply): CniEr
   return new CniError(Code.InvalidConfig, `the Kubernetes API at ${kc.server} answered GET ${path} with HTTP ${r.status}`, details);
 }
 
-function decode<T extends z.ZodType>(kc: Kubeconfig, schema: T, what: string, r: Reply): z.output<T> {
+function decode<T extends z.ZodMiniType>(kc: Kubeconfig, schema: T, what: string, r: Reply): z.output<T> {
   let json: unknown;
   try {
     json = JSON.parse(r.body);
@@ -307,7 +299,7 @@ function identityOf(pod: z.output<typeof PodSchema>, namespaceLabels: Record<str
   }
 }
 
-const PolicySection = z.looseObject({ policy: z.looseObject({ kubeconfig: z.string().min(1).optional() }).optional() });
+const PolicySection = z.looseObject({ policy: z.optional(z.looseObject({ kubeconfig: z.optional(z.string().check(z.minLength(1))) })) });
 
 /**
  * The identity from the Kubernetes API, or undefined when the config has no

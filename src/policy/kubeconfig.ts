@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { inspect } from 'node:util';
 import { parse as parseYaml } from 'yaml';
-import { z } from 'zod';
+import * as z from '../cni/zod.js';
 import { CniError, Code } from '../cni/errors.js';
 import { redact, redactUrl } from '../cni/redact.js';
 import { formatIssues } from '../cni/result.js';
@@ -17,31 +17,32 @@ const tls = () => process.getBuiltinModule('node:tls') as typeof import('node:tl
 
 // ---------------------------------------------------------------- kubeconfig
 
-export const Str = z.string().min(1);
+export const Str = z.string().check(z.minLength(1));
+const OptStr = z.optional(Str);
 
 export const ClusterSchema = z.looseObject({
   server: Str,
-  'certificate-authority': Str.optional(),
-  'certificate-authority-data': Str.optional(),
-  'insecure-skip-tls-verify': z.boolean().optional(),
-  'tls-server-name': Str.optional(),
-  'proxy-url': z.string().optional(),
+  'certificate-authority': OptStr,
+  'certificate-authority-data': OptStr,
+  'insecure-skip-tls-verify': z.optional(z.boolean()),
+  'tls-server-name': OptStr,
+  'proxy-url': z.optional(z.string()),
 });
 
 export const UserSchema = z.looseObject({
-  token: Str.optional(),
-  tokenFile: Str.optional(),
-  'client-certificate': Str.optional(),
-  'client-certificate-data': Str.optional(),
-  'client-key': Str.optional(),
-  'client-key-data': Str.optional(),
+  token: OptStr,
+  tokenFile: OptStr,
+  'client-certificate': OptStr,
+  'client-certificate-data': OptStr,
+  'client-key': OptStr,
+  'client-key-data': OptStr,
 });
 
 export const KubeconfigSchema = z.looseObject({
-  'current-context': z.string().optional(),
-  clusters: z.array(z.looseObject({ name: Str, cluster: ClusterSchema })).default([]),
-  contexts: z.array(z.looseObject({ name: Str, context: z.looseObject({ cluster: Str, user: Str.optional() }) })).default([]),
-  users: z.array(z.looseObject({ name: Str, user: UserSchema.nullish() })).nullish(),
+  'current-context': z.optional(z.string()),
+  clusters: z._default(z.array(z.looseObject({ name: Str, cluster: ClusterSchema })), []),
+  contexts: z._default(z.array(z.looseObject({ name: Str, context: z.looseObject({ cluster: Str, user: OptStr }) })), []),
+  users: z.nullish(z.array(z.looseObject({ name: Str, user: z.nullish(UserSchema) }))),
 });
 
 /** A loaded kubeconfig: the current context's cluster and user, files read and checked. */

@@ -9,7 +9,7 @@
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseAllDocuments } from 'yaml';
-import { z } from 'zod';
+import * as z from '../cni/zod.js';
 import type { Policy, Selector } from './model.js';
 import { validateNamespace, validatePodName } from './names.js';
 import { check, describe, Doc, isMap, labelSelector, type L7Mode, type ParseOptions, PolicyError, shown } from './parse/common.js';

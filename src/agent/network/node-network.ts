@@ -4,7 +4,7 @@
 // only the difference, in one `ip -batch`, one `bridge -batch` and one
 // `wg set` at most. Calls are serialised; a failed command is reported and
 // retried by the next reconcile, which starts again from what the kernel holds.
-import { z } from 'zod';
+import * as z from '../../cni/zod.js';
 import { absolutePathProblem } from '../../cni/paths.js';
 import { formatIp, parseIp } from '../../net/ip.js';
 import { run } from '../../sys/exec.js';
@@ -18,17 +18,18 @@ import { loadOrCreateKey } from './wireguard-key.js';
 
 export const DEFAULT_WIREGUARD_PORT = 51871;
 
+const port = z.number().check(z.int(), z.gte(1), z.lte(65535));
 const Options = z.object({
   self: z.string(),
   overlay: z.enum(['vxlan', 'routes', 'none']),
-  nodeIP: z.string().optional(),
-  vxlanPort: z.number().int().min(1).max(65535),
-  vni: z.number().int().min(1).max(0xffffff),
-  mtu: z.number().int().min(1280).max(65535).optional(),
+  nodeIP: z.optional(z.string()),
+  vxlanPort: port,
+  vni: z.number().check(z.int(), z.gte(1), z.lte(0xffffff)),
+  mtu: z.optional(z.number().check(z.int(), z.gte(1280), z.lte(65535))),
   encryption: z.enum(['none', 'wireguard']),
-  wireguardPort: z.number().int().min(1).max(65535).optional(),
+  wireguardPort: z.optional(port),
   stateDir: z.string(),
-  exec: z.function().optional(),
+  exec: z.optional(z.function()),
 });
 
 export class NodeNetworkError extends Error {}

@@ -1,7 +1,7 @@
 // The host-local IPAM configuration (the reference host-local's keys, checked the
 // way it checks them, with the same messages) turned into ranges of parsed
 // addresses. Pure: nothing here reads the disk.
-import { z } from 'zod';
+import * as z from '../../cni/zod.js';
 import { CniError, Code } from '../../cni/errors.js';
 import { checkedPath } from '../../cni/paths.js';
 import { formatIssues, type Route } from '../../cni/result.js';
@@ -13,33 +13,32 @@ import {
 
 export const DEFAULT_DATA_DIR = '/var/lib/cni/networks';
 
+const str = z.optional(z.string());
 const RangeInput = z.object({
   subnet: z.string(),
-  rangeStart: z.string().optional(),
-  rangeEnd: z.string().optional(),
-  gateway: z.string().optional(),
+  rangeStart: str,
+  rangeEnd: str,
+  gateway: str,
 });
 const RangeSetInput = z.array(RangeInput);
 
 const IpamInput = z.object({
-  type: z.string().optional(),
-  subnet: z.string().optional(),
-  rangeStart: z.string().optional(),
-  rangeEnd: z.string().optional(),
-  gateway: z.string().optional(),
-  ranges: z.array(RangeSetInput).optional(),
-  routes: z.array(z.object({ dst: z.string(), gw: z.string().optional() })).optional(),
-  dataDir: z.string().optional(),
-  resolvConf: z.string().optional(),
+  type: str,
+  subnet: str,
+  rangeStart: str,
+  rangeEnd: str,
+  gateway: str,
+  ranges: z.optional(z.array(RangeSetInput)),
+  routes: z.optional(z.array(z.object({ dst: z.string(), gw: str }))),
+  dataDir: str,
+  resolvConf: str,
 });
 
 /** The keys of a plugin config that host-local IPAM reads. */
 export const IpamNetInput = z.object({
-  ipam: IpamInput.optional(),
-  runtimeConfig: z
-    .object({ ipRanges: z.array(RangeSetInput).optional(), ips: z.array(z.string()).optional() })
-    .optional(),
-  args: z.object({ cni: z.object({ ips: z.array(z.string()).optional() }).optional() }).optional(),
+  ipam: z.optional(IpamInput),
+  runtimeConfig: z.optional(z.object({ ipRanges: z.optional(z.array(RangeSetInput)), ips: z.optional(z.array(z.string())) })),
+  args: z.optional(z.object({ cni: z.optional(z.object({ ips: z.optional(z.array(z.string())) })) })),
 });
 
 export interface Range {

@@ -4,7 +4,7 @@
 import { createHash } from 'node:crypto';
 import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { z } from 'zod';
+import * as z from '../../cni/zod.js';
 import { CniError, Code } from '../../cni/errors.js';
 import { checkedPath } from '../../cni/paths.js';
 import { formatIssues } from '../../cni/result.js';
@@ -14,15 +14,15 @@ import type { Policy } from '../model.js';
 import { loadPolicyDir, parseManifestObjects } from '../parse.js';
 
 export const PolicyConfigInput = z.strictObject({
-  dir: z.string().optional(),
-  manifests: z.array(z.unknown()).optional(),
-  audit: z.boolean().optional(),
-  auditNamespaces: z.array(z.string()).optional(),
-  auditPolicies: z.array(z.string()).optional(),
+  dir: z.optional(z.string()),
+  manifests: z.optional(z.array(z.unknown())),
+  audit: z.optional(z.boolean()),
+  auditNamespaces: z.optional(z.array(z.string())),
+  auditPolicies: z.optional(z.array(z.string())),
   /** A kubeconfig to fetch identities from the Kubernetes API (src/policy/k8s.ts reads it). */
-  kubeconfig: z.string().optional(),
+  kubeconfig: z.optional(z.string()),
   /** The node agent's socket (`nhi-cni agent` writes it into the conflist): identities and policies come from it. */
-  agentSocket: z.string().optional(),
+  agentSocket: z.optional(z.string()),
 });
 
 export interface PolicyConfig {

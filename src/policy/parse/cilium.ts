@@ -2,7 +2,7 @@
 // rules (toPorts[].rules.http) when the caller's L7 proxy enforces them
 // (Doc.l7 'proxy'). Whatever cannot be enforced exactly (other L7 rules,
 // FQDNs, entities, ...) is refused with the field named. Pure.
-import { z } from 'zod';
+import * as z from '../../cni/zod.js';
 import type { HttpHeaderRule, HttpRule, Peer, Policy, PortRule, Protocol, Rule } from '../model.js';
 import { check, cidrPeer, describe, dig, Doc, formatPath, isEmpty, isMap, type KeyMap, LabelSelector, labelSelector, type LabelSelectorIn, metadata, type Path, portName, portNumber } from './common.js';
 import { quote } from '../names.js';
@@ -54,44 +54,44 @@ const L7_PROXY_REFUSED: Record<string, string> = {
 
 // ---- CiliumNetworkPolicy (cilium.io/v2) ----
 
-export const CnpPort = z.strictObject({ port: z.unknown().optional(), endPort: z.unknown().optional(), protocol: z.unknown().optional() });
+export const CnpPort = z.strictObject({ port: z.optional(z.unknown()), endPort: z.optional(z.unknown()), protocol: z.optional(z.unknown()) });
 export const CnpHttp = z.strictObject({
-  method: z.string().nullish(),
-  path: z.string().nullish(),
-  host: z.string().nullish(),
-  headers: z.array(z.string()).nullish(),
+  method: z.nullish(z.string()),
+  path: z.nullish(z.string()),
+  host: z.nullish(z.string()),
+  headers: z.nullish(z.array(z.string())),
 });
-export const CnpL7Rules = z.strictObject({ http: z.array(CnpHttp).nullish() });
-export const CnpCidrSet = z.strictObject({ cidr: z.string(), except: z.array(z.string()).nullish() });
+export const CnpL7Rules = z.strictObject({ http: z.nullish(z.array(CnpHttp)) });
+export const CnpCidrSet = z.strictObject({ cidr: z.string(), except: z.nullish(z.array(z.string())) });
 
 /** The spec schema: without L7 (`rules` an unknown, refused key) or with `rules.http` on allow rules. */
 function specSchema(l7: boolean) {
   const portRule = l7
-    ? z.strictObject({ ports: z.array(CnpPort).nullish(), rules: CnpL7Rules.nullish() })
-    : z.strictObject({ ports: z.array(CnpPort).nullish() });
-  const l4PortRule = z.strictObject({ ports: z.array(CnpPort).nullish() });
+    ? z.strictObject({ ports: z.nullish(z.array(CnpPort)), rules: z.nullish(CnpL7Rules) })
+    : z.strictObject({ ports: z.nullish(z.array(CnpPort)) });
+  const l4PortRule = z.strictObject({ ports: z.nullish(z.array(CnpPort)) });
   const ingress = (pr: typeof l4PortRule) => z.strictObject({
-    fromEndpoints: z.array(LabelSelector).nullish(),
-    fromCIDR: z.array(z.string()).nullish(),
-    fromCIDRSet: z.array(CnpCidrSet).nullish(),
-    toPorts: z.array(pr).nullish(),
+    fromEndpoints: z.nullish(z.array(LabelSelector)),
+    fromCIDR: z.nullish(z.array(z.string())),
+    fromCIDRSet: z.nullish(z.array(CnpCidrSet)),
+    toPorts: z.nullish(z.array(pr)),
   });
   const egress = (pr: typeof l4PortRule) => z.strictObject({
-    toEndpoints: z.array(LabelSelector).nullish(),
-    toCIDR: z.array(z.string()).nullish(),
-    toCIDRSet: z.array(CnpCidrSet).nullish(),
-    toPorts: z.array(pr).nullish(),
+    toEndpoints: z.nullish(z.array(LabelSelector)),
+    toCIDR: z.nullish(z.array(z.string())),
+    toCIDRSet: z.nullish(z.array(CnpCidrSet)),
+    toPorts: z.nullish(z.array(pr)),
   });
   return z.strictObject({
     endpointSelector: LabelSelector,
-    ingress: z.array(ingress(portRule as typeof l4PortRule)).nullish(),
+    ingress: z.nullish(z.array(ingress(portRule as typeof l4PortRule))),
     // Deny rules never carry L7 (nor does Cilium allow it).
-    ingressDeny: z.array(ingress(l4PortRule)).nullish(),
-    egress: z.array(egress(portRule as typeof l4PortRule)).nullish(),
-    egressDeny: z.array(egress(l4PortRule)).nullish(),
-    enableDefaultDeny: z.strictObject({ ingress: z.boolean().nullish(), egress: z.boolean().nullish() }).nullish(),
-    labels: z.unknown().optional(),
-    description: z.unknown().optional(),
+    ingressDeny: z.nullish(z.array(ingress(l4PortRule))),
+    egress: z.nullish(z.array(egress(portRule as typeof l4PortRule))),
+    egressDeny: z.nullish(z.array(egress(l4PortRule))),
+    enableDefaultDeny: z.nullish(z.strictObject({ ingress: z.nullish(z.boolean()), egress: z.nullish(z.boolean()) })),
+    labels: z.optional(z.unknown()),
+    description: z.optional(z.unknown()),
   });
 }
 

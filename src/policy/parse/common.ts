@@ -2,7 +2,7 @@
 // (PolicyError, Doc, formatPath), zod plumbing that turns issues into those
 // errors, label selectors as the API server validates them, CIDRs, ports and
 // object metadata. Pure.
-import { z } from 'zod';
+import * as z from '../../cni/zod.js';
 import { CniError, Code } from '../../cni/errors.js';
 import { contains, formatCidr, networkOf, parseCidr, parseIp, type Cidr } from '../../net/ip.js';
 import type { Peer, Selector, SelectorRequirement } from '../model.js';
@@ -126,7 +126,7 @@ export function dig(v: unknown, path: Path): unknown {
 }
 
 /** Parses with zod; the first refusal (unknown key) wins over other issues. */
-export function check<T>(schema: z.ZodType<T>, value: unknown, doc: Doc, path: Path, refused: Record<string, string> = {}): T {
+export function check<T>(schema: z.ZodMiniType<T>, value: unknown, doc: Doc, path: Path, refused: Record<string, string> = {}): T {
   const r = schema.safeParse(value, { error: errorMap });
   if (r.success) return r.data;
   const issues = r.error.issues;
@@ -148,12 +148,12 @@ export function check<T>(schema: z.ZodType<T>, value: unknown, doc: Doc, path: P
 export const Requirement = z.strictObject({
   key: z.string(),
   operator: z.enum(['In', 'NotIn', 'Exists', 'DoesNotExist']),
-  values: z.array(z.string()).nullish(),
+  values: z.nullish(z.array(z.string())),
 });
 export const LabelSelector = z.strictObject({
   // Checked by hand: a zod record drops a "__proto__" key, which would widen the selector.
-  matchLabels: z.unknown().optional(),
-  matchExpressions: z.array(Requirement).nullish(),
+  matchLabels: z.optional(z.unknown()),
+  matchExpressions: z.nullish(z.array(Requirement)),
 });
 export type LabelSelectorIn = z.infer<typeof LabelSelector>;
 
@@ -248,7 +248,7 @@ export function portName(v: string, doc: Doc, path: Path): string {
 
 // ---- metadata ----
 
-export const Meta = z.object({ name: z.string(), namespace: z.string().nullish() });
+export const Meta = z.object({ name: z.string(), namespace: z.nullish(z.string()) });
 
 export function metadata(obj: Record<string, unknown>, doc: Doc): { namespace: string; name: string } {
   const raw = obj.metadata;

@@ -1,28 +1,28 @@
 // Kubernetes NetworkPolicy (networking.k8s.io/v1) -> the policy model, with
 // the API server's validation and defaulting. Pure.
-import { z } from 'zod';
+import * as z from '../../cni/zod.js';
 import type { Peer, Policy, PortRule, Rule } from '../model.js';
 import { check, cidrPeer, Doc, LabelSelector, labelSelector, metadata, type Path, portName, portNumber } from './common.js';
 
 // ---- NetworkPolicy (networking.k8s.io/v1) ----
 
 export const NpPort = z.strictObject({
-  protocol: z.enum(['TCP', 'UDP', 'SCTP']).nullish(),
-  port: z.unknown().optional(),
-  endPort: z.unknown().optional(),
+  protocol: z.nullish(z.enum(['TCP', 'UDP', 'SCTP'])),
+  port: z.optional(z.unknown()),
+  endPort: z.optional(z.unknown()),
 });
 export const NpPeer = z.strictObject({
-  podSelector: LabelSelector.nullish(),
-  namespaceSelector: LabelSelector.nullish(),
-  ipBlock: z.strictObject({ cidr: z.string(), except: z.array(z.string()).nullish() }).nullish(),
+  podSelector: z.nullish(LabelSelector),
+  namespaceSelector: z.nullish(LabelSelector),
+  ipBlock: z.nullish(z.strictObject({ cidr: z.string(), except: z.nullish(z.array(z.string())) })),
 });
-export const NpIngress = z.strictObject({ from: z.array(NpPeer).nullish(), ports: z.array(NpPort).nullish() });
-export const NpEgress = z.strictObject({ to: z.array(NpPeer).nullish(), ports: z.array(NpPort).nullish() });
+export const NpIngress = z.strictObject({ from: z.nullish(z.array(NpPeer)), ports: z.nullish(z.array(NpPort)) });
+export const NpEgress = z.strictObject({ to: z.nullish(z.array(NpPeer)), ports: z.nullish(z.array(NpPort)) });
 export const NpSpec = z.strictObject({
   podSelector: LabelSelector,
-  policyTypes: z.array(z.enum(['Ingress', 'Egress'])).nullish(),
-  ingress: z.array(NpIngress).nullish(),
-  egress: z.array(NpEgress).nullish(),
+  policyTypes: z.nullish(z.array(z.enum(['Ingress', 'Egress']))),
+  ingress: z.nullish(z.array(NpIngress)),
+  egress: z.nullish(z.array(NpEgress)),
 });
 
 export function npPeer(p: z.infer<typeof NpPeer>, doc: Doc, path: Path): Peer {
