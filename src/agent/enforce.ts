@@ -12,10 +12,10 @@ import { CoreV1Api, PatchStrategy, setHeaderOptions, type KubeConfig } from '@ku
 import { L7Controller, type EgressRedirectTarget } from '../l7/controller.js';
 import { ensureDivertRouting } from '../l7/redirect.js';
 import { L7Proxy, type DenyRecord } from '../l7/proxy.js';
-import { l7Targets, type EgressTarget } from '../l7/targets.js';
+import { l7Targets, serviceEgressTargets, type EgressTarget } from '../l7/targets.js';
 import { gatewayOf } from '../chain/bridge.js';
 import { contains, formatIp, parseCidr, parseIp } from '../net/ip.js';
-import { L7_EGRESS_REDIRECTED, L7_REDIRECTED, l7RedirectedSetType, POLICY_TABLE } from '../policy/compile/index.js';
+import { L7_EGRESS_REDIRECTED, L7_REDIRECTED, L7_SERVICE_EGRESS, l7RedirectedSetType, l7ServiceEgressSetType, POLICY_TABLE } from '../policy/compile/index.js';
 import { RECLAIM_GRACE_MS, releaseLeaked, scan } from '../chain/reclaim.js';
 import { NO_AUDIT, podKey, PolicyEngine, type Pods, type RemotePeer } from '../policy/engine/index.js';
 import { bootId } from '../sys/sysfs.js';
@@ -193,6 +193,7 @@ export class EnforcingSink implements ClusterSink {
     const targets = all.ingress;
     const egress = egressPorts(all.egress, view.pods);
     if (targets.length === 0 && egress.length === 0 && !this.l7) return;
+    const viaService = egress.length === 0 ? [] : serviceEgressTargets(policies, egress, view.pods.flatMap((p) => p.ips.map((ip) => ({ ip, identity: p.identity }))));
     if (!this.l7) {
       // The bridge's address in each pod CIDR (host-local's default gateway), where the node serves its pods.
       const gateways = (view.node?.podCIDRs ?? []).map((address) => formatIp(gatewayOf({ address }).ip));
@@ -215,7 +216,7 @@ export class EnforcingSink implements ClusterSink {
       const nodeIps = { 4: gateways.find((g) => !g.includes(':')), 6: gateways.find((g) => g.includes(':')) };
       this.l7 = { proxy, controller: new L7Controller({ proxy, nft: this.nft, nodeIps, listenPorts: L7_LISTEN_PORTS, serviceListeners: true, divertRouting: this.deps.divertRouting ?? ((f) => ensureDivertRouting(f)) }) };
     }
-    await this.l7.controller.sync(targets, egress);
+    await this.l7.controller.sync(targets, egress, viaService);
     const tx = new NftTransaction('inet', POLICY_TABLE);
     for (const f of [4, 6] as const) {
       for (const [name, list] of [[L7_REDIRECTED[f], targets], [L7_EGRESS_REDIRECTED[f], egress]] as const) {
@@ -224,11 +225,15 @@ export class EnforcingSink implements ClusterSink {
         const elem = list.filter((t) => t.ip.includes(':') === (f === 6)).map((t) => ({ concat: [t.ip, t.port] }));
         if (elem.length) tx.push({ add: { element: { ...set, elem } } });
       }
+      const set = { family: 'inet', table: POLICY_TABLE, name: L7_SERVICE_EGRESS[f] };
+      tx.push({ add: { set: { ...set, type: l7ServiceEgressSetType(f) } } }, { flush: { set } });
+      const elem = viaService.filter((t) => t.ip.includes(':') === (f === 6)).map((t) => ({ concat: [t.src, t.ip, t.port] }));
+      if (elem.length) tx.push({ add: { element: { ...set, elem } } });
     }
     const r = await this.nft.run(tx);
     if (r.exitCode !== 0) throw new Error(`L7: the served ports were not applied to the policy table: ${r.stderr.trim()}`);
     if (targets.length || egress.length) {
-      this.log.info({ targets: targets.map((t) => `${t.ip}:${t.port}`), egress: egress.map((t) => `from ${t.ip} to port ${t.port}`) }, 'L7 proxy serving');
+      this.log.info({ targets: targets.map((t) => `${t.ip}:${t.port}`), egress: egress.map((t) => `from ${t.ip} to port ${t.port}`), viaService: viaService.length }, 'L7 proxy serving');
     }
   }
 

@@ -20,7 +20,7 @@ import { createHash } from 'node:crypto';
 import type { NftRunner } from '../sys/nft.js';
 import type { Destination, L7Proxy, OriginalDestination } from './proxy.js';
 import { redirectTransaction, type Redirect } from './redirect.js';
-import type { IngressTarget } from './targets.js';
+import type { IngressTarget, ServiceEgressTarget } from './targets.js';
 
 /** Connections from `ip` (a pod of this node) to TCP `port` of any destination go to the proxy. */
 export interface EgressRedirectTarget {
@@ -62,7 +62,8 @@ const key = (d: Served) => ('original' in d ? `original|${d.original}` : `${d.ip
 
 export class L7Controller {
   /** Destination -> where its listener listens. */
-  private readonly listening = new Map<string, { dest: Served; port: number; host: string }>();
+  /** 'service': only on the pod's own address, for the Service path of egress rules (no node address, no DNAT to it). */
+  private readonly listening = new Map<string, { dest: Served; port: number; host: string; kind: 'ingress' | 'egress' | 'service' }>();
   private applied: Redirect[] = [];
   private readonly routed = new Set<4 | 6>();
 
@@ -96,19 +97,36 @@ export class L7Controller {
     throw new Error(`no free listener port in ${range.from}-${range.to} for ${key(dest)}`);
   }
 
-  async sync(targets: IngressTarget[], egress: EgressRedirectTarget[] = []): Promise<Redirect[]> {
-    const want = new Map<string, Served>();
-    for (const t of targets) want.set(key({ ip: t.ip, port: t.port }), { ip: t.ip, port: t.port });
-    for (const t of egress) want.set(key({ original: fam(t.ip) }), { original: fam(t.ip) });
+  async sync(targets: IngressTarget[], egress: EgressRedirectTarget[] = [], viaService: ServiceEgressTarget[] = []): Promise<Redirect[]> {
+    const want = new Map<string, { dest: Served; kind: 'ingress' | 'egress' | 'service' }>();
+    for (const t of targets) want.set(key({ ip: t.ip, port: t.port }), { dest: { ip: t.ip, port: t.port }, kind: 'ingress' });
+    for (const t of egress) want.set(key({ original: fam(t.ip) }), { dest: { original: fam(t.ip) }, kind: 'egress' });
+    // The Service path of egress rules needs listeners on pod addresses (transparent sockets).
+    const service = this.opts.serviceListeners ? viaService : [];
+    for (const t of service) {
+      const k = key({ ip: t.ip, port: t.port });
+      if (!want.has(k)) want.set(k, { dest: { ip: t.ip, port: t.port }, kind: 'service' });
+    }
     // 1. listeners first: a redirect to a port nobody listens on would refuse, not open,
     // but a target must not be redirected before it can be served either.
-    for (const [k, dest] of want) {
-      if (this.listening.has(k)) continue;
-      const f = 'original' in dest ? dest.original : fam(dest.ip);
+    for (const [k, w] of want) {
+      const had = this.listening.get(k);
+      if (had?.kind === w.kind) continue;
+      if (had) {
+        // A pod port that only the Service path of egress rules served is now an ingress target (or back): opened anew.
+        this.listening.delete(k);
+        await this.opts.proxy.close(had.dest);
+      }
+      if (w.kind === 'service' && !('original' in w.dest)) {
+        await this.opts.proxy.listen(w.dest, null, { transparent: true });
+        this.listening.set(k, { dest: w.dest, host: w.dest.ip, port: w.dest.port, kind: 'service' });
+        continue;
+      }
+      const f = 'original' in w.dest ? w.dest.original : fam(w.dest.ip);
       const host = this.opts.nodeIps[f];
       if (!host) throw new Error(`no node address of IPv${f} to listen on for ${k.replace('original|', 'redirected connections of IPv')}`);
-      const at = await this.listen(dest, host);
-      this.listening.set(k, { dest, host, port: at.port });
+      const at = await this.listen(w.dest, host);
+      this.listening.set(k, { dest: w.dest, host, port: at.port, kind: w.kind });
     }
     // 2. the redirect for exactly the wanted targets, all or nothing; a
     // connection both would take goes to the destination's listener (the
@@ -134,7 +152,7 @@ export class L7Controller {
       await this.opts.divertRouting(f);
       this.routed.add(f);
     }
-    const r = await this.opts.nft.run(redirectTransaction(redirects, { divert: redirects.length > 0 }));
+    const r = await this.opts.nft.run(redirectTransaction(redirects, { divert: redirects.length > 0, viaService: service }));
     if (r.exitCode !== 0) throw new Error(`L7 redirect not applied: ${r.stderr.trim() || `nft exit status ${r.exitCode}`}`);
     this.applied = redirects;
     // 3. only now close what the kernel no longer sends anywhere.

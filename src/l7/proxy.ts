@@ -211,36 +211,35 @@ export class L7Proxy {
    * port) to dest, or with `{ original }` each to the destination it had
    * before the redirect; resolves to the address bound.
    */
-  async listen(dest: Destination | OriginalDestination, bind: { host: string; port: number }, o: { transparent?: boolean } = {}): Promise<{ host: string; port: number }> {
+  async listen(dest: Destination | OriginalDestination, bind: { host: string; port: number } | null, o: { transparent?: boolean } = {}): Promise<{ host: string; port: number }> {
     const key = listenerKey(dest);
     if (this.listeners.has(key)) throw new Error(`already proxying ${'original' in dest ? `redirected IPv${dest.original} connections` : `${dest.ip}:${dest.port}`}`);
     const l: Listener = {
       ...('original' in dest ? { family: dest.original } : { dest: { ip: dest.ip, port: dest.port }, family: dest.ip.includes(':') ? 6 as const : 4 as const }),
       servers: [], upstream: new Agent({ keepAlive: true, maxSockets: 256 }), sourced: new Map(), sockets: new Set(),
     };
-    const server = this.server(l);
-    await listening(server, (done) => server.listen(bind.port, bind.host, done));
-    // The Service path: connections a Service DNATed to the pod, which the
-    // node delivers locally (L7_DIVERT's mark) to the pod's own address.
-    if (o.transparent && l.dest) {
-      const fd = (() => {
-        try {
-          return transparentListenFd(l.dest.ip, l.dest.port);
-        } catch (e) {
-          server.close();
-          throw e;
-        }
-      })();
-      const second = this.server(l);
-      try {
-        await listening(second, (done) => second.listen({ fd }, done));
-      } catch (e) {
-        server.close();
-        throw e;
+    if (!bind && !(o.transparent && l.dest)) throw new Error('a listener needs a node address to bind, or a pod address (transparent)');
+    const started: Server[] = [];
+    try {
+      if (bind) {
+        const server = this.server(l);
+        await listening(server, (done) => server.listen(bind.port, bind.host, done));
+        started.push(server);
       }
+      // The Service path: connections a Service DNATed to the pod, which the
+      // node delivers locally (L7_DIVERT's mark) to the pod's own address.
+      if (o.transparent && l.dest) {
+        const fd = transparentListenFd(l.dest.ip, l.dest.port);
+        const server = this.server(l);
+        await listening(server, (done) => server.listen({ fd }, done));
+        started.push(server);
+      }
+    } catch (e) {
+      for (const srv of started) srv.close();
+      throw e;
     }
     this.listeners.set(key, l);
-    const a = server.address();
+    const a = started[0]!.address();
     if (a === null || typeof a === 'string') throw new Error('listener has no address');
     return { host: a.address, port: a.port };
   }

@@ -69,7 +69,7 @@ function redirectRule(r: Redirect): Expr[] {
  * applied (all or nothing), in their order: the first rule a connection
  * matches takes it. An empty list leaves the table with no rule.
  */
-export function redirectTransaction(redirects: Redirect[], o: { divert?: boolean } = {}): NftTransaction {
+export function redirectTransaction(redirects: Redirect[], o: { divert?: boolean; viaService?: { src: string; ip: string; port: number }[] } = {}): NftTransaction {
   const t = new NftTransaction('inet', L7_TABLE);
   // After kube-proxy's DNAT (dstnat, -100): a connection to a Service address is
   // DNATed by it first, never by this chain (the first DNAT of a connection wins).
@@ -81,7 +81,11 @@ export function redirectTransaction(redirects: Redirect[], o: { divert?: boolean
   const mark = { mangle: { key: { meta: { key: 'mark' } }, value: { '|': [{ meta: { key: 'mark' } }, L7_DIVERT.mark] } } };
   if (o.divert) {
     // Replies to the proxy's transparent upstream sockets (src/sys/transparent.ts).
+    // Reply direction only: `socket` also finds the proxy's transparent
+    // LISTENING sockets on pod addresses, and a new connection to such an
+    // address (from another node, say) must keep its own path.
     t.add(rule('divert',
+      { match: { op: '==', left: { ct: { key: 'direction' } }, right: 'reply' } },
       { match: { op: '==', left: { meta: { key: 'l4proto' } }, right: 'tcp' } },
       { match: { op: '==', left: { socket: { key: 'transparent' } }, right: 1 } },
       mark));
@@ -96,6 +100,18 @@ export function redirectTransaction(redirects: Redirect[], o: { divert?: boolean
         { match: { op: 'in', left: { ct: { key: 'status' } }, right: 'dnat' } },
         { match: { op: '==', left: { payload: { protocol: proto, field: 'daddr' } }, right: r.podIp } },
         { match: { op: '==', left: { payload: { protocol: 'tcp', field: 'dport' } }, right: r.port } },
+        { counter: null },
+        mark));
+    }
+    // The Service path of egress rules: a connection of `src` that a Service DNATed to
+    // `ip`:`port`, to the proxy listening on that pod's address for it.
+    for (const v of o.viaService ?? []) {
+      const proto = v6(v.src) ? 'ip6' : 'ip';
+      t.add(rule('divert',
+        { match: { op: 'in', left: { ct: { key: 'status' } }, right: 'dnat' } },
+        { match: { op: '==', left: { payload: { protocol: proto, field: 'saddr' } }, right: v.src } },
+        { match: { op: '==', left: { payload: { protocol: proto, field: 'daddr' } }, right: v.ip } },
+        { match: { op: '==', left: { payload: { protocol: 'tcp', field: 'dport' } }, right: v.port } },
         { counter: null },
         mark));
     }

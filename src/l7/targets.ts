@@ -4,7 +4,8 @@
 // takes those connections there (docs/l7.md). Everything else keeps the
 // kernel-only path.
 import type { LocalPod } from '../policy/compile/types.js';
-import { policyId, type Policy } from '../policy/model.js';
+import { evaluate, type Endpoint } from '../policy/evaluate.js';
+import { policyId, type Identity, type Policy } from '../policy/model.js';
 import { selects } from '../policy/selector.js';
 
 /** Connections to `ip`:`port` (TCP) of a pod of this node, which an ingress HTTP rule covers. */
@@ -76,4 +77,38 @@ export function l7Targets(policies: Policy[], pods: LocalPod[]): { ingress: Ingr
   const sorted = <T extends { pod: string; ip: string; port: number | string; policies: string[] }>(m: Map<string, T>) =>
     [...m.values()].map((t) => ({ ...t, policies: [...t.policies].sort() })).sort(order);
   return { ingress: sorted(ingress), egress: sorted(egress) };
+}
+
+/** A pod of this node (`src`) whose own egress HTTP rules may allow requests to `ip`:`port`, a pod anywhere. */
+export interface ServiceEgressTarget {
+  src: string;
+  ip: string;
+  port: number;
+}
+
+/**
+ * The Service path of egress HTTP rules: a connection of `src` to a Service
+ * address is DNATed by kube-proxy before any redirect of ours can take it,
+ * and then has only its backend's address. For each egress target (a local
+ * pod and a port its own HTTP rules cover), the pods some HTTP clause could
+ * allow it to reach on that port, and which its L3/L4 rules alone do not
+ * (those keep the kernel path): the proxy listens on their addresses for it.
+ * Sorted; `pods` are every pod of the cluster with its identity.
+ */
+export function serviceEgressTargets(policies: Policy[], egress: { ip: string; port: number }[], pods: { ip: string; identity?: Identity }[]): ServiceEgressTarget[] {
+  const identity = new Map(pods.map((p) => [p.ip, p.identity] as const));
+  const out = new Map<string, ServiceEgressTarget>();
+  for (const e of egress) {
+    const srcId = identity.get(e.ip);
+    if (!srcId) continue;
+    const src: Endpoint = { ip: e.ip, identity: srcId };
+    for (const p of pods) {
+      if (!p.identity || p.ip === e.ip || p.ip.includes(':') !== e.ip.includes(':')) continue;
+      const dst: Endpoint = { ip: p.ip, identity: p.identity };
+      if (evaluate(policies, src, dst, e.port, 'TCP').allowed) continue;
+      if (!evaluate(policies, src, dst, e.port, 'TCP', { http: () => true }).allowed) continue;
+      out.set(`${e.ip}|${p.ip}|${e.port}`, { src: e.ip, ip: p.ip, port: e.port });
+    }
+  }
+  return [...out.values()].sort((a, b) => a.src.localeCompare(b.src) || a.ip.localeCompare(b.ip) || a.port - b.port);
 }

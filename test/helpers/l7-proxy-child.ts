@@ -4,7 +4,8 @@
 // ({ ip: Identity }), dest ({ ip, port }, or { original: 4 } for an egress
 // listener that reads each connection's SO_ORIGINAL_DST), transparentTo
 // (destinations reached from the requesting pod's own address), transparent
-// (also listen on dest's own address: the Service path), bind ({ host, port }, default
+// (also listen on dest's own address: the Service path), onPodAddress
+// (listeners on those pod addresses only: the Service path of egress), bind ({ host, port }, default
 // 127.0.0.1 and any port) }. Prints { port } once listening; deny lines go to
 // stderr as JSON. Run with --expose-gc: on SIGUSR2 it collects garbage and
 // prints { retained } (heap used + array buffers, bytes), what it still holds.
@@ -14,7 +15,7 @@ import { parseManifestText } from '../../src/policy/parse.js';
 
 const cfg = JSON.parse(process.argv[2]!) as {
   policies: string; identities: Record<string, Identity>; dest: { ip: string; port: number } | { original: 4 | 6 }; bind?: { host: string; port: number };
-  transparentTo?: string[]; connectTimeoutMs?: number; transparent?: boolean;
+  transparentTo?: string[]; connectTimeoutMs?: number; transparent?: boolean; onPodAddress?: { ip: string; port: number }[];
 };
 const policies = parseManifestText(cfg.policies, 'child.yaml', { l7: 'proxy' });
 const proxy = new L7Proxy({
@@ -25,6 +26,8 @@ const proxy = new L7Proxy({
   ...(cfg.connectTimeoutMs ? { connectTimeoutMs: cfg.connectTimeoutMs } : {}),
 });
 const { port } = await proxy.listen(cfg.dest, cfg.bind ?? { host: '127.0.0.1', port: 0 }, { transparent: cfg.transparent === true });
+// Listeners on pod addresses only (the Service path of egress rules).
+for (const d of cfg.onPodAddress ?? []) await proxy.listen(d, null, { transparent: true });
 process.stdout.write(`${JSON.stringify({ port })}\n`);
 // Twice, a moment apart: V8 frees buffers' backing stores on a background
 // thread after the collection, which a loaded machine runs late.

@@ -405,6 +405,17 @@ describe('cluster mode: two nodes, an agent on each, policies from the API', () 
       expect((await httpAsk(other!, db!.ip, [['GET', '/data']]))[0]![0]).toBe('error');
       const egressMetrics = await new Promise<string>((resolve) => execFile('curl', ['-s', '--unix-socket', join(client!.node.stateDir, 'agent.sock'), 'http://agent/metrics'], { encoding: 'utf8' }, (_e, o) => resolve(o)));
       expect(egressMetrics).toMatch(/nhi_l7_requests_total\{policy="shop\/api-egress",rule="spec\.egress\[0\]\.toPorts\[0\]\.rules\.http\[0\]",verdict="allowed"\} [1-9]/);
+      // Through a Service address DNATed on api-1's node: the agent listens on db-1's address there for api-1.
+      const again = run(['netns', 'exec', client!.node.ns.name, 'nft', '-j', '-f', kube]);
+      expect(again.status, again.stderr).toBe(0);
+      try {
+        const viaService = await httpAsk(client!, '10.96.0.10', [['GET', '/data'], ['POST', '/data']]);
+        expect(viaService.map((g) => g[0])).toEqual([200, 403]);
+        expect(viaService[0]![1]).toBe(`GET /data from the pod, asked by ${client!.ip}`);
+        expect(viaService[1]![1]).toMatch(/shop\/api-egress/);
+      } finally {
+        run(['netns', 'exec', client!.node.ns.name, 'nft', 'delete', 'table', 'ip', 'kubemock']);
+      }
     } finally {
       // Later tests use api-1's egress.
       api.delete('ciliumnetworkpolicies', 'api-egress', 'shop');

@@ -362,6 +362,35 @@ describe("egress: a pod's own HTTP rules, its connections redirected by source t
     expect(http(pods.reader!, OUTSIDE, 9090, 'PUT', '/v1/other')).toMatchObject({ status: 403 });
   }, 90_000);
 
+  it('through a Service address (DNATed by a kube-proxy stand-in before any redirect): the Service path takes the reader\'s connection to the proxy on the backend\'s address; another pod\'s goes straight on', async () => {
+    const SERVICE = '10.96.0.11';
+    const kube = new NftTransaction('ip', 'kubemock').add(table(), chain('pre', { type: 'nat', hook: 'prerouting', prio: -100, policy: 'accept' }))
+      .add(rule('pre',
+        { match: { op: '==', left: { payload: { protocol: 'ip', field: 'daddr' } }, right: SERVICE } },
+        { match: { op: '==', left: { payload: { protocol: 'tcp', field: 'dport' } }, right: 80 } },
+        { dnat: { family: 'ip', addr: API, port: 9090 } }));
+    const file = join(dir, 'kube2.json');
+    writeFileSync(file, kube.json());
+    inNetns(node, 'nft', ['-j', '-f', file]);
+    try {
+      await kill(egressProxy);
+      egressProxy = await spawnProxy({ policies: EGRESS_POLICY, identities: IDENTITIES, dest: { original: 4 }, bind: { host: NODE_IP, port: EGRESS_LISTEN }, onPodAddress: [{ ip: API, port: 9090 }] });
+      await ensureDivertRouting(4, (a) => run('ip', ['-n', node.name, ...a]));
+      const redirect = join(dir, 'redirect-svc-egress.json');
+      writeFileSync(redirect, redirectTransaction([
+        { podIp: DATA, port: 8080, listenIp: NODE_IP, listenPort: LISTEN },
+        { podIp: READER, port: 9090, listenIp: NODE_IP, listenPort: EGRESS_LISTEN, from: true },
+      ], { divert: true, viaService: [{ src: READER, ip: API, port: 9090 }] }).json());
+      inNetns(node, 'nft', ['-j', '-f', redirect]);
+      expect(http(pods.reader!, SERVICE, 80, 'GET', '/data')).toEqual({ status: 200, body: `GET /data at api from ${NODE_IP}` });
+      expect(http(pods.reader!, SERVICE, 80, 'POST', '/data')).toEqual({ status: 403, body: 'Access denied by network policy analytics/reader-egress\n' });
+      // The stranger has no egress rule: its Service connection is not marked and reaches the pod itself.
+      expect(http(pods.stranger!, SERVICE, 80, 'POST', '/data')).toEqual({ status: 200, body: `POST /data at api from ${STRANGER}` });
+    } finally {
+      spawnSync('ip', ['netns', 'exec', node.name, 'nft', 'delete', 'table', 'ip', 'kubemock']);
+    }
+  });
+
   it('straight to the egress listener (no DNAT, so no original destination): reset, nothing forwarded', () => {
     expect(http(pods.reader!, NODE_IP, EGRESS_LISTEN, 'GET', '/data')).toEqual({ error: 'ECONNRESET' });
     expect(http(pods.stranger!, NODE_IP, EGRESS_LISTEN, 'GET', '/data')).toEqual({ error: 'ECONNRESET' });
@@ -399,6 +428,12 @@ describe("egress: a pod's own HTTP rules, its connections redirected by source t
     const remote = { ...IDENTITIES, [OUTSIDE]: id('ml', 'remote-api', 'api') };
     egressProxy = await spawnProxy({ policies: EGRESS_POLICY, identities: remote, dest: { original: 4 }, bind: { host: NODE_IP, port: EGRESS_LISTEN }, transparentTo: [OUTSIDE], connectTimeoutMs: 1000 });
     // The replies, addressed to the reader, would be forwarded to it (which knows no such connection): no answer.
+    const plain = join(dir, 'redirect-plain.json');
+    writeFileSync(plain, redirectTransaction([
+      { podIp: DATA, port: 8080, listenIp: NODE_IP, listenPort: LISTEN },
+      { podIp: READER, port: 9090, listenIp: NODE_IP, listenPort: EGRESS_LISTEN, from: true },
+    ]).json());
+    inNetns(node, 'nft', ['-j', '-f', plain]);
     expect(http(pods.reader!, OUTSIDE, 9090, 'GET', '/data')).toMatchObject({ status: 504 });
     const ip = (a: string[]) => run('ip', ['-n', node.name, ...a]);
     await ensureDivertRouting(4, ip);

@@ -10,7 +10,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { egressPorts } from '../../src/agent/enforce.js';
 import { L7Controller } from '../../src/l7/controller.js';
 import { L7Proxy, type DenyRecord, type Destination } from '../../src/l7/proxy.js';
-import { L7_TABLE } from '../../src/l7/redirect.js';
+import { L7_TABLE, redirectTransaction } from '../../src/l7/redirect.js';
+import { serviceEgressTargets } from '../../src/l7/targets.js';
 import type { Identity, Policy } from '../../src/policy/model.js';
 import { parseManifestText } from '../../src/policy/parse.js';
 import { FakeNft } from '../../src/sys/nft-fake.js';
@@ -179,5 +180,44 @@ describe('egressPorts: the numbers a port of an egress HTTP rule stands for', ()
       { pod: 'a', ip: '10.0.0.5', port: 'dns', policies: [] },
       { pod: 'a', ip: '10.0.0.5', port: 'nowhere', policies: [] },
     ], pods)).toEqual([{ ip: '10.0.0.5', port: 80 }, { ip: '10.0.0.5', port: 443 }, { ip: '10.0.0.5', port: 8080 }]);
+  });
+});
+
+describe('serviceEgressTargets: the pods the proxy listens on for the Service path of egress rules', () => {
+  it('a pod an HTTP clause could allow, not one L3/L4 rules already allow (kernel path), not one nothing allows', () => {
+    const policies = parseManifestText(`
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: reader-out, namespace: analytics}
+spec:
+  endpointSelector: {matchLabels: {app: report-builder}}
+  egress:
+    - toEndpoints: [{matchLabels: {k8s:io.kubernetes.pod.namespace: ml, app: api}}]
+      toPorts: [{ports: [{port: "9090", protocol: TCP}], rules: {http: [{method: GET, path: /data}]}}]
+    - toEndpoints: [{matchLabels: {k8s:io.kubernetes.pod.namespace: ml, app: db}}]
+      toPorts: [{ports: [{port: "9090", protocol: TCP}]}]
+`, 'svc.yaml', { l7: 'proxy' });
+    const pods = [
+      { ip: '10.0.0.2', identity: IDENTITIES[READER]! },
+      { ip: '10.0.1.5', identity: id('ml', 'api-1', 'api') },
+      { ip: '10.0.2.5', identity: id('ml', 'api-2', 'api') },
+      { ip: '10.0.1.6', identity: id('ml', 'db', 'db') },
+      { ip: '10.0.1.7', identity: id('ml', 'other', 'other') },
+      { ip: '10.0.1.8' },
+    ];
+    expect(serviceEgressTargets(policies, [{ ip: '10.0.0.2', port: 9090 }], pods)).toEqual([
+      { src: '10.0.0.2', ip: '10.0.1.5', port: 9090 },
+      { src: '10.0.0.2', ip: '10.0.2.5', port: 9090 },
+    ]);
+    // A source the view does not know: nothing.
+    expect(serviceEgressTargets(policies, [{ ip: '10.0.0.99', port: 9090 }], pods)).toEqual([]);
+  });
+
+  it('the redirect marks exactly those connections after their Service DNAT', () => {
+    const tx = redirectTransaction([{ podIp: '10.0.0.2', port: 9090, listenIp: '10.0.0.1', listenPort: 16001, from: true }], { divert: true, viaService: [{ src: '10.0.0.2', ip: '10.0.1.5', port: 9090 }] });
+    const divert = (JSON.parse(tx.json()) as { nftables: { add?: { rule?: { chain: string; expr: unknown[] } } }[] }).nftables
+      .flatMap((c) => (c.add?.rule?.chain === 'divert' ? [JSON.stringify(c.add.rule.expr)] : []));
+    expect(divert).toHaveLength(2);
+    expect(divert[1]).toMatch(/"dnat".*"saddr"}},"right":"10\.0\.0\.2".*"daddr"}},"right":"10\.0\.1\.5".*"dport"}},"right":9090.*"mark"/);
   });
 });

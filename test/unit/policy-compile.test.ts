@@ -605,7 +605,13 @@ describe('compile: the shape of the transaction', () => {
       { match: { op: '==', left: { concat: [{ payload: { protocol: f === 4 ? 'ip' : 'ip6', field: 'daddr' } }, { payload: { protocol: 'th', field: 'dport' } }] }, right: `@l7r${f}` } },
       { accept: null },
     ];
-    expect(rules('input')).toStrictEqual([ct, nd, l7(4, 'daddr'), l7(6, 'daddr'), l7(4, 'saddr'), l7(6, 'saddr'), svc(4), svc(6), vm('ip', 'saddr', '@eg4'), vm('ip6', 'saddr', '@eg6')]);
+    // ...and the Service path of egress rules, by (source . destination . port).
+    const svcEgress = (f: 4 | 6) => [
+      { match: { op: '==', left: { meta: { key: 'l4proto' } }, right: 'tcp' } },
+      { match: { op: '==', left: { concat: [f === 4 ? 'ip' : 'ip6', f === 4 ? 'ip' : 'ip6', 'th'].map((protocol, i) => ({ payload: { protocol, field: ['saddr', 'daddr', 'dport'][i] } })) }, right: `@l7s${f}` } },
+      { accept: null },
+    ];
+    expect(rules('input')).toStrictEqual([ct, nd, l7(4, 'daddr'), l7(6, 'daddr'), l7(4, 'saddr'), l7(6, 'saddr'), svc(4), svc(6), svcEgress(4), svcEgress(6), vm('ip', 'saddr', '@eg4'), vm('ip6', 'saddr', '@eg6')]);
     // Flushed before refilled.
     for (const b of BASE) expect(indexOf(c, 'flush', 'chain', b)).toBeLessThan(indexOf(c, 'add', 'rule', b));
   });
@@ -772,10 +778,10 @@ spec:
 
   it('sets, maps and chains are flushed before they are refilled; names have the documented form', () => {
     // The L7 controller's sets: declared with their type, never flushed (the controller owns their elements).
-    const l7 = cmdsOf(c, 'add', 'set').filter((s) => /^l7[re][46]$/.test(s.name));
+    const l7 = cmdsOf(c, 'add', 'set').filter((s) => /^l7[res][46]$/.test(s.name));
     expect(l7.map((s) => [s.name, s.type])).toStrictEqual([
-      ['l7r4', ['ipv4_addr', 'inet_service']], ['l7e4', ['ipv4_addr', 'inet_service']],
-      ['l7r6', ['ipv6_addr', 'inet_service']], ['l7e6', ['ipv6_addr', 'inet_service']],
+      ['l7r4', ['ipv4_addr', 'inet_service']], ['l7e4', ['ipv4_addr', 'inet_service']], ['l7s4', ['ipv4_addr', 'ipv4_addr', 'inet_service']],
+      ['l7r6', ['ipv6_addr', 'inet_service']], ['l7e6', ['ipv6_addr', 'inet_service']], ['l7s6', ['ipv6_addr', 'ipv6_addr', 'inet_service']],
     ]);
     for (const s of l7) expect(indexOf(c, 'flush', 'set', s.name)).toBe(-1);
     for (const s of cmdsOf(c, 'add', 'set').filter((x) => !l7.includes(x))) {
@@ -803,7 +809,7 @@ spec:
       expect(firstRule).toBeGreaterThan(flush);
     }
     expect(c.names.chains).toStrictEqual(Object.keys(c.profiles).sort());
-    expect(c.names.sets).toStrictEqual(cmdsOf(c, 'add', 'set').map((s) => s.name).filter((n) => !/^l7[re][46]$/.test(n)).sort());
+    expect(c.names.sets).toStrictEqual(cmdsOf(c, 'add', 'set').map((s) => s.name).filter((n) => !/^l7[res][46]$/.test(n)).sort());
     for (const n of [...c.names.chains, ...c.names.sets]) expect(n).toMatch(NAME);
   });
 

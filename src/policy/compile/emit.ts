@@ -5,7 +5,7 @@ import type { CompileContext } from './context.js';
 import { addrField, jump, match, vmap } from './expr.js';
 import { byText } from './names.js';
 import type { Placed } from './profiles.js';
-import { IPV6_LINK_CONTROL, L7_EGRESS_REDIRECTED, L7_REDIRECTED, l7DeliveredMatch, l7RedirectedMatch, l7RedirectedSetType, POLICY_TABLE, setType, TABLE, VERDICT_MAPS } from './table.js';
+import { IPV6_LINK_CONTROL, L7_EGRESS_REDIRECTED, L7_REDIRECTED, L7_SERVICE_EGRESS, l7DeliveredMatch, l7RedirectedMatch, l7ServiceEgressMatch, l7ServiceEgressSetType, l7RedirectedSetType, POLICY_TABLE, setType, TABLE, VERDICT_MAPS } from './table.js';
 import type { CompiledNames, Desired } from './types.js';
 
 /**
@@ -40,6 +40,8 @@ function baseChains(): [string, string, unknown[][]][] {
       ...([4, 6] as const).map((f) => [...l7RedirectedMatch(f, L7_EGRESS_REDIRECTED[f], 'saddr'), { accept: null }]),
       // ...or a connection a Service DNATed to such a pod port, routed to the proxy on the pod's address.
       ...([4, 6] as const).map((f) => [...l7DeliveredMatch(f, L7_REDIRECTED[f]), { accept: null }]),
+      // ...or a pod's connection a Service DNATed to another pod, delivered to the proxy on that pod's address for the source's egress rules.
+      ...([4, 6] as const).map((f) => [...l7ServiceEgressMatch(f, L7_SERVICE_EGRESS[f]), { accept: null }]),
       [vmap(addrField(4, 'saddr'), 'eg4')],
       [vmap(addrField(6, 'saddr'), 'eg6')],
     ]],
@@ -62,6 +64,7 @@ export function fullTransaction(ctx: CompileContext, placed: Placed, previous: C
   for (const f of [4, 6] as const) {
     cmds.push({ add: { set: { ...TABLE, name: L7_REDIRECTED[f], type: l7RedirectedSetType(f) } } });
     cmds.push({ add: { set: { ...TABLE, name: L7_EGRESS_REDIRECTED[f], type: l7RedirectedSetType(f) } } });
+    cmds.push({ add: { set: { ...TABLE, name: L7_SERVICE_EGRESS[f], type: l7ServiceEgressSetType(f) } } });
   }
   for (const c of [...ctx.counters].sort()) cmds.push({ add: { counter: { ...TABLE, name: c } } });
   for (const [name, s] of [...ctx.sets].sort(([x], [y]) => byText(x, y))) {

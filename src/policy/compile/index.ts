@@ -34,5 +34,5 @@ export { compile } from './compile.js';
 export { classElems, delta, deriveDesired, fastDelta, mapEntries } from './diff.js';
 export { classKey, groupKey } from './groups.js';
 export { allowCounter, logPrefix, policyKey, ruleDenyCounter, workloadOf } from './names.js';
-export { L7_EGRESS_REDIRECTED, L7_REDIRECTED, l7DeliveredMatch, l7RedirectedMatch, l7RedirectedSetType, POLICY_LAYOUT, POLICY_TABLE } from './table.js';
+export { L7_EGRESS_REDIRECTED, L7_REDIRECTED, L7_SERVICE_EGRESS, l7DeliveredMatch, l7RedirectedMatch, l7ServiceEgressMatch, l7ServiceEgressSetType, l7RedirectedSetType, POLICY_LAYOUT, POLICY_TABLE } from './table.js';
 export type { AuditOptions, ClassEntry, Compiled, CompiledIndex, CompiledNames, Desired, LocalPod } from './types.js';

@@ -29,6 +29,28 @@ export const L7_REDIRECTED = { 4: 'l7r4', 6: 'l7r6' } as const;
  */
 export const L7_EGRESS_REDIRECTED = { 4: 'l7e4', 6: 'l7e6' } as const;
 
+/**
+ * (source . destination . port) of the Service path of egress HTTP rules: a
+ * connection of a pod of this node that a Service DNATed to another pod,
+ * delivered to the node where the proxy listens on that pod's address for it.
+ * Same ownership as L7_REDIRECTED.
+ */
+export const L7_SERVICE_EGRESS = { 4: 'l7s4', 6: 'l7s6' } as const;
+
+export const l7ServiceEgressSetType = (fam: 4 | 6): string[] => {
+  const a = fam === 4 ? 'ipv4_addr' : 'ipv6_addr';
+  return [a, a, 'inet_service'];
+};
+
+/** Matches a TCP packet delivered to the node whose (source . destination . port) is in `setName` (see L7_SERVICE_EGRESS). */
+export function l7ServiceEgressMatch(fam: 4 | 6, setName: string): Expr[] {
+  const p = fam === 4 ? 'ip' : 'ip6';
+  return [
+    { match: { op: '==', left: { meta: { key: 'l4proto' } }, right: 'tcp' } },
+    { match: { op: '==', left: { concat: [{ payload: { protocol: p, field: 'saddr' } }, { payload: { protocol: p, field: 'daddr' } }, { payload: { protocol: 'th', field: 'dport' } }] }, right: `@${setName}` } },
+  ];
+}
+
 /** The type of such a set: (address . port) of one family. */
 export const l7RedirectedSetType = (fam: 4 | 6): string[] => [fam === 4 ? 'ipv4_addr' : 'ipv6_addr', 'inet_service'];
 
