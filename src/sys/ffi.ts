@@ -16,3 +16,15 @@ export function ffiModule(): Ffi {
   }
   return ffi;
 }
+
+/**
+ * A reader of the calling thread's errno, for right after a failed libc call
+ * made through node:ffi. Made ahead (when a module loads its functions): made
+ * on first use it would dlopen between the failed call and the read, and
+ * dlopen may itself set errno.
+ */
+export function errnoReader(): () => number {
+  const ffi = ffiModule();
+  const { functions } = ffi.dlopen('libc.so.6', { __errno_location: { arguments: [], return: 'pointer' } }) as unknown as { functions: { __errno_location(): bigint } };
+  return () => ffi.getInt32(functions.__errno_location(), 0) as number;
+}

@@ -6,7 +6,7 @@
 import { closeSync, constants, fstatSync, mkdirSync, openSync, statSync, unlinkSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { CniError, Code } from '../cni/errors.js';
-import { ffiModule } from './ffi.js';
+import { errnoReader, ffiModule } from './ffi.js';
 import { sleepMs } from './sleep.js';
 
 const LOCK_EX = 2;
@@ -24,15 +24,10 @@ let libc: Libc | undefined;
 
 function loadLibc(): Libc {
   if (libc) return libc;
-  const ffi = ffiModule();
-  const { functions } = ffi.dlopen('libc.so.6', {
+  const { functions } = ffiModule().dlopen('libc.so.6', {
     flock: { arguments: ['int32', 'int32'], return: 'int32' },
-    __errno_location: { arguments: [], return: 'pointer' },
-  }) as unknown as { functions: { flock(fd: number, op: number): number; __errno_location(): bigint } };
-  libc = {
-    flock: (fd, op) => functions.flock(fd, op),
-    errno: () => ffi.getInt32(functions.__errno_location(), 0) as number,
-  };
+  }) as unknown as { functions: { flock(fd: number, op: number): number } };
+  libc = { flock: (fd, op) => functions.flock(fd, op), errno: errnoReader() };
   return libc;
 }
 

@@ -20,7 +20,7 @@
 // entry with the pod's port, and an upstream connection with the same four
 // addresses would be taken for it.
 import { Socket } from 'node:net';
-import { ffiModule } from './ffi.js';
+import { errnoReader, ffiModule } from './ffi.js';
 
 const AF_INET = 2;
 const AF_INET6 = 10;
@@ -48,20 +48,18 @@ let libc: Libc | undefined;
 
 function load(): Libc {
   if (libc) return libc;
-  const ffi = ffiModule();
-  const { functions: f } = ffi.dlopen('libc.so.6', {
+  const { functions: f } = ffiModule().dlopen('libc.so.6', {
     socket: { arguments: ['int32', 'int32', 'int32'], return: 'int32' },
     setsockopt: { arguments: ['int32', 'int32', 'int32', 'pointer', 'uint32'], return: 'int32' },
     bind: { arguments: ['int32', 'pointer', 'uint32'], return: 'int32' },
     close: { arguments: ['int32'], return: 'int32' },
-    __errno_location: { arguments: [], return: 'pointer' },
-  }) as unknown as { functions: Omit<Libc, 'errno'> & { __errno_location(): bigint } };
+  }) as unknown as { functions: Omit<Libc, 'errno'> };
   libc = {
     socket: (d, t, p) => f.socket(d, t, p),
     setsockopt: (fd, l, n, v, len) => f.setsockopt(fd, l, n, v, len),
     bind: (fd, a, len) => f.bind(fd, a, len),
     close: (fd) => f.close(fd),
-    errno: () => ffi.getInt32(f.__errno_location(), 0) as number,
+    errno: errnoReader(),
   };
   return libc;
 }

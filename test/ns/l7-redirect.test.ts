@@ -132,6 +132,29 @@ function http(from: Netns, host: string, port: number, method: string, path: str
   return JSON.parse(r.stdout.trim() || '{"error":"no output"}') as { status?: number; body?: string; error?: string };
 }
 
+/** Applies an nft transaction in the node namespace (through a file: nft reads its JSON there). */
+function apply(t: NftTransaction): void {
+  const file = join(dir, `t${Math.random().toString(36).slice(2)}.json`);
+  writeFileSync(file, t.json());
+  inNetns(node, 'nft', ['-j', '-f', file]);
+}
+
+/** kube-proxy's DNAT of a ClusterIP (`service`:80 to `pod`:`port`), in a table of its own (ip kubemock). */
+function kubeProxyStandIn(service: string, pod: string, port: number, prio: number): NftTransaction {
+  return new NftTransaction('ip', 'kubemock').add(table(), chain('pre', { type: 'nat', hook: 'prerouting', prio, policy: 'accept' }))
+    .add(rule('pre',
+      { match: { op: '==', left: { payload: { protocol: 'ip', field: 'daddr' } }, right: service } },
+      { match: { op: '==', left: { payload: { protocol: 'tcp', field: 'dport' } }, right: 80 } },
+      { dnat: { family: 'ip', addr: pod, port } }));
+}
+
+/** An input hook that drops by default (as a pod's egress profile would), with a set of (address . port) holding `elem`. */
+function dropByDefaultInput(setName: string, elem: [string, number]): void {
+  const input = chain('input', { type: 'filter', hook: 'input', prio: 0, policy: 'drop' });
+  const established = rule('input', { match: { op: 'in', left: { ct: { key: 'state' } }, right: ['established', 'related'] } }, { accept: null });
+  apply(new NftTransaction('inet', 'l7mock').add(table(), set(setName, redirectedSetType(4)), input, established).add(element(setName, { concat: elem })));
+}
+
 async function spawnProxy(cfg: object): Promise<ChildProcess> {
   const p = spawn('ip', ['netns', 'exec', node.name, process.execPath, bundle, JSON.stringify(cfg)], { stdio: ['pipe', 'pipe', 'ignore'] });
   await new Promise<void>((resolve, reject) => {
@@ -205,9 +228,7 @@ beforeAll(async () => {
   pods.outside = outside;
   server = await startServer(pods.data!, SERVER);
   for (const name of ['api', 'stranger', 'outside']) await startServer(pods[name]!, SERVER_9090, name);
-  const file = join(dir, 'redirect.json');
-  writeFileSync(file, redirectTransaction([{ podIp: DATA, port: 8080, listenIp: NODE_IP, listenPort: LISTEN }]).json());
-  inNetns(node, 'nft', ['-j', '-f', file]);
+  apply(redirectTransaction([{ podIp: DATA, port: 8080, listenIp: NODE_IP, listenPort: LISTEN }]));
 }, 60_000);
 
 afterAll(async () => {
@@ -247,16 +268,7 @@ describe('the nft redirect to the L7 proxy (design check, in namespaces)', () =>
   });
 
   it("an input hook that drops by default (as a pod's egress profile would) lets through exactly the redirected connections with redirectedExprs()", () => {
-    const apply = (t: NftTransaction) => {
-      const file = join(dir, `t${Math.random().toString(36).slice(2)}.json`);
-      writeFileSync(file, t.json());
-      inNetns(node, 'nft', ['-j', '-f', file]);
-    };
-    const input = chain('input', { type: 'filter', hook: 'input', prio: 0, policy: 'drop' });
-    const established = rule('input', { match: { op: 'in', left: { ct: { key: 'state' } }, right: ['established', 'related'] } }, { accept: null });
-    const mock = new NftTransaction('inet', 'l7mock').add(table(), set('l7t4', redirectedSetType(4)), input, established)
-      .add(element('l7t4', { concat: [DATA, 8080] }));
-    apply(mock);
+    dropByDefaultInput('l7t4', [DATA, 8080]);
     try {
       // Without the rule: the redirected connection dies in the input hook.
       expect(http(pods.reader!, DATA, 8080, 'GET', '/data')).toEqual({ error: 'TIMEOUT' });
@@ -270,19 +282,9 @@ describe('the nft redirect to the L7 proxy (design check, in namespaces)', () =>
   });
 
   it('a Service address: its DNAT runs first and escapes the redirect (an L4 allow would open the pod, the closed clause keeps it shut), and the Service path takes it to the proxy on the pod\'s own address', async () => {
-    const apply = (t: NftTransaction) => {
-      const file = join(dir, `t${Math.random().toString(36).slice(2)}.json`);
-      writeFileSync(file, t.json());
-      inNetns(node, 'nft', ['-j', '-f', file]);
-    };
     const SERVICE = '10.96.0.10';
-    // kube-proxy's DNAT of a ClusterIP, ordered before the redirect (priority -101 < -100).
-    const kube = new NftTransaction('ip', 'kubemock').add(table(), chain('pre', { type: 'nat', hook: 'prerouting', prio: -101, policy: 'accept' }))
-      .add(rule('pre',
-        { match: { op: '==', left: { payload: { protocol: 'ip', field: 'daddr' } }, right: SERVICE } },
-        { match: { op: '==', left: { payload: { protocol: 'tcp', field: 'dport' } }, right: 80 } },
-        { dnat: { family: 'ip', addr: DATA, port: 8080 } }));
-    apply(kube);
+    // kube-proxy's DNAT of a ClusterIP, ordered before the redirect (priority -101 < -99).
+    apply(kubeProxyStandIn(SERVICE, DATA, 8080, -101));
     try {
       // As if the HTTP clause were compiled as an L4 allow: the pod answers GET /admin to the reader itself, unchecked.
       expect(http(pods.reader!, SERVICE, 80, 'GET', '/admin')).toEqual({ status: 200, body: `GET /admin on 8080 from ${READER}` });
@@ -300,9 +302,7 @@ describe('the nft redirect to the L7 proxy (design check, in namespaces)', () =>
       // The Service path: marked after the Service's DNAT, routed to the node, where the proxy
       // listens on the pod's own address (transparent): the same verdicts as the pod's address.
       await ensureDivertRouting(4, (a) => run('ip', ['-n', node.name, ...a]));
-      const file = join(dir, 'redirect-service.json');
-      writeFileSync(file, redirectTransaction([{ podIp: DATA, port: 8080, listenIp: NODE_IP, listenPort: LISTEN }], { divert: true }).json());
-      inNetns(node, 'nft', ['-j', '-f', file]);
+      apply(redirectTransaction([{ podIp: DATA, port: 8080, listenIp: NODE_IP, listenPort: LISTEN }], { divert: true }));
       // Agent down: routed to the node, nobody listens on the pod's address there: no connection, nothing reaches the pod.
       await stopProxy();
       expect(http(pods.reader!, SERVICE, 80, 'GET', '/admin')).toMatchObject({ error: expect.stringMatching(/TIMEOUT|ECONNREFUSED|ECONNRESET/) });
@@ -328,12 +328,10 @@ describe("egress: a pod's own HTTP rules, its connections redirected by source t
   };
 
   beforeAll(() => {
-    const file = join(dir, 'redirect-egress.json');
-    writeFileSync(file, redirectTransaction([
+    apply(redirectTransaction([
       { podIp: DATA, port: 8080, listenIp: NODE_IP, listenPort: LISTEN },
       { podIp: READER, port: 9090, listenIp: NODE_IP, listenPort: EGRESS_LISTEN, from: true },
-    ]).json());
-    inNetns(node, 'nft', ['-j', '-f', file]);
+    ]));
     expect(inNetns(node, 'nft', ['list', 'table', 'inet', L7_TABLE])).toContain(`ip saddr ${READER} tcp dport 9090 counter packets 0 bytes 0 dnat ip to ${NODE_IP}:${EGRESS_LISTEN}`);
   });
 
@@ -364,24 +362,15 @@ describe("egress: a pod's own HTTP rules, its connections redirected by source t
 
   it('through a Service address (DNATed by a kube-proxy stand-in before any redirect): the Service path takes the reader\'s connection to the proxy on the backend\'s address; another pod\'s goes straight on', async () => {
     const SERVICE = '10.96.0.11';
-    const kube = new NftTransaction('ip', 'kubemock').add(table(), chain('pre', { type: 'nat', hook: 'prerouting', prio: -100, policy: 'accept' }))
-      .add(rule('pre',
-        { match: { op: '==', left: { payload: { protocol: 'ip', field: 'daddr' } }, right: SERVICE } },
-        { match: { op: '==', left: { payload: { protocol: 'tcp', field: 'dport' } }, right: 80 } },
-        { dnat: { family: 'ip', addr: API, port: 9090 } }));
-    const file = join(dir, 'kube2.json');
-    writeFileSync(file, kube.json());
-    inNetns(node, 'nft', ['-j', '-f', file]);
+    apply(kubeProxyStandIn(SERVICE, API, 9090, -100));
     try {
       await kill(egressProxy);
       egressProxy = await spawnProxy({ policies: EGRESS_POLICY, identities: IDENTITIES, dest: { original: 4 }, bind: { host: NODE_IP, port: EGRESS_LISTEN }, onPodAddress: [{ ip: API, port: 9090 }] });
       await ensureDivertRouting(4, (a) => run('ip', ['-n', node.name, ...a]));
-      const redirect = join(dir, 'redirect-svc-egress.json');
-      writeFileSync(redirect, redirectTransaction([
+      apply(redirectTransaction([
         { podIp: DATA, port: 8080, listenIp: NODE_IP, listenPort: LISTEN },
         { podIp: READER, port: 9090, listenIp: NODE_IP, listenPort: EGRESS_LISTEN, from: true },
-      ], { divert: true, viaService: [{ src: READER, ip: API, port: 9090 }] }).json());
-      inNetns(node, 'nft', ['-j', '-f', redirect]);
+      ], { divert: true, viaService: [{ src: READER, ip: API, port: 9090 }] }));
       expect(http(pods.reader!, SERVICE, 80, 'GET', '/data')).toEqual({ status: 200, body: `GET /data at api from ${NODE_IP}` });
       expect(http(pods.reader!, SERVICE, 80, 'POST', '/data')).toEqual({ status: 403, body: 'Access denied by network policy analytics/reader-egress\n' });
       // The stranger has no egress rule: its Service connection is not marked and reaches the pod itself.
@@ -397,14 +386,7 @@ describe("egress: a pod's own HTTP rules, its connections redirected by source t
   });
 
   it('an input hook that drops by default lets the redirected connections of the pod through with redirectedExprs(…, "saddr"), and nothing else', () => {
-    const apply = (t: NftTransaction) => {
-      const file = join(dir, `t${Math.random().toString(36).slice(2)}.json`);
-      writeFileSync(file, t.json());
-      inNetns(node, 'nft', ['-j', '-f', file]);
-    };
-    const input = chain('input', { type: 'filter', hook: 'input', prio: 0, policy: 'drop' });
-    const established = rule('input', { match: { op: 'in', left: { ct: { key: 'state' } }, right: ['established', 'related'] } }, { accept: null });
-    apply(new NftTransaction('inet', 'l7mock').add(table(), set('l7e4', redirectedSetType(4)), input, established).add(element('l7e4', { concat: [READER, 9090] })));
+    dropByDefaultInput('l7e4', [READER, 9090]);
     try {
       expect(http(pods.reader!, API, 9090, 'GET', '/data')).toEqual({ error: 'TIMEOUT' });
       apply(new NftTransaction('inet', 'l7mock').add(rule('input', ...redirectedExprs(4, 'l7e4', 'saddr'), { accept: null })));
@@ -428,23 +410,19 @@ describe("egress: a pod's own HTTP rules, its connections redirected by source t
     const remote = { ...IDENTITIES, [OUTSIDE]: id('ml', 'remote-api', 'api') };
     egressProxy = await spawnProxy({ policies: EGRESS_POLICY, identities: remote, dest: { original: 4 }, bind: { host: NODE_IP, port: EGRESS_LISTEN }, transparentTo: [OUTSIDE], connectTimeoutMs: 1000 });
     // The replies, addressed to the reader, would be forwarded to it (which knows no such connection): no answer.
-    const plain = join(dir, 'redirect-plain.json');
-    writeFileSync(plain, redirectTransaction([
+    apply(redirectTransaction([
       { podIp: DATA, port: 8080, listenIp: NODE_IP, listenPort: LISTEN },
       { podIp: READER, port: 9090, listenIp: NODE_IP, listenPort: EGRESS_LISTEN, from: true },
-    ]).json());
-    inNetns(node, 'nft', ['-j', '-f', plain]);
+    ]));
     expect(http(pods.reader!, OUTSIDE, 9090, 'GET', '/data')).toMatchObject({ status: 504 });
     const ip = (a: string[]) => run('ip', ['-n', node.name, ...a]);
     await ensureDivertRouting(4, ip);
     await ensureDivertRouting(4, ip); // idempotent: one rule
     expect(JSON.parse(inNetns(node, 'ip', ['-4', '-j', 'rule', 'list', 'priority', String(L7_DIVERT.priority)]))).toHaveLength(1);
-    const file = join(dir, 'redirect-divert.json');
-    writeFileSync(file, redirectTransaction([
+    apply(redirectTransaction([
       { podIp: DATA, port: 8080, listenIp: NODE_IP, listenPort: LISTEN },
       { podIp: READER, port: 9090, listenIp: NODE_IP, listenPort: EGRESS_LISTEN, from: true },
-    ], { divert: true }).json());
-    inNetns(node, 'nft', ['-j', '-f', file]);
+    ], { divert: true }));
     expect(http(pods.reader!, OUTSIDE, 9090, 'GET', '/data')).toEqual({ status: 200, body: `GET /data at outside from ${READER}` });
     expect(http(pods.reader!, OUTSIDE, 9090, 'POST', '/data')).toMatchObject({ status: 403 });
     // Kept-alive pools per source: another allowed request reuses it, still as the reader.
