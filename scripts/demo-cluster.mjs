@@ -156,7 +156,7 @@ try {
   await matrix('now:');
 
   console.log(bold('L7: the seed\'s CiliumNetworkPolicy, GET /data only, enforced by the agent\'s HTTP proxy'));
-  const web = spawn('ip', ['netns', 'exec', pods['db-1'].ns, process.execPath, '-e', "require('http').createServer((q,r)=>{q.resume();q.on('end',()=>r.end('the pod answered '+q.method+' '+q.url))}).listen(8080,()=>console.log('up'))"]);
+  const web = spawn('ip', ['netns', 'exec', pods['db-1'].ns, process.execPath, '-e', "require('http').createServer((q,r)=>{q.resume();q.on('end',()=>r.end('the pod answered '+q.method+' '+q.url+', asked by '+q.socket.remoteAddress.replace('::ffff:','')))}).listen(8080,()=>console.log('up'))"]);
   children.push(web);
   await new Promise((r) => web.stdout.once('data', r));
   api.create('ciliumnetworkpolicies', {
