@@ -47,7 +47,7 @@
 // Env: BENCH_ROUNDS (default 40 measured sequential rounds), BENCH_WARMUP (3),
 //      BENCH_RSS_ROUNDS (5 extra rounds under GNU time), BENCH_STRACE_ROUNDS
 //      (2 rounds under strace), BENCH_BURSTS (3 bursts per setup),
-//      BENCH_BURST_SIZE (16 pods per burst), BENCH_CONNECT_RUNS (7 runs per
+//      BENCH_BURST_SIZE (64 pods per burst, as issue 12 measures), BENCH_CONNECT_RUNS (7 runs per
 //      case of the connect rate, 0 skips it), BENCH_CONNECT_SECS (2 s a run).
 
 import { spawn, spawnSync } from 'node:child_process';
@@ -101,7 +101,7 @@ async function outer() {
   const rssRounds = intEnv('BENCH_RSS_ROUNDS', 5, 1);
   const straceRounds = intEnv('BENCH_STRACE_ROUNDS', 2, 0);
   const bursts = intEnv('BENCH_BURSTS', 3, 0);
-  const burstSize = intEnv('BENCH_BURST_SIZE', 16, 1);
+  const burstSize = intEnv('BENCH_BURST_SIZE', 64, 1);
   const connectRuns = intEnv('BENCH_CONNECT_RUNS', 7, 0);
   const connectSecs = intEnv('BENCH_CONNECT_SECS', 2, 1);
   if (burstSize > 250) die('BENCH_BURST_SIZE must be <= 250');
