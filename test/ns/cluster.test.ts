@@ -528,7 +528,8 @@ describe('cluster mode: two nodes, an agent on each, policies from the API', () 
     expect(await watch).toEqual({ allowedFailed: 0, deniedPassed: 0 });
     await until('the restarted agent ready', () => /"msg":"ready"/.test(n.log));
     await until('the leak released', () => !existsSync(join(n.scratch.path('ipam'), 'nhi-cni', leakIp)));
-    expect(n.log).toMatch(/"ip":"10\.245\.1\.200".*"reason":"previous-boot".*released a dead reservation/);
+    // Its log line follows the release (the log is written asynchronously).
+    await until('the release logged', () => /"ip":"10\.245\.1\.200".*"reason":"previous-boot".*released a dead reservation/.test(n.log));
     // db-2, alive, kept its address.
     expect(existsSync(join(n.scratch.path('ipam'), 'nhi-cni', db2.ip))).toBe(true);
     // `ipam check` on the node asks the agent which addresses the API's pods of this node hold:

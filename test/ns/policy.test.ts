@@ -273,7 +273,7 @@ describe('NetworkPolicy on real traffic (payments scenario)', () => {
     for (const item of out) {
       for (const kind of ['chain', 'set', 'map', 'counter']) {
         const name = item[kind]?.name;
-        if (name) expect(name).toMatch(/^(forward|input|gen|owner|(eg|in)[46]|l7r[46]|pr_[0-9a-f]{12}|[pnw]_[0-9a-f]{12}_[46]|[ad]_[0-9a-f]{12})$/);
+        if (name) expect(name).toMatch(/^(forward|input|gen|owner|(eg|in)[46]|l7[res][46]|pr_[0-9a-f]{12}|[pnw]_[0-9a-f]{12}_[46]|[ad]_[0-9a-f]{12})$/);
       }
     }
   });
