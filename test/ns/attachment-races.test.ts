@@ -17,7 +17,10 @@ const POLICY = [
   { apiVersion: 'networking.k8s.io/v1', kind: 'NetworkPolicy', metadata: { name: 'deny', namespace: 'race' }, spec: { podSelector: {}, policyTypes: ['Ingress'] } },
 ];
 
-describe(`races on one attachment (${ROUNDS} rounds each)`, () => {
+// Twenty rounds of real ADDs and DELs take 10-35 s per test on this 2-core machine, more when
+// other work shares it; a test cut by vitest's timeout would leave its loop running into the
+// next test's rounds. Each gets 3 minutes.
+describe(`races on one attachment (${ROUNDS} rounds each)`, { timeout: 180_000 }, () => {
   const scratch = new Scratch();
   const network = 'race';
   let node: Netns;
