@@ -20,7 +20,7 @@ const dist = join(root, 'dist');
 // lazy bundle gets the core's very instance of it. An entry whose file does
 // not exist (yet) is skipped. To add one: its name here, and its type in
 // LazyBundles (src/lazy.ts).
-const LAZY_BUNDLES = ['cli', 'agent', 'yaml'];
+const LAZY_BUNDLES = ['cli', 'agent', 'yaml', 'pino'];
 
 if (process.versions.node !== pkg.engines.node) {
   console.error(`build: running on Node ${process.versions.node}, but package.json pins ${pkg.engines.node}; run it through npm (npm run build) so node_modules/.bin/node is used`);

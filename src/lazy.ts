@@ -18,6 +18,8 @@ export interface LazyBundles {
   agent: typeof import('./agent/index.js');
   /** The YAML library (src/yaml/index.ts): manifests, kubeconfigs, `-o yaml`; also loaded synchronously (loadBundleSync). */
   yaml: typeof import('./yaml/index.js');
+  /** The log library (src/pino/index.ts), for src/log.ts's first record. */
+  pino: typeof import('./pino/index.js');
 }
 export type BundleName = keyof LazyBundles;
 

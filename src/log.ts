@@ -10,6 +10,7 @@ import { CniError, Code } from './cni/errors.js';
 import { absolutePathProblem } from './cni/paths.js';
 import { redact } from './cni/redact.js';
 import { refuseUnknownKeys } from './cni/suggest.js';
+import { loadBundle } from './lazy.js';
 
 /** pino's levels, and silent. */
 export const LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
@@ -99,7 +100,7 @@ export function openLogFile(path: string): number {
 }
 
 async function create(opts: typeof options): Promise<Logger> {
-  const { pino } = await import('pino');
+  const { pino } = await loadBundle('pino');
   return pino(
     {
       level: opts.level,

@@ -8,7 +8,6 @@ import { main } from './main.js';
 import './plugin/ipam.js';
 import './plugin/cni.js';
 import './plugin/policy.js';
-import 'pino';
 import { loadCniConfig } from './chain/config.js';
 import { loadIpamConfig } from './chain/ipam/config.js';
 import { parsePrevResult } from './cni/result.js';
