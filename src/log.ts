@@ -1,6 +1,7 @@
 // Structured logs (pino JSON lines) to a file or to stderr, never to stdout,
 // which carries the CNI result. pino is loaded on the first record at an
-// enabled level, so a quiet ADD pays nothing for it (loading it costs ~15 ms
+// enabled level (from its lazy bundle, src/pino/index.ts: not in the start-up
+// snapshot), so a quiet ADD pays nothing for it (loading it costs ~15 ms
 // of start-up). Records are written in call order; the process does not exit
 // before they are out, since the CNI path ends by returning, not by exiting.
 import { closeSync, constants, fchmodSync, fstatSync, mkdirSync, openSync } from 'node:fs';
