@@ -20,7 +20,7 @@ const dist = join(root, 'dist');
 // lazy bundle gets the core's very instance of it. An entry whose file does
 // not exist (yet) is skipped. To add one: its name here, and its type in
 // LazyBundles (src/lazy.ts).
-const LAZY_BUNDLES = ['cli', 'agent'];
+const LAZY_BUNDLES = ['cli', 'agent', 'yaml', 'pino'];
 
 if (process.versions.node !== pkg.engines.node) {
   console.error(`build: running on Node ${process.versions.node}, but package.json pins ${pkg.engines.node}; run it through npm (npm run build) so node_modules/.bin/node is used`);
@@ -121,11 +121,12 @@ const core = await build({
 const grew = Object.keys(core.metafile.inputs).filter((m) => !coreModules.has(m) && m !== 'core-entry.js');
 if (grew.length) throw new Error(`build: sharing modules with the lazy bundles pulled new modules into the core: ${grew.join(', ')}`);
 
-// The start-up snapshot holds the evaluated modules (zod, pino, ip-address and
-// ours), so an ADD pays for deserializing a heap instead of evaluating them:
-// about 30 ms less per ADD on the test machine, for about 10 ms more on
-// VERSION, which runtimes do not call per container. The snapshot is tied to
-// this exact Node build, so the binary is built with the node it embeds.
+// The start-up snapshot holds the evaluated modules (zod, execa, ip-address and
+// ours; yaml and pino are lazy bundles), so an ADD pays for deserializing a
+// heap instead of evaluating them: about 30 ms less per ADD on the test
+// machine, for about 10 ms more on VERSION, which runtimes do not call per
+// container. The snapshot is tied to this exact Node build, so the binary is
+// built with the node it embeds.
 // Node warns that some builtins are "not yet fully verified" in snapshots;
 // the tests run the built binary, so they cover what we use.
 // Built under a temporary name and renamed into place, so that a test or a

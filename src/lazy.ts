@@ -16,6 +16,10 @@ export interface LazyBundles {
   cli: typeof import('./cli/index.js');
   /** `nhi-cni agent`: the node agent and @kubernetes/client-node (src/agent/index.ts). */
   agent: typeof import('./agent/index.js');
+  /** The YAML library (src/yaml/index.ts): manifests, kubeconfigs, `-o yaml`; also loaded synchronously (loadBundleSync). */
+  yaml: typeof import('./yaml/index.js');
+  /** The log library (src/pino/index.ts), for src/log.ts's first record. */
+  pino: typeof import('./pino/index.js');
 }
 export type BundleName = keyof LazyBundles;
 
@@ -25,6 +29,8 @@ declare const NHI_CNI_SEA_BUNDLES: boolean | undefined;
 /** The core's modules the lazy bundles import, by path from the repository root. */
 let core: Readonly<Record<string, object>> = {};
 const loaded = new Map<string, Promise<unknown>>();
+/** Bundles already evaluated (by either loader): evaluated once per process. */
+const evaluated = new Map<string, unknown>();
 
 /** Called once by the build's core entry (at snapshot build time): the modules the bundles share. */
 export function registerCore(modules: Record<string, object>): void {
@@ -35,10 +41,31 @@ export function registerCore(modules: Record<string, object>): void {
 export function loadBundle<N extends BundleName>(name: N): Promise<LazyBundles[N]> {
   let p = loaded.get(name);
   if (!p) {
-    p = typeof NHI_CNI_SEA_BUNDLES !== 'undefined' && NHI_CNI_SEA_BUNDLES ? Promise.resolve().then(() => fromAsset(name)) : fromSource(name);
+    p = inSea() ? Promise.resolve().then(() => fromAsset(name)) : fromSource(name);
     loaded.set(name, p);
   }
   return p as Promise<LazyBundles[N]>;
+}
+
+/** Bundles a synchronous caller may load: small ones whose callers cannot wait (parsing a manifest or a kubeconfig). */
+export type SyncBundleName = 'yaml';
+
+/** The module of lazy bundle `name`, evaluated now if it was not yet (once per process). */
+export function loadBundleSync<N extends SyncBundleName>(name: N): LazyBundles[N] {
+  return (inSea() ? fromAsset(name) : fromSourceSync(name)) as LazyBundles[N];
+}
+
+const inSea = (): boolean => typeof NHI_CNI_SEA_BUNDLES !== 'undefined' && NHI_CNI_SEA_BUNDLES;
+
+/** Development and tests, synchronously: Node itself loads the entry (it strips the types), not the test runner. */
+function fromSourceSync(name: string): unknown {
+  let m = evaluated.get(name);
+  if (m === undefined) {
+    const { createRequire } = process.getBuiltinModule('node:module');
+    m = createRequire(import.meta.url)(`./${name}/index.ts`);
+    evaluated.set(name, m);
+  }
+  return m;
 }
 
 /** Development and tests: the TypeScript entry itself (a path esbuild does not follow). */
@@ -60,6 +87,7 @@ function bundleRequire(id: string): unknown {
 }
 
 function fromAsset(name: string): unknown {
+  if (evaluated.has(name)) return evaluated.get(name);
   const sea = process.getBuiltinModule('node:sea');
   const vm = process.getBuiltinModule('node:vm');
   let source: string;
@@ -72,6 +100,7 @@ function fromAsset(name: string): unknown {
   const fn = script.runInThisContext() as (exports: object, require: (id: string) => unknown, module: { exports: object }) => void;
   const module = { exports: {} };
   fn(module.exports, bundleRequire, module);
+  evaluated.set(name, module.exports);
   trace(`lazy bundle ${name} loaded`);
   return module.exports;
 }

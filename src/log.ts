@@ -1,6 +1,7 @@
 // Structured logs (pino JSON lines) to a file or to stderr, never to stdout,
 // which carries the CNI result. pino is loaded on the first record at an
-// enabled level, so a quiet ADD pays nothing for it (loading it costs ~15 ms
+// enabled level (from its lazy bundle, src/pino/index.ts: not in the start-up
+// snapshot), so a quiet ADD pays nothing for it (loading it costs ~15 ms
 // of start-up). Records are written in call order; the process does not exit
 // before they are out, since the CNI path ends by returning, not by exiting.
 import { closeSync, constants, fchmodSync, fstatSync, mkdirSync, openSync } from 'node:fs';
@@ -10,6 +11,7 @@ import { CniError, Code } from './cni/errors.js';
 import { absolutePathProblem } from './cni/paths.js';
 import { redact } from './cni/redact.js';
 import { refuseUnknownKeys } from './cni/suggest.js';
+import { loadBundle } from './lazy.js';
 
 /** pino's levels, and silent. */
 export const LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
@@ -99,7 +101,7 @@ export function openLogFile(path: string): number {
 }
 
 async function create(opts: typeof options): Promise<Logger> {
-  const { pino } = await import('pino');
+  const { pino } = await loadBundle('pino');
   return pino(
     {
       level: opts.level,

@@ -8,14 +8,13 @@ import { main } from './main.js';
 import './plugin/ipam.js';
 import './plugin/cni.js';
 import './plugin/policy.js';
-import 'pino';
 import { loadCniConfig } from './chain/config.js';
 import { loadIpamConfig } from './chain/ipam/config.js';
 import { parsePrevResult } from './cni/result.js';
 import { loadPolicyConfig } from './policy/engine/index.js';
 import { identityFromConfig } from './policy/identity.js';
 import { identityFromApiPod } from './policy/k8s.js';
-import { parseManifestText } from './policy/parse.js';
+import { parseManifestObjects } from './policy/parse.js';
 
 // Parse a typical configuration and result once at build time: zod builds
 // each schema's parser on its first use (≈8 ms of an ADD on a slow hour, ≈2
@@ -39,23 +38,27 @@ identityFromApiPod({
   apiVersion: 'v1', kind: 'Pod', metadata: { name: 'pod', namespace: 'ns', uid: '00000000-0000-0000-0000-000000000000', labels: { app: 'a' } },
   spec: { serviceAccountName: 'default', containers: [{ name: 'c', ports: [{ name: 'http', containerPort: 8080, protocol: 'TCP' }] }] },
 }, { 'kubernetes.io/metadata.name': 'ns' });
-parseManifestText(`apiVersion: networking.k8s.io/v1
-kind: NetworkPolicy
-metadata: { name: warm, namespace: ns }
-spec:
-  podSelector: { matchLabels: { app: a } }
-  policyTypes: [Ingress, Egress]
-  ingress: [{ from: [{ podSelector: { matchLabels: { app: b } } }, { namespaceSelector: {} }], ports: [{ port: 8080, protocol: TCP }] }]
-  egress: [{ to: [{ ipBlock: { cidr: 10.0.0.0/8, except: [10.1.0.0/16] } }], ports: [{ port: http }] }]
----
-apiVersion: cilium.io/v2
-kind: CiliumNetworkPolicy
-metadata: { name: warm, namespace: ns }
-spec:
-  endpointSelector: { matchLabels: { app: a } }
-  ingress: [{ fromEndpoints: [{ matchLabels: { app: b } }], toPorts: [{ ports: [{ port: "8080", protocol: TCP }] }] }]
-  egress: [{ toCIDR: [10.0.0.0/8], toPorts: [{ ports: [{ port: "53", protocol: UDP }] }] }]
-`, 'warm.yaml');
+// The manifests as decoded objects: the YAML library is not in the snapshot
+// (lazy bundle src/yaml/index.ts), the policy parsers' zod schemas are.
+parseManifestObjects([
+  {
+    apiVersion: 'networking.k8s.io/v1', kind: 'NetworkPolicy', metadata: { name: 'warm', namespace: 'ns' },
+    spec: {
+      podSelector: { matchLabels: { app: 'a' } },
+      policyTypes: ['Ingress', 'Egress'],
+      ingress: [{ from: [{ podSelector: { matchLabels: { app: 'b' } } }, { namespaceSelector: {} }], ports: [{ port: 8080, protocol: 'TCP' }] }],
+      egress: [{ to: [{ ipBlock: { cidr: '10.0.0.0/8', except: ['10.1.0.0/16'] } }], ports: [{ port: 'http' }] }],
+    },
+  },
+  {
+    apiVersion: 'cilium.io/v2', kind: 'CiliumNetworkPolicy', metadata: { name: 'warm', namespace: 'ns' },
+    spec: {
+      endpointSelector: { matchLabels: { app: 'a' } },
+      ingress: [{ fromEndpoints: [{ matchLabels: { app: 'b' } }], toPorts: [{ ports: [{ port: '8080', protocol: 'TCP' }] }] }],
+      egress: [{ toCIDR: ['10.0.0.0/8'], toPorts: [{ ports: [{ port: '53', protocol: 'UDP' }] }] }],
+    },
+  },
+], 'warm.yaml');
 
 // Warm execa's lazily loaded internals (and Node's child_process ones) at build time.
 void execa('/bin/true').finally(() => startupSnapshot.setDeserializeMainFunction(() => main()));

@@ -4,7 +4,7 @@
 // line-reading loop both take it); yaml one YAML list. `--json` stays as an
 // alias of `-o json`.
 import { Option } from 'commander';
-import { stringify } from 'yaml';
+import { loadBundle } from '../lazy.js';
 
 export const FORMATS = ['table', 'wide', 'json', 'yaml'] as const;
 export type Format = (typeof FORMATS)[number];
@@ -52,7 +52,7 @@ export async function render<R>(rows: R[], format: Format, columns: Column<R>[],
     case 'json':
       return rows.map((r) => `${JSON.stringify(data(r))}\n`).join('');
     case 'yaml':
-      return yaml(rows.map(data));
+      return await yaml(rows.map(data));
     default:
       return table(rows, columns, format === 'wide');
   }
@@ -60,9 +60,10 @@ export async function render<R>(rows: R[], format: Format, columns: Column<R>[],
 
 /** A whole document as JSON (pretty) or YAML. */
 export async function printDocument(doc: unknown, format: 'json' | 'yaml'): Promise<void> {
-  process.stdout.write(format === 'json' ? `${JSON.stringify(doc, null, 2)}\n` : yaml(doc));
+  process.stdout.write(format === 'json' ? `${JSON.stringify(doc, null, 2)}\n` : await yaml(doc));
 }
 
-function yaml(doc: unknown): string {
-  return stringify(doc);
+/** The YAML library is a lazy bundle (src/yaml/index.ts): loaded by `-o yaml` only. */
+async function yaml(doc: unknown): Promise<string> {
+  return (await loadBundle('yaml')).stringify(doc);
 }

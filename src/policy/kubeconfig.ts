@@ -5,11 +5,11 @@
 import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { inspect } from 'node:util';
-import { parse as parseYaml } from 'yaml';
 import * as z from '../cni/zod.js';
 import { CniError, Code } from '../cni/errors.js';
 import { redact, redactUrl } from '../cni/redact.js';
 import { formatIssues } from '../cni/result.js';
+import { loadBundleSync } from '../lazy.js';
 import { quote } from './names.js';
 
 // node:tls is loaded when first used (see k8s.ts): the start-up snapshot cannot hold it.
@@ -103,7 +103,8 @@ export function loadKubeconfig(path: string): Kubeconfig {
   }
   let doc: unknown;
   try {
-    doc = parseYaml(text);
+    // The YAML library is a lazy bundle (src/yaml/index.ts), loaded by the first kubeconfig or manifest parsed.
+    doc = loadBundleSync('yaml').parse(text);
   } catch (e) {
     // The parser's message quotes the offending line, which may be a token
     // or key line: only its first line (what and where) is kept.

@@ -8,8 +8,8 @@
 // objects, documents and files into policies.
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { parseAllDocuments } from 'yaml';
 import * as z from '../cni/zod.js';
+import { loadBundleSync } from '../lazy.js';
 import type { Policy, Selector } from './model.js';
 import { validateNamespace, validatePodName } from './names.js';
 import { check, describe, Doc, isMap, labelSelector, type L7Mode, type ParseOptions, PolicyError, shown } from './parse/common.js';
@@ -80,7 +80,8 @@ function unique(policies: Policy[]): Policy[] {
 export function parseManifestText(text: string, file: string, opts?: ParseOptions): Policy[] {
   const l7 = l7Mode(opts);
   const out: Policy[] = [];
-  const docs = parseAllDocuments(text);
+  // The YAML library is a lazy bundle (src/yaml/index.ts): only a process that parses a manifest loads it.
+  const docs = loadBundleSync('yaml').parseAllDocuments(text);
   for (let i = 0; i < docs.length; i++) {
     const d = docs[i]!;
     const err = d.errors[0];
