@@ -55,6 +55,17 @@ export function loadBundleSync<N extends SyncBundleName>(name: N): LazyBundles[N
   return (inSea() ? fromAsset(name) : fromSourceSync(name)) as LazyBundles[N];
 }
 
+/**
+ * For a program that bundles nhi-cni's modules itself, outside the executable
+ * (the tests' L7 proxy child, bundled by esbuild into a temporary directory):
+ * there the TypeScript entry cannot be found next to this module, so the
+ * program imports the bundle's entry statically and hands it over here.
+ */
+export function provideBundle<N extends BundleName>(name: N, module: LazyBundles[N]): void {
+  evaluated.set(name, module);
+  loaded.set(name, Promise.resolve(module));
+}
+
 const inSea = (): boolean => typeof NHI_CNI_SEA_BUNDLES !== 'undefined' && NHI_CNI_SEA_BUNDLES;
 
 /** Development and tests, synchronously: Node itself loads the entry (it strips the types), not the test runner. */

@@ -9,10 +9,14 @@
 // 127.0.0.1 and any port) }. Prints { port } once listening; deny lines go to
 // stderr as JSON. Run with --expose-gc: on SIGUSR2 it collects garbage and
 // prints { retained } (heap used + array buffers, bytes), what it still holds.
+import { provideBundle } from '../../src/lazy.js';
 import { L7Proxy } from '../../src/l7/proxy.js';
+import * as yaml from '../../src/yaml/index.js';
 import type { Identity } from '../../src/policy/model.js';
 import { parseManifestText } from '../../src/policy/parse.js';
 
+// Bundled by esbuild into a temporary directory: the YAML bundle is handed over, not looked up next to src/lazy.ts.
+provideBundle('yaml', yaml);
 const cfg = JSON.parse(process.argv[2]!) as {
   policies: string; identities: Record<string, Identity>; dest: { ip: string; port: number } | { original: 4 | 6 }; bind?: { host: string; port: number };
   transparentTo?: string[]; connectTimeoutMs?: number; transparent?: boolean; onPodAddress?: { ip: string; port: number }[];
