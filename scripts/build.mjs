@@ -43,6 +43,9 @@ const common = {
     NHI_CNI_DEFAULT_CONFLIST: JSON.stringify(readFileSync(join(root, 'conflists/10-nhi-cni.conflist'), 'utf8')),
     // src/lazy.ts reads its bundles from the executable's assets.
     NHI_CNI_SEA_BUNDLES: 'true',
+    // Only src/lazy.ts's loader for sources (tests, development) reads it,
+    // which the executable never runs; defined, CommonJS output has no warning.
+    'import.meta.url': 'undefined',
   },
   logLevel: 'warning',
 };
