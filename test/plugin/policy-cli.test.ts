@@ -87,7 +87,7 @@ describe('nhi-cni policy check', () => {
     expect(r.stderr).toContain(file);
     expect(r.stderr).toContain('document 0 (CiliumNetworkPolicy ml/data-readers)');
     expect(r.stderr).toContain('spec.ingress[0].toPorts[0].rules.http');
-    expect(r.stderr).toContain('L7 rules are not enforced');
+    expect(r.stderr).toContain('L7 rules are enforced only in cluster mode');
   });
 
   it('has help', () => {

@@ -13,7 +13,7 @@ import { caught } from '../helpers/caught.js';
 const EXAMPLES = join(import.meta.dirname, '../../examples/policies');
 const L7_FILE = join(EXAMPLES, 'ml-cilium-l7.yaml');
 const L7_TEXT = readFileSync(L7_FILE, 'utf8');
-const REFUSED = 'L7 rules are not enforced by nhi-cni; refusing rather than allowing the whole port';
+const REFUSED = 'L7 rules are enforced only in cluster mode, by the node agent (nhi-cni agent); refusing rather than allowing the whole port';
 
 const CNP = (spec: unknown) => ({ apiVersion: 'cilium.io/v2', kind: 'CiliumNetworkPolicy', metadata: { name: 'data-readers', namespace: 'ml' }, spec });
 const HEAD = 'cnp.yaml document 0 (CiliumNetworkPolicy ml/data-readers): ';
@@ -33,7 +33,7 @@ describe('default (no L7 proxy): HTTP rules refused as before', () => {
   it('the agent path (fail closed) still gives the stand-in: its pods isolated, nothing allowed', () => {
     const obj = ingressWith({ ...port80, rules: { http: [{ method: 'GET' }] } });
     const r = parsePolicyFailClosed(obj, 'Kubernetes API');
-    expect(r.refused?.reason).toContain('rules.http: L7 rules are not enforced');
+    expect(r.refused?.reason).toContain('rules.http: L7 rules are enforced only in cluster mode');
     expect(r.policies).toHaveLength(1);
     expect(r.policies[0]!.ingress).toEqual([]);
     expect(r.policies[0]!.isolates).toEqual({ ingress: true, egress: true });

@@ -191,7 +191,7 @@ describe('the three scenarios (examples/policies)', () => {
   it('ml-cilium-l7.yaml: an HTTP GET /data rule is refused, not widened to the port', () => {
     expect(caught(() => read('ml-cilium-l7.yaml')).message).toBe(
       'ml-cilium-l7.yaml document 0 (CiliumNetworkPolicy ml/data-readers): spec.ingress[0].toPorts[0].rules.http: ' +
-        'L7 rules are not enforced by nhi-cni; refusing rather than allowing the whole port',
+        'L7 rules are enforced only in cluster mode, by the node agent (nhi-cni agent); refusing rather than allowing the whole port',
     );
   });
 
@@ -201,7 +201,7 @@ describe('the three scenarios (examples/policies)', () => {
     expect(e.code).toBe(7);
     expect(e.message).toBe(
       `${join(EXAMPLES, 'ml-cilium-l7.yaml')} document 0 (CiliumNetworkPolicy ml/data-readers): spec.ingress[0].toPorts[0].rules.http: ` +
-        'L7 rules are not enforced by nhi-cni; refusing rather than allowing the whole port',
+        'L7 rules are enforced only in cluster mode, by the node agent (nhi-cni agent); refusing rather than allowing the whole port',
     );
   });
 });
@@ -518,7 +518,7 @@ describe('CiliumNetworkPolicy: semantics', () => {
 
 describe('CiliumNetworkPolicy: refusals', () => {
   const ep = { endpointSelector: {} };
-  const L7 = 'L7 rules are not enforced by nhi-cni; refusing rather than allowing the whole port';
+  const L7 = 'L7 rules are enforced only in cluster mode, by the node agent (nhi-cni agent); refusing rather than allowing the whole port';
   const PROXY = 'needs an L7 proxy, which nhi-cni does not have; refusing rather than allowing the whole port';
   const ENT = 'entities (world, cluster, host, …) are not supported by nhi-cni; use CIDR or endpoint selectors';
   const port80 = { ports: [{ port: '80', protocol: 'TCP' }] };

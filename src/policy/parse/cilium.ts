@@ -9,7 +9,7 @@ import { quote } from '../names.js';
 import { SERVICE_ACCOUNT_LABEL } from '../identity.js';
 import { HEADER_NAME, httpPattern } from '../http.js';
 
-const L7 = 'L7 rules are not enforced by nhi-cni; refusing rather than allowing the whole port';
+const L7 = 'L7 rules are enforced only in cluster mode, by the node agent (nhi-cni agent); refusing rather than allowing the whole port';
 const NO_PROXY = 'needs an L7 proxy, which nhi-cni does not have; refusing rather than allowing the whole port';
 const ENTITIES = 'entities (world, cluster, host, …) are not supported by nhi-cni; use CIDR or endpoint selectors';
 
