@@ -62,17 +62,25 @@ function forge(from: Netns, kind: string, args: Record<string, unknown>): void {
 async function arriving(at: Netns, marker: string, send: () => void): Promise<number> {
   const p = spawn('ip', ['netns', 'exec', at.name, 'python3', FORGE, 'sniff', 'eth0', marker, '10']);
   let out = '';
+  let err = '';
+  p.stderr.on('data', (d) => { err += d; });
+  const closed = new Promise((r) => p.once('close', r));
+  // Bounded waits: a sniffer that never gets ready, or never goes, fails this call with what
+  // it said instead of hanging the test until its timeout (seen once in a full CI run).
   await new Promise<void>((resolve, reject) => {
+    const t = setTimeout(() => { p.kill('SIGKILL'); reject(new Error(`sniffer not ready after 15 s: ${out}${err}`)); }, 15_000);
     p.stdout.on('data', (d) => {
       out += d;
-      if (out.includes('ready')) resolve();
+      if (out.includes('ready')) { clearTimeout(t); resolve(); }
     });
-    p.once('exit', (c) => reject(new Error(`sniffer exited with ${c}`)));
+    p.once('exit', (c) => { clearTimeout(t); reject(new Error(`sniffer exited with ${c}: ${err}`)); });
   });
   send();
   await new Promise((r) => setTimeout(r, 300));
   p.kill('SIGTERM');
-  await new Promise((r) => p.once('close', r));
+  const killer = setTimeout(() => p.kill('SIGKILL'), 5_000);
+  await closed;
+  clearTimeout(killer);
   return out.split('\n').filter((l) => l.startsWith('{')).length;
 }
 
