@@ -58,9 +58,20 @@ export interface EnforcingSinkDeps {
 
 const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b);
 
+type Cidrs = NonNullable<ReturnType<typeof parseCidr>>[];
+
+/** This node's pod CIDRs, as the view gives them. */
+const ownCidrsOf = (view: ClusterView): Cidrs => (view.node?.podCIDRs ?? []).map((c) => parseCidr(c)).filter((c) => c !== undefined);
+
+/** Whether `ip` is in one of `cidrs`. */
+function inCidrs(ip: string, cidrs: Cidrs): boolean {
+  const a = parseIp(ip);
+  return a !== undefined && cidrs.some((c) => c.ip.family === a.family && contains(c, a));
+}
+
 /** The remote peers of a view: other nodes' pods with addresses, never one claiming an address of this node's pod CIDRs. */
 export function remotePeers(view: ClusterView): { peers: RemotePeer[]; refused: Refused[] } {
-  const own = (view.node?.podCIDRs ?? []).map((c) => parseCidr(c)).filter((c) => c !== undefined);
+  const own = ownCidrsOf(view);
   const peers: RemotePeer[] = [];
   const refused: Refused[] = [];
   for (const p of view.pods) {
@@ -68,10 +79,7 @@ export function remotePeers(view: ClusterView): { peers: RemotePeer[]; refused: 
     // A pod of another node whose status claims an address of this node's
     // range would, as a peer, lend its identity to whichever local pod holds
     // that address: refused, whatever the API says.
-    const stolen = p.ips.find((ip) => {
-      const a = parseIp(ip);
-      return a !== undefined && own.some((c) => c.ip.family === a.family && contains(c, a));
-    });
+    const stolen = p.ips.find((ip) => inCidrs(ip, own));
     if (stolen) {
       refused.push({ kind: 'pods', namespace: p.namespace, name: p.name, reason: `its address ${stolen} is in this node's pod CIDR, but it runs on ${p.nodeName ?? 'no node'}: not a peer` });
       continue;
@@ -137,7 +145,7 @@ export class EnforcingSink implements ClusterSink {
   private identities = new Map<string, Identity>();
   private policies: Policy[] = [];
   /** This node's pod CIDRs, from the last applied view. */
-  private ownCidrs: NonNullable<ReturnType<typeof parseCidr>>[] = [];
+  private ownCidrs: Cidrs = [];
   private nft: NftRunner;
 
   constructor(
@@ -162,7 +170,7 @@ export class EnforcingSink implements ClusterSink {
     this.log.info({ path: r.path, policies: policies.length, remote: peers.length, relabelled: relabelled.length }, 'policy applied');
     this.identities = new Map(view.pods.flatMap((p) => p.ips.map((ip) => [ip, p.identity] as const)));
     this.policies = policies;
-    this.ownCidrs = (view.node?.podCIDRs ?? []).map((c) => parseCidr(c)).filter((c) => c !== undefined);
+    this.ownCidrs = ownCidrsOf(view);
     const out: ApplyOutcome = { ok: true, refused };
     await this.applyL7(view, policies);
     const net = this.deps.network;
@@ -238,8 +246,7 @@ export class EnforcingSink implements ClusterSink {
   }
 
   private isOwn(ip: string): boolean {
-    const a = parseIp(ip);
-    return a !== undefined && this.ownCidrs.some((c) => c.ip.family === a.family && contains(c, a));
+    return inCidrs(ip, this.ownCidrs);
   }
 
   /**

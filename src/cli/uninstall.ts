@@ -19,7 +19,7 @@ import { AttachmentStore } from '../chain/state.js';
 import { run } from '../sys/exec.js';
 import { isBridge, linkExists, bootId, readSysctl, RECORDED_SYSCTLS, sysctlOriginDir } from '../sys/sysfs.js';
 import { readNoFollow } from '../sys/safe-path.js';
-import { L7_DIVERT, L7_TABLE } from '../l7/redirect.js';
+import { hasDivertRule, L7_DIVERT, L7_TABLE } from '../l7/redirect.js';
 import { EXIT } from './output.js';
 import { DEFAULT_BIN_DIR, DEFAULT_CONF_DIR, DEFAULT_CONFLIST_NAME } from './install.js';
 
@@ -237,18 +237,18 @@ async function purgeKernel(l: Layout, say: (s: string) => void, warn: (s: string
     }
   }
   // The L7 proxy's reply routing (src/l7/redirect.ts, L7_DIVERT): its rule and its table's route.
-  for (const f of ['-4', '-6']) {
-    const rules = await tryRun('ip', [f, '-j', 'rule', 'list', 'priority', String(L7_DIVERT.priority)]);
-    if (rules.exitCode === 0 && (JSON.parse(rules.stdout || '[]') as unknown[]).length > 0) {
+  for (const fam of [4, 6] as const) {
+    const f = fam === 4 ? '-4' : '-6';
+    if (await hasDivertRule(fam, (a) => tryRun('ip', a))) {
       const r = await tryRun('ip', [f, 'rule', 'del', 'priority', String(L7_DIVERT.priority)]);
-      if (r.exitCode === 0) say(`removed IPv${f[1]} routing rule ${L7_DIVERT.priority} (L7 proxy replies)`);
-      else warn(`removing IPv${f[1]} routing rule ${L7_DIVERT.priority} failed: ${r.stderr.trim()}`);
+      if (r.exitCode === 0) say(`removed IPv${fam} routing rule ${L7_DIVERT.priority} (L7 proxy replies)`);
+      else warn(`removing IPv${fam} routing rule ${L7_DIVERT.priority} failed: ${r.stderr.trim()}`);
     }
     const routes = await tryRun('ip', [f, '-j', 'route', 'list', 'table', String(L7_DIVERT.table)]);
     if (routes.exitCode === 0 && (JSON.parse(routes.stdout || '[]') as unknown[]).length > 0) {
       const r = await tryRun('ip', [f, 'route', 'flush', 'table', String(L7_DIVERT.table)]);
-      if (r.exitCode === 0) say(`removed IPv${f[1]} routing table ${L7_DIVERT.table} (L7 proxy replies)`);
-      else warn(`removing IPv${f[1]} routing table ${L7_DIVERT.table} failed: ${r.stderr.trim()}`);
+      if (r.exitCode === 0) say(`removed IPv${fam} routing table ${L7_DIVERT.table} (L7 proxy replies)`);
+      else warn(`removing IPv${fam} routing table ${L7_DIVERT.table} failed: ${r.stderr.trim()}`);
     }
   }
   // The bridge only when no port is left on it: a pod still on it keeps its network.

@@ -51,15 +51,20 @@ export interface Redirect {
 }
 
 const v6 = (ip: string) => ip.includes(':');
+const proto = (ip: string) => (v6(ip) ? 'ip6' : 'ip');
+
+/** `<protocol> <field> == value` (`ip daddr 10.0.3.1`, `tcp dport 8080`). */
+const is = (protocol: string, field: string, value: string | number): Expr => ({ match: { op: '==', left: { payload: { protocol, field } }, right: value } });
+/** `ct status dnat`: the connection was DNATed (by a Service, or by us). */
+const DNATED: Expr = { match: { op: 'in', left: { ct: { key: 'status' } }, right: 'dnat' } };
 
 function redirectRule(r: Redirect): Expr[] {
   if (v6(r.podIp) !== v6(r.listenIp)) throw new Error(`redirect ${r.podIp}:${r.port} to ${r.listenIp}: address families differ`);
-  const proto = v6(r.podIp) ? 'ip6' : 'ip';
   return [
-    { match: { op: '==', left: { payload: { protocol: proto, field: r.from ? 'saddr' : 'daddr' } }, right: r.podIp } },
-    { match: { op: '==', left: { payload: { protocol: 'tcp', field: 'dport' } }, right: r.port } },
+    is(proto(r.podIp), r.from ? 'saddr' : 'daddr', r.podIp),
+    is('tcp', 'dport', r.port),
     { counter: null },
-    { dnat: { family: proto, addr: r.listenIp, port: r.listenPort } },
+    { dnat: { family: proto(r.podIp), addr: r.listenIp, port: r.listenPort } },
   ];
 }
 
@@ -95,25 +100,12 @@ export function redirectTransaction(redirects: Redirect[], o: { divert?: boolean
     // socket there and no connection is made.
     for (const r of redirects) {
       if (r.from) continue;
-      const proto = v6(r.podIp) ? 'ip6' : 'ip';
-      t.add(rule('divert',
-        { match: { op: 'in', left: { ct: { key: 'status' } }, right: 'dnat' } },
-        { match: { op: '==', left: { payload: { protocol: proto, field: 'daddr' } }, right: r.podIp } },
-        { match: { op: '==', left: { payload: { protocol: 'tcp', field: 'dport' } }, right: r.port } },
-        { counter: null },
-        mark));
+      t.add(rule('divert', DNATED, is(proto(r.podIp), 'daddr', r.podIp), is('tcp', 'dport', r.port), { counter: null }, mark));
     }
     // The Service path of egress rules: a connection of `src` that a Service DNATed to
     // `ip`:`port`, to the proxy listening on that pod's address for it.
     for (const v of o.viaService ?? []) {
-      const proto = v6(v.src) ? 'ip6' : 'ip';
-      t.add(rule('divert',
-        { match: { op: 'in', left: { ct: { key: 'status' } }, right: 'dnat' } },
-        { match: { op: '==', left: { payload: { protocol: proto, field: 'saddr' } }, right: v.src } },
-        { match: { op: '==', left: { payload: { protocol: proto, field: 'daddr' } }, right: v.ip } },
-        { match: { op: '==', left: { payload: { protocol: 'tcp', field: 'dport' } }, right: v.port } },
-        { counter: null },
-        mark));
+      t.add(rule('divert', DNATED, is(proto(v.src), 'saddr', v.src), is(proto(v.src), 'daddr', v.ip), is('tcp', 'dport', v.port), { counter: null }, mark));
     }
   }
   const seen = new Set<string>();
@@ -142,14 +134,21 @@ export const redirectedExprs = l7RedirectedMatch;
 /** The type of that set, per family. */
 export const redirectedSetType = l7RedirectedSetType;
 
+type IpRunner = (args: string[]) => Promise<{ exitCode: number; stdout: string; stderr: string }>;
+
+/** Whether the routing rule of L7_DIVERT is there for a family (`ip -j rule list priority …`). */
+export async function hasDivertRule(family: 4 | 6, ip: IpRunner = (a) => run('ip', a)): Promise<boolean> {
+  const listed = await ip([family === 4 ? '-4' : '-6', '-j', 'rule', 'list', 'priority', String(L7_DIVERT.priority)]);
+  return listed.exitCode === 0 && (JSON.parse(listed.stdout || '[]') as unknown[]).length > 0;
+}
+
 /** The `ip` commands that route L7_DIVERT-marked packets of a family to the local table (idempotent: the rule is added only when missing). */
-export async function ensureDivertRouting(family: 4 | 6, ip: (args: string[]) => Promise<{ exitCode: number; stdout: string; stderr: string }> = (a) => run('ip', a)): Promise<void> {
+export async function ensureDivertRouting(family: 4 | 6, ip: IpRunner = (a) => run('ip', a)): Promise<void> {
   const f = family === 4 ? '-4' : '-6';
   const mark = `0x${L7_DIVERT.mark.toString(16)}/0x${L7_DIVERT.mark.toString(16)}`;
   const route = await ip([f, 'route', 'replace', 'local', family === 4 ? '0.0.0.0/0' : '::/0', 'dev', 'lo', 'table', String(L7_DIVERT.table)]);
   if (route.exitCode !== 0) throw new Error(`L7: the local route of table ${L7_DIVERT.table} was not set: ${route.stderr.trim()}`);
-  const listed = await ip([f, '-j', 'rule', 'list', 'priority', String(L7_DIVERT.priority)]);
-  if (listed.exitCode === 0 && (JSON.parse(listed.stdout || '[]') as unknown[]).length > 0) return;
+  if (await hasDivertRule(family, ip)) return;
   const added = await ip([f, 'rule', 'add', 'priority', String(L7_DIVERT.priority), 'fwmark', mark, 'lookup', String(L7_DIVERT.table)]);
   if (added.exitCode !== 0) throw new Error(`L7: the routing rule for the proxy's replies was not added: ${added.stderr.trim()}`);
 }

@@ -4,7 +4,7 @@
 // API for it; node:ffi calls libc's getsockopt directly (no process, no addon).
 // Used by the L7 proxy's egress listener, where one listener serves every
 // destination of the pods it stands in for (src/l7/proxy.ts).
-import { formatIp, parseIp } from '../net/ip.js';
+import { formatIp } from '../net/ip.js';
 import { ffiModule } from './ffi.js';
 
 const SOL_IP = 0;
@@ -25,11 +25,9 @@ function load(): Getsockopt {
   return getsockopt;
 }
 
-/** 16 bytes as an IPv6 address in its canonical text (RFC 5952), as Node and the API spell it. */
+/** 16 bytes (network order) as an IPv6 address in its canonical text (RFC 5952), as Node and the API spell it. */
 function v6(b: Buffer): string {
-  const parts: string[] = [];
-  for (let i = 0; i < 16; i += 2) parts.push(b.readUInt16BE(i).toString(16));
-  return formatIp(parseIp(parts.join(':'))!);
+  return formatIp({ family: 6, value: BigInt(`0x${b.toString('hex')}`) });
 }
 
 /**

@@ -20,6 +20,7 @@
 // entry with the pod's port, and an upstream connection with the same four
 // addresses would be taken for it.
 import { Socket } from 'node:net';
+import { parseIp } from '../net/ip.js';
 import { errnoReader, ffiModule } from './ffi.js';
 
 const AF_INET = 2;
@@ -64,27 +65,40 @@ function load(): Libc {
   return libc;
 }
 
-/** struct sockaddr_in / sockaddr_in6 for ip:port (ip in dotted or canonical IPv6 text). */
+/** struct sockaddr_in / sockaddr_in6 for ip:port (parsed as everywhere else: src/net/ip.ts). */
 function sockaddr(ip: string, port: number): Buffer {
-  if (!ip.includes(':')) {
-    const b = Buffer.alloc(16);
-    b.writeUInt16LE(AF_INET, 0);
-    b.writeUInt16BE(port, 2);
-    const parts = ip.split('.').map(Number);
-    if (parts.length !== 4 || parts.some((x) => !Number.isInteger(x) || x < 0 || x > 255)) throw new Error(`not an IPv4 address: ${ip}`);
-    parts.forEach((x, i) => b.writeUInt8(x, 4 + i));
-    return b;
-  }
-  const b = Buffer.alloc(28);
-  b.writeUInt16LE(AF_INET6, 0);
+  const a = parseIp(ip);
+  if (!a) throw new Error(`not an IP address: ${ip}`);
+  const b = Buffer.alloc(a.family === 4 ? 16 : 28);
+  b.writeUInt16LE(a.family === 4 ? AF_INET : AF_INET6, 0);
   b.writeUInt16BE(port, 2);
-  const [head, tail] = ip.split('::') as [string, string | undefined];
-  const h = head ? head.split(':') : [];
-  const t = tail ? tail.split(':') : [];
-  const groups = tail === undefined ? h : [...h, ...Array<string>(8 - h.length - t.length).fill('0'), ...t];
-  if (groups.length !== 8 || groups.some((g) => !/^[0-9a-f]{1,4}$/i.test(g))) throw new Error(`not an IPv6 address: ${ip}`);
-  groups.forEach((g, i) => b.writeUInt16BE(parseInt(g, 16), 8 + i * 2));
+  // The address in network byte order: at offset 4 (sin_addr) or 8 (sin6_addr, after flowinfo).
+  const bytes = a.family === 4 ? 4 : 16;
+  const at = a.family === 4 ? 4 : 8;
+  for (let i = 0; i < bytes; i++) b.writeUInt8(Number((a.value >> BigInt(8 * (bytes - 1 - i))) & 0xffn), at + i);
   return b;
+}
+
+const ONE = Buffer.from([1, 0, 0, 0]); // int 1, little-endian (x86-64, arm64)
+
+/**
+ * A non-blocking TCP socket with IP_TRANSPARENT (for `addr`'s family), given
+ * to `then` with its descriptor; closed again when `then` throws.
+ */
+function transparentFd<T>(addr: Buffer, then: (c: Libc, fd: number) => T): T {
+  const c = load();
+  const v6 = addr.readUInt16LE(0) === AF_INET6;
+  const fd = c.socket(v6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) throw new Error(`socket() failed with errno ${c.errno()}`);
+  try {
+    if (c.setsockopt(fd, v6 ? SOL_IPV6 : SOL_IP, v6 ? IPV6_TRANSPARENT : IP_TRANSPARENT, ONE, 4) !== 0) {
+      throw new Error(`setting IP_TRANSPARENT failed with errno ${c.errno()}`);
+    }
+    return then(c, fd);
+  } catch (e) {
+    c.close(fd);
+    throw e;
+  }
 }
 
 /**
@@ -93,17 +107,8 @@ function sockaddr(ip: string, port: number): Buffer {
  * refuses (no CAP_NET_ADMIN, no free port in TRANSPARENT_PORTS).
  */
 export function transparentSocket(source: string): Socket {
-  const c = load();
-  const v6 = source.includes(':');
   const addr = sockaddr(source, 0);
-  const fd = c.socket(v6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd < 0) throw new Error(`socket() failed with errno ${c.errno()}`);
-  try {
-    const one = Buffer.alloc(4);
-    one.writeInt32LE(1, 0);
-    if (c.setsockopt(fd, v6 ? SOL_IPV6 : SOL_IP, v6 ? IPV6_TRANSPARENT : IP_TRANSPARENT, one, 4) !== 0) {
-      throw new Error(`setting IP_TRANSPARENT failed with errno ${c.errno()}`);
-    }
+  return transparentFd(addr, (c, fd) => {
     const size = TRANSPARENT_PORTS.to - TRANSPARENT_PORTS.from + 1;
     const start = Math.floor(Math.random() * size);
     for (let i = 0; i < size; i++) {
@@ -113,10 +118,7 @@ export function transparentSocket(source: string): Socket {
       if (e !== EADDRINUSE) throw new Error(`binding ${source} failed with errno ${e}`);
     }
     throw new Error(`no free port for ${source} in ${TRANSPARENT_PORTS.from}-${TRANSPARENT_PORTS.to}`);
-  } catch (e) {
-    c.close(fd);
-    throw e;
-  }
+  });
 }
 
 /**
@@ -128,23 +130,14 @@ export function transparentSocket(source: string): Socket {
  * refuses (no CAP_NET_ADMIN, address in use).
  */
 export function transparentListenFd(ip: string, port: number): number {
-  const c = load();
-  const v6 = ip.includes(':');
   const addr = sockaddr(ip, port);
-  const fd = c.socket(v6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd < 0) throw new Error(`socket() failed with errno ${c.errno()}`);
-  const one = Buffer.alloc(4);
-  one.writeInt32LE(1, 0);
-  try {
-    if (c.setsockopt(fd, v6 ? SOL_IPV6 : SOL_IP, v6 ? IPV6_TRANSPARENT : IP_TRANSPARENT, one, 4) !== 0) {
-      throw new Error(`setting IP_TRANSPARENT failed with errno ${c.errno()}`);
-    }
+  return transparentFd(addr, (c, fd) => {
     // A restarted agent binds again while the last one's connections linger in TIME_WAIT.
-    if (c.setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, one, 4) !== 0) throw new Error(`setting SO_REUSEADDR failed with errno ${c.errno()}`);
-    if (c.bind(fd, addr, addr.length) !== 0) throw Object.assign(new Error(`binding ${ip}:${port} failed with errno ${c.errno()}`), { code: c.errno() === EADDRINUSE ? 'EADDRINUSE' : undefined });
+    if (c.setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, ONE, 4) !== 0) throw new Error(`setting SO_REUSEADDR failed with errno ${c.errno()}`);
+    if (c.bind(fd, addr, addr.length) !== 0) {
+      const e = c.errno();
+      throw Object.assign(new Error(`binding ${ip}:${port} failed with errno ${e}`), e === EADDRINUSE ? { code: 'EADDRINUSE' } : {});
+    }
     return fd;
-  } catch (e) {
-    c.close(fd);
-    throw e;
-  }
+  });
 }
