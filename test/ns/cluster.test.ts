@@ -395,7 +395,11 @@ describe('cluster mode: two nodes, an agent on each, policies from the API', () 
         metadata: { namespace: 'shop', name: 'api-egress' },
         spec: { endpointSelector: { matchLabels: { app: 'api' } }, egress: [{ toEndpoints: [{ matchLabels: { app: 'db' } }], toPorts: [{ ports: [{ port: String(HTTP_PORT), protocol: 'TCP' }], rules: { http: [{ method: 'GET', path: '/data' }] } }] }] },
       });
-      await until('the egress rule enforced', async () => (await httpAsk(client!, db!.ip, [['POST', '/data']]))[0]![0] === 403, 30_000)
+      // Both nodes converged: node-2 enforcing the egress rule, node-1 admitting api-1 on the HTTP port (db-from-api edited).
+      await until('the egress rule enforced and db-1 admitting api-1', async () => {
+        const r = await httpAsk(client!, db!.ip, [['POST', '/data'], ['GET', '/data']]);
+        return r[0]![0] === 403 && r[1]![0] === 200;
+      }, 30_000)
         .catch((e) => { throw new Error(`${e}\n${client!.node.log}`); });
       const out = await httpAsk(client!, db!.ip, [['GET', '/data'], ['POST', '/data'], ['GET', '/admin']]);
       expect(out.map((g) => g[0])).toEqual([200, 403, 403]);
